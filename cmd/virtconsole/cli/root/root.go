@@ -1,0 +1,36 @@
+// Package root assembles virtconsole's command tree.
+package root
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/version"
+)
+
+// NewCmdRoot returns the root command with every subcommand attached.
+func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "virtconsole <command>",
+		Short: "Consoles of libvirt/QEMU virtual machines: client, local tunnel and websocket proxy",
+		Long: `virtconsole reaches the consoles of libvirt/QEMU virtual machines - serial
+lines, VNC and SPICE graphics - securely: through a websocket proxy that
+understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
+		Example: `  # an interactive serial console through a proxy
+  virtconsole serial --proxy wss://proxy.example:6443 --token-file ./token
+
+  # run the websocket proxy with a static token file
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu --tokens tokens.json`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetOut(f.IOStreams.Out)
+	cmd.SetErr(f.IOStreams.ErrOut)
+	cmd.SetIn(f.IOStreams.In)
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &cmdutil.FlagError{Err: err}
+	})
+
+	cmd.AddCommand(version.NewCmdVersion(f))
+	return cmd
+}

@@ -1,0 +1,65 @@
+// Package resolver is the contract between the console proxy and whatever
+// knows which console a token opens: the wire types of the REST API of the
+// original libvirt-console-proxy (PROTOCOLS.md §1), the Resolver
+// interface, an HTTP client and handler for that API, and the static token
+// file (the embedded default).
+package resolver
+
+import (
+	"context"
+	"errors"
+
+	"github.com/virtconsole/virtconsole/protocols"
+)
+
+// Console is the JSON object that a token resolves to, on the REST API and
+// in the static token file. Field names and meanings are fixed by the
+// original proxy; new fields may be added, none may change meaning.
+type Console struct {
+	Type      string `json:"type"`
+	Address   string `json:"address"`
+	Insecure  bool   `json:"insecure"`
+	TLSTunnel bool   `json:"tlsTunnel"`
+	Password  string `json:"password,omitempty"`
+}
+
+// Target converts c into a protocols.Target, validating the type and the
+// address.
+func (c Console) Target() (protocols.Target, error) {
+	// Implemented in console.go.
+	return consoleTarget(c)
+}
+
+// FromTarget is the inverse of Console.Target.
+func FromTarget(t protocols.Target) Console {
+	return Console{
+		Type:      string(t.Kind),
+		Address:   t.Address,
+		Insecure:  t.Insecure,
+		TLSTunnel: t.TLSTunnel,
+		Password:  t.Password,
+	}
+}
+
+// Resolver maps a token to the console it opens. Implementations are safe
+// for concurrent use and compare tokens in constant time where they hold
+// them. Errors wrap ErrNotFound or ErrUnavailable where those apply.
+type Resolver interface {
+	Resolve(ctx context.Context, token string) (protocols.Target, error)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(ctx context.Context, token string) (protocols.Target, error)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(ctx context.Context, token string) (protocols.Target, error) {
+	return f(ctx, token)
+}
+
+var (
+	// ErrNotFound means the token opens nothing (HTTP 404).
+	ErrNotFound = errors.New("unknown token")
+	// ErrUnavailable means the resolver cannot answer now, e.g. its
+	// backend is down (HTTP 503); the token may be valid.
+	ErrUnavailable = errors.New("resolver unavailable")
+)
