@@ -12,6 +12,8 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
 
+//go:generate go run ../gendocs -out ../..
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, cmdutil.System(), os.Args[1:])

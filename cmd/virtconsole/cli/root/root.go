@@ -4,7 +4,10 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/certs"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/version"
 )
 
@@ -31,6 +34,9 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 		return &cmdutil.FlagError{Err: err}
 	})
 
+	cmd.AddCommand(serial.NewCmdSerial(f, nil))
+	cmd.AddCommand(server.NewCmdServer(f))
+	cmd.AddCommand(certs.NewCmdCerts(f))
 	cmd.AddCommand(version.NewCmdVersion(f))
 	return cmd
 }

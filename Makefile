@@ -1,0 +1,40 @@
+# virtconsole: `make demo` for a working serial console, `make test` for
+# the whole suite. See README.md.
+GO      ?= go
+BIN     := bin/virtconsole
+FUZZTIME ?= 5s
+
+.PHONY: all build test vet unit fuzz bench demo generate deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/virtconsole
+
+deps:
+	bash .ci/install-deps
+
+# The whole suite: vet, every test with the race detector (end-to-end
+# tests run real QEMU and the built binary), and each fuzzer briefly.
+test: vet unit fuzz
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz:
+	@bash .ci/fuzz $(FUZZTIME)
+
+bench:
+	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
+
+generate:
+	$(GO) generate ./...
+
+demo: deps build
+	bash cmd/demo/serial-demo.sh
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# make demo: a real QEMU guest whose serial port is a TLS chardev that
+# requires client certificates, the virtconsole proxy in front of it with a
+# static token file, and "virtconsole serial" connected through the proxy.
+#
+# Everything lives in ./demo (certificates, token, logs) and every process
+# the demo starts is stopped when it ends.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bin=bin/virtconsole
+work=demo
+mkdir -p "$work"
+[ -x "$bin" ] || go build -o "$bin" ./cmd/virtconsole
+
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# free_port prints a TCP port on 127.0.0.1 that nobody listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "demo: no free port found" >&2
+	exit 1
+}
+
+# wait_port waits until something listens on 127.0.0.1:$1.
+wait_port() {
+	for _ in $(seq 1 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "demo: nothing listening on port $1; see $work/*.log" >&2
+	exit 1
+}
+
+echo "==> minting certificates in $work/pki"
+"$bin" certs create --dir "$work/pki" --host 127.0.0.1 --host localhost --force >/dev/null
+
+serial_port=$(free_port)
+echo "==> starting QEMU: serial port on a TLS chardev at 127.0.0.1:$serial_port (client certificates required)"
+# wait=on: the guest starts only when the proxy connects, so the demo
+# shows the firmware's first bytes.
+qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none -machine pc,graphics=off \
+	-object "tls-creds-x509,id=tls0,endpoint=server,dir=$work/pki,verify-peer=on" \
+	-chardev "socket,id=s0,host=127.0.0.1,port=$serial_port,server=on,wait=on,tls-creds=tls0" \
+	-serial chardev:s0 >"$work/qemu.log" 2>&1 &
+pids+=($!)
+wait_port "$serial_port"
+
+echo "==> writing a random token to $work/token and the token file $work/tokens.json"
+umask 077
+token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
+printf '%s\n' "$token" >"$work/token"
+printf '{"%s": {"type": "serial", "address": "127.0.0.1:%s", "insecure": false}}\n' "$token" "$serial_port" >"$work/tokens.json"
+
+proxy_port=$(free_port)
+echo "==> starting the proxy: wss://127.0.0.1:$proxy_port (log: $work/proxy.log)"
+"$bin" server proxy --listen "127.0.0.1:$proxy_port" --tls-dir "$work/pki" \
+	--connect-tls-dir "$work/pki" --tokens "$work/tokens.json" 2>"$work/proxy.log" &
+pids+=($!)
+wait_port "$proxy_port"
+
+cmd=("$bin" serial --proxy "wss://127.0.0.1:$proxy_port" --ca-file "$work/pki/ca-cert.pem" --token-file "$work/token")
+echo "==> ${cmd[*]}"
+if [ -t 0 ]; then
+	echo "    (the guest has no disk: you will see its firmware; type Ctrl+] to leave)"
+	"${cmd[@]}"
+else
+	# Not a terminal: show ten seconds of the guest's output.
+	sleep 10 | "${cmd[@]}"
+fi
+echo
+echo "==> proxy log:"
+sed 's/^/    /' "$work/proxy.log"

@@ -1,0 +1,213 @@
+// Package connect is what the client commands (serial, vnc, spice) share:
+// the proxy and token flags, reading the token without it ever touching
+// the command line, and dialling the proxy's websocket with errors mapped
+// to exit codes.
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+)
+
+// Environment variables the client commands read.
+const (
+	EnvProxy = "VIRTCONSOLE_PROXY"
+	EnvToken = "VIRTCONSOLE_TOKEN"
+)
+
+// ProxyOptions are the flags for reaching a console through the proxy.
+type ProxyOptions struct {
+	Proxy     string
+	TokenFile string
+	CAFile    string
+	Insecure  bool
+	Timeout   time.Duration
+}
+
+// AddProxyFlags registers the proxy flags on cmd.
+func AddProxyFlags(cmd *cobra.Command, o *ProxyOptions) {
+	fl := cmd.Flags()
+	fl.StringVar(&o.Proxy, "proxy", "", "websocket proxy `URL`, e.g. wss://proxy.example:6443 (env "+EnvProxy+")")
+	fl.StringVar(&o.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+EnvToken+" otherwise)")
+	fl.StringVar(&o.CAFile, "ca-file", "", "trust the proxy's certificate if signed by the CA in `FILE` (default: system roots)")
+	fl.BoolVar(&o.Insecure, "insecure", false, "allow a ws:// proxy URL (token and console data in cleartext)")
+	fl.DurationVar(&o.Timeout, "connect-timeout", 20*time.Second, "give up connecting after this `duration`")
+}
+
+// Resolve fills in defaults from the environment and checks the options.
+func (o *ProxyOptions) Resolve(f *cmdutil.Factory) error {
+	if o.Proxy == "" {
+		o.Proxy = f.Getenv(EnvProxy)
+	}
+	if o.Proxy == "" {
+		return &cmdutil.FlagError{Err: errors.New("no proxy: give --proxy URL or set " + EnvProxy)}
+	}
+	u, err := ProxyURL(o.Proxy, o.Insecure)
+	if err != nil {
+		return &cmdutil.FlagError{Err: err}
+	}
+	o.Proxy = u
+	return nil
+}
+
+// ProxyURL normalises a proxy URL: https→wss, http→ws, an empty path
+// becomes /websockify. Cleartext (ws) needs insecure.
+func ProxyURL(raw string, insecure bool) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("proxy URL %q: want wss://HOST:PORT[/PATH]", raw)
+	}
+	switch u.Scheme {
+	case "wss", "https":
+		u.Scheme = "wss"
+	case "ws", "http":
+		if !insecure {
+			return "", fmt.Errorf("proxy URL %q is cleartext; use wss:// or pass --insecure", raw)
+		}
+		u.Scheme = "ws"
+	default:
+		return "", fmt.Errorf("proxy URL %q: scheme must be wss (or ws with --insecure)", raw)
+	}
+	if u.RawQuery != "" {
+		return "", fmt.Errorf("proxy URL must not carry a query (tokens go in --token-file or %s)", EnvToken)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/websockify"
+	}
+	return u.String(), nil
+}
+
+// ReadToken returns the token from --token-file (- reads one line from
+// stdin, byte by byte so that the rest of stdin stays for the console) or
+// the environment.
+func (o *ProxyOptions) ReadToken(f *cmdutil.Factory) (string, error) {
+	var tok string
+	switch {
+	case o.TokenFile == "-":
+		line, err := readLine(f.IOStreams.In)
+		if err != nil {
+			return "", cmdutil.WithCode(cmdutil.ExitUsage, fmt.Errorf("token from stdin: %w", err))
+		}
+		tok = line
+	case o.TokenFile != "":
+		b, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			return "", cmdutil.WithCode(cmdutil.ExitUsage, fmt.Errorf("token file: %w", err))
+		}
+		tok = string(b)
+	default:
+		tok = f.Getenv(EnvToken)
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", cmdutil.WithCode(cmdutil.ExitRefused, errors.New("no token: give --token-file FILE (or -) or set "+EnvToken))
+	}
+	return tok, nil
+}
+
+func readLine(r io.Reader) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for len(b) < 4096 {
+		n, err := r.Read(one)
+		if n == 1 {
+			if one[0] == '\n' {
+				return string(b), nil
+			}
+			b = append(b, one[0])
+		}
+		if err == io.EOF {
+			return string(b), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return "", errors.New("line too long")
+}
+
+// Dial opens a websocket to the proxy carrying token in an Authorization
+// header (never in the URL), and maps failures to exit codes.
+func (o *ProxyOptions) Dial(ctx context.Context, token string) (net.Conn, error) {
+	var creds *tlscreds.Creds
+	if o.CAFile != "" {
+		c, err := tlscreds.LoadCAFile(o.CAFile)
+		if err != nil {
+			return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
+		}
+		creds = c
+	}
+	u, _ := url.Parse(o.Proxy)
+	opts := &wsconn.DialOptions{Subprotocols: []string{"binary"}}
+	if u.Scheme == "wss" {
+		opts.TLSConfig = creds.ClientConfig(tlscreds.DefaultPolicy(), u.Hostname())
+	}
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	conn, err := wsconn.Dial(ctx, o.Proxy, h, opts)
+	if err != nil {
+		return nil, classify(u.Host, creds, err)
+	}
+	return conn, nil
+}
+
+// classify maps a websocket dial failure to an exit code and a message
+// that says what to do.
+func classify(host string, creds *tlscreds.Creds, err error) error {
+	var he *wsconn.HandshakeError
+	if errors.As(err, &he) {
+		reason := he.Reason
+		if reason == "" {
+			reason = http.StatusText(he.StatusCode)
+		}
+		msg := fmt.Errorf("proxy %s refused the console (HTTP %d): %s", host, he.StatusCode, reason)
+		switch he.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests:
+			return cmdutil.WithCode(cmdutil.ExitRefused, msg)
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return cmdutil.WithCode(cmdutil.ExitUnreachable, msg)
+		}
+		return cmdutil.WithCode(cmdutil.ExitFailure, msg)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if e := tlscreds.ExplainHandshakeError(err, creds, "proxy at "+host); e != err {
+		return cmdutil.WithCode(cmdutil.ExitTLS, e)
+	}
+	if isTLSError(err) {
+		return cmdutil.WithCode(cmdutil.ExitTLS, fmt.Errorf("proxy %s: %w", host, err))
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("proxy %s: connection refused; is virtconsole server running there?", host))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("proxy %s: no answer in time; check the address and firewalls", host))
+	}
+	return cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("proxy %s: %w", host, err))
+}
+
+func isTLSError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "tls:") || strings.Contains(s, "x509:")
+}

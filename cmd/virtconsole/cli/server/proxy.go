@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/proxy"
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
+)
+
+// ProxyOptions are the flags of "virtconsole server proxy".
+type ProxyOptions struct {
+	Listen string
+	TLS    ListenTLS
+
+	ConnectTLSDir   string
+	ConnectInsecure bool
+
+	Tokens         string
+	ResolverURL    string
+	ResolverTLSDir string
+
+	AllowedOrigins   []string
+	HandshakeTimeout time.Duration
+	DrainTimeout     time.Duration
+	MaxFailures      int
+
+	// Ready, if set, is called with the listening address (tests).
+	Ready func(net.Addr)
+}
+
+// NewCmdProxy returns "virtconsole server proxy".
+func NewCmdProxy(f *cmdutil.Factory, runF func(context.Context, *ProxyOptions) error) *cobra.Command {
+	opts := &ProxyOptions{}
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the websocket console proxy",
+		Long: `Run the websocket console proxy.
+
+Viewers open a websocket at /websockify carrying a token (Authorization:
+Bearer header, "token" cookie, or "token" query parameter). The proxy asks its
+resolver what the token opens, connects to QEMU with TLS, runs the console's
+handshake, and only then accepts the websocket, so every failure is an HTTP
+status with a one-line reason: 401 no token, 403 origin not allowed, 404
+unknown token, 429 too many refused tokens, 502 console unreachable or its
+handshake failed, 503 resolver unavailable. /healthz answers "ok".
+
+TLS is required on both legs: --tls-dir for the listener, --connect-tls-dir
+for QEMU (ca-cert.pem, plus client-cert.pem and client-key.pem when QEMU
+verifies clients). --listen-insecure and --connect-insecure allow cleartext.
+
+The token file (--tokens) is a JSON object mapping each token to a console:
+  {"s3cret": {"type": "serial", "address": "127.0.0.1:4555", "insecure": false}}
+It is reloaded when it changes; a broken edit keeps the last good table.
+
+SIGINT/SIGTERM stop accepting and give running sessions --drain-timeout to
+end before closing them.`,
+		Example: `  virtconsole server proxy --listen 127.0.0.1:6443 --tls-dir ./pki --connect-tls-dir ./pki --tokens tokens.json
+
+  # resolve tokens with an external resolver over mutual TLS
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --resolver https://resolver.example:8081/consoleresolver/ --resolver-tls-dir /etc/pki/virtconsole`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runProxy(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:6443", "listen on `ADDR` (host:port; :6443 for every address)")
+	opts.TLS.addFlags(fl)
+	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "connect to QEMU with TLS using ca-cert.pem (and client-cert.pem, client-key.pem) from `DIR`")
+	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "allow cleartext to consoles the resolver marks insecure")
+	fl.StringVar(&opts.Tokens, "tokens", "", "resolve tokens with the static token `FILE` (JSON)")
+	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
+	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
+	fl.StringArrayVar(&opts.AllowedOrigins, "allowed-origin", nil, "also accept websockets from `ORIGIN` (scheme://host[:port]; repeatable)")
+	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on resolving, connecting and handshaking per session")
+	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may go on")
+	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "refused tokens allowed per client address per minute before 429")
+	cmd.MarkFlagsMutuallyExclusive("tokens", "resolver")
+	return cmd
+}
+
+func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
+	log := f.Logger()
+	policy, err := opts.TLS.policy()
+	if err != nil {
+		return err
+	}
+	listenTLS, err := opts.TLS.config(policy)
+	if err != nil {
+		return err
+	}
+	p := &proxy.Proxy{
+		AllowInsecureTargets: opts.ConnectInsecure,
+		AllowedOrigins:       opts.AllowedOrigins,
+		HandshakeTimeout:     opts.HandshakeTimeout,
+		Logger:               log,
+		Limiter:              proxy.NewLimiter(opts.MaxFailures, time.Minute),
+	}
+	switch {
+	case opts.ConnectTLSDir != "":
+		creds, err := clientCreds(opts.ConnectTLSDir)
+		if err != nil {
+			return err
+		}
+		p.TLSConfig = func(host string) *tls.Config { return creds.ClientConfig(policy, host) }
+		p.ExplainTLS = func(err error, peer string) error { return tlscreds.ExplainHandshakeError(err, creds, peer) }
+	case !opts.ConnectInsecure:
+		return &cmdutil.FlagError{Err: errors.New("no TLS credentials toward QEMU: give --connect-tls-dir DIR, or --connect-insecure for cleartext consoles")}
+	}
+	p.Handshaker = handshakers(p.TLSConfig)
+
+	res, err := newResolver(ctx, f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
+	if err != nil {
+		return err
+	}
+	p.Resolver = res
+
+	mux := http.NewServeMux()
+	mux.Handle("/websockify", p)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	return serve(ctx, f, opts.Listen, listenTLS, mux, opts.Ready, "proxy", func(drain context.Context) error {
+		return p.Shutdown(drain)
+	}, opts.DrainTimeout)
+}
+
+// handshakers returns the proxy's handshaker table.
+func handshakers(tlsConfig func(string) *tls.Config) func(protocols.Kind) (protocols.Handshaker, error) {
+	return func(k protocols.Kind) (protocols.Handshaker, error) {
+		switch k {
+		case protocols.KindSerial, protocols.KindConsole:
+			return protocols.PassThrough{}, nil
+		}
+		return nil, fmt.Errorf("console type %s is not supported yet", k)
+	}
+}
+
+// newResolver builds the static or REST resolver the flags name.
+func newResolver(ctx context.Context, f *cmdutil.Factory, tokens, url, tlsDir string, policy tlscreds.Policy) (resolver.Resolver, error) {
+	switch {
+	case tokens != "" && url != "":
+		return nil, &cmdutil.FlagError{Err: errors.New("give --tokens or --resolver, not both")}
+	case tokens != "":
+		st, err := resolver.LoadFile(tokens)
+		if err != nil {
+			return nil, cmdutil.WithCode(cmdutil.ExitUsage, err)
+		}
+		go st.Watch(ctx, 2*time.Second, f.Logger())
+		return st, nil
+	case url != "":
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if tlsDir != "" {
+			creds, err := clientCreds(tlsDir)
+			if err != nil {
+				return nil, err
+			}
+			tr.TLSClientConfig = creds.ClientConfig(policy, "")
+		}
+		c, err := resolver.NewClient(url, &http.Client{Transport: tr, Timeout: 10 * time.Second})
+		if err != nil {
+			return nil, &cmdutil.FlagError{Err: err}
+		}
+		return c, nil
+	}
+	return nil, &cmdutil.FlagError{Err: errors.New("no resolver: give --tokens FILE (static token file) or --resolver URL")}
+}
+
+// serve runs an HTTP(S) server until ctx ends, then stops accepting,
+// calls drain with a context bounded by drainTimeout, and returns nil:
+// a signal is a normal way for a daemon to stop.
+func serve(ctx context.Context, f *cmdutil.Factory, addr string, cfg *tls.Config, h http.Handler, ready func(net.Addr), what string, drain func(context.Context) error, drainTimeout time.Duration) error {
+	log := f.Logger()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return cmdutil.WithCode(cmdutil.ExitFailure, fmt.Errorf("listen on %s: %w", addr, err))
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	log.Info(what+" listening", "address", l.Addr().String(), "tls", cfg != nil)
+	if ready != nil {
+		ready(l.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return cmdutil.WithCode(cmdutil.ExitFailure, fmt.Errorf("%s: %w", what, err))
+	case <-ctx.Done():
+	}
+	log.Info(what+" stopping", "drain_timeout", drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	srv.Shutdown(dctx)
+	if drain != nil {
+		if err := drain(dctx); err != nil {
+			log.Warn("sessions closed at the end of the drain period")
+		}
+	}
+	log.Info(what + " stopped")
+	return nil
+}

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/resolver"
+)
+
+// ResolverOptions are the flags of "virtconsole server resolver".
+type ResolverOptions struct {
+	Listen string
+	TLS    ListenTLS
+	Tokens string
+
+	Ready func(net.Addr)
+}
+
+// NewCmdResolver returns "virtconsole server resolver".
+func NewCmdResolver(f *cmdutil.Factory, runF func(context.Context, *ResolverOptions) error) *cobra.Command {
+	opts := &ResolverOptions{}
+	cmd := &cobra.Command{
+		Use:   "resolver",
+		Short: "Run the token resolver (REST API of libvirt-console-proxy)",
+		Long: `Run the token resolver daemon.
+
+It answers GET <base>/token/<token> with the console the token opens, as JSON
+({"type","address","insecure","tlsTunnel","password"}), 404 for an unknown
+token and 503 while its backend is unavailable: the REST API of the original
+libvirt-console-proxy, so existing proxies can use it. Any base path works
+(e.g. /consoleresolver/token/<token>). /healthz answers "ok".
+
+Serve it with TLS and require client certificates (--require-client-cert or
+--client-ca): its answers carry console addresses and passwords.`,
+		Example: `  virtconsole server resolver --listen 127.0.0.1:8081 --tls-dir ./pki --require-client-cert --tokens tokens.json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runResolver(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8081", "listen on `ADDR` (host:port)")
+	opts.TLS.addFlags(fl)
+	fl.StringVar(&opts.Tokens, "tokens", "", "serve the static token `FILE` (JSON)")
+	return cmd
+}
+
+func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions) error {
+	policy, err := opts.TLS.policy()
+	if err != nil {
+		return err
+	}
+	cfg, err := opts.TLS.config(policy)
+	if err != nil {
+		return err
+	}
+	res, err := newResolver(ctx, f, opts.Tokens, "", "", policy)
+	if err != nil {
+		return err
+	}
+	h := resolver.NewHandler(res, f.Logger())
+	return serve(ctx, f, opts.Listen, cfg, h, opts.Ready, "resolver", nil, 5*time.Second)
+}

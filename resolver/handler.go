@@ -1,0 +1,133 @@
+package resolver
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Fingerprint returns a short, non-reversible identifier of token (the
+// first 8 hex digits of its SHA-256) for logs that must tell requests
+// apart without disclosing the token.
+func Fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:4])
+}
+
+// NewHandler serves r over the REST API of the original
+// libvirt-console-proxy:
+//
+//	GET …/token/<token>  200 the Console as JSON, 404 {"error":"unknown token"},
+//	                     503 when r is unavailable, 400 for an empty token
+//	GET …/healthz        200 "ok"
+//
+// It is agnostic of where it is mounted: any path ending in token/<token>
+// works, e.g. /consoleresolver/token/<token> and /token/<token>. Other
+// methods than GET and HEAD get 405. Logs carry Fingerprint(token), never
+// the token. A nil logger discards.
+func NewHandler(r Resolver, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &handler{r: r, log: logger}
+}
+
+type handler struct {
+	r   Resolver
+	log *slog.Logger
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	segs := strings.Split(req.URL.EscapedPath(), "/")
+	n := len(segs)
+	var (
+		isToken  bool
+		rawToken string // still path-escaped
+	)
+	switch {
+	case n >= 2 && segs[n-2] == "token": // …/token/<tok>
+		isToken, rawToken = true, segs[n-1]
+	case segs[n-1] == "token": // …/token, no token
+		isToken = true
+	case segs[n-1] == "healthz":
+	default:
+		writeJSONError(w, http.StatusNotFound, "not found")
+		return
+	}
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if !isToken {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write([]byte("ok"))
+		return
+	}
+	token, err := url.PathUnescape(rawToken)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, "malformed escape in token")
+		return
+	}
+	if token == "" {
+		writeJSONError(w, http.StatusBadRequest, "empty token")
+		return
+	}
+
+	fp := Fingerprint(token)
+	t, err := h.r.Resolve(req.Context(), token)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound):
+		h.log.Info("unknown token", "token_fp", fp, "remote", req.RemoteAddr)
+		writeJSONError(w, http.StatusNotFound, "unknown token")
+		return
+	case errors.Is(err, ErrUnavailable):
+		h.log.Warn("resolver unavailable", "token_fp", fp, "remote", req.RemoteAddr,
+			"error", scrub(err.Error(), token))
+		writeJSONError(w, http.StatusServiceUnavailable, "resolver unavailable")
+		return
+	default:
+		if req.Context().Err() != nil {
+			// The client went away; nobody reads the answer.
+			h.log.Debug("token request cancelled", "token_fp", fp, "remote", req.RemoteAddr)
+			return
+		}
+		h.log.Error("resolving token failed", "token_fp", fp, "remote", req.RemoteAddr,
+			"error", scrub(err.Error(), token))
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+
+	body, err := json.Marshal(FromTarget(t))
+	if err != nil {
+		h.log.Error("encoding console failed", "token_fp", fp, "error", err.Error())
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	h.log.Info("token resolved", "token_fp", fp, "remote", req.RemoteAddr, "target", t.String())
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store") // the answer may hold a password
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(body)
+}

@@ -1,0 +1,477 @@
+package resolver
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols"
+)
+
+// MaxTokenFileSize bounds the static token file that LoadFile and Reload
+// read.
+const MaxTokenFileSize = 16 << 20
+
+// DefaultWatchInterval is the polling interval Watch uses when given a
+// non-positive one.
+const DefaultWatchInterval = 2 * time.Second
+
+// Static is the static token resolver (the original proxy's "builtin"
+// resolver): a table of tokens loaded from a JSON file mapping each token
+// to a Console, or built with NewStatic.
+//
+// Lookups take constant time with respect to the token's content: the
+// table is indexed by the SHA-256 of each token and a hit is confirmed
+// with a constant-time comparison. The table is immutable and swapped
+// atomically on reload, so a Static is safe for concurrent use.
+type Static struct {
+	path  string
+	table atomic.Pointer[staticTable]
+
+	mu        sync.Mutex // serialises loads; guards the fields below
+	attempted fileStamp  // stamp of the last file Watch tried to load
+	statErr   string     // last stat error Watch logged, to log it once
+}
+
+type staticTable struct {
+	entries map[[sha256.Size]byte]staticEntry
+}
+
+type staticEntry struct {
+	token  []byte
+	target protocols.Target
+}
+
+// NewStatic returns a Static serving tokens, which map each token to its
+// console. It has no file: Reload fails and Watch returns at once.
+// Errors identify a bad console by its address, never by its token.
+func NewStatic(tokens map[string]Console) (*Static, error) {
+	t, err := buildFromMap(tokens)
+	if err != nil {
+		return nil, fmt.Errorf("static tokens: %w", err)
+	}
+	s := &Static{}
+	s.table.Store(t)
+	return s, nil
+}
+
+// LoadFile reads the static token file at path: a JSON object mapping each
+// token to a Console, e.g.
+//
+//	{"s3cret": {"type":"serial","address":"127.0.0.1:4555","insecure":false}}
+//
+// Unknown fields are ignored. A malformed file gives a one-line error that
+// names the file and what to fix; it never contains a token (bad entries
+// are identified by position, line and address).
+func LoadFile(path string) (*Static, error) {
+	s := &Static{path: path}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path returns the file s was loaded from ("" for NewStatic).
+func (s *Static) Path() string { return s.path }
+
+// Len returns the number of tokens in the current table.
+func (s *Static) Len() int { return len(s.table.Load().entries) }
+
+// Resolve returns the console token opens, or an error wrapping
+// ErrNotFound.
+func (s *Static) Resolve(ctx context.Context, token string) (protocols.Target, error) {
+	if err := ctx.Err(); err != nil {
+		return protocols.Target{}, err
+	}
+	sum := sha256.Sum256([]byte(token))
+	e, ok := s.table.Load().entries[sum]
+	// The map is keyed by the digest, so a lookup reveals nothing usable
+	// about the token; the comparison confirms the hit in constant time.
+	if !ok || subtle.ConstantTimeCompare(e.token, []byte(token)) != 1 {
+		return protocols.Target{}, ErrNotFound
+	}
+	return e.target, nil
+}
+
+// Reload reads the file again and, if it is well-formed, replaces the
+// table. On error the current table stays in use. The error is one line
+// naming the file and never contains a token.
+func (s *Static) Reload() error {
+	if s.path == "" {
+		return errors.New("static tokens: no file to reload")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := statFile(s.path)
+	if err != nil {
+		return s.fileErr(err)
+	}
+	s.attempted = st
+	return s.loadLocked()
+}
+
+// loadLocked reads and parses the file and installs the table. Callers
+// record the file's stamp before calling it, so that a change made while
+// reading is seen by the next poll.
+func (s *Static) loadLocked() error {
+	data, err := readBounded(s.path)
+	if err != nil {
+		return s.fileErr(err)
+	}
+	t, err := parseTokenFile(data)
+	if err != nil {
+		return fmt.Errorf("token file %s: %w", s.path, err)
+	}
+	s.table.Store(t)
+	return nil
+}
+
+func (s *Static) fileErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("token file %s: cannot read it: %v", s.path, err)
+}
+
+// Watch polls the file every interval (DefaultWatchInterval if
+// interval <= 0) until ctx is done, and reloads it when its modification
+// time, size or inode change. A successful reload logs the number of
+// tokens; a failed one logs why and keeps the last good table. Watch
+// blocks: run it in its own goroutine. It returns at once for a Static
+// without a file.
+func (s *Static) Watch(ctx context.Context, interval time.Duration, logger *slog.Logger) {
+	if s.path == "" {
+		return
+	}
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.poll(logger)
+	}
+}
+
+func (s *Static) poll(logger *slog.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := statFile(s.path)
+	if err != nil {
+		msg := s.fileErr(err).Error()
+		if msg != s.statErr {
+			s.statErr = msg
+			logger.Warn("token file unreadable, keeping the last good tokens",
+				"path", s.path, "error", msg, "tokens", s.Len())
+		}
+		return
+	}
+	s.statErr = ""
+	if st == s.attempted {
+		return
+	}
+	s.attempted = st
+	if err := s.loadLocked(); err != nil {
+		logger.Warn("token file not reloaded, keeping the last good tokens",
+			"path", s.path, "error", err.Error(), "tokens", s.Len())
+		return
+	}
+	logger.Info("token file reloaded", "path", s.path, "tokens", s.Len())
+}
+
+// fileStamp is what Watch compares to notice a changed file.
+type fileStamp struct {
+	mtime time.Time
+	size  int64
+	inode uint64
+}
+
+func statFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return fileStamp{}, &fs.PathError{Op: "stat", Path: path, Err: errors.New("not a regular file")}
+	}
+	return fileStamp{mtime: fi.ModTime(), size: fi.Size(), inode: inodeOf(fi)}, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxTokenFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxTokenFileSize {
+		return nil, fmt.Errorf("larger than %d MiB", MaxTokenFileSize>>20)
+	}
+	return data, nil
+}
+
+const tokenFileExample = `{"<token>": {"type":"vnc","address":"127.0.0.1:5901","insecure":false}}`
+
+// parseTokenFile parses the static token file format. Its errors say
+// where the problem is and never contain a token.
+func parseTokenFile(data []byte) (*staticTable, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, fmt.Errorf("file is empty; want a JSON object mapping each token to a console, e.g. %s", tokenFileExample)
+	}
+	// Validate the syntax first: this gives an exact offset.
+	if err := json.Unmarshal(data, new(json.RawMessage)); err != nil {
+		return nil, syntaxErr(data, err)
+	}
+	if trimmed[0] != '{' {
+		return nil, fmt.Errorf("the file holds %s; want a JSON object mapping each token to a console, e.g. %s",
+			jsonKind(trimmed), tokenFileExample)
+	}
+
+	// Pass 1: the entries in file order, so that every token is known
+	// before any value is echoed in an error.
+	type rawEntry struct {
+		token string
+		line  int
+		raw   json.RawMessage
+	}
+	var (
+		dec    = json.NewDecoder(bytes.NewReader(data))
+		raws   []rawEntry
+		tokens []string
+	)
+	if _, err := dec.Token(); err != nil { // '{'
+		return nil, syntaxErr(data, err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntaxErr(data, err)
+		}
+		token, _ := tok.(string)
+		line := lineAt(data, dec.InputOffset())
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, syntaxErr(data, err)
+		}
+		raws = append(raws, rawEntry{token, line, bytes.TrimSpace(raw)})
+		tokens = append(tokens, token)
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, syntaxErr(data, err)
+	}
+
+	// Pass 2: validate and index.
+	type seenToken struct{ entry, line int }
+	entries := make(map[[sha256.Size]byte]staticEntry, len(raws))
+	seen := make(map[[sha256.Size]byte]seenToken, len(raws))
+	for i, re := range raws {
+		n := i + 1
+		where := fmt.Sprintf("entry %d (line %d)", n, re.line)
+		if len(re.raw) == 0 || re.raw[0] != '{' {
+			return nil, fmt.Errorf("%s: the value is %s; want a console object, e.g. %s",
+				where, jsonKind(re.raw), `{"type":"vnc","address":"127.0.0.1:5901"}`)
+		}
+		var c Console
+		if err := json.Unmarshal(re.raw, &c); err != nil {
+			return nil, fmt.Errorf("%s: %s", where, fieldErr(err))
+		}
+		if addr := withhold(c.Address, tokens); addr != "" {
+			where = fmt.Sprintf("entry %d (line %d, address %q)", n, re.line, addr)
+		}
+		if re.token == "" {
+			return nil, fmt.Errorf("%s: empty token; use a long random string as this entry's key", where)
+		}
+		sum := sha256.Sum256([]byte(re.token))
+		if prev, dup := seen[sum]; dup {
+			return nil, fmt.Errorf("%s has the same token as entry %d (line %d); give each console its own token",
+				where, prev.entry, prev.line)
+		}
+		seen[sum] = seenToken{n, re.line}
+		t, err := c.Target()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s", where, targetErr(c, err, tokens))
+		}
+		entries[sum] = staticEntry{token: []byte(re.token), target: t}
+	}
+	return &staticTable{entries: entries}, nil
+}
+
+func buildFromMap(tokens map[string]Console) (*staticTable, error) {
+	keys := make([]string, 0, len(tokens))
+	for k := range tokens {
+		keys = append(keys, k)
+	}
+	// A deterministic order, so the same bad input gives the same error.
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := tokens[keys[i]], tokens[keys[j]]
+		if a.Address != b.Address {
+			return a.Address < b.Address
+		}
+		return a.Type < b.Type
+	})
+	entries := make(map[[sha256.Size]byte]staticEntry, len(tokens))
+	for _, token := range keys {
+		c := tokens[token]
+		where := "a console"
+		if addr := withhold(c.Address, keys); addr != "" {
+			where = fmt.Sprintf("the console at address %q", addr)
+		}
+		if token == "" {
+			return nil, fmt.Errorf("%s has an empty token", where)
+		}
+		t, err := c.Target()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s", where, targetErr(c, err, keys))
+		}
+		entries[sha256.Sum256([]byte(token))] = staticEntry{token: []byte(token), target: t}
+	}
+	return &staticTable{entries: entries}, nil
+}
+
+// withhold returns v, or "" if v contains one of tokens (so that an error
+// message echoing v cannot disclose a token).
+func withhold(v string, tokens []string) string {
+	if containsToken(v, tokens) {
+		return ""
+	}
+	return v
+}
+
+func containsToken(v string, tokens []string) bool {
+	for _, t := range tokens {
+		if t != "" && strings.Contains(v, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// targetErr describes a Console.Target error, withholding it if the
+// values it echoes contain a token.
+func targetErr(c Console, err error, tokens []string) string {
+	if containsToken(c.Type, tokens) || containsToken(c.Address, tokens) {
+		if _, kerr := protocols.ParseKind(c.Type); kerr != nil {
+			return "unknown console type (value withheld: it contains a token); want vnc, spice, serial or console"
+		}
+		return "bad address (value withheld: it contains a token); want host:port"
+	}
+	// The entry is already named by its address: do not repeat it.
+	if msg, ok := strings.CutPrefix(err.Error(), fmt.Sprintf("address %q: ", c.Address)); ok {
+		return "bad address: " + msg
+	}
+	return err.Error()
+}
+
+// fieldErr describes a json.Unmarshal error on a Console without echoing
+// the offending value.
+func fieldErr(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		want := "a " + te.Type.String()
+		switch te.Type.Kind() {
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.String:
+			want = "a string"
+		}
+		field := te.Field
+		if field == "" {
+			field = "console"
+		}
+		return fmt.Sprintf("field %q must be %s", field, want)
+	}
+	return "malformed console object"
+}
+
+// syntaxErr turns a JSON syntax error into a message with a line and
+// column. Details that could quote a character of a string (and so of a
+// token) are dropped.
+func syntaxErr(data []byte, err error) error {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return errors.New("invalid JSON: unexpected end of file")
+		}
+		return errors.New("invalid JSON")
+	}
+	line, col := lineCol(data, se.Offset)
+	what := se.Error()
+	switch {
+	case strings.Contains(what, "in string literal"),
+		strings.Contains(what, "in string escape code"),
+		strings.Contains(what, "hexadecimal character escape"):
+		// The character is inside a string, perhaps a token: leave it out.
+		what = "invalid character in a string (control characters and bad escapes are not allowed)"
+	case strings.Contains(what, "looking for beginning of object key string"):
+		what += " (a trailing comma?)"
+	}
+	return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, what)
+}
+
+func lineAt(data []byte, off int64) int {
+	l, _ := lineCol(data, off)
+	return l
+}
+
+func lineCol(data []byte, off int64) (line, col int) {
+	if off < 0 {
+		off = 0
+	}
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	before := data[:off]
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1)
+	if col < 1 {
+		col = 1
+	}
+	return line, col
+}
+
+func jsonKind(v []byte) string {
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}

@@ -1,0 +1,203 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultLinger is how long Join lets the second direction of a session
+// run after the first one ended with a half-close.
+const DefaultLinger = 10 * time.Second
+
+// Stats counts the bytes a Join copied.
+type Stats struct {
+	AToB int64 // read from a, written to b
+	BToA int64 // read from b, written to a
+}
+
+// A JoinOption changes how Join runs.
+type JoinOption func(*joinConfig)
+
+type joinConfig struct {
+	linger time.Duration
+}
+
+// WithLinger bounds how long the remaining direction may run after the
+// other one has ended with a half-close (default DefaultLinger), so that a
+// peer that never closes its side cannot pin the session. When it expires
+// Join closes both conns; that is not an error. d <= 0 ends the session as
+// soon as either direction ends.
+func WithLinger(d time.Duration) JoinOption {
+	return func(c *joinConfig) { c.linger = d }
+}
+
+// closeWriter is a conn that can shut down its writing side alone:
+// *net.TCPConn, *net.UnixConn, *tls.Conn, *wsconn.Conn.
+type closeWriter interface {
+	CloseWrite() error
+}
+
+// Join copies a to b and b to a at the same time, and returns when both
+// directions are done and both conns are closed. Join owns a and b.
+//
+// When a direction reads EOF, Join half-closes the conn it was writing to
+// (CloseWrite, when the conn has it; otherwise it closes both) and lets the
+// other direction run on, for at most the linger time (see WithLinger).
+// An error in either direction closes both conns at once. Cancelling ctx
+// closes both conns; Join then returns ctx.Err() unless a direction failed
+// first.
+//
+// The error is the first real one: io.EOF, errors from conns after Join
+// itself closed them, and a websocket's normal closure (which package
+// wsconn reports as io.EOF) are not errors.
+//
+// Join runs one copy loop on the calling goroutine and one on a new
+// goroutine, and nothing else. Each loop reads into a small buffer of its
+// own and borrows a pooled 32 KiB one only while bulk data is flowing (see
+// copyBuf); bytes are written on as soon as they are read.
+func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error) {
+	j := &joiner{conns: [2]net.Conn{a, b}}
+	cfg := joinConfig{linger: DefaultLinger}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	j.linger = cfg.linger
+
+	stop := context.AfterFunc(ctx, func() {
+		if !j.finished.Load() {
+			j.cancelled.Store(true)
+		}
+		j.closeAll()
+	})
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		j.copy(0)
+	}()
+	j.copy(1)
+	<-done
+
+	j.finished.Store(true)
+	stop()
+	j.mu.Lock()
+	if j.timer != nil {
+		j.timer.Stop()
+	}
+	err := j.err
+	j.mu.Unlock()
+	j.closeAll()
+
+	if err == nil && j.cancelled.Load() {
+		err = ctx.Err()
+	}
+	return Stats{AToB: j.n[0], BToA: j.n[1]}, err
+}
+
+// joiner is the state of one Join. Direction i copies conns[i] to
+// conns[1-i].
+type joiner struct {
+	conns  [2]net.Conn
+	linger time.Duration
+	bufs   [2]copyBuf
+	n      [2]int64 // bytes copied by direction i; owned by its loop
+
+	// closed[i] is set just before Join closes conns[i]: errors from a
+	// conn closed by Join are not errors.
+	closed    [2]atomic.Bool
+	closeOnce [2]sync.Once
+	cancelled atomic.Bool // ctx ended the session
+	finished  atomic.Bool // both directions are done
+
+	mu    sync.Mutex
+	ended int         // directions done
+	timer *time.Timer // linger
+	err   error       // first real error
+}
+
+// copy runs direction i until it ends.
+func (j *joiner) copy(i int) {
+	src, dst := j.conns[i], j.conns[1-i]
+	bufs := &j.bufs[i]
+	defer bufs.release()
+	for {
+		buf := bufs.buf()
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			j.n[i] += int64(nw)
+			if werr == nil && nw != nr {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				j.fail(1-i, werr)
+				return
+			}
+		}
+		bufs.update(nr)
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				j.eof(i)
+			} else {
+				j.fail(i, rerr)
+			}
+			return
+		}
+	}
+}
+
+// eof ends direction i after its source read EOF: it passes the EOF on
+// and bounds the other direction by the linger time.
+func (j *joiner) eof(i int) {
+	// Start the linger bound first: it also bounds a CloseWrite stuck on
+	// a peer that does not read (a websocket's close frame is a write).
+	j.mu.Lock()
+	j.ended++
+	first := j.ended == 1
+	if first && j.linger > 0 {
+		j.timer = time.AfterFunc(j.linger, j.closeAll)
+	}
+	j.mu.Unlock()
+	if first && j.linger <= 0 {
+		j.closeAll()
+		return
+	}
+
+	if cw, ok := j.conns[1-i].(closeWriter); !ok || j.closed[1-i].Load() || cw.CloseWrite() != nil {
+		// No half-close: end the session. A CloseWrite that fails means
+		// the peer is gone, which the other direction reports if it is
+		// still running.
+		j.closeAll()
+	}
+}
+
+// fail ends the session because of err, an error from conns[ci].
+func (j *joiner) fail(ci int, err error) {
+	if !j.closed[ci].Load() {
+		j.mu.Lock()
+		if j.err == nil {
+			j.err = err
+		}
+		j.mu.Unlock()
+	}
+	j.closeAll()
+	j.mu.Lock()
+	j.ended++
+	j.mu.Unlock()
+}
+
+// closeAll closes both conns, once each. A concurrent caller waits until
+// the closes are done.
+func (j *joiner) closeAll() {
+	for i := range j.conns {
+		j.closeOnce[i].Do(func() {
+			j.closed[i].Store(true)
+			j.conns[i].Close()
+		})
+	}
+}

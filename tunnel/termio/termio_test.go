@@ -1,0 +1,140 @@
+package termio
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tcpPair returns two ends of a real loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		ch <- c
+	}()
+	a, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-ch
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestParseEscape(t *testing.T) {
+	for in, want := range map[string]int{"^]": 0x1d, "^a": 1, "^A": 1, "^@": 0, "^_": 0x1f, "none": -1} {
+		got, err := ParseEscape(in)
+		if err != nil || got != want {
+			t.Errorf("ParseEscape(%q) = %d, %v; want %d", in, got, err, want)
+		}
+		if got >= 0 && FormatEscape(got) != strings.ToUpper(in) {
+			t.Errorf("FormatEscape(%d) = %q", got, FormatEscape(got))
+		}
+	}
+	for _, bad := range []string{"", "]", "^", "^1", "ctrl-]", "^]]"} {
+		if _, err := ParseEscape(bad); err == nil {
+			t.Errorf("ParseEscape(%q) accepted", bad)
+		}
+	}
+}
+
+// The escape byte ends the session wherever it is in a read, and the
+// bytes before it are still sent.
+func TestEscapeMidRead(t *testing.T) {
+	local, remote := tcpPair(t)
+	s := &Session{In: strings.NewReader("abc\x1ddef"), Out: io.Discard, Escape: 0x1d}
+	err := s.Run(context.Background(), local)
+	if !errors.Is(err, ErrEscaped) {
+		t.Fatalf("Run = %v, want ErrEscaped", err)
+	}
+	got, _ := io.ReadAll(remote)
+	if string(got) != "abc" {
+		t.Fatalf("remote got %q, want %q", got, "abc")
+	}
+}
+
+// Pipe mode: when In ends the console's remaining output is copied and
+// Run returns once the console closes.
+func TestInputEndDrainsOutput(t *testing.T) {
+	local, remote := tcpPair(t)
+	var out bytes.Buffer
+	s := &Session{In: strings.NewReader("hello\n"), Out: &out, Escape: -1}
+	go func() {
+		buf := make([]byte, 6)
+		io.ReadFull(remote, buf)
+		// Wait for the half-close, then answer and close.
+		io.Copy(io.Discard, remote)
+		remote.Write([]byte("reply:" + string(buf)))
+		remote.Close()
+	}()
+	if err := s.Run(context.Background(), local); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if out.String() != "reply:hello\n" {
+		t.Fatalf("out = %q", out.String())
+	}
+}
+
+// A console that never closes after In ended is drained for Drain only.
+func TestDrainBounded(t *testing.T) {
+	local, _ := tcpPair(t)
+	s := &Session{In: strings.NewReader(""), Out: io.Discard, Escape: -1, Drain: 50 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background(), local) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the drain period")
+	}
+}
+
+// The console closing ends the session even while In is still open.
+func TestRemoteClose(t *testing.T) {
+	local, remote := tcpPair(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out bytes.Buffer
+	s := &Session{In: pr, Out: &out, Escape: 0x1d}
+	remote.Write([]byte("bye"))
+	remote.Close()
+	if err := s.Run(context.Background(), local); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if out.String() != "bye" {
+		t.Fatalf("out = %q", out.String())
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	local, _ := tcpPair(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Session{In: pr, Out: io.Discard, Escape: 0x1d}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, local) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run ignored cancellation")
+	}
+}

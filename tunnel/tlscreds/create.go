@@ -1,0 +1,201 @@
+package tlscreds
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// CreateOptions tune Create.
+type CreateOptions struct {
+	// Validity is how long the certificates are valid (default one year).
+	Validity time.Duration
+	// Now is the start of validity (default time.Now()); certificates are
+	// valid from five minutes before it, for clock skew.
+	Now time.Time
+	// Force replaces existing files instead of refusing.
+	Force bool
+}
+
+// ErrInvalidHost is wrapped by Create's errors about its hosts argument.
+var ErrInvalidHost = errors.New("want host names or IP addresses, without ports or URLs")
+
+// CreatedFiles are the files Create writes, in order.
+var CreatedFiles = []string{
+	CACertFile,
+	RoleServer.CertFile(), RoleServer.KeyFile(),
+	RoleClient.CertFile(), RoleClient.KeyFile(),
+}
+
+// Create mints a throwaway CA and, signed by it, a server certificate for
+// hosts (each a DNS name or an IP address, the first also its common name)
+// and a client certificate, and writes them to dir in the cert-dir
+// convention (the CreatedFiles), for quick starts and tests. Keys are
+// ECDSA P-256 in PKCS#8, mode 0600; dir is created with mode 0700 if it
+// does not exist. The CA key is not kept: run Create again to change the
+// hosts. Existing files are refused with an error wrapping fs.ErrExist
+// unless opts.Force is set.
+func Create(dir string, hosts []string, opts CreateOptions) error {
+	if len(hosts) == 0 {
+		return fmt.Errorf("tls: no host for the server certificate: %w", ErrInvalidHost)
+	}
+	for _, h := range hosts {
+		if h == "" || strings.ContainsAny(h, " /[]") || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
+			return fmt.Errorf("tls: %q: %w", h, ErrInvalidHost)
+		}
+	}
+	if opts.Validity <= 0 {
+		opts.Validity = 365 * 24 * time.Hour
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tls: cannot create %s: %w", dir, err)
+	}
+	if !opts.Force {
+		var existing []string
+		for _, f := range CreatedFiles {
+			if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+				existing = append(existing, f)
+			}
+		}
+		if len(existing) > 0 {
+			return fmt.Errorf("tls: %s already holds %s: %w", dir, strings.Join(existing, ", "), fs.ErrExist)
+		}
+	}
+
+	notBefore := opts.Now.Add(-5 * time.Minute)
+	notAfter := opts.Now.Add(opts.Validity)
+
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	caTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "virtconsole CA", Organization: []string{"virtconsole"}},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	caDER, err := mint(caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+
+	// Older QEMU (GnuTLS) requires keyEncipherment next to
+	// digitalSignature whenever key usage is present, even for EC keys.
+	leafUsage := x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	server := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: hosts[0], Organization: []string{"virtconsole"}},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		KeyUsage:    leafUsage,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			server.IPAddresses = append(server.IPAddresses, ip)
+		} else {
+			server.DNSNames = append(server.DNSNames, h)
+		}
+	}
+	client := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "virtconsole client", Organization: []string{"virtconsole"}},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		KeyUsage:    leafUsage,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+
+	files := map[string][]byte{CACertFile: pemCert(caDER)}
+	for role, tmpl := range map[Role]*x509.Certificate{RoleServer: server, RoleClient: client} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		der, err := mint(tmpl, ca, key.Public(), caKey)
+		if err != nil {
+			return err
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return err
+		}
+		files[role.CertFile()] = pemCert(der)
+		files[role.KeyFile()] = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	}
+
+	for _, f := range CreatedFiles {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(f, "-key.pem") {
+			mode = 0o600
+		}
+		if err := writeFile(filepath.Join(dir, f), files[f], mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mint(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		return nil, fmt.Errorf("tls: cannot create certificate %q: %w", tmpl.Subject.CommonName, err)
+	}
+	return der, nil
+}
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// writeFile writes data to path atomically with exactly mode (a replaced
+// key never keeps a looser mode of the file it replaces).
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("tls: cannot write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Chmod(mode)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("tls: cannot write %s: %w", path, err)
+	}
+	return nil
+}
