@@ -1,6 +1,6 @@
 package main
 
-// End-to-end tests: the real virtconsole binary, as a user runs it,
+// End-to-end tests: the real virtconsole vcBinary, as a user runs it,
 // against real QEMU processes started by protocols/qemutest.
 
 import (
@@ -25,7 +25,7 @@ import (
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
-var binary string
+var vcBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "virtconsole-e2e")
@@ -33,8 +33,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "virtconsole")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	vcBinary = filepath.Join(dir, "virtconsole")
+	out, err := exec.Command("go", "build", "-race", "-o", vcBinary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build virtconsole: %v\n%s", err, out)
 		os.Exit(1)
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is the environment for the binary: ours without VIRTCONSOLE_*.
+// env is the environment for the vcBinary: ours without VIRTCONSOLE_*.
 func env(extra ...string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
@@ -61,12 +61,12 @@ type result struct {
 	code           int
 }
 
-// run runs the binary to completion with stdin and a bounded time.
+// run runs the vcBinary to completion with stdin and a bounded time.
 func run(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, vcBinary, args...)
 	cmd.Env = env()
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
@@ -122,12 +122,12 @@ type daemon struct {
 
 var listeningRE = regexp.MustCompile(`listening" address=(\S+)`)
 
-// startDaemon runs the binary with args (which should listen on
+// startDaemon runs the vcBinary with args (which should listen on
 // 127.0.0.1:0) and returns once it logs its address.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(binary, args...)
+	d.cmd = exec.Command(vcBinary, args...)
 	d.cmd.Env = env()
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
@@ -203,7 +203,7 @@ type client struct {
 func startSerial(t *testing.T, args ...string) *client {
 	t.Helper()
 	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(binary, append([]string{"serial"}, args...)...)
+	c.cmd = exec.Command(vcBinary, append([]string{"serial"}, args...)...)
 	c.cmd.Env = env()
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.errb
 	var err error

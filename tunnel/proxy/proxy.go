@@ -174,10 +174,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Warn("websocket upgrade failed", "err", err)
 		return // Upgrade has answered the request.
 	}
-	client, server, err = hs.Client(ctx, client, server)
+	ws, qemu := client, server
+	client, server, err = hs.Client(ctx, ws, qemu)
 	if err != nil {
-		client.Close()
-		server.Close()
+		ws.Close()
+		qemu.Close()
 		log.Warn("console handshake with client failed", "err", err)
 		return
 	}
@@ -251,9 +252,10 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 	if err != nil {
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
 	}
-	server, info, err := hs.Server(ctx, server, target)
+	raw := server
+	server, info, err := hs.Server(ctx, raw, target)
 	if err != nil {
-		server.Close()
+		raw.Close()
 		err = p.explain(err, target)
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
 	}

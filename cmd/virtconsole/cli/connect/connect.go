@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -210,4 +211,20 @@ func classify(host string, creds *tlscreds.Creds, err error) error {
 func isTLSError(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "tls:") || strings.Contains(s, "x509:")
+}
+
+// ClientCreds loads the credentials for dialling out (QEMU, a remote
+// resolver) from dir, with role client.
+func ClientCreds(dir string) (*tlscreds.Creds, error) {
+	if _, err := os.Stat(filepath.Join(dir, tlscreds.RoleClient.CertFile())); err != nil {
+		// QEMU with verify-peer=no needs no client certificate: a CA is enough.
+		if ca, cerr := tlscreds.LoadCAFile(filepath.Join(dir, "ca-cert.pem")); cerr == nil {
+			return ca, nil
+		}
+	}
+	creds, err := tlscreds.Load(dir, tlscreds.RoleClient)
+	if err != nil {
+		return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
+	}
+	return creds, nil
 }

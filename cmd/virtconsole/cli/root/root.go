@@ -9,6 +9,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/version"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vnc"
 )
 
 // NewCmdRoot returns the root command with every subcommand attached.
@@ -35,6 +36,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 	})
 
 	cmd.AddCommand(serial.NewCmdSerial(f, nil))
+	cmd.AddCommand(vnc.NewCmdVNC(f, nil))
 	cmd.AddCommand(server.NewCmdServer(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))
 	cmd.AddCommand(version.NewCmdVersion(f))

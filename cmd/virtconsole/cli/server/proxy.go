@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/protocols/vnc"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
@@ -114,7 +116,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	}
 	switch {
 	case opts.ConnectTLSDir != "":
-		creds, err := clientCreds(opts.ConnectTLSDir)
+		creds, err := connect.ClientCreds(opts.ConnectTLSDir)
 		if err != nil {
 			return err
 		}
@@ -145,6 +147,8 @@ func handshakers(tlsConfig func(string) *tls.Config) func(protocols.Kind) (proto
 		switch k {
 		case protocols.KindSerial, protocols.KindConsole:
 			return protocols.PassThrough{}, nil
+		case protocols.KindVNC:
+			return &vnc.Handshaker{TLSConfig: tlsConfig}, nil
 		}
 		return nil, fmt.Errorf("console type %s is not supported yet", k)
 	}
@@ -165,7 +169,7 @@ func newResolver(ctx context.Context, f *cmdutil.Factory, tokens, url, tlsDir st
 	case url != "":
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		if tlsDir != "" {
-			creds, err := clientCreds(tlsDir)
+			creds, err := connect.ClientCreds(tlsDir)
 			if err != nil {
 				return nil, err
 			}
@@ -195,7 +199,7 @@ func serve(ctx context.Context, f *cmdutil.Factory, addr string, cfg *tls.Config
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	log.Info(what+" listening", "address", l.Addr().String(), "tls", cfg != nil)

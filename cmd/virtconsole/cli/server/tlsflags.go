@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -67,20 +65,4 @@ func (o *ListenTLS) config(p tlscreds.Policy) (*tls.Config, error) {
 		return nil, cmdutil.WithCode(cmdutil.ExitTLS, fmt.Errorf("--require-client-cert: no %s in %s; add it or give --client-ca FILE", "ca-cert.pem", o.TLSDir))
 	}
 	return cfg, nil
-}
-
-// clientCreds loads the credentials for dialling out (QEMU, a remote
-// resolver) from dir, with role client.
-func clientCreds(dir string) (*tlscreds.Creds, error) {
-	if _, err := os.Stat(filepath.Join(dir, tlscreds.RoleClient.CertFile())); err != nil {
-		// QEMU with verify-peer=no needs no client certificate: a CA is enough.
-		if ca, cerr := tlscreds.LoadCAFile(filepath.Join(dir, "ca-cert.pem")); cerr == nil {
-			return ca, nil
-		}
-	}
-	creds, err := tlscreds.Load(dir, tlscreds.RoleClient)
-	if err != nil {
-		return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
-	}
-	return creds, nil
 }

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"image/jpeg"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/resolver"
+)
+
+// localVNC is a running "virtconsole vnc" and the port it listens on.
+type localVNC struct {
+	*client
+	port int
+}
+
+// startVNC runs "virtconsole vnc ... --local-port 0 --json" and reads the
+// port it announces.
+func startVNC(t *testing.T, args ...string) *localVNC {
+	t.Helper()
+	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
+	c.cmd = exec.Command(vcBinary, append([]string{"vnc", "--local-port", "0", "--json"}, args...)...)
+	c.cmd.Env = env()
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = c.errb
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.done
+		if t.Failed() {
+			t.Logf("virtconsole vnc stderr:\n%s", c.errb.String())
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the announced address: %v; stderr: %s", err, c.errb.String())
+	}
+	var a struct {
+		Address string `json:"address"`
+		Port    int    `json:"port"`
+	}
+	if err := json.Unmarshal([]byte(line), &a); err != nil || a.Address != "127.0.0.1" || a.Port == 0 {
+		t.Fatalf("announced %q: %v", line, err)
+	}
+	go io.Copy(c.out, stdout)
+	return &localVNC{client: c, port: a.Port}
+}
+
+// snapshot runs the real vncsnapshot client against the local port until
+// it saves a 720x400 image (QEMU's ServerInit says 640x480 until the VGA
+// BIOS has switched to text mode).
+func snapshot(t *testing.T, port int) {
+	t.Helper()
+	bin := qemutest.Need(t, "vncsnapshot")[0]
+	out := filepath.Join(t.TempDir(), "shot.jpg")
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		os.Remove(out)
+		cmd := exec.Command(bin, "-quality", "90", fmt.Sprintf("127.0.0.1::%d", port), out)
+		b, err := cmd.CombinedOutput()
+		last = string(b)
+		if err == nil {
+			f, ferr := os.Open(out)
+			if ferr == nil {
+				img, derr := jpeg.Decode(f)
+				f.Close()
+				if derr == nil && img.Bounds().Dx() == 720 && img.Bounds().Dy() == 400 {
+					return
+				}
+				if derr == nil {
+					last = fmt.Sprintf("image is %v", img.Bounds())
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("vncsnapshot did not save a 720x400 image: %s", last)
+}
+
+// rfbViewer is a scripted RFB 3.8 viewer: it reaches ServerInit or
+// returns the server's failure reason.
+func rfbViewer(t *testing.T, port int) (name string, width, height int, reason string, conn net.Conn) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	ver := make([]byte, 12)
+	must(t, readFull(c, ver))
+	if string(ver) != "RFB 003.008\n" {
+		t.Fatalf("server version %q", ver)
+	}
+	c.Write([]byte("RFB 003.008\n"))
+	n := make([]byte, 1)
+	must(t, readFull(c, n))
+	if n[0] == 0 {
+		return "", 0, 0, readReason(t, c), c
+	}
+	types := make([]byte, n[0])
+	must(t, readFull(c, types))
+	if string(types) != "\x01" {
+		t.Fatalf("security types offered to the viewer: %v, want only None", types)
+	}
+	c.Write([]byte{1})
+	res := make([]byte, 4)
+	must(t, readFull(c, res))
+	if binary.BigEndian.Uint32(res) != 0 {
+		return "", 0, 0, readReason(t, c), c
+	}
+	c.Write([]byte{1}) // ClientInit: shared
+	init := make([]byte, 24)
+	must(t, readFull(c, init))
+	nameLen := binary.BigEndian.Uint32(init[20:])
+	nb := make([]byte, nameLen)
+	must(t, readFull(c, nb))
+	return string(nb), int(binary.BigEndian.Uint16(init[0:])), int(binary.BigEndian.Uint16(init[2:])), "", c
+}
+
+func readReason(t *testing.T, c net.Conn) string {
+	l := make([]byte, 4)
+	must(t, readFull(c, l))
+	n := binary.BigEndian.Uint32(l)
+	if n > 4096 {
+		t.Fatalf("reason length %d", n)
+	}
+	b := make([]byte, n)
+	must(t, readFull(c, b))
+	return string(b)
+}
+
+func readFull(c net.Conn, b []byte) error { _, err := io.ReadFull(c, b); return err }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVNCThroughProxy: QEMU with VeNCrypt x509 and client certificates
+// (subtype 260) and with a VNC password (261); through the proxy and
+// "virtconsole vnc --local-port", and in direct mode, the real vncsnapshot
+// client saves a 720x400 image.
+func TestVNCThroughProxy(t *testing.T) {
+	qemutest.Require(t)
+	qemutest.Need(t, "vncsnapshot")
+	for _, tc := range []struct {
+		name     string
+		password string
+		auth     string
+	}{{"x509none", "", "vencrypt-x509none"}, {"x509vnc", "vnc-pass-1", "vencrypt-x509vnc"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := pki(t)
+			_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Password: tc.password})
+			tokens := writeTokens(t, map[string]resolver.Console{"vnc-tok": {Type: "vnc", Address: addr, Password: tc.password}})
+			p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+
+			t.Run("proxy", func(t *testing.T) {
+				v := startVNC(t, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "vnc-tok"))
+				snapshot(t, v.port)
+				waitFor(t, 10*time.Second, "the session log line", func() bool {
+					return strings.Contains(p.log.String(), "auth="+tc.auth)
+				})
+			})
+			t.Run("direct", func(t *testing.T) {
+				args := []string{"--target", addr, "--connect-tls-dir", dir}
+				if tc.password != "" {
+					pw := filepath.Join(t.TempDir(), "pw")
+					os.WriteFile(pw, []byte(tc.password+"\n"), 0o600)
+					args = append(args, "--password-file", pw)
+				}
+				v := startVNC(t, args...)
+				snapshot(t, v.port)
+			})
+		})
+	}
+}
+
+// TestVNCWrongPassword: the viewer gets a failure with QEMU's reason, the
+// proxy logs it, and a session with the right password still works.
+func TestVNCWrongPassword(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Password: "right-pass"})
+	tokens := writeTokens(t, map[string]resolver.Console{
+		"wrong": {Type: "vnc", Address: addr, Password: "wrong-pass"},
+		"right": {Type: "vnc", Address: addr, Password: "right-pass"},
+	})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	bad := startVNC(t, "--proxy", "wss://"+p.addr, "--ca-file", ca, "--token-file", writeToken(t, "wrong"))
+	good := startVNC(t, "--proxy", "wss://"+p.addr, "--ca-file", ca, "--token-file", writeToken(t, "right"))
+
+	_, _, _, reason, _ := rfbViewer(t, bad.port)
+	if !strings.Contains(reason, "Authentication failed") {
+		t.Fatalf("viewer got reason %q, want QEMU's 'Authentication failed'", reason)
+	}
+	waitFor(t, 10*time.Second, "the proxy's log of the refusal", func() bool {
+		return strings.Contains(p.log.String(), "Authentication failed")
+	})
+	name, w, h, reason, _ := rfbViewer(t, good.port)
+	if reason != "" || name != "QEMU" || w == 0 || h == 0 {
+		t.Fatalf("good session: name %q %dx%d reason %q", name, w, h, reason)
+	}
+	if strings.Contains(p.log.String(), "right-pass") || strings.Contains(p.log.String(), "wrong-pass") {
+		t.Fatal("the proxy logged a VNC password")
+	}
+}
+
+// TestVNCTwoViewers: two viewers connected through one --local-port at
+// the same time both reach ServerInit and stay connected.
+func TestVNCTwoViewers(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})
+	tokens := writeTokens(t, map[string]resolver.Console{"two": {Type: "vnc", Address: addr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	v := startVNC(t, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "two"))
+
+	var wg sync.WaitGroup
+	conns := make([]net.Conn, 2)
+	names := make([]string, 2)
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			names[i], _, _, _, conns[i] = rfbViewer(t, v.port)
+		}()
+	}
+	wg.Wait()
+	for i, c := range conns {
+		if names[i] != "QEMU" {
+			t.Fatalf("viewer %d: desktop name %q", i, names[i])
+		}
+		// Still alive: a FramebufferUpdateRequest gets an answer.
+		c.Write([]byte{3, 0, 0, 0, 0, 0, 0, 16, 0, 16})
+		b := make([]byte, 1)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("viewer %d: no framebuffer update: %v", i, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "two session start lines", func() bool {
+		return strings.Count(p.log.String(), "session start") >= 2
+	})
+}

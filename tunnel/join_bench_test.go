@@ -1,0 +1,217 @@
+package tunnel_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/virtconsole/virtconsole/tunnel"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+)
+
+// chunk is the size of one benchmark operation's write: what a busy
+// Join writes at a time.
+const chunk = 32 << 10
+
+// BenchmarkJoinTCP measures Join between two loopback TCP connections:
+//
+//	client ⇄ [TCP] ⇄ Join ⇄ [TCP] ⇄ sink
+//
+// stream: one op is a 32 KiB write by the client, read by the sink.
+// echo: one op is a 64-byte round trip through Join and an echoing sink.
+func BenchmarkJoinTCP(b *testing.B) {
+	b.Run("stream", func(b *testing.B) {
+		client, sink := joinTCP(b)
+		benchStream(b, client, sink)
+	})
+	b.Run("echo", func(b *testing.B) {
+		client, sink := joinTCP(b)
+		benchEcho(b, client, sink)
+	})
+}
+
+// BenchmarkJoinTLSWebsocket measures the proxy's data path:
+//
+//	client ⇄ [websocket over TLS] ⇄ Join ⇄ [TCP] ⇄ sink
+//
+// up: one op is a 32 KiB message from the client, read by the sink.
+// down: one op is a 32 KiB write by the sink, read by the client.
+// echo: one op is a 64-byte round trip.
+func BenchmarkJoinTLSWebsocket(b *testing.B) {
+	b.Run("up", func(b *testing.B) {
+		client, sink := joinTLSWebsocket(b)
+		benchStream(b, client, sink)
+	})
+	b.Run("down", func(b *testing.B) {
+		client, sink := joinTLSWebsocket(b)
+		benchStream(b, sink, client)
+	})
+	b.Run("echo", func(b *testing.B) {
+		client, sink := joinTLSWebsocket(b)
+		benchEcho(b, client, sink)
+	})
+}
+
+// benchStream writes b.N chunks to w and waits until r has read them all
+// and EOF.
+func benchStream(b *testing.B, w, r net.Conn) {
+	type result struct {
+		n   int64
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		buf := make([]byte, chunk)
+		var n int64
+		for {
+			m, err := r.Read(buf)
+			n += int64(m)
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				got <- result{n, err}
+				return
+			}
+		}
+	}()
+	buf := make([]byte, chunk)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	b.SetBytes(chunk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.(interface{ CloseWrite() error }).CloseWrite()
+	res := <-got
+	b.StopTimer()
+	if res.err != nil {
+		b.Fatal(res.err)
+	}
+	if want := int64(b.N) * chunk; res.n != want {
+		b.Fatalf("read %d bytes, want %d", res.n, want)
+	}
+}
+
+// benchEcho makes b.N 64-byte round trips: client writes, sink echoes.
+func benchEcho(b *testing.B, client, sink net.Conn) {
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := sink.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := sink.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	msg := make([]byte, 64)
+	back := make([]byte, 64)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := client.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, back); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+}
+
+// joinTCP returns the outer ends of client ⇄ Join ⇄ sink over TCP.
+func joinTCP(b *testing.B) (client, sink net.Conn) {
+	client, ja := tcpPair(b)
+	jb, sink := tcpPair(b)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tunnel.Join(context.Background(), ja, jb)
+	}()
+	b.Cleanup(func() {
+		client.Close()
+		sink.Close()
+		<-done
+	})
+	return client, sink
+}
+
+// joinTLSWebsocket starts a TLS websocket server that joins every
+// websocket to a new TCP connection to a sink, and returns the client's
+// websocket and the sink's end.
+func joinTLSWebsocket(b *testing.B) (client, sink net.Conn) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	sessions := make(chan struct{}, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { sessions <- struct{}{} }()
+		ws, err := wsconn.Upgrade(w, r, nil)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		tcp, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			ws.Close()
+			b.Error(err)
+			return
+		}
+		tunnel.Join(context.Background(), ws, tcp)
+	}))
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	client, err = wsconn.Dial(context.Background(), "wss"+strings.TrimPrefix(srv.URL, "https"), nil,
+		&wsconn.DialOptions{TLSConfig: clientTLSConfig(pool), Subprotocols: []string{"binary"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink, err = l.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		client.Close()
+		sink.Close()
+		<-sessions
+		srv.Close()
+	})
+	return client, sink
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}

@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+)
+
+// echoServer is a TCP console that echoes what it reads.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newProxy(t *testing.T, tokens map[string]resolver.Console) (*Proxy, *httptest.Server, *logBuffer) {
+	t.Helper()
+	st, err := resolver.NewStatic(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	p := &Proxy{
+		Resolver:             st,
+		AllowInsecureTargets: true,
+		Logger:               slog.New(slog.NewTextHandler(logs, nil)),
+		Limiter:              NewLimiter(3, time.Minute),
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return p, srv, logs
+}
+
+func wsURL(srv *httptest.Server) string {
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/websockify"
+}
+
+func dial(t *testing.T, url string, h http.Header) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return wsconn.Dial(ctx, url, h, &wsconn.DialOptions{Subprotocols: []string{"binary"}})
+}
+
+func bearer(tok string) http.Header {
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+tok)
+	return h
+}
+
+// Each token source works and bytes pass both ways.
+func TestTokenSources(t *testing.T) {
+	addr := echoServer(t)
+	_, srv, logs := newProxy(t, map[string]resolver.Console{"tok-1": {Type: "serial", Address: addr, Insecure: true}})
+	cookie := http.Header{}
+	cookie.Set("Cookie", "token=tok-1")
+	for name, tc := range map[string]struct {
+		url string
+		h   http.Header
+	}{
+		"bearer": {wsURL(srv), bearer("tok-1")},
+		"cookie": {wsURL(srv), cookie},
+		"query":  {wsURL(srv) + "?token=tok-1", nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := dial(t, tc.url, tc.h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("ping"))
+			got := make([]byte, 4)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+				t.Fatalf("echo: %q, %v", got, err)
+			}
+		})
+	}
+	if strings.Contains(logs.String(), "tok-1") {
+		t.Fatalf("token in log:\n%s", logs.String())
+	}
+}
+
+// Failures before the upgrade are HTTP statuses with a reason.
+func TestStatuses(t *testing.T) {
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	addr := echoServer(t)
+	p, srv, _ := newProxy(t, map[string]resolver.Console{
+		"down":   {Type: "serial", Address: closedAddr, Insecure: true},
+		"secure": {Type: "serial", Address: addr},
+		"vnc":    {Type: "vnc", Address: addr, Insecure: true},
+	})
+	p.Limiter = nil
+	origin := bearer("down")
+	origin.Set("Origin", "https://evil.example")
+	for name, tc := range map[string]struct {
+		h      http.Header
+		status int
+		reason string
+	}{
+		"no token":       {nil, 401, "no token"},
+		"unknown token":  {bearer("nope"), 404, "unknown token"},
+		"unreachable":    {bearer("down"), 502, "unreachable"},
+		"no TLS creds":   {bearer("secure"), 502, "--connect-tls-dir"},
+		"no handshaker":  {bearer("vnc"), 502, "not supported"},
+		"foreign origin": {origin, 403, "origin"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := dial(t, wsURL(srv), tc.h)
+			var he *wsconn.HandshakeError
+			if !errors.As(err, &he) || he.StatusCode != tc.status || !strings.Contains(he.Reason, tc.reason) {
+				t.Fatalf("got %v, want %d %q", err, tc.status, tc.reason)
+			}
+		})
+	}
+	// Not a websocket request at all.
+	resp, err := http.Get(srv.URL + "/websockify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("plain GET: %d", resp.StatusCode)
+	}
+}
+
+func TestResolverUnavailable(t *testing.T) {
+	p := &Proxy{Resolver: resolver.ResolverFunc(func(context.Context, string) (protocols.Target, error) {
+		return protocols.Target{}, fmt.Errorf("libvirt down: %w", resolver.ErrUnavailable)
+	}), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	_, err := dial(t, wsURL(srv), bearer("x"))
+	var he *wsconn.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("got %v, want 503", err)
+	}
+}
+
+// Guessing tokens gets a client 429 after the limit, and only that client.
+func TestLimiter(t *testing.T) {
+	_, srv, _ := newProxy(t, map[string]resolver.Console{"ok": {Type: "serial", Address: echoServer(t), Insecure: true}})
+	for i := 0; i < 3; i++ {
+		dial(t, wsURL(srv), bearer(fmt.Sprint("guess-", i)))
+	}
+	_, err := dial(t, wsURL(srv), bearer("ok"))
+	var he *wsconn.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after 3 bad tokens: %v, want 429", err)
+	}
+	l := NewLimiter(1, time.Minute)
+	l.Failed("10.0.0.1")
+	if l.Allow("10.0.0.1") || !l.Allow("10.0.0.2") {
+		t.Fatal("limiter is not per client")
+	}
+	now := time.Now()
+	l.now = func() time.Time { return now.Add(2 * time.Minute) }
+	if !l.Allow("10.0.0.1") {
+		t.Fatal("limiter did not forget after the window")
+	}
+	small := &Limiter{Failures: 1, Window: time.Minute, MaxClients: 2}
+	for i := 0; i < 10; i++ {
+		small.Failed(fmt.Sprint("h", i))
+	}
+	if len(small.clients) > 2 {
+		t.Fatalf("limiter holds %d clients, bound is 2", len(small.clients))
+	}
+}
+
+// Shutdown refuses new sessions, and closes running ones when its
+// context ends.
+func TestShutdown(t *testing.T) {
+	p, srv, _ := newProxy(t, map[string]resolver.Console{"ok": {Type: "serial", Address: echoServer(t), Insecure: true}})
+	c, err := dial(t, wsURL(srv), bearer("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	io.ReadFull(c, make([]byte, 1))
+	if p.Sessions() != 1 {
+		t.Fatalf("sessions = %d", p.Sessions())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if p.Sessions() != 0 {
+		t.Fatalf("sessions after shutdown = %d", p.Sessions())
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("session still open after shutdown")
+	}
+	_, err = dial(t, wsURL(srv), bearer("ok"))
+	var he *wsconn.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("new session during shutdown: %v, want 503", err)
+	}
+}
+
+func TestToken(t *testing.T) {
+	r := httptest.NewRequest("GET", "/websockify?token=q", nil)
+	if Token(r) != "q" {
+		t.Fatal("query")
+	}
+	r.AddCookie(&http.Cookie{Name: "token", Value: "c"})
+	if Token(r) != "c" {
+		t.Fatal("cookie before query")
+	}
+	r.Header.Set("Authorization", "bearer  b ")
+	if Token(r) != "b" {
+		t.Fatal("bearer first")
+	}
+}
