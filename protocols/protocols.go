@@ -53,6 +53,14 @@ type Target struct {
 	TLSTunnel bool
 	// Password is the VNC or SPICE password QEMU wants, if any.
 	Password string
+	// Network says how Address is dialled. Empty means TCP ("host:port").
+	// "libvirt-console" (libvirtresolver.Network) is a pty serial console
+	// reached through libvirt's console stream: Address is then
+	// "<libvirt URI>#<domain UUID>/<device alias>", only the libvirt
+	// resolver of the same process can dial it (its DialContext), no TLS
+	// is layered on it (the libvirt connection protects it, so Insecure
+	// and TLSTunnel do not apply), and it cannot travel over the REST API.
+	Network string
 }
 
 // Host returns the host part of Address, for TLS server-name checks.

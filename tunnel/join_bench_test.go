@@ -163,7 +163,7 @@ func joinTLSWebsocket(b *testing.B) (client, sink net.Conn) {
 	sessions := make(chan struct{}, 1)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { sessions <- struct{}{} }()
-		ws, err := wsconn.Upgrade(w, r, nil)
+		ws, err := wsconn.Upgrade(w, r, &wsconn.Options{WriteBufferSize: 32 << 10})
 		if err != nil {
 			b.Error(err)
 			return

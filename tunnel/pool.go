@@ -46,7 +46,7 @@ func (c *copyBuf) update(n int) {
 	switch {
 	case c.big == nil && n == smallBufSize:
 		c.big = bigPool.Get().(*[bigBufSize]byte)
-	case c.big != nil && n <= smallBufSize:
+	case c.big != nil && n < bigBufSize:
 		c.release()
 	}
 }

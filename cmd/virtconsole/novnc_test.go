@@ -157,7 +157,7 @@ func TestNoVNCThroughProxy(t *testing.T) {
 	var shot struct{ Data []byte }
 	b.call(t, session, "Page.captureScreenshot", map[string]any{
 		"format": "png",
-		"clip": map[string]any{"x": canvas.X, "y": canvas.Y, "width": canvas.CSSWidth, "height": canvas.CSSHeight, "scale": 1},
+		"clip":   map[string]any{"x": canvas.X, "y": canvas.Y, "width": canvas.CSSWidth, "height": canvas.CSSHeight, "scale": 1},
 	}, &shot)
 	path := filepath.Join(t.TempDir(), "novnc.png")
 	if err := os.WriteFile(path, shot.Data, 0o644); err != nil {
@@ -286,6 +286,13 @@ func startChromium(t *testing.T, bin, spki string) *browser {
 	outW.Close()
 	go func() { b.cmd.Wait(); close(b.done) }()
 	t.Cleanup(func() {
+		// Ask first, so that Chromium reaps its own helpers (this
+		// machine's init does not reap orphans), then kill the group.
+		b.w.Write([]byte(`{"id":-1,"method":"Browser.close"}` + "\x00"))
+		select {
+		case <-b.done:
+		case <-time.After(10 * time.Second):
+		}
 		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		<-b.done
 		b.w.Close()

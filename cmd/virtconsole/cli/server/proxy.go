@@ -15,6 +15,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/protocols/serial"
 	"github.com/virtconsole/virtconsole/protocols/vnc"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
@@ -146,7 +147,7 @@ func handshakers(tlsConfig func(string) *tls.Config) func(protocols.Kind) (proto
 	return func(k protocols.Kind) (protocols.Handshaker, error) {
 		switch k {
 		case protocols.KindSerial, protocols.KindConsole:
-			return protocols.PassThrough{}, nil
+			return serial.Handshaker{}, nil
 		case protocols.KindVNC:
 			return &vnc.Handshaker{TLSConfig: tlsConfig}, nil
 		}

@@ -1,0 +1,233 @@
+package qemutest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// GuestReady is the line the tiny Linux guest (LinuxGuest) prints on its
+// first serial port once its shell is about to start.
+const GuestReady = "virtconsole-guest-ready"
+
+// GuestCmdline is the kernel command line the tiny Linux guest expects:
+// kernel messages and the shell on the first serial port.
+const GuestCmdline = "console=ttyS0 quiet"
+
+// guestInit is the initramfs's /init. It runs the shell in a loop so that
+// "exit" does not make init return (which panics the kernel).
+const guestInit = `#!/bin/busybox sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=vt100
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
+echo "` + GuestReady + `" > /dev/ttyS0
+while true; do
+	setsid cttyhack sh -l < /dev/ttyS0 > /dev/ttyS0 2>&1
+done
+`
+
+// guestVersion changes whenever the initramfs layout or /init changes, so
+// that cached images of an older layout are not reused.
+const guestVersion = 1
+
+// LinuxGuest returns a Linux kernel and an initramfs that boot, in about
+// five seconds under TCG with 128 MiB, to a root shell on the first serial
+// port (ttyS0): boot them with GuestCmdline, wait for GuestReady, then type
+// (send "\r" over a pty, "\n" over a socket). The kernel is Debian's
+// linux-image-cloud-amd64 (serial console and devtmpfs built in), the
+// initramfs holds a static busybox (busybox-static) and is built in Go,
+// cached under os.TempDir() by busybox's modification time. Missing
+// packages skip t, or fail it when CI is set.
+func LinuxGuest(t testing.TB) (kernel, initrd string) {
+	t.Helper()
+	kernel = guestKernel(t)
+	busybox := Need(t, "busybox")[0]
+	if p, err := filepath.EvalSymlinks(busybox); err == nil {
+		busybox = p
+	}
+	fi, err := os.Stat(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd = filepath.Join(os.TempDir(), fmt.Sprintf("virtconsole-guest-v%d-%d-%d.cpio.gz",
+		guestVersion, fi.ModTime().UnixNano(), fi.Size()))
+	if _, err := os.Stat(initrd); err == nil {
+		return kernel, initrd
+	}
+	img, err := BuildInitramfs(busybox)
+	if err != nil {
+		t.Fatalf("build the guest's initramfs: %v", err)
+	}
+	// Write under a temporary name and rename: tests in other packages may
+	// build the same file at the same time.
+	tmp, err := os.CreateTemp(filepath.Dir(initrd), ".virtconsole-guest-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tmp.Write(img); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		t.Fatal(err)
+	}
+	tmp.Chmod(0o644)
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp.Name(), initrd); err != nil {
+		os.Remove(tmp.Name())
+		t.Fatal(err)
+	}
+	return kernel, initrd
+}
+
+// guestKernel finds the newest /boot/vmlinuz-*-cloud-amd64.
+func guestKernel(t testing.TB) string {
+	t.Helper()
+	found, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+	if len(found) == 0 {
+		msg := "no /boot/vmlinuz-*-cloud-amd64: install the Debian package linux-image-cloud-amd64 (see .ci/install-deps)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	sort.Strings(found)
+	k := found[len(found)-1]
+	f, err := os.Open(k)
+	if err != nil {
+		t.Fatalf("kernel %s is not readable (Debian makes it root-only): %v", k, err)
+	}
+	f.Close()
+	return k
+}
+
+// BuildInitramfs returns a gzipped cpio ("newc") initramfs holding the
+// static busybox binary at busyboxPath as /bin/busybox, a symlink per
+// applet, a /dev/console node and the guest's /init.
+func BuildInitramfs(busyboxPath string) ([]byte, error) {
+	if err := checkStatic(busyboxPath); err != nil {
+		return nil, err
+	}
+	bin, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(busyboxPath, "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --list-full: %w", busyboxPath, err)
+	}
+
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	w := &cpioWriter{w: zw}
+	dirs := map[string]bool{}
+	mkdir := func(dir string) {
+		var parts []string
+		for d := dir; d != "." && d != "/" && d != ""; d = path.Dir(d) {
+			parts = append(parts, d)
+		}
+		for i := len(parts) - 1; i >= 0; i-- {
+			if !dirs[parts[i]] {
+				dirs[parts[i]] = true
+				w.entry(parts[i], 0o040755, nil, 0, 0)
+			}
+		}
+	}
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "etc"} {
+		mkdir(d)
+	}
+	w.entry("dev/console", 0o020600, nil, 5, 1)
+	w.entry("bin/busybox", 0o100755, bin, 0, 0)
+	w.entry("init", 0o100755, []byte(guestInit), 0, 0)
+	for _, line := range strings.Fields(string(out)) {
+		name := path.Clean(strings.TrimPrefix(line, "/"))
+		if path.Base(name) == "busybox" || name == "init" || strings.HasPrefix(name, "..") {
+			continue // never overwrite the binary or /init
+		}
+		mkdir(path.Dir(name))
+		w.entry(name, 0o120777, []byte("/bin/busybox"), 0, 0)
+	}
+	w.trailer()
+	if w.err != nil {
+		return nil, w.err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// checkStatic refuses a dynamically linked busybox: it would not run in an
+// initramfs that holds no libc.
+func checkStatic(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; install the Debian package busybox-static", p)
+		}
+	}
+	return nil
+}
+
+// cpioWriter writes the "newc" cpio format (magic 070701) that the Linux
+// kernel unpacks as an initramfs.
+type cpioWriter struct {
+	w   io.Writer
+	ino int
+	n   int64
+	err error
+}
+
+func (c *cpioWriter) write(b []byte) {
+	if c.err != nil {
+		return
+	}
+	var n int
+	n, c.err = c.w.Write(b)
+	c.n += int64(n)
+}
+
+func (c *cpioWriter) pad() {
+	if r := c.n % 4; r != 0 {
+		c.write(make([]byte, 4-r))
+	}
+}
+
+// entry writes one file, directory, symlink (data is the link target) or
+// device node (rmajor, rminor).
+func (c *cpioWriter) entry(name string, mode uint32, data []byte, rmajor, rminor uint32) {
+	c.ino++
+	nlink := 1
+	if mode&0o170000 == 0o040000 {
+		nlink = 2
+	}
+	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		c.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rmajor, rminor, len(name)+1, 0)
+	c.write([]byte(hdr))
+	c.write(append([]byte(name), 0))
+	c.pad()
+	c.write(data)
+	c.pad()
+}
+
+func (c *cpioWriter) trailer() {
+	c.ino = -1 // the trailer has inode 0
+	c.entry("TRAILER!!!", 0, nil, 0, 0)
+}

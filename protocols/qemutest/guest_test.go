@@ -1,0 +1,99 @@
+package qemutest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInitramfsLayout checks the cpio archive without booting it.
+func TestInitramfsLayout(t *testing.T) {
+	bb := Need(t, "busybox")[0]
+	img, err := BuildInitramfs(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{} // name -> mode
+	for off := 0; ; {
+		if off+110 > len(raw) || string(raw[off:off+6]) != "070701" {
+			t.Fatalf("bad cpio header at %d", off)
+		}
+		var f [13]uint32
+		for i := range f {
+			fmt.Sscanf(string(raw[off+6+8*i:off+14+8*i]), "%08X", &f[i])
+		}
+		nameLen, size := int(f[11]), int(f[6])
+		name := string(raw[off+110 : off+110+nameLen-1])
+		off = align4(off + 110 + nameLen)
+		off = align4(off + size)
+		if name == "TRAILER!!!" {
+			break
+		}
+		names[name] = fmt.Sprintf("%o", f[1])
+	}
+	for name, mode := range map[string]string{"init": "100755", "bin/busybox": "100755", "bin/sh": "120777", "dev/console": "20600", "bin": "40755"} {
+		if names[name] != mode {
+			t.Errorf("%s: mode %q, want %q", name, names[name], mode)
+		}
+	}
+	if len(names) < 100 {
+		t.Errorf("only %d entries; want a link per applet", len(names))
+	}
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
+
+// TestLinuxGuest boots the tiny guest in plain QEMU with its serial port
+// on a TCP chardev and runs a command in its shell.
+func TestLinuxGuest(t *testing.T) {
+	Require(t)
+	kernel, initrd := LinuxGuest(t)
+	port := FreePort(t)
+	q := Start(t, "-m", "128", "-machine", "pc,graphics=off", "-S",
+		"-kernel", kernel, "-initrd", initrd, "-append", GuestCmdline,
+		"-chardev", fmt.Sprintf("socket,id=s0,host=127.0.0.1,port=%d,server=on,wait=off", port),
+		"-serial", "chardev:s0")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q.WaitChardevConnected("s0", 10*time.Second)
+	start := time.Now()
+	q.Cont()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(c)
+	var seen strings.Builder
+	readUntil := func(want string) {
+		t.Helper()
+		for !strings.Contains(seen.String(), want) {
+			b, err := r.ReadByte()
+			if err != nil {
+				t.Fatalf("waiting for %q: %v; got %q", want, err, seen.String())
+			}
+			seen.WriteByte(b)
+		}
+	}
+	readUntil(GuestReady)
+	t.Logf("guest ready after %v", time.Since(start).Round(time.Millisecond))
+	readUntil("# ")
+	seen.Reset()
+	if _, err := c.Write([]byte("echo $((6*7))\n")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil("42")
+}
