@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vcBinary = filepath.Join(dir, "virtconsole")
-	out, err := exec.Command("go", "build", "-race", "-o", vcBinary, ".").CombinedOutput()
+	args := []string{"build", "-o", vcBinary}
+	if raceEnabled {
+		args = append(args, "-race") // the binary under test is checked too
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build virtconsole: %v\n%s", err, out)
 		os.Exit(1)
@@ -101,7 +105,7 @@ func (s *syncBuffer) String() string {
 }
 
 // waitFor polls until cond holds or fails the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -124,7 +128,7 @@ var listeningRE = regexp.MustCompile(`listening" address=(\S+)`)
 
 // startDaemon runs the vcBinary with args (which should listen on
 // 127.0.0.1:0) and returns once it logs its address.
-func startDaemon(t *testing.T, args ...string) *daemon {
+func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(vcBinary, args...)
@@ -158,7 +162,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 }
 
 // pki mints a CA, server and client credentials for 127.0.0.1/localhost.
-func pki(t *testing.T) string {
+func pki(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	if err := tlscreds.Create(dir, []string{"127.0.0.1", "localhost"}, tlscreds.CreateOptions{}); err != nil {
@@ -168,7 +172,7 @@ func pki(t *testing.T) string {
 }
 
 // writeTokens writes a static token file and returns its path.
-func writeTokens(t *testing.T, tokens map[string]resolver.Console) string {
+func writeTokens(t testing.TB, tokens map[string]resolver.Console) string {
 	t.Helper()
 	b, err := json.Marshal(tokens)
 	if err != nil {

@@ -19,7 +19,7 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-func clientTLS(t *testing.T, caFile string) *tls.Config {
+func clientTLS(t testing.TB, caFile string) *tls.Config {
 	t.Helper()
 	c, err := tlscreds.LoadCAFile(caFile)
 	if err != nil {

@@ -97,8 +97,8 @@ func snapshot(t *testing.T, port int) {
 	t.Fatalf("vncsnapshot did not save a 720x400 image: %s", last)
 }
 
-// rfbViewer is a scripted RFB 3.8 viewer: it reaches ServerInit or
-// returns the server's failure reason.
+// rfbViewer is a scripted RFB 3.8 viewer at the local port: it reaches
+// ServerInit or returns the server's failure reason.
 func rfbViewer(t *testing.T, port int) (name string, width, height int, reason string, conn net.Conn) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
@@ -106,7 +106,16 @@ func rfbViewer(t *testing.T, port int) (name string, width, height int, reason s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	name, width, height, reason = rfbHandshake(t, c)
+	return name, width, height, reason, c
+}
+
+// rfbHandshake runs a viewer's side of RFB 3.8 on c, offering nothing but
+// None, up to ServerInit.
+func rfbHandshake(t testing.TB, c net.Conn) (name string, width, height int, reason string) {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetDeadline(time.Time{})
 	ver := make([]byte, 12)
 	must(t, readFull(c, ver))
 	if string(ver) != "RFB 003.008\n" {
@@ -116,7 +125,7 @@ func rfbViewer(t *testing.T, port int) (name string, width, height int, reason s
 	n := make([]byte, 1)
 	must(t, readFull(c, n))
 	if n[0] == 0 {
-		return "", 0, 0, readReason(t, c), c
+		return "", 0, 0, readReason(t, c)
 	}
 	types := make([]byte, n[0])
 	must(t, readFull(c, types))
@@ -127,18 +136,21 @@ func rfbViewer(t *testing.T, port int) (name string, width, height int, reason s
 	res := make([]byte, 4)
 	must(t, readFull(c, res))
 	if binary.BigEndian.Uint32(res) != 0 {
-		return "", 0, 0, readReason(t, c), c
+		return "", 0, 0, readReason(t, c)
 	}
 	c.Write([]byte{1}) // ClientInit: shared
 	init := make([]byte, 24)
 	must(t, readFull(c, init))
 	nameLen := binary.BigEndian.Uint32(init[20:])
+	if nameLen > 4096 {
+		t.Fatalf("desktop name length %d", nameLen)
+	}
 	nb := make([]byte, nameLen)
 	must(t, readFull(c, nb))
-	return string(nb), int(binary.BigEndian.Uint16(init[0:])), int(binary.BigEndian.Uint16(init[2:])), "", c
+	return string(nb), int(binary.BigEndian.Uint16(init[0:])), int(binary.BigEndian.Uint16(init[2:])), ""
 }
 
-func readReason(t *testing.T, c net.Conn) string {
+func readReason(t testing.TB, c net.Conn) string {
 	l := make([]byte, 4)
 	must(t, readFull(c, l))
 	n := binary.BigEndian.Uint32(l)
@@ -152,7 +164,7 @@ func readReason(t *testing.T, c net.Conn) string {
 
 func readFull(c net.Conn, b []byte) error { _, err := io.ReadFull(c, b); return err }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -265,4 +277,48 @@ func TestVNCTwoViewers(t *testing.T) {
 	waitFor(t, 10*time.Second, "two session start lines", func() bool {
 		return strings.Count(p.log.String(), "session start") >= 2
 	})
+}
+
+// TestVNCViewerCommand: --viewer starts the given viewer (here the real
+// vncsnapshot) at the local port, and the command exits when it does.
+func TestVNCViewerCommand(t *testing.T) {
+	qemutest.Require(t)
+	qemutest.Need(t, "vncsnapshot")
+	dir := pki(t)
+	_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})
+	tokens := writeTokens(t, map[string]resolver.Console{"view": {Type: "vnc", Address: addr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	shot := filepath.Join(t.TempDir(), "viewer.jpg")
+	r := run(t, nil, "vnc", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
+		"--token-file", writeToken(t, "view"), "--viewer", "vncsnapshot -quality 90 {host}::{port} "+shot)
+	if r.code != 0 {
+		t.Fatalf("exit code %d; stderr: %s", r.code, r.stderr)
+	}
+	if !strings.HasPrefix(r.stdout, "listening on 127.0.0.1:") {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatalf("the viewer saved nothing: %v", err)
+	}
+	defer f.Close()
+	if _, err := jpeg.Decode(f); err != nil {
+		t.Fatalf("viewer's image: %v", err)
+	}
+}
+
+// TestVNCLocalRefusals: bad local listener flags are usage errors.
+func TestVNCLocalRefusals(t *testing.T) {
+	r := run(t, nil, "vnc", "--target", "127.0.0.1:5900", "--connect-insecure", "--listen-address", "0.0.0.0")
+	if r.code != 1 || !strings.Contains(r.stderr, "--allow-remote") {
+		t.Fatalf("non-loopback listen: code %d stderr %q", r.code, r.stderr)
+	}
+	r = run(t, nil, "vnc", "--target", "127.0.0.1:5900")
+	if r.code != 1 || !strings.Contains(r.stderr, "--connect-tls-dir") {
+		t.Fatalf("direct mode without TLS: code %d stderr %q", r.code, r.stderr)
+	}
+	r = run(t, nil, "vnc", "--target", "127.0.0.1:5900", "--proxy", "wss://x:1", "--connect-insecure")
+	if r.code != 1 {
+		t.Fatalf("--proxy with --target: code %d stderr %q", r.code, r.stderr)
+	}
 }
