@@ -34,13 +34,14 @@ free_port() {
 	exit 1
 }
 
-# wait_port waits until something listens on 127.0.0.1:$1.
-wait_port() {
+# wait_log waits until file $1 contains the text $2.
+wait_log() {
 	for _ in $(seq 1 300); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
 		sleep 0.1
 	done
-	echo "demo: nothing listening on port $1; see $work/*.log" >&2
+	echo "demo: no '$2' in $1:" >&2
+	cat "$1" >&2
 	exit 1
 }
 
@@ -56,7 +57,8 @@ qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none -machine pc,graphi
 	-chardev "socket,id=s0,host=127.0.0.1,port=$serial_port,server=on,wait=on,tls-creds=tls0" \
 	-serial chardev:s0 >"$work/qemu.log" 2>&1 &
 pids+=($!)
-wait_port "$serial_port"
+# Not a connection probe: QEMU would take it as the console's one client.
+wait_log "$work/qemu.log" "waiting for connection"
 
 echo "==> writing a random token to $work/token and the token file $work/tokens.json"
 umask 077
@@ -64,12 +66,12 @@ token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
 printf '%s\n' "$token" >"$work/token"
 printf '{"%s": {"type": "serial", "address": "127.0.0.1:%s", "insecure": false}}\n' "$token" "$serial_port" >"$work/tokens.json"
 
-proxy_port=$(free_port)
-echo "==> starting the proxy: wss://127.0.0.1:$proxy_port (log: $work/proxy.log)"
-"$bin" server proxy --listen "127.0.0.1:$proxy_port" --tls-dir "$work/pki" \
+echo "==> starting the proxy (log: $work/proxy.log)"
+"$bin" server proxy --listen 127.0.0.1:0 --tls-dir "$work/pki" \
 	--connect-tls-dir "$work/pki" --tokens "$work/tokens.json" 2>"$work/proxy.log" &
 pids+=($!)
-wait_port "$proxy_port"
+wait_log "$work/proxy.log" "proxy listening"
+proxy_port=$(sed -n 's/.*proxy listening" address=127.0.0.1:\([0-9]*\).*/\1/p' "$work/proxy.log")
 
 cmd=("$bin" serial --proxy "wss://127.0.0.1:$proxy_port" --ca-file "$work/pki/ca-cert.pem" --token-file "$work/token")
 echo "==> ${cmd[*]}"

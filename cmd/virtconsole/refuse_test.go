@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -150,4 +152,46 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestMutualTLSAndStdinToken: a proxy that requires client certificates
+// refuses a client without one (exit 4) and serves one with --tls-dir; the
+// token comes from the first line of stdin and the rest of stdin is typed
+// into the console.
+func TestMutualTLSAndStdinToken(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Monitor: true})
+	tokens := writeTokens(t, map[string]resolver.Console{"mtls-token": {Type: "console", Address: addr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--require-client-cert", "--connect-tls-dir", dir, "--tokens", tokens)
+	ca := filepath.Join(dir, "ca-cert.pem")
+
+	r := run(t, strings.NewReader("mtls-token\n"), "serial", "--proxy", "wss://"+p.addr, "--ca-file", ca, "--token-file", "-")
+	if r.code != cmdutil.ExitTLS {
+		t.Fatalf("without a client certificate: exit %d, want %d; stderr %q", r.code, cmdutil.ExitTLS, r.stderr)
+	}
+	checkOneLine(t, r.stderr, "certificate")
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
+	c.cmd = exec.Command(vcBinary, "serial", "--proxy", "wss://"+p.addr, "--tls-dir", dir, "--token-file", "-")
+	c.cmd.Env = env()
+	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = pr, c.out, c.errb
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+	io.WriteString(pw, "mtls-token\n")
+	waitFor(t, 30*time.Second, "the monitor prompt", func() bool { return strings.Contains(c.out.String(), "(qemu)") })
+	io.WriteString(pw, "info name\n")
+	waitFor(t, 30*time.Second, "the answer to 'info name'", func() bool { return strings.Count(c.out.String(), "(qemu)") >= 2 })
+	pw.Close()
+	if code := c.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+	}
+	if strings.Contains(c.out.String(), "mtls-token") {
+		t.Fatal("the token line was typed into the console")
+	}
 }

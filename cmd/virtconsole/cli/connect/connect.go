@@ -36,6 +36,7 @@ type ProxyOptions struct {
 	Proxy     string
 	TokenFile string
 	CAFile    string
+	TLSDir    string
 	Insecure  bool
 	Timeout   time.Duration
 }
@@ -46,6 +47,7 @@ func AddProxyFlags(cmd *cobra.Command, o *ProxyOptions) {
 	fl.StringVar(&o.Proxy, "proxy", "", "websocket proxy `URL`, e.g. wss://proxy.example:6443 (env "+EnvProxy+")")
 	fl.StringVar(&o.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+EnvToken+" otherwise)")
 	fl.StringVar(&o.CAFile, "ca-file", "", "trust the proxy's certificate if signed by the CA in `FILE` (default: system roots)")
+	fl.StringVar(&o.TLSDir, "tls-dir", "", "present client-cert.pem/client-key.pem from `DIR` to a proxy that requires client certificates (ca-cert.pem there is trusted too)")
 	fl.BoolVar(&o.Insecure, "insecure", false, "allow a ws:// proxy URL (token and console data in cleartext)")
 	fl.DurationVar(&o.Timeout, "connect-timeout", 20*time.Second, "give up connecting after this `duration`")
 }
@@ -146,12 +148,23 @@ func readLine(r io.Reader) (string, error) {
 // header (never in the URL), and maps failures to exit codes.
 func (o *ProxyOptions) Dial(ctx context.Context, token string) (net.Conn, error) {
 	var creds *tlscreds.Creds
+	if o.TLSDir != "" {
+		c, err := tlscreds.Load(o.TLSDir, tlscreds.RoleClient)
+		if err != nil {
+			return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
+		}
+		creds = c
+	}
 	if o.CAFile != "" {
 		c, err := tlscreds.LoadCAFile(o.CAFile)
 		if err != nil {
 			return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
 		}
-		creds = c
+		if creds == nil {
+			creds = c
+		} else {
+			creds.CAs = c.CAs
+		}
 	}
 	u, _ := url.Parse(o.Proxy)
 	opts := &wsconn.DialOptions{Subprotocols: []string{"binary"}}
