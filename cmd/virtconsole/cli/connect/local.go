@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/tunnel"
+	"github.com/virtconsole/virtconsole/tunnel/forward"
 )
 
 // LocalOptions are the flags of a local listener for desktop viewers.
@@ -137,4 +139,35 @@ func StartViewer(ctx context.Context, argv []string, errOut io.Writer) (<-chan e
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	return done, nil
+}
+
+// Opener opens the pair of conns to join for one accepted viewer
+// connection (usually local itself and an upstream conn).
+type Opener func(ctx context.Context, local net.Conn) (client, server net.Conn, err error)
+
+// Handler returns the forward.Handler that serves one viewer: it opens the
+// upstream, joins the two, and reports a failure on errOut. When opening
+// fails, refuse (if set) tells the viewer why in its own protocol before
+// the connection is closed.
+func Handler(errOut io.Writer, open Opener, refuse func(context.Context, net.Conn, error)) forward.Handler {
+	return func(ctx context.Context, local net.Conn) error {
+		defer local.Close()
+		report := func(err error) error {
+			if !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(errOut, "virtconsole: viewer %s: %s\n", local.RemoteAddr(), cmdutil.OneLine(err))
+			}
+			return err
+		}
+		client, server, err := open(ctx, local)
+		if err != nil {
+			if refuse != nil {
+				refuse(ctx, local, err)
+			}
+			return report(err)
+		}
+		if _, err := tunnel.Join(ctx, client, server); err != nil && ctx.Err() == nil {
+			return report(cmdutil.WithCode(cmdutil.ExitLost, err))
+		}
+		return nil
+	}
 }

@@ -157,54 +157,23 @@ func runVNC(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 
 // newHandler returns the per-connection handler for proxy or direct mode.
 func newHandler(f *cmdutil.Factory, opts *Options) (forward.Handler, error) {
-	report := func(local net.Conn, err error) {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(opts.IO.ErrOut, "virtconsole: viewer %s: %s\n", local.RemoteAddr(), cmdutil.OneLine(err))
-		}
-	}
 	if opts.Target == "" {
 		token, err := opts.Proxy.ReadToken(f)
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context, local net.Conn) error {
-			defer local.Close()
+		return connect.Handler(opts.IO.ErrOut, func(ctx context.Context, local net.Conn) (net.Conn, net.Conn, error) {
 			up, err := opts.Proxy.Dial(ctx, token)
-			if err != nil {
-				refuse(ctx, local, err)
-				report(local, err)
-				return err
-			}
-			_, err = tunnel.Join(ctx, local, up)
-			if err != nil && ctx.Err() == nil {
-				err = cmdutil.WithCode(cmdutil.ExitLost, err)
-				report(local, err)
-				return err
-			}
-			return nil
-		}, nil
+			return local, up, err
+		}, refuse), nil
 	}
-
 	target, hs, err := directTarget(opts)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, local net.Conn) error {
-		defer local.Close()
-		client, server, err := direct(ctx, opts, hs, target, local)
-		if err != nil {
-			refuse(ctx, local, err)
-			report(local, err)
-			return err
-		}
-		_, err = tunnel.Join(ctx, client, server)
-		if err != nil && ctx.Err() == nil {
-			err = cmdutil.WithCode(cmdutil.ExitLost, err)
-			report(local, err)
-			return err
-		}
-		return nil
-	}, nil
+	return connect.Handler(opts.IO.ErrOut, func(ctx context.Context, local net.Conn) (net.Conn, net.Conn, error) {
+		return direct(ctx, opts, hs, target, local)
+	}, refuse), nil
 }
 
 // refuse tells the viewer why, in RFB, so that it shows a reason instead
