@@ -15,14 +15,15 @@ deps:
 	bash .ci/install-deps
 
 # The whole suite: vet, every test with the race detector (end-to-end
-# tests run real QEMU and the built binary), and each fuzzer briefly.
+# tests run real QEMU, libvirtd and the built binary), and each fuzzer
+# briefly. -p 1: libvirt tests share (and restart) one libvirtd.
 test: vet unit fuzz
 
 vet:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 25m ./...
 
 fuzz:
 	@bash .ci/fuzz $(FUZZTIME)

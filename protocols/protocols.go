@@ -75,6 +75,9 @@ func (t Target) Host() string {
 // TLSFromFirstByte reports whether the connection to QEMU must be wrapped
 // in TLS before any protocol byte is exchanged.
 func (t Target) TLSFromFirstByte() bool {
+	if t.Network != "" && t.Network != "tcp" {
+		return false // a transport of its own, secured by whoever dials it
+	}
 	if t.TLSTunnel {
 		return true
 	}

@@ -93,6 +93,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			"error", scrub(err.Error(), token))
 		writeJSONError(w, http.StatusServiceUnavailable, "resolver unavailable")
 		return
+	case errors.Is(err, ErrUnsupported):
+		h.log.Warn("token names a console this resolver cannot serve", "token_fp", fp, "remote", req.RemoteAddr,
+			"error", scrub(err.Error(), token))
+		writeJSONError(w, http.StatusNotImplemented, scrub(err.Error(), token))
+		return
 	default:
 		if req.Context().Err() != nil {
 			// The client went away; nobody reads the answer.

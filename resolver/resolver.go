@@ -62,4 +62,8 @@ var (
 	// ErrUnavailable means the resolver cannot answer now, e.g. its
 	// backend is down (HTTP 503); the token may be valid.
 	ErrUnavailable = errors.New("resolver unavailable")
+	// ErrUnsupported means the token is valid but its console cannot be
+	// served through this resolver, e.g. a pty console that only a proxy
+	// in the libvirt resolver's own process can reach (HTTP 501).
+	ErrUnsupported = errors.New("console not reachable through this resolver")
 )

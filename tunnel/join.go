@@ -57,9 +57,11 @@ type closeWriter interface {
 // wsconn reports as io.EOF) are not errors.
 //
 // Join runs one copy loop on the calling goroutine and one on a new
-// goroutine, and nothing else. Each loop reads into a small buffer of its
-// own and borrows a pooled 32 KiB one only while bulk data is flowing (see
-// copyBuf); bytes are written on as soon as they are read.
+// goroutine; the linger bound and ctx are timers and callbacks that take
+// a goroutine only for the moment they fire. Each loop reads into a small
+// buffer of its own and borrows a pooled 32 KiB one only while bulk data
+// is flowing (see copyBuf). Bytes are written on as soon as they are read:
+// never held back to be coalesced.
 func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error) {
 	j := &joiner{conns: [2]net.Conn{a, b}}
 	cfg := joinConfig{linger: DefaultLinger}

@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -43,19 +44,28 @@ func BenchmarkJoinTCP(b *testing.B) {
 // up: one op is a 32 KiB message from the client, read by the sink.
 // down: one op is a 32 KiB write by the sink, read by the client.
 // echo: one op is a 64-byte round trip.
+//
+// The tls-console variants put TLS on the sink's leg too, as toward QEMU
+// by default: client ⇄ [websocket over TLS] ⇄ Join ⇄ [TLS] ⇄ sink.
 func BenchmarkJoinTLSWebsocket(b *testing.B) {
-	b.Run("up", func(b *testing.B) {
-		client, sink := joinTLSWebsocket(b)
-		benchStream(b, client, sink)
-	})
-	b.Run("down", func(b *testing.B) {
-		client, sink := joinTLSWebsocket(b)
-		benchStream(b, sink, client)
-	})
-	b.Run("echo", func(b *testing.B) {
-		client, sink := joinTLSWebsocket(b)
-		benchEcho(b, client, sink)
-	})
+	for _, sinkTLS := range []bool{false, true} {
+		prefix := ""
+		if sinkTLS {
+			prefix = "tls-console/"
+		}
+		b.Run(prefix+"up", func(b *testing.B) {
+			client, sink := joinTLSWebsocket(b, sinkTLS)
+			benchStream(b, client, sink)
+		})
+		b.Run(prefix+"down", func(b *testing.B) {
+			client, sink := joinTLSWebsocket(b, sinkTLS)
+			benchStream(b, sink, client)
+		})
+		b.Run(prefix+"echo", func(b *testing.B) {
+			client, sink := joinTLSWebsocket(b, sinkTLS)
+			benchEcho(b, client, sink)
+		})
+	}
 }
 
 // benchStream writes b.N chunks to w and waits until r has read them all
@@ -152,38 +162,52 @@ func joinTCP(b *testing.B) (client, sink net.Conn) {
 }
 
 // joinTLSWebsocket starts a TLS websocket server that joins every
-// websocket to a new TCP connection to a sink, and returns the client's
-// websocket and the sink's end.
-func joinTLSWebsocket(b *testing.B) (client, sink net.Conn) {
+// websocket to a new connection to a sink (TCP, or TLS if sinkTLS), and
+// returns the client's websocket and the sink's end.
+func joinTLSWebsocket(b *testing.B, sinkTLS bool) (client, sink net.Conn) {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
+	var sinkL net.Listener = l
+	dialSink := func(ctx context.Context) (net.Conn, error) {
+		return new(net.Dialer).DialContext(ctx, "tcp", l.Addr().String())
+	}
+	if sinkTLS {
+		sinkL = tls.NewListener(l, &tls.Config{Certificates: srv.TLS.Certificates})
+		dialSink = func(ctx context.Context) (net.Conn, error) {
+			return tunnel.DialTLS(ctx, nil, l.Addr().String(), clientTLSConfig(pool))
+		}
+	}
+
 	sessions := make(chan struct{}, 1)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { sessions <- struct{}{} }()
-		ws, err := wsconn.Upgrade(w, r, &wsconn.Options{WriteBufferSize: 32 << 10})
+		ws, err := wsconn.Upgrade(w, r, nil)
 		if err != nil {
 			b.Error(err)
 			return
 		}
-		tcp, err := net.Dial("tcp", l.Addr().String())
+		console, err := dialSink(r.Context())
 		if err != nil {
 			ws.Close()
 			b.Error(err)
 			return
 		}
-		tunnel.Join(context.Background(), ws, tcp)
-	}))
-	pool := x509.NewCertPool()
-	pool.AddCert(srv.Certificate())
+		tunnel.Join(context.Background(), ws, console)
+	})
 	client, err = wsconn.Dial(context.Background(), "wss"+strings.TrimPrefix(srv.URL, "https"), nil,
 		&wsconn.DialOptions{TLSConfig: clientTLSConfig(pool), Subprotocols: []string{"binary"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	sink, err = l.Accept()
+	sink, err = sinkL.Accept()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -290,13 +290,13 @@ func TestCopyBufPolicy(t *testing.T) {
 		n       int
 		wantBig bool
 	}{
-		{10, false},          // interactive
-		{smallBufSize, true}, // small buffer filled: bulk is coming
-		{bigBufSize, true},   // bulk
-		{16 << 10, true},     // one TLS record: still bulk
-		{smallBufSize + 1, true},
-		{smallBufSize, false}, // would have fit: back to small
-		{smallBufSize - 1, false},
+		{10, false},               // interactive
+		{smallBufSize - 1, false}, // not full
+		{smallBufSize, true},      // small buffer filled: bulk is coming
+		{bigBufSize, true},        // bulk
+		{bigBufSize, true},
+		{bigBufSize - 1, false}, // drained: back to small
+		{smallBufSize, true},    // bulk again
 		{0, false},
 	}
 	for i, s := range steps {

@@ -206,8 +206,14 @@ type client struct {
 
 func startSerial(t *testing.T, args ...string) *client {
 	t.Helper()
+	return startClient(t, append([]string{"serial"}, args...)...)
+}
+
+// startClient runs the binary with args and stdin a pipe.
+func startClient(t *testing.T, args ...string) *client {
+	t.Helper()
 	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(vcBinary, append([]string{"serial"}, args...)...)
+	c.cmd = exec.Command(vcBinary, args...)
 	c.cmd.Env = env()
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.errb
 	var err error

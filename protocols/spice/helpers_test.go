@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -284,4 +283,35 @@ func isCode(err error, code LinkError) bool {
 	return err != nil && Code(err) == code
 }
 
-var errTest = errors.New("test")
+// serve answers the server as a viewer does until the conn ends: it
+// acknowledges messages when the server asks for acks (SET_ACK: an
+// ACK_SYNC, then an ACK every window messages) and answers pings. A
+// display channel viewer that does neither makes spice-server's display
+// worker wait for it, which stalls QEMU.
+func (c *viewerClient) serve() {
+	var window, count uint32
+	for {
+		m, err := c.readMessage()
+		if err != nil {
+			return
+		}
+		switch m.typ {
+		case MsgSetAck:
+			if len(m.body) >= 8 {
+				window, count = le.Uint32(m.body[4:]), 0
+				c.writeMessage(MsgcAckSync, m.body[:4])
+			}
+			continue
+		case MsgPing:
+			if len(m.body) >= 12 {
+				c.writeMessage(MsgcPong, m.body[:12])
+			}
+		}
+		if window > 0 {
+			if count++; count >= window {
+				count = 0
+				c.writeMessage(MsgcAck, nil)
+			}
+		}
+	}
+}

@@ -135,7 +135,13 @@ func parseCaps(b []byte, fixed int, who, what string) (common, channel []uint32,
 	for i := range words {
 		words[i] = le.Uint32(b[int(off)+4*i:])
 	}
-	return words[:nCommon:nCommon], words[nCommon:], nil
+	if nCommon > 0 {
+		common = words[:nCommon:nCommon]
+	}
+	if nChannel > 0 {
+		channel = words[nCommon:]
+	}
+	return common, channel, nil
 }
 
 // ParseLink parses a link header and message as read from a client (the

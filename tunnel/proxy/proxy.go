@@ -220,12 +220,27 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 		return none, nil, nil, protocols.Info{}, fail(http.StatusNotFound, err, "unknown token")
 	case errors.Is(err, resolver.ErrUnavailable):
 		return none, nil, nil, protocols.Info{}, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
+	case errors.Is(err, resolver.ErrUnsupported):
+		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "%s", oneLine(err))
 	case err != nil:
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "token resolver failed")
 	}
 	hs, err := p.handshaker(target.Kind)
 	if err != nil {
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console type %s is not supported by this proxy", target.Kind)
+	}
+	d := p.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	if target.Network != "" && target.Network != "tcp" {
+		// A transport of its own (libvirt's console stream): the Dialer
+		// knows it, and it is as secure as the Dialer's connection.
+		server, err := d.DialContext(ctx, target.Network, target.Address)
+		if err != nil {
+			return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
+		}
+		return p.serverHandshake(ctx, hs, server, target)
 	}
 	if target.Insecure && !target.TLSTunnel && !p.AllowInsecureTargets {
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
@@ -239,10 +254,6 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 		}
 		cfg = p.TLSConfig(target.Host())
 	}
-	d := p.Dialer
-	if d == nil {
-		d = &net.Dialer{}
-	}
 	var server net.Conn
 	if target.TLSFromFirstByte() {
 		server, err = tunnel.DialTLS(ctx, d, target.Address, cfg)
@@ -252,12 +263,16 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 	if err != nil {
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
 	}
-	raw := server
+	return p.serverHandshake(ctx, hs, server, target)
+}
+
+// serverHandshake runs the QEMU-side handshake on a dialled conn.
+func (p *Proxy) serverHandshake(ctx context.Context, hs protocols.Handshaker, raw net.Conn, target protocols.Target) (protocols.Target, net.Conn, protocols.Handshaker, protocols.Info, *httpError) {
 	server, info, err := hs.Server(ctx, raw, target)
 	if err != nil {
 		raw.Close()
 		err = p.explain(err, target)
-		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
+		return protocols.Target{}, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
 	}
 	return target, server, hs, info, nil
 }

@@ -40,10 +40,11 @@ type Options struct {
 	DeadPeerTimeout time.Duration
 
 	// ReadBufferSize is the size of the buffer a Conn reads frames
-	// through, held for the Conn's life; WriteBufferSize that of the
-	// buffer a Write frames a message in, taken from a shared pool for
-	// the duration of the Write. 0 means DefaultBufferSize. Larger
-	// messages are read and written past the buffers, not split.
+	// through, held for the Conn's life (0: DefaultReadBufferSize).
+	// WriteBufferSize is that of the buffer a Write frames a message in,
+	// taken from a shared pool for the duration of the Write (0:
+	// DefaultWriteBufferSize). Messages larger than either buffer are read
+	// and written past it, not split.
 	ReadBufferSize  int
 	WriteBufferSize int
 }
@@ -63,9 +64,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts *Options) (net.Conn, e
 	if checkOrigin == nil {
 		checkOrigin = func(*http.Request) bool { return true }
 	}
-	wbs := orDefault(opts.WriteBufferSize, DefaultBufferSize)
+	wbs := orDefault(opts.WriteBufferSize, DefaultWriteBufferSize)
 	u := websocket.Upgrader{
-		ReadBufferSize:  orDefault(opts.ReadBufferSize, DefaultBufferSize),
+		ReadBufferSize:  orDefault(opts.ReadBufferSize, DefaultReadBufferSize),
 		WriteBufferSize: wbs,
 		WriteBufferPool: writePool(wbs),
 		Subprotocols:    protos,
@@ -94,12 +95,6 @@ type DialOptions struct {
 	KeepAlive       time.Duration
 	DeadPeerTimeout time.Duration
 }
-
-// clientWriteBufferSize is the client's frame buffer. A client masks every
-// byte it sends into this buffer and gorilla splits a message into frames
-// of this size, so it matches the largest write tunnel.Join makes. It is
-// pooled, so idle conns do not hold it.
-const clientWriteBufferSize = 32 << 10
 
 // HandshakeError is returned by Dial when the server answered the
 // handshake with an HTTP error instead of switching protocols.
@@ -174,9 +169,11 @@ func Dial(ctx context.Context, rawURL string, header http.Header, opts *DialOpti
 		},
 		TLSClientConfig: opts.TLSConfig,
 		Subprotocols:    opts.Subprotocols,
-		ReadBufferSize:  DefaultBufferSize,
-		WriteBufferSize: clientWriteBufferSize,
-		WriteBufferPool: writePool(clientWriteBufferSize),
+		ReadBufferSize:  DefaultReadBufferSize,
+		// A client masks every byte it sends in this buffer and gorilla
+		// splits messages into frames of its size.
+		WriteBufferSize: DefaultWriteBufferSize,
+		WriteBufferPool: writePool(DefaultWriteBufferSize),
 	}
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()

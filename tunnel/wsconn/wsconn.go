@@ -36,7 +36,21 @@ import (
 const (
 	DefaultKeepAlive       = 30 * time.Second
 	DefaultDeadPeerTimeout = 60 * time.Second
-	DefaultBufferSize      = 4 << 10
+
+	// DefaultReadBufferSize is the buffer a Conn reads frames through,
+	// held for the Conn's life. Reads with a buffer at least this large
+	// bypass it once it is empty; keeping it no larger than the small
+	// buffer tunnel.Join reads into first lets Join's reads come straight
+	// from the transport instead of in pieces of this buffer.
+	DefaultReadBufferSize = 2 << 10
+
+	// DefaultWriteBufferSize is the buffer a Write frames a message in. It
+	// comes from a shared pool for the duration of one Write, so idle
+	// conns hold none, and it matches the largest write tunnel.Join makes:
+	// a message that fits goes out in one transport write without
+	// allocating, where a 4 KiB buffer costs a second write (a second TLS
+	// record) and two allocations per message.
+	DefaultWriteBufferSize = 32 << 10
 )
 
 // closeWait bounds the write of the close frame by Close.
@@ -102,11 +116,11 @@ func closeCodeText(code int) string {
 // deadline setters callable at any time; concurrent Reads, and concurrent
 // Writes, are serialised.
 //
-// Deadlines work as net.Conn's do, with the caveat gorilla/websocket and
-// tls.Conn share for writes: once an I/O operation has timed out, the
-// websocket's framing state is unknown, so every later operation in that
-// direction returns the same error. Use deadlines to bound an exchange, not
-// to poll.
+// Deadlines work as net.Conn's do, including on a Read or Write in
+// progress, with one difference (gorilla/websocket's, and tls.Conn's for
+// writes): once a Read or a Write has timed out, the websocket's framing
+// state is unknown, so every later Read, or Write, returns the same error.
+// Use deadlines to bound an exchange, not to poll.
 type Conn struct {
 	ws        *websocket.Conn
 	nc        net.Conn // under ws: TCP or TLS
@@ -125,6 +139,7 @@ type Conn struct {
 	// timed-out write leaves the websocket unusable.
 	wmu     sync.Mutex
 	pongDue atomic.Pointer[string] // payload of a ping not answered yet
+	ponging atomic.Bool            // a sendPong goroutine is running
 
 	dmu    sync.Mutex // guards the deadlines
 	rdl    time.Time  // read deadline set by the user
@@ -150,12 +165,13 @@ func newConn(ws *websocket.Conn, keepAlive, deadPeer time.Duration) *Conn {
 	ws.SetCloseHandler(func(int, string) error { return nil })
 	ws.SetPingHandler(func(data string) error {
 		c.heard()
-		// Answer now if no write is in progress; otherwise the writer
-		// answers when it is done (unlockWrite). Read never waits for the
-		// write side.
+		// The pong goes out from another goroutine, at most one at a
+		// time, or from a Write finishing first (unlockWrite): Read never
+		// waits for the write side, which may be stuck on a peer that
+		// does not read.
 		c.pongDue.Store(&data)
-		if c.wmu.TryLock() {
-			c.unlockWrite()
+		if c.ponging.CompareAndSwap(false, true) {
+			go c.sendPong()
 		}
 		return nil
 	})
@@ -283,6 +299,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.writeError(err)
 	}
 	return len(p), nil
+}
+
+// sendPong answers the latest ping.
+func (c *Conn) sendPong() {
+	c.wmu.Lock()
+	c.ponging.Store(false) // a ping from now on starts a new sendPong
+	c.unlockWrite()
 }
 
 // unlockWrite releases wmu, first sending a pong that came due while it

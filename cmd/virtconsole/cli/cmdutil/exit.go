@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 )
 
 // Exit codes, documented in every command's help and in the man pages.
@@ -15,6 +17,7 @@ const (
 	ExitTLS         = 4 // TLS credentials are invalid or a peer's certificate was not trusted
 	ExitLost        = 5 // an established session failed before it was closed normally
 	ExitFailure     = 6 // any other failure
+	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled
 	ExitInterrupted = 130
 )
 
@@ -28,7 +31,28 @@ const ExitCodesHelp = `Exit codes:
   4    TLS: invalid credentials, or a peer's certificate is not trusted
   5    connection lost during an established session
   6    any other failure
+  7    not found: no such domain or console device, or consoles not enabled
   130  interrupted (SIGINT/SIGTERM)`
+
+// LibvirtError maps an error of the libvirt layer to an exit code.
+func LibvirtError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, libvirtresolver.ErrUnreachable):
+		return WithCode(ExitUnreachable, err)
+	case errors.Is(err, libvirtresolver.ErrDomainNotFound), errors.Is(err, libvirtresolver.ErrNoConsoles),
+		errors.Is(err, libvirtresolver.ErrNotEnabled), errors.Is(err, libvirtresolver.ErrNoConsoleDevice):
+		return WithCode(ExitNotFound, err)
+	case errors.Is(err, libvirtresolver.ErrConsoleBusy):
+		return WithCode(ExitRefused, err)
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return WithCode(ExitFailure, err)
+}
 
 // ExitError carries an exit code with an error.
 type ExitError struct {

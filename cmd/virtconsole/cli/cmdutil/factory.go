@@ -3,9 +3,12 @@
 package cmdutil
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"sync"
+
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 )
 
 // Factory builds the dependencies commands need, lazily, so that a
@@ -18,6 +21,9 @@ type Factory struct {
 	Logger func() *slog.Logger
 	// Executable is the path of the running binary (for help text).
 	Executable string
+	// Libvirt connects to a libvirt URI ("" means LIBVIRT_DEFAULT_URI or
+	// qemu:///system, as virsh does).
+	Libvirt func(ctx context.Context, uri string) (*libvirtresolver.Conn, error)
 }
 
 // NewFactory returns the Factory for a process with the given streams.
@@ -26,5 +32,23 @@ func NewFactory(io *IOStreams) *Factory {
 	f.Logger = sync.OnceValue(func() *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
+	f.Libvirt = func(ctx context.Context, uri string) (*libvirtresolver.Conn, error) {
+		c, err := libvirtresolver.Connect(ctx, f.LibvirtURI(uri))
+		if err != nil {
+			return nil, LibvirtError(err)
+		}
+		return c, nil
+	}
 	return f
+}
+
+// LibvirtURI returns uri, or the default libvirt URI when it is empty.
+func (f *Factory) LibvirtURI(uri string) string {
+	if uri != "" {
+		return uri
+	}
+	if env := f.Getenv("LIBVIRT_DEFAULT_URI"); env != "" {
+		return env
+	}
+	return libvirtresolver.DefaultURI
 }

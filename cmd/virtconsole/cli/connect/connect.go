@@ -60,6 +60,22 @@ func (o *ProxyOptions) Resolve(f *cmdutil.Factory) error {
 	if o.Proxy == "" {
 		return &cmdutil.FlagError{Err: errors.New("no proxy: give --proxy URL or set " + EnvProxy)}
 	}
+	return o.check()
+}
+
+// ResolveOptional is Resolve for commands that can do without a proxy:
+// it reports whether one was given (flag or environment).
+func (o *ProxyOptions) ResolveOptional(f *cmdutil.Factory) (bool, error) {
+	if o.Proxy == "" {
+		o.Proxy = f.Getenv(EnvProxy)
+	}
+	if o.Proxy == "" {
+		return false, nil
+	}
+	return true, o.check()
+}
+
+func (o *ProxyOptions) check() error {
 	u, err := ProxyURL(o.Proxy, o.Insecure)
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}

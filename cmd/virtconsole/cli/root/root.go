@@ -4,6 +4,7 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/admin"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/certs"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
@@ -37,7 +38,11 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 
 	cmd.AddCommand(serial.NewCmdSerial(f, nil))
 	cmd.AddCommand(vnc.NewCmdVNC(f, nil))
-	cmd.AddCommand(server.NewCmdServer(f))
+	cmd.AddCommand(server.NewCmdServer(f, nil))
+	cmd.AddCommand(admin.NewCmdEnable(f, nil))
+	cmd.AddCommand(admin.NewCmdDisable(f, nil))
+	cmd.AddCommand(admin.NewCmdRotate(f, nil))
+	cmd.AddCommand(admin.NewCmdConsoles(f, nil))
 	cmd.AddCommand(certs.NewCmdCerts(f))
 	cmd.AddCommand(version.NewCmdVersion(f))
 	return cmd

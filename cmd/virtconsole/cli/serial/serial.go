@@ -7,20 +7,34 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
+	"github.com/virtconsole/virtconsole/protocols"
+	pserial "github.com/virtconsole/virtconsole/protocols/serial"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/termio"
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // Options are the flags of "virtconsole serial".
 type Options struct {
-	IO    *cmdutil.IOStreams
-	Proxy connect.ProxyOptions
+	IO     *cmdutil.IOStreams
+	Proxy  connect.ProxyOptions
+	Domain connect.DomainOptions
 
-	Escape string
+	DomainName      string
+	Type            string
+	Force           bool
+	ConnectTLSDir   string
+	ConnectInsecure bool
+	Escape          string
+
+	useProxy bool
 }
 
 // NewCmdSerial returns "virtconsole serial". runF replaces the run
@@ -28,9 +42,21 @@ type Options struct {
 func NewCmdSerial(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams}
 	cmd := &cobra.Command{
-		Use:   "serial",
+		Use:   "serial [DOMAIN]",
 		Short: "Open an interactive session on a VM's serial console",
-		Long: `Connect to a virtual machine's serial console through a virtconsole proxy.
+		Long: `Connect to a virtual machine's serial console.
+
+Without DOMAIN, through a virtconsole proxy: the token comes from --token-file
+or ` + connect.EnvToken + `, never from the command line, and is sent to the proxy
+in an Authorization header.
+
+With DOMAIN (a libvirt name, UUID or ID; -c picks the libvirt URI):
+  * with --proxy (or ` + connect.EnvProxy + `), the token is read from libvirt (the
+    console must be enabled: see "virtconsole enable");
+  * without a proxy, directly, like "virsh console": a pty console through
+    libvirt's console stream (--force takes it over from another client), a
+    TCP chardev over TLS with --connect-tls-dir (or cleartext with
+    --connect-insecure). No enable step is needed.
 
 With a terminal on standard input, the terminal is put into raw mode (every
 key goes to the guest, Ctrl+C included) and restored however the session
@@ -39,22 +65,35 @@ standard input is copied to the console and the console's output to standard
 output, and the command ends when standard input ends and the console's
 remaining output has been drained, so scripts can use it.
 
-The token comes from --token-file or ` + connect.EnvToken + `, never from the
-command line, and is sent to the proxy in an Authorization header.
-
 ` + cmdutil.ExitCodesHelp,
 		Example: `  # interactive, through a proxy with a private CA
   virtconsole serial --proxy wss://127.0.0.1:6443 --ca-file ./pki/ca-cert.pem --token-file ./mytoken
+
+  # on a hypervisor: the first serial console of myvm, like virsh console
+  virtconsole serial myvm
+
+  # through a proxy, the token read from libvirt
+  virtconsole serial myvm -c qemu+ssh://hv1.example/system --proxy wss://proxy.example:6443
 
   # the token on the first line of stdin, the rest is typed into the console
   printf '%s\nuname -a\n' "$TOKEN" | virtconsole serial --proxy wss://proxy:6443 --token-file -
 
   # leave with Ctrl+A instead of Ctrl+]
-  VIRTCONSOLE_TOKEN=$(cat ./mytoken) virtconsole serial --proxy wss://proxy:6443 --escape '^A'`,
-		Args: cobra.NoArgs,
+  virtconsole serial myvm --escape '^A'`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := opts.Proxy.Resolve(f); err != nil {
-				return err
+			if len(args) == 1 {
+				opts.DomainName = args[0]
+				use, err := opts.Proxy.ResolveOptional(f)
+				if err != nil {
+					return err
+				}
+				opts.useProxy = use
+			} else {
+				if err := opts.Proxy.Resolve(f); err != nil {
+					return err
+				}
+				opts.useProxy = true
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -63,7 +102,13 @@ command line, and is sent to the proxy in an Authorization header.
 		},
 	}
 	connect.AddProxyFlags(cmd, &opts.Proxy)
-	cmd.Flags().StringVar(&opts.Escape, "escape", "^]", "`KEY` that ends an interactive session: ^X for Ctrl+X, or none")
+	connect.AddDomainFlags(cmd, &opts.Domain)
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Escape, "escape", "^]", "`KEY` that ends an interactive session: ^X for Ctrl+X, or none")
+	fl.StringVar(&opts.Type, "type", "serial", "with DOMAIN: the device `TYPE`, serial or console")
+	fl.BoolVar(&opts.Force, "force", false, "with DOMAIN, direct: take the console over from another client")
+	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "with DOMAIN, direct: credentials for a TLS chardev in `DIR`")
+	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "with DOMAIN, direct: allow a cleartext TCP chardev")
 	return cmd
 }
 
@@ -72,15 +117,96 @@ func runSerial(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}
 	}
-	token, err := opts.Proxy.ReadToken(f)
-	if err != nil {
-		return err
+	kind := protocols.Kind(opts.Type)
+	if !kind.IsText() {
+		return &cmdutil.FlagError{Err: fmt.Errorf("--type %q: want serial or console", opts.Type)}
 	}
-	conn, err := opts.Proxy.Dial(ctx, token)
-	if err != nil {
-		return err
+	var conn net.Conn
+	switch {
+	case opts.DomainName == "":
+		token, err := opts.Proxy.ReadToken(f)
+		if err != nil {
+			return err
+		}
+		if conn, err = opts.Proxy.Dial(ctx, token); err != nil {
+			return err
+		}
+	case opts.useProxy:
+		token, err := opts.Domain.DomainToken(ctx, f, opts.DomainName, kind)
+		if err != nil {
+			return err
+		}
+		if conn, err = opts.Proxy.Dial(ctx, token); err != nil {
+			return err
+		}
+	default:
+		if conn, err = direct(ctx, f, opts, kind); err != nil {
+			return err
+		}
 	}
 	return Session(ctx, opts.IO, conn, esc)
+}
+
+// direct opens a domain's console without a proxy.
+func direct(ctx context.Context, f *cmdutil.Factory, opts *Options, kind protocols.Kind) (net.Conn, error) {
+	lc, con, err := opts.Domain.DomainConsole(ctx, f, opts.DomainName, kind)
+	if err != nil {
+		return nil, err
+	}
+	t := con.Target
+	if t.Network == libvirtresolver.Network {
+		// The stream runs over this libvirt connection: it stays open for
+		// the session and closes with the stream.
+		c, err := lc.OpenConsole(ctx, opts.DomainName, con.Device, opts.Force)
+		if err != nil {
+			lc.Close()
+			return nil, cmdutil.LibvirtError(err)
+		}
+		return closeBoth{c, lc}, nil
+	}
+	lc.Close()
+	dctx, cancel := context.WithTimeout(ctx, opts.Proxy.Timeout)
+	defer cancel()
+	var c net.Conn
+	// Direct mode follows the chardev itself (Backend ends in " tls" when
+	// QEMU serves TLS), not the proxy metadata.
+	tlsChardev := strings.HasSuffix(con.Backend, " tls")
+	t.Insecure = !tlsChardev
+	if !tlsChardev {
+		if !opts.ConnectInsecure {
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a cleartext TCP chardev at %s; pass --connect-insecure to use it", kind, opts.Domain.Index, opts.DomainName, t.Address)}
+		}
+		c, err = (&net.Dialer{}).DialContext(dctx, "tcp", t.Address)
+	} else {
+		if opts.ConnectTLSDir == "" {
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a TLS chardev at %s; give --connect-tls-dir DIR", kind, opts.Domain.Index, opts.DomainName, t.Address)}
+		}
+		creds, cerr := connect.ClientCreds(opts.ConnectTLSDir)
+		if cerr != nil {
+			return nil, cerr
+		}
+		c, err = tunnel.DialTLS(dctx, &net.Dialer{}, t.Address, creds.ClientConfig(tlscreds.DefaultPolicy(), t.Host()))
+		if err != nil {
+			err = tlscreds.ExplainHandshakeError(err, creds, "QEMU at "+t.Address)
+		}
+	}
+	if err != nil {
+		return nil, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("%s %d of %s at %s: %w", kind, opts.Domain.Index, opts.DomainName, t.Address, err))
+	}
+	c, _, err = pserial.Handshaker{}.Server(ctx, c, t)
+	return c, err
+}
+
+// closeBoth is a console stream that also closes its libvirt connection.
+type closeBoth struct {
+	net.Conn
+	lc interface{ Close() error }
+}
+
+func (c closeBoth) Close() error {
+	err := c.Conn.Close()
+	c.lc.Close()
+	return err
 }
 
 // Session runs an interactive (or piped) session on an open console

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
@@ -18,6 +19,7 @@ import (
 	"github.com/virtconsole/virtconsole/protocols/serial"
 	"github.com/virtconsole/virtconsole/protocols/vnc"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
@@ -33,6 +35,8 @@ type ProxyOptions struct {
 	Tokens         string
 	ResolverURL    string
 	ResolverTLSDir string
+	// Connect are libvirt URIs (bundled mode, "virtconsole server").
+	Connect []string
 
 	AllowedOrigins   []string
 	HandshakeTimeout time.Duration
@@ -83,19 +87,24 @@ end before closing them.`,
 		},
 	}
 	fl := cmd.Flags()
+	addProxyFlags(fl, opts)
+	fl.StringVar(&opts.Tokens, "tokens", "", "resolve tokens with the static token `FILE` (JSON)")
+	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
+	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
+	cmd.MarkFlagsMutuallyExclusive("tokens", "resolver")
+	return cmd
+}
+
+// addProxyFlags registers the flags "server proxy" and "server" share.
+func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:6443", "listen on `ADDR` (host:port; :6443 for every address)")
 	opts.TLS.addFlags(fl)
 	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "connect to QEMU with TLS using ca-cert.pem (and client-cert.pem, client-key.pem) from `DIR`")
 	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "allow cleartext to consoles the resolver marks insecure")
-	fl.StringVar(&opts.Tokens, "tokens", "", "resolve tokens with the static token `FILE` (JSON)")
-	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
-	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
 	fl.StringArrayVar(&opts.AllowedOrigins, "allowed-origin", nil, "also accept websockets from `ORIGIN` (scheme://host[:port]; repeatable)")
 	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on resolving, connecting and handshaking per session")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may go on")
 	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "refused tokens allowed per client address per minute before 429")
-	cmd.MarkFlagsMutuallyExclusive("tokens", "resolver")
-	return cmd
 }
 
 func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
@@ -128,11 +137,23 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	}
 	p.Handshaker = handshakers(p.TLSConfig)
 
-	res, err := newResolver(ctx, f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
-	if err != nil {
-		return err
+	if len(opts.Connect) > 0 {
+		// Bundled mode: the libvirt resolver in this process, which also
+		// dials pty consoles over libvirt's console stream.
+		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(log), libvirtresolver.WithConsoleStreams())
+		if err != nil {
+			return &cmdutil.FlagError{Err: err}
+		}
+		defer lr.Close()
+		p.Resolver = lr
+		p.Dialer = lr
+	} else {
+		res, err := newResolver(ctx, f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
+		if err != nil {
+			return err
+		}
+		p.Resolver = res
 	}
-	p.Resolver = res
 
 	mux := http.NewServeMux()
 	mux.Handle("/websockify", p)

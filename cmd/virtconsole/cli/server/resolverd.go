@@ -9,13 +9,15 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 )
 
 // ResolverOptions are the flags of "virtconsole server resolver".
 type ResolverOptions struct {
-	Listen string
-	TLS    ListenTLS
-	Tokens string
+	Listen  string
+	TLS     ListenTLS
+	Tokens  string
+	Connect []string
 
 	Ready func(net.Addr)
 }
@@ -34,10 +36,16 @@ token and 503 while its backend is unavailable: the REST API of the original
 libvirt-console-proxy, so existing proxies can use it. Any base path works
 (e.g. /consoleresolver/token/<token>). /healthz answers "ok".
 
+Tokens come from a static token file (--tokens) or from libvirt (--connect):
+the values of the secrets named in running domains' console-proxy metadata,
+followed live; while libvirtd is unreachable it answers 503. pty consoles
+cannot be described over the API (501): serve them with "virtconsole server".
+
 Serve it with TLS and require client certificates (--require-client-cert or
 --client-ca): its answers carry console addresses and passwords.`,
-		Example: `  virtconsole server resolver --listen 127.0.0.1:8081 --tls-dir ./pki --require-client-cert --tokens tokens.json`,
-		Args:    cobra.NoArgs,
+		Example: `  virtconsole server resolver --listen 127.0.0.1:8081 --tls-dir ./pki --require-client-cert --tokens tokens.json
+  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert -c qemu:///system -c qemu+tls://hv2/system`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -49,6 +57,8 @@ Serve it with TLS and require client certificates (--require-client-cert or
 	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8081", "listen on `ADDR` (host:port)")
 	opts.TLS.addFlags(fl)
 	fl.StringVar(&opts.Tokens, "tokens", "", "serve the static token `FILE` (JSON)")
+	fl.StringArrayVarP(&opts.Connect, "connect", "c", nil, "resolve from libvirt `URI`s' console-proxy metadata and secrets (repeatable)")
+	cmd.MarkFlagsMutuallyExclusive("tokens", "connect")
 	return cmd
 }
 
@@ -61,8 +71,15 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 	if err != nil {
 		return err
 	}
-	res, err := newResolver(ctx, f, opts.Tokens, "", "", policy)
-	if err != nil {
+	var res resolver.Resolver
+	if len(opts.Connect) > 0 {
+		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(f.Logger()))
+		if err != nil {
+			return &cmdutil.FlagError{Err: err}
+		}
+		defer lr.Close()
+		res = lr
+	} else if res, err = newResolver(ctx, f, opts.Tokens, "", "", policy); err != nil {
 		return err
 	}
 	h := resolver.NewHandler(res, f.Logger())

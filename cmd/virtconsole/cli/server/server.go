@@ -3,27 +3,52 @@
 package server
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
 
-// NewCmdServer returns "virtconsole server" and its subcommands.
-func NewCmdServer(f *cmdutil.Factory) *cobra.Command {
+// NewCmdServer returns "virtconsole server" (the proxy and the libvirt
+// resolver in one process) and its subcommands.
+func NewCmdServer(f *cmdutil.Factory, runF func(context.Context, *ProxyOptions) error) *cobra.Command {
+	opts := &ProxyOptions{}
 	cmd := &cobra.Command{
-		Use:   "server <command>",
-		Short: "Run the websocket console proxy or the token resolver",
+		Use:   "server",
+		Short: "Run the console proxy with the libvirt resolver, or one of them alone",
 		Long: `Run virtconsole's daemons.
 
-"server proxy" accepts websockets from viewers (virtconsole, noVNC,
-spice-html5), resolves their token to a console, and connects to QEMU with
-TLS. "server resolver" answers token lookups over the REST API of the
-original libvirt-console-proxy, for proxies that resolve remotely.`,
-		Example: `  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole \
+"virtconsole server --connect URI…" runs the websocket console proxy and the
+libvirt resolver in one process: tokens are the values of the secrets named
+in the domains' console-proxy metadata (see "virtconsole enable"), followed
+live, and pty serial consoles are served through libvirt's console stream
+(only this bundled mode can: the proxy alone has no libvirt access).
+
+"server proxy" is the proxy alone, resolving with a static token file or a
+REST resolver; "server resolver" answers token lookups over the REST API of
+the original libvirt-console-proxy, from libvirt or a token file.
+
+The proxy's flags, statuses and logging are described in "server proxy
+--help".`,
+		Example: `  virtconsole server --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --connect qemu:///system
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole \
       --connect-tls-dir /etc/pki/qemu --tokens /etc/virtconsole/tokens.json
-  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --tokens tokens.json`,
+  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert --connect qemu:///system`,
 		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(opts.Connect) == 0 {
+				opts.Connect = []string{f.LibvirtURI("")}
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runProxy(cmd.Context(), f, opts)
+		},
 	}
+	addProxyFlags(cmd.Flags(), opts)
+	cmd.Flags().StringArrayVarP(&opts.Connect, "connect", "c", nil, "libvirt `URI` to resolve tokens from (repeatable; default $LIBVIRT_DEFAULT_URI or qemu:///system)")
 	cmd.AddCommand(NewCmdProxy(f, nil))
 	cmd.AddCommand(NewCmdResolver(f, nil))
 	return cmd

@@ -28,9 +28,13 @@ import (
 
 // Options are the flags of "virtconsole vnc".
 type Options struct {
-	IO    *cmdutil.IOStreams
-	Proxy connect.ProxyOptions
-	Local connect.LocalOptions
+	IO     *cmdutil.IOStreams
+	Proxy  connect.ProxyOptions
+	Local  connect.LocalOptions
+	Domain connect.DomainOptions
+
+	DomainName string
+	useProxy   bool
 
 	// Direct mode.
 	Target          string
@@ -41,13 +45,15 @@ type Options struct {
 	TLSMinVersion   string
 
 	HandshakeTimeout time.Duration
+
+	domainPassword string // the VNC password from the domain XML
 }
 
 // NewCmdVNC returns "virtconsole vnc".
 func NewCmdVNC(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams}
 	cmd := &cobra.Command{
-		Use:   "vnc",
+		Use:   "vnc [DOMAIN]",
 		Short: "Serve a VM's VNC console to local viewers",
 		Long: `Listen on a local port for VNC viewers (remote-viewer, vncviewer, vncsnapshot…).
 
@@ -56,7 +62,12 @@ session carrying the token; the proxy negotiates VeNCrypt x509 TLS (and the
 VNC password) with QEMU, and the viewer speaks plain VNC with no password to
 the local port.
 
-In direct mode (--target, no proxy) virtconsole negotiates with QEMU itself:
+With DOMAIN (a libvirt name, UUID or ID; -c picks the libvirt URI), the token
+is read from libvirt when a proxy is given (the console must be enabled: see
+"virtconsole enable"); without a proxy, the VNC address and password are read
+from the domain and virtconsole connects directly.
+
+In direct mode (--target or DOMAIN, no proxy) virtconsole negotiates with QEMU itself:
 VeNCrypt x509 with the credentials in --connect-tls-dir (ca-cert.pem, and
 client-cert.pem/client-key.pem when QEMU verifies clients) and the password
 from --password-file. Cleartext VNC needs --connect-insecure.
@@ -74,15 +85,29 @@ When QEMU or the proxy refuses, the viewer is told why in the VNC handshake.
   # pick a free port and start a viewer; exit when it closes
   virtconsole vnc --proxy wss://proxy.example:6443 --token-file ./vnctoken --viewer auto
 
+  # a libvirt domain through a proxy, the token read from libvirt
+  virtconsole vnc myvm -c qemu:///system --proxy wss://proxy.example:6443 --viewer auto
+
   # direct to QEMU's VeNCrypt port with client certificates and a VNC password
   virtconsole vnc --target 10.0.0.5:5901 --connect-tls-dir /etc/pki/qemu --password-file ./vncpass --local-port 0 --json`,
-		Args: cobra.NoArgs,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.Target == "" {
+			switch {
+			case len(args) == 1 && opts.Target != "":
+				return &cmdutil.FlagError{Err: errors.New("give DOMAIN or --target, not both")}
+			case len(args) == 1:
+				opts.DomainName = args[0]
+				use, err := opts.Proxy.ResolveOptional(f)
+				if err != nil {
+					return err
+				}
+				opts.useProxy = use
+			case opts.Target == "":
 				if err := opts.Proxy.Resolve(f); err != nil {
 					return err
 				}
-			} else if opts.Proxy.Proxy != "" {
+				opts.useProxy = true
+			case opts.Proxy.Proxy != "":
 				return &cmdutil.FlagError{Err: errors.New("give --proxy or --target (direct mode), not both")}
 			}
 			if runF != nil {
@@ -93,6 +118,7 @@ When QEMU or the proxy refuses, the viewer is told why in the VNC handshake.
 	}
 	connect.AddProxyFlags(cmd, &opts.Proxy)
 	connect.AddLocalFlags(cmd, &opts.Local, "vnc")
+	connect.AddDomainFlags(cmd, &opts.Domain)
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Target, "target", "", "direct mode: QEMU's VNC server at `HOST:PORT` (no proxy, no token)")
 	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "direct mode: credentials toward QEMU in `DIR`")
@@ -157,8 +183,14 @@ func runVNC(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 
 // newHandler returns the per-connection handler for proxy or direct mode.
 func newHandler(f *cmdutil.Factory, opts *Options) (forward.Handler, error) {
-	if opts.Target == "" {
-		token, err := opts.Proxy.ReadToken(f)
+	if opts.useProxy {
+		var token string
+		var err error
+		if opts.DomainName != "" {
+			token, err = opts.Domain.DomainToken(context.Background(), f, opts.DomainName, protocols.KindVNC)
+		} else {
+			token, err = opts.Proxy.ReadToken(f)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -166,6 +198,15 @@ func newHandler(f *cmdutil.Factory, opts *Options) (forward.Handler, error) {
 			up, err := opts.Proxy.Dial(ctx, token)
 			return local, up, err
 		}, refuse), nil
+	}
+	if opts.DomainName != "" {
+		lc, con, err := opts.Domain.DomainConsole(context.Background(), f, opts.DomainName, protocols.KindVNC)
+		if err != nil {
+			return nil, err
+		}
+		lc.Close()
+		opts.Target = con.Target.Address
+		opts.domainPassword = con.Target.Password
 	}
 	target, hs, err := directTarget(opts)
 	if err != nil {
@@ -189,6 +230,7 @@ func directTarget(opts *Options) (protocols.Target, *vnc.Handshaker, error) {
 	if _, _, err := net.SplitHostPort(opts.Target); err != nil {
 		return t, nil, &cmdutil.FlagError{Err: fmt.Errorf("--target %q: want HOST:PORT", opts.Target)}
 	}
+	t.Password = opts.domainPassword
 	if opts.PasswordFile != "" {
 		b, err := os.ReadFile(opts.PasswordFile)
 		if err != nil {

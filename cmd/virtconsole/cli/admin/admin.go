@@ -1,0 +1,269 @@
+// Package admin implements the commands that administer console access on
+// a libvirt domain: enable, disable, rotate and consoles.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+)
+
+// commonHelp is appended to every admin command's help.
+const commonHelp = `DOMAIN is a name, UUID or ID. -c/--connect names the libvirt URI (default:
+$LIBVIRT_DEFAULT_URI, else qemu:///system).
+
+Each console gets a libvirt secret whose value is the console's token, and an
+entry in the domain's console-proxy metadata (namespace
+http://libvirt.org/schemas/console-proxy/1.0), the format of the original
+libvirt-console-proxy: resolvers (virtconsole server, server resolver) read
+both and follow changes at once.
+
+`
+
+// addConnect registers -c/--connect.
+func addConnect(cmd *cobra.Command, uri *string) {
+	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
+}
+
+// EnableOptions are the flags of "virtconsole enable".
+type EnableOptions struct {
+	URI      string
+	Domain   string
+	Types    []string
+	Host     string
+	Insecure bool
+	JSON     bool
+}
+
+// NewCmdEnable returns "virtconsole enable".
+func NewCmdEnable(f *cmdutil.Factory, runF func(context.Context, *EnableOptions) error) *cobra.Command {
+	opts := &EnableOptions{}
+	cmd := &cobra.Command{
+		Use:   "enable DOMAIN",
+		Short: "Enable console access through the proxy for a domain",
+		Long: `Give a domain's consoles tokens, so that a virtconsole proxy serves them.
+
+One secret per console device (ephemeral='no', private='no', value = 32
+random bytes) and the metadata are written to the running domain and to its
+persistent config. Consoles already enabled keep their token, so running it
+twice is harmless; if a step fails, the secrets it created are removed.
+
+` + commonHelp + cmdutil.ExitCodesHelp,
+		Example: `  virtconsole enable myvm
+  virtconsole enable myvm --type vnc,serial --host console-net.example
+  virtconsole -c qemu+tls://hv1.example/system enable 3f1c… --type spice`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Domain = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runEnable(cmd.Context(), f, opts)
+		},
+	}
+	addConnect(cmd, &opts.URI)
+	cmd.Flags().StringSliceVar(&opts.Types, "type", []string{"vnc", "spice", "serial", "console"}, "console `TYPES` to enable (comma-separated: vnc, spice, serial, console)")
+	cmd.Flags().StringVar(&opts.Host, "host", "", "address the proxy should dial instead of the domain's listen address")
+	cmd.Flags().BoolVar(&opts.Insecure, "insecure", false, "mark the consoles insecure: the proxy may talk cleartext to QEMU")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
+	return cmd
+}
+
+func runEnable(ctx context.Context, f *cmdutil.Factory, opts *EnableOptions) error {
+	var kinds []protocols.Kind
+	for _, t := range opts.Types {
+		k, err := protocols.ParseKind(strings.TrimSpace(t))
+		if err != nil {
+			return &cmdutil.FlagError{Err: fmt.Errorf("--type: %w", err)}
+		}
+		kinds = append(kinds, k)
+	}
+	c, err := f.Libvirt(ctx, opts.URI)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	consoles, err := c.Enable(ctx, opts.Domain, kinds, opts.Host, opts.Insecure)
+	if err != nil {
+		return cmdutil.LibvirtError(err)
+	}
+	return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+}
+
+// DisableOptions are the flags of "virtconsole disable".
+type DisableOptions struct {
+	URI    string
+	Domain string
+}
+
+// NewCmdDisable returns "virtconsole disable".
+func NewCmdDisable(f *cmdutil.Factory, runF func(context.Context, *DisableOptions) error) *cobra.Command {
+	opts := &DisableOptions{}
+	cmd := &cobra.Command{
+		Use:   "disable DOMAIN",
+		Short: "Disable console access through the proxy for a domain",
+		Long: `Remove a domain's console-proxy metadata and the secrets holding its tokens:
+its tokens stop resolving at once. Disabling a domain that is not enabled is
+harmless.
+
+` + commonHelp + cmdutil.ExitCodesHelp,
+		Example: `  virtconsole disable myvm`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Domain = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			c, err := f.Libvirt(cmd.Context(), opts.URI)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.Disable(cmd.Context(), opts.Domain); err != nil {
+				return cmdutil.LibvirtError(err)
+			}
+			fmt.Fprintf(f.IOStreams.Out, "console access disabled for %s\n", opts.Domain)
+			return nil
+		},
+	}
+	addConnect(cmd, &opts.URI)
+	return cmd
+}
+
+// RotateOptions are the flags of "virtconsole rotate".
+type RotateOptions struct {
+	URI    string
+	Domain string
+	JSON   bool
+}
+
+// NewCmdRotate returns "virtconsole rotate".
+func NewCmdRotate(f *cmdutil.Factory, runF func(context.Context, *RotateOptions) error) *cobra.Command {
+	opts := &RotateOptions{}
+	cmd := &cobra.Command{
+		Use:   "rotate DOMAIN",
+		Short: "Give a domain's enabled consoles new tokens",
+		Long: `Set new random values on the secrets of a domain's enabled consoles: the old
+tokens stop resolving at once, sessions already open go on.
+
+` + commonHelp + cmdutil.ExitCodesHelp,
+		Example: `  virtconsole rotate myvm`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Domain = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			c, err := f.Libvirt(cmd.Context(), opts.URI)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			consoles, err := c.Rotate(cmd.Context(), opts.Domain)
+			if err != nil {
+				return cmdutil.LibvirtError(err)
+			}
+			return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+		},
+	}
+	addConnect(cmd, &opts.URI)
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
+	return cmd
+}
+
+// ConsolesOptions are the flags of "virtconsole consoles".
+type ConsolesOptions struct {
+	URI        string
+	Domain     string
+	JSON       bool
+	ShowTokens bool
+}
+
+// NewCmdConsoles returns "virtconsole consoles".
+func NewCmdConsoles(f *cmdutil.Factory, runF func(context.Context, *ConsolesOptions) error) *cobra.Command {
+	opts := &ConsolesOptions{}
+	cmd := &cobra.Command{
+		Use:   "consoles DOMAIN",
+		Short: "List a domain's consoles and whether they are enabled",
+		Long: `List a domain's console devices (VNC and SPICE graphics, serials, consoles):
+type, index, backend, where the proxy reaches it, and whether it has a token.
+Token values are shown only with --show-tokens.
+
+` + commonHelp + cmdutil.ExitCodesHelp,
+		Example: `  virtconsole consoles myvm
+  virtconsole consoles myvm --json --show-tokens | jq -r '.[] | select(.type=="vnc") | .token'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Domain = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			c, err := f.Libvirt(cmd.Context(), opts.URI)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			consoles, err := c.Consoles(cmd.Context(), opts.Domain, opts.ShowTokens)
+			if err != nil {
+				return cmdutil.LibvirtError(err)
+			}
+			return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+		},
+	}
+	addConnect(cmd, &opts.URI)
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
+	cmd.Flags().BoolVar(&opts.ShowTokens, "show-tokens", false, "include token values (secrets: mind your terminal and logs)")
+	return cmd
+}
+
+func printConsoles(out io.Writer, consoles []libvirtresolver.Console, asJSON bool) error {
+	if asJSON {
+		if consoles == nil {
+			consoles = []libvirtresolver.Console{}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(consoles)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	showTokens := false
+	for _, c := range consoles {
+		showTokens = showTokens || c.Token != ""
+	}
+	header := "TYPE\tINDEX\tBACKEND\tTARGET\tENABLED"
+	if showTokens {
+		header += "\tTOKEN"
+	}
+	fmt.Fprintln(tw, header)
+	for _, c := range consoles {
+		target := c.Address
+		if target == "" {
+			target = "-"
+			if c.Problem != "" {
+				target = "- (" + c.Problem + ")"
+			}
+		}
+		enabled := "no"
+		if c.Enabled {
+			enabled = "yes"
+			if c.Insecure {
+				enabled = "yes (insecure)"
+			}
+		}
+		line := fmt.Sprintf("%s\t%d\t%s\t%s\t%s", c.Kind, c.Index, c.Backend, target, enabled)
+		if showTokens {
+			line += "\t" + c.Token
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,232 @@
+package main
+
+// End-to-end tests against a real libvirtd (TCG domains): the admin
+// commands, the libvirt-backed daemons, and the client commands taking a
+// DOMAIN.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
+)
+
+// typeUntil types line into the console every second until the output
+// contains want (the guest's shell may not be listening yet).
+func typeUntil(t *testing.T, c *client, line, want string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(c.out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the console output after typing %q: %q; stderr %q", want, line, c.out.String(), c.errb.String())
+		}
+		io.WriteString(c.stdin, line)
+		waitForOr(time.Second, func() bool { return strings.Contains(c.out.String(), want) })
+	}
+}
+
+// waitForOr polls cond for up to d and reports whether it held.
+func waitForOr(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+// TestLibvirtSerial: a small Linux guest with a shell on its pty serial
+// console; "virtconsole serial DOMAIN" reaches it over libvirt's console
+// stream directly, and through "virtconsole server" with the token read
+// from libvirt, and types echo $((6*7)) to read 42.
+func TestLibvirtSerial(t *testing.T) {
+	d := libvirttest.Start(t)
+	kernel, initrd := libvirttest.LinuxGuest(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{Kernel: kernel, Initrd: initrd, Cmdline: qemutest.GuestCmdline})
+
+	t.Run("direct", func(t *testing.T) {
+		c := startSerial(t, dom.Name)
+		typeUntil(t, c, "echo $((6*7))\r", "42")
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+		}
+	})
+
+	t.Run("proxy", func(t *testing.T) {
+		if r := run(t, nil, "enable", dom.Name, "--type", "serial"); r.code != 0 {
+			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+		}
+		dir := pki(t)
+		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--connect", "qemu:///system")
+		c := startSerial(t, dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
+		typeUntil(t, c, "echo $((6*7))\r", "42")
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+		}
+		if !strings.Contains(p.log.String(), "kind=serial") {
+			t.Fatalf("no serial session in the server log:\n%s", p.log.String())
+		}
+	})
+}
+
+// consolesJSON runs "consoles DOMAIN --json --show-tokens".
+func consolesJSON(t *testing.T, domain string) []map[string]any {
+	t.Helper()
+	r := run(t, nil, "consoles", domain, "--json", "--show-tokens")
+	if r.code != 0 {
+		t.Fatalf("consoles: exit %d: %s", r.code, r.stderr)
+	}
+	var out []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("consoles --json: %v: %q", err, r.stdout)
+	}
+	return out
+}
+
+func tokenOf(t *testing.T, domain, kind string) string {
+	t.Helper()
+	for _, c := range consolesJSON(t, domain) {
+		if c["type"] == kind && c["index"] == float64(0) {
+			tok, _ := c["token"].(string)
+			return tok
+		}
+	}
+	t.Fatalf("no %s console in %s", kind, domain)
+	return ""
+}
+
+// resolve asks the resolver daemon for token and returns the HTTP status
+// and the decoded answer.
+func resolve(t *testing.T, hc *http.Client, addr, token string) (int, map[string]any) {
+	t.Helper()
+	resp, err := hc.Get("https://" + addr + "/consoleresolver/token/" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+// TestLibvirtAdminAndVNC: enable, the resolver daemon's answers per type,
+// vncsnapshot through "virtconsole vnc DOMAIN" (proxy and direct), rotate
+// and disable.
+func TestLibvirtAdminAndVNC(t *testing.T) {
+	d := libvirttest.Start(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+
+	// libvirt's default VNC has no TLS: enable it as insecure.
+	r := run(t, nil, "enable", dom.Name, "--insecure")
+	if r.code != 0 || !strings.Contains(r.stdout, "vnc") {
+		t.Fatalf("enable: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	vncTok, serialTok := tokenOf(t, dom.Name, "vnc"), tokenOf(t, dom.Name, "serial")
+	if r := run(t, nil, "enable", dom.Name, "--insecure"); r.code != 0 {
+		t.Fatalf("second enable: exit %d: %s", r.code, r.stderr)
+	}
+	if tokenOf(t, dom.Name, "vnc") != vncTok {
+		t.Fatal("enabling twice changed the token")
+	}
+	listing := run(t, nil, "consoles", dom.Name)
+	if strings.Contains(listing.stdout, vncTok) {
+		t.Fatal("consoles printed a token without --show-tokens")
+	}
+
+	res := startDaemon(t, "server", "resolver", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect", "qemu:///system")
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, ca)}, Timeout: 10 * time.Second}
+	status, body := resolve(t, hc, res.addr, vncTok)
+	wantAddr := fmt.Sprintf("127.0.0.1:%d", dom.VNCPort(t))
+	if status != 200 || body["type"] != "vnc" || body["address"] != wantAddr || body["insecure"] != true {
+		t.Fatalf("vnc token: %d %v, want vnc at %s, insecure", status, body, wantAddr)
+	}
+	if status, _ := resolve(t, hc, res.addr, serialTok); status != http.StatusNotImplemented {
+		t.Fatalf("pty serial token through the REST resolver: %d, want 501", status)
+	}
+	if status, _ := resolve(t, hc, res.addr, "not-a-token"); status != 404 {
+		t.Fatalf("unknown token: %d", status)
+	}
+
+	srv := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--connect-insecure", "--connect", "qemu:///system")
+	t.Run("vnc-proxy", func(t *testing.T) {
+		v := startVNC(t, dom.Name, "--proxy", "wss://"+srv.addr, "--ca-file", ca)
+		snapshot(t, v.port)
+	})
+	t.Run("vnc-direct", func(t *testing.T) {
+		v := startVNC(t, dom.Name, "--connect-insecure")
+		snapshot(t, v.port)
+	})
+
+	if r := run(t, nil, "rotate", dom.Name); r.code != 0 {
+		t.Fatalf("rotate: exit %d: %s", r.code, r.stderr)
+	}
+	newTok := tokenOf(t, dom.Name, "vnc")
+	if newTok == vncTok {
+		t.Fatal("rotate kept the token")
+	}
+	if status, _ := resolve(t, hc, res.addr, vncTok); status != 404 {
+		t.Fatalf("old token after rotate: %d, want 404", status)
+	}
+	if status, _ := resolve(t, hc, res.addr, newTok); status != 200 {
+		t.Fatalf("new token after rotate: %d", status)
+	}
+
+	if r := run(t, nil, "disable", dom.Name); r.code != 0 {
+		t.Fatalf("disable: exit %d: %s", r.code, r.stderr)
+	}
+	if status, _ := resolve(t, hc, res.addr, newTok); status != 404 {
+		t.Fatalf("token after disable: %d, want 404", status)
+	}
+	for _, c := range consolesJSON(t, dom.Name) {
+		if c["enabled"] == true || c["secret"] != nil {
+			t.Fatalf("console still enabled after disable: %v", c)
+		}
+	}
+	if out := d.Virsh(t, "secret-list"); strings.Contains(out, dom.UUID) {
+		t.Fatalf("secrets naming the domain remain:\n%s", out)
+	}
+	if r := run(t, nil, "disable", dom.Name); r.code != 0 {
+		t.Fatalf("second disable: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestLibvirtAdminErrors: each failure is one clear line with its
+// documented exit code.
+func TestLibvirtAdminErrors(t *testing.T) {
+	d := libvirttest.Start(t)
+	bare := d.NewDomain(t, libvirttest.DomainOptions{NoPTY: true})
+	plain := d.NewDomain(t, libvirttest.DomainOptions{})
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		code  int
+		match string
+	}{
+		{"no consoles", []string{"enable", bare.Name}, cmdutil.ExitNotFound, "no console"},
+		{"unknown domain", []string{"enable", "no-such-domain-xyz"}, cmdutil.ExitNotFound, "no-such-domain-xyz"},
+		{"unreachable URI", []string{"enable", "-c", "qemu+tcp://127.0.0.1:1/system", "x"}, cmdutil.ExitUnreachable, "127.0.0.1:1"},
+		{"not enabled", []string{"serial", plain.Name, "--proxy", "wss://127.0.0.1:1"}, cmdutil.ExitNotFound, "enable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, nil, tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %q", r.code, tc.code, r.stderr)
+			}
+			checkOneLine(t, r.stderr, tc.match)
+		})
+	}
+}
