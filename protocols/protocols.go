@@ -107,6 +107,15 @@ type Info struct {
 	Auth string
 	// Session is a protocol-level session identifier, if the protocol has one.
 	Session string
+	// Channel names the connection's part of a multi-connection session
+	// (SPICE: "display:0").
+	Channel string
+}
+
+// Describer is implemented by handshakers that learn more in Client than
+// Server's Info could say (SPICE's channel and session).
+type Describer interface {
+	Describe() Info
 }
 
 // Handshaker runs a console protocol's opening stage on both legs. The

@@ -60,6 +60,11 @@ type Proxy struct {
 	// kinds without one.
 	Handshaker func(protocols.Kind) (protocols.Handshaker, error)
 
+	// Sessions, if set, groups connections into sessions for protocols
+	// whose sessions span several connections (SPICE: one per channel).
+	// See SessionManager.
+	Sessions SessionManager
+
 	// CheckOrigin reports whether a request's Origin may open a session.
 	// Nil means: no Origin header (non-browser clients), an Origin whose
 	// host is the request's Host, or one listed in AllowedOrigins.
@@ -93,6 +98,19 @@ type Proxy struct {
 
 type session struct {
 	cancel context.CancelFunc
+}
+
+// SessionManager follows sessions made of several connections, such as
+// SPICE's (*spice.Sessions implements it).
+type SessionManager interface {
+	// Join returns the target of a live session that token opened. The
+	// connection then joins it without resolving (or consuming) the token
+	// again.
+	Join(token string) (protocols.Target, bool)
+	// Handshaker returns the handshaker for one connection of token to t
+	// and the function to call when that connection ends, or a nil
+	// handshaker when t is not its protocol.
+	Handshaker(t protocols.Target, token string, singleUse bool) (hs protocols.Handshaker, release func(), err error)
 }
 
 // httpError is a failure before the upgrade: a status and a one-line
@@ -161,6 +179,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, log, herr)
 		return
 	}
+	defer release(hs)
 	log = log.With("kind", target.Kind, "console", target.Address)
 
 	client, err := wsconn.Upgrade(w, r, &wsconn.Options{
@@ -195,9 +214,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.untrack(s)
 	defer scancel()
 
+	if d, ok := hs.(protocols.Describer); ok {
+		more := d.Describe()
+		if more.Session != "" {
+			info.Session = more.Session
+		}
+		info.Channel = more.Channel
+	}
 	attrs := []any{"auth", info.Auth, "setup", time.Since(start).Round(time.Microsecond)}
 	if info.Session != "" {
-		attrs = append(attrs, "session", info.Session)
+		log = log.With("session", info.Session)
+	}
+	if info.Channel != "" {
+		log = log.With("channel", info.Channel)
 	}
 	log.Info("session start", attrs...)
 	began := time.Now()
@@ -214,6 +243,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handshake. On success the caller owns server.
 func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.Conn, protocols.Handshaker, protocols.Info, *httpError) {
 	var none protocols.Target
+	if p.Sessions != nil {
+		if target, ok := p.Sessions.Join(token); ok {
+			return p.dial(ctx, target, token, false)
+		}
+	}
 	target, err := p.Resolver.Resolve(ctx, token)
 	switch {
 	case errors.Is(err, resolver.ErrNotFound):
@@ -225,10 +259,52 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 	case err != nil:
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "token resolver failed")
 	}
-	hs, err := p.handshaker(target.Kind)
+	singleUse := false
+	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
+		// Retire the token before any byte reaches QEMU: of racing
+		// connections with one token exactly one gets this far.
+		if err := su.Consume(ctx, token); err != nil {
+			if errors.Is(err, resolver.ErrNotFound) {
+				return none, nil, nil, protocols.Info{}, fail(http.StatusNotFound, err, "unknown token")
+			}
+			return none, nil, nil, protocols.Info{}, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
+		}
+		singleUse = true
+	}
+	return p.dial(ctx, target, token, singleUse)
+}
+
+// dial connects to target and runs the QEMU-side handshake. On success
+// the caller owns server and must call the handshaker's release (see
+// release) when the connection ends.
+func (p *Proxy) dial(ctx context.Context, target protocols.Target, token string, singleUse bool) (protocols.Target, net.Conn, protocols.Handshaker, protocols.Info, *httpError) {
+	var none protocols.Target
+	var hs protocols.Handshaker
+	var err error
+	if p.Sessions != nil {
+		var release func()
+		hs, release, err = p.Sessions.Handshaker(target, token, singleUse)
+		if err == nil && hs != nil {
+			hs = releasing{hs, release}
+		}
+	}
+	if hs == nil && err == nil {
+		hs, err = p.handshaker(target.Kind)
+	}
 	if err != nil {
 		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console type %s is not supported by this proxy", target.Kind)
 	}
+	server, info, herr := p.connect(ctx, target, hs)
+	if herr != nil {
+		release(hs)
+		return none, nil, nil, protocols.Info{}, herr
+	}
+	return target, server, hs, info, nil
+}
+
+// connect dials target (with TLS where it wants it) and runs hs.Server.
+func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protocols.Handshaker) (net.Conn, protocols.Info, *httpError) {
+	var err error
 	d := p.Dialer
 	if d == nil {
 		d = &net.Dialer{}
@@ -238,18 +314,18 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 		// knows it, and it is as secure as the Dialer's connection.
 		server, err := d.DialContext(ctx, target.Network, target.Address)
 		if err != nil {
-			return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
+			return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
 		}
 		return p.serverHandshake(ctx, hs, server, target)
 	}
 	if target.Insecure && !target.TLSTunnel && !p.AllowInsecureTargets {
-		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
+		return nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
 			"console %s is marked insecure but the proxy refuses cleartext to QEMU; start it with --connect-insecure to allow", target.Address)
 	}
 	var cfg *tls.Config
 	if !target.Insecure || target.TLSTunnel {
 		if p.TLSConfig == nil {
-			return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
+			return nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
 				"console %s needs TLS but the proxy has no client credentials; start it with --connect-tls-dir", target.Address)
 		}
 		cfg = p.TLSConfig(target.Host())
@@ -261,20 +337,42 @@ func (p *Proxy) open(ctx context.Context, token string) (protocols.Target, net.C
 		server, err = d.DialContext(ctx, "tcp", target.Address)
 	}
 	if err != nil {
-		return none, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
+		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
 	}
 	return p.serverHandshake(ctx, hs, server, target)
 }
 
 // serverHandshake runs the QEMU-side handshake on a dialled conn.
-func (p *Proxy) serverHandshake(ctx context.Context, hs protocols.Handshaker, raw net.Conn, target protocols.Target) (protocols.Target, net.Conn, protocols.Handshaker, protocols.Info, *httpError) {
+func (p *Proxy) serverHandshake(ctx context.Context, hs protocols.Handshaker, raw net.Conn, target protocols.Target) (net.Conn, protocols.Info, *httpError) {
 	server, info, err := hs.Server(ctx, raw, target)
 	if err != nil {
 		raw.Close()
 		err = p.explain(err, target)
-		return protocols.Target{}, nil, nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
+		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
 	}
-	return target, server, hs, info, nil
+	return server, info, nil
+}
+
+// releasing is a handshaker from a SessionManager with the function to
+// call when its connection ends.
+type releasing struct {
+	protocols.Handshaker
+	release func()
+}
+
+// Describe passes the inner handshaker's description on.
+func (r releasing) Describe() protocols.Info {
+	if d, ok := r.Handshaker.(protocols.Describer); ok {
+		return d.Describe()
+	}
+	return protocols.Info{}
+}
+
+// release ends a SessionManager handshaker's connection, if hs is one.
+func release(hs protocols.Handshaker) {
+	if r, ok := hs.(releasing); ok && r.release != nil {
+		r.release()
+	}
 }
 
 func (p *Proxy) explain(err error, t protocols.Target) error {
@@ -327,8 +425,8 @@ func (p *Proxy) untrack(s *session) {
 	p.wg.Done()
 }
 
-// Sessions returns the number of sessions passing bytes now.
-func (p *Proxy) Sessions() int {
+// Active returns the number of sessions passing bytes now.
+func (p *Proxy) Active() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.sessions)

@@ -223,16 +223,16 @@ func TestShutdown(t *testing.T) {
 	defer c.Close()
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1))
-	if p.Sessions() != 1 {
-		t.Fatalf("sessions = %d", p.Sessions())
+	if p.Active() != 1 {
+		t.Fatalf("sessions = %d", p.Active())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v", err)
 	}
-	if p.Sessions() != 0 {
-		t.Fatalf("sessions after shutdown = %d", p.Sessions())
+	if p.Active() != 0 {
+		t.Fatalf("sessions after shutdown = %d", p.Active())
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {

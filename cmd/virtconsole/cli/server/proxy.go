@@ -17,6 +17,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/serial"
+	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/protocols/vnc"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
@@ -42,6 +43,7 @@ type ProxyOptions struct {
 	HandshakeTimeout time.Duration
 	DrainTimeout     time.Duration
 	MaxFailures      int
+	SPICEGrace       time.Duration
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -105,6 +107,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on resolving, connecting and handshaking per session")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may go on")
 	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "refused tokens allowed per client address per minute before 429")
+	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "how long after a SPICE session's main channel other channel types not in its list are still accepted")
 }
 
 func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
@@ -136,6 +139,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		return &cmdutil.FlagError{Err: errors.New("no TLS credentials toward QEMU: give --connect-tls-dir DIR, or --connect-insecure for cleartext consoles")}
 	}
 	p.Handshaker = handshakers(p.TLSConfig)
+	p.Sessions = &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log}
 
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
