@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
@@ -86,9 +87,15 @@ type Proxy struct {
 	// refused token, so that guessing tokens costs the guesser (429).
 	Limiter *Limiter
 
+	// MaxSessions bounds the sessions open or opening at once; beyond it
+	// requests get 503. Zero means no bound.
+	MaxSessions int
+
 	// Logger receives one line per session start and end, and one per
 	// refused request. Nil means slog.Default(). Tokens are never logged.
 	Logger *slog.Logger
+
+	inflight atomic.Int64 // requests past the checks, until they end
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -157,6 +164,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, log, fail(http.StatusTooManyRequests, nil, "too many refused tokens from %s; try again later", host))
 		return
 	}
+	if n := p.inflight.Add(1); p.MaxSessions > 0 && n > int64(p.MaxSessions) {
+		p.inflight.Add(-1)
+		writeError(w, log, fail(http.StatusServiceUnavailable, nil, "too many sessions (%d); try again later", p.MaxSessions))
+		return
+	}
+	defer p.inflight.Add(-1)
 	token := Token(r)
 	if token == "" {
 		p.refused(host)

@@ -259,3 +259,34 @@ func TestToken(t *testing.T) {
 		t.Fatal("bearer first")
 	}
 }
+
+// MaxSessions bounds concurrent sessions: one more gets 503, and a slot
+// frees when a session ends.
+func TestMaxSessions(t *testing.T) {
+	p, srv, _ := newProxy(t, map[string]resolver.Console{"ok": {Type: "serial", Address: echoServer(t), Insecure: true}})
+	p.MaxSessions = 1
+	c, err := dial(t, wsURL(srv), bearer("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("x"))
+	io.ReadFull(c, make([]byte, 1))
+	_, err = dial(t, wsURL(srv), bearer("ok"))
+	var he *wsconn.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || !strings.Contains(he.Reason, "too many sessions") {
+		t.Fatalf("second session: %v, want 503", err)
+	}
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c2, err := dial(t, wsURL(srv), bearer("ok"))
+		if err == nil {
+			c2.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session after the first ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

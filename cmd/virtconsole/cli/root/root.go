@@ -8,8 +8,8 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/certs"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
-	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/spice"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/spice"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/version"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vnc"
 )

@@ -44,6 +44,7 @@ type ProxyOptions struct {
 	DrainTimeout     time.Duration
 	MaxFailures      int
 	SPICEGrace       time.Duration
+	MaxSessions      int
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -107,6 +108,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on resolving, connecting and handshaking per session")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may go on")
 	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "refused tokens allowed per client address per minute before 429")
+	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "sessions open or opening at once before 503 (0: no bound)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "how long after a SPICE session's main channel other channel types not in its list are still accepted")
 }
 
@@ -126,6 +128,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		HandshakeTimeout:     opts.HandshakeTimeout,
 		Logger:               log,
 		Limiter:              proxy.NewLimiter(opts.MaxFailures, time.Minute),
+		MaxSessions:          opts.MaxSessions,
 	}
 	switch {
 	case opts.ConnectTLSDir != "":
