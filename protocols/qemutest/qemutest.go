@@ -71,7 +71,7 @@ type QEMU struct {
 	qmp    net.Conn
 	qmpR   *bufio.Reader
 	mu     sync.Mutex // serialises QMP commands
-	stderr *syncBuffer
+	stderr *Buffer
 	done   chan struct{}
 }
 
@@ -93,7 +93,7 @@ func Start(t testing.TB, args ...string) *QEMU {
 	if !hasFlag(args, "-m") {
 		base = append(base, "-m", "64")
 	}
-	q := &QEMU{t: t, dir: dir, stderr: &syncBuffer{}, done: make(chan struct{})}
+	q := &QEMU{t: t, dir: dir, stderr: &Buffer{}, done: make(chan struct{})}
 	q.cmd = exec.Command(bin, append(base, args...)...)
 	q.cmd.Stdout = q.stderr
 	q.cmd.Stderr = q.stderr
@@ -349,18 +349,22 @@ func WaitDial(ctx context.Context, address string) error {
 	}
 }
 
-type syncBuffer struct {
+// Buffer collects a process's output: safe for a writer and concurrent
+// readers (tests poll String while the process runs).
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -29,6 +29,17 @@ both and follow changes at once.
 
 `
 
+// withLibvirt connects to uri, runs op and closes the connection, mapping
+// libvirt errors to exit codes.
+func withLibvirt(ctx context.Context, f *cmdutil.Factory, uri string, op func(*libvirtresolver.Conn) error) error {
+	c, err := f.Libvirt(ctx, uri)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return cmdutil.LibvirtError(op(c))
+}
+
 // addConnect registers -c/--connect.
 func addConnect(cmd *cobra.Command, uri *string) {
 	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
@@ -87,16 +98,13 @@ func runEnable(ctx context.Context, f *cmdutil.Factory, opts *EnableOptions) err
 		}
 		kinds = append(kinds, k)
 	}
-	c, err := f.Libvirt(ctx, opts.URI)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	consoles, err := c.Enable(ctx, opts.Domain, kinds, opts.Host, opts.Insecure)
-	if err != nil {
-		return cmdutil.LibvirtError(err)
-	}
-	return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+		consoles, err := c.Enable(ctx, opts.Domain, kinds, opts.Host, opts.Insecure)
+		if err != nil {
+			return err
+		}
+		return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+	})
 }
 
 // DisableOptions are the flags of "virtconsole disable".
@@ -123,16 +131,13 @@ harmless.
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			c, err := f.Libvirt(cmd.Context(), opts.URI)
-			if err != nil {
+			return withLibvirt(cmd.Context(), f, opts.URI, func(c *libvirtresolver.Conn) error {
+				if err := c.Disable(cmd.Context(), opts.Domain); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(f.IOStreams.Out, "console access disabled for %s\n", opts.Domain)
 				return err
-			}
-			defer c.Close()
-			if err := c.Disable(cmd.Context(), opts.Domain); err != nil {
-				return cmdutil.LibvirtError(err)
-			}
-			fmt.Fprintf(f.IOStreams.Out, "console access disabled for %s\n", opts.Domain)
-			return nil
+			})
 		},
 	}
 	addConnect(cmd, &opts.URI)
@@ -163,16 +168,13 @@ tokens stop resolving at once, sessions already open go on.
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			c, err := f.Libvirt(cmd.Context(), opts.URI)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			consoles, err := c.Rotate(cmd.Context(), opts.Domain)
-			if err != nil {
-				return cmdutil.LibvirtError(err)
-			}
-			return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+			return withLibvirt(cmd.Context(), f, opts.URI, func(c *libvirtresolver.Conn) error {
+				consoles, err := c.Rotate(cmd.Context(), opts.Domain)
+				if err != nil {
+					return err
+				}
+				return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+			})
 		},
 	}
 	addConnect(cmd, &opts.URI)
@@ -207,16 +209,13 @@ Token values are shown only with --show-tokens.
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			c, err := f.Libvirt(cmd.Context(), opts.URI)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			consoles, err := c.Consoles(cmd.Context(), opts.Domain, opts.ShowTokens)
-			if err != nil {
-				return cmdutil.LibvirtError(err)
-			}
-			return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+			return withLibvirt(cmd.Context(), f, opts.URI, func(c *libvirtresolver.Conn) error {
+				consoles, err := c.Consoles(cmd.Context(), opts.Domain, opts.ShowTokens)
+				if err != nil {
+					return err
+				}
+				return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+			})
 		},
 	}
 	addConnect(cmd, &opts.URI)
