@@ -67,3 +67,19 @@ var (
 	// in the libvirt resolver's own process can reach (HTTP 501).
 	ErrUnsupported = errors.New("console not reachable through this resolver")
 )
+
+// SingleUser is implemented by resolvers whose tokens may open one
+// session only (issue: SPICE replay; all console types). The proxy calls
+// Consume when a session starts, before any byte reaches QEMU; after it
+// returns nil, Resolve must not find the token again (the libvirt
+// resolver rotates the token's secret, so that the used token is dead for
+// every proxy reading the same libvirtd).
+type SingleUser interface {
+	Resolver
+	// SingleUse reports whether tokens are single-use under the
+	// resolver's policy.
+	SingleUse() bool
+	// Consume retires token. It is safe for concurrent use; consuming a
+	// token that no longer resolves returns an error wrapping ErrNotFound.
+	Consume(ctx context.Context, token string) error
+}

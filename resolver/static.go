@@ -38,9 +38,18 @@ const DefaultWatchInterval = 2 * time.Second
 // table is indexed by the SHA-256 of each token and a hit is confirmed
 // with a constant-time comparison. The table is immutable and swapped
 // atomically on reload, so a Static is safe for concurrent use.
+//
+// Tokens are reusable by default; SetSingleUse(true) makes them
+// single-use (see Consume).
 type Static struct {
-	path  string
-	table atomic.Pointer[staticTable]
+	path      string
+	table     atomic.Pointer[staticTable]
+	singleUse atomic.Bool
+
+	// spent holds the SHA-256 of every consumed token (never the token):
+	// they stay spent across reloads, even if the file still lists them.
+	spentMu sync.RWMutex
+	spent   map[[sha256.Size]byte]struct{}
 
 	mu        sync.Mutex // serialises loads; guards the fields below
 	attempted fileStamp  // stamp of the last file Watch tried to load
@@ -98,13 +107,67 @@ func (s *Static) Resolve(ctx context.Context, token string) (protocols.Target, e
 		return protocols.Target{}, err
 	}
 	sum := sha256.Sum256([]byte(token))
-	e, ok := s.table.Load().entries[sum]
-	// The map is keyed by the digest, so a lookup reveals nothing usable
-	// about the token; the comparison confirms the hit in constant time.
-	if !ok || subtle.ConstantTimeCompare(e.token, []byte(token)) != 1 {
+	e, ok := s.lookup(sum, token)
+	if !ok || s.isSpent(sum) {
 		return protocols.Target{}, ErrNotFound
 	}
 	return e.target, nil
+}
+
+// lookup finds token, whose SHA-256 is sum, in the current table. The map
+// is keyed by the digest, so a lookup reveals nothing usable about the
+// token; the comparison confirms the hit in constant time.
+func (s *Static) lookup(sum [sha256.Size]byte, token string) (staticEntry, bool) {
+	e, ok := s.table.Load().entries[sum]
+	if !ok || subtle.ConstantTimeCompare(e.token, []byte(token)) != 1 {
+		return staticEntry{}, false
+	}
+	return e, true
+}
+
+func (s *Static) isSpent(sum [sha256.Size]byte) bool {
+	s.spentMu.RLock()
+	defer s.spentMu.RUnlock()
+	_, spent := s.spent[sum]
+	return spent
+}
+
+var _ SingleUser = (*Static)(nil)
+
+// SetSingleUse sets the token policy that SingleUse reports: reusable
+// (false, the default) or single-use (true). Tokens consumed before stay
+// spent either way.
+func (s *Static) SetSingleUse(single bool) { s.singleUse.Store(single) }
+
+// SingleUse implements SingleUser: whether tokens are single-use under
+// the policy set with SetSingleUse.
+func (s *Static) SingleUse() bool { return s.singleUse.Load() }
+
+// Consume implements SingleUser: it marks token spent, whatever the
+// policy (SingleUse tells the proxy whether to call it), so that Resolve
+// no longer finds it. Only the token's SHA-256 is kept, in memory: a
+// spent token stays spent across Reload and Watch, even while the file
+// still lists it, until the process ends. Concurrent calls with one token
+// serialise: exactly one returns nil, the others an error wrapping
+// ErrNotFound, as does a token that does not resolve.
+func (s *Static) Consume(ctx context.Context, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(token))
+	s.spentMu.Lock()
+	defer s.spentMu.Unlock()
+	if _, ok := s.lookup(sum, token); !ok {
+		return ErrNotFound
+	}
+	if _, spent := s.spent[sum]; spent {
+		return ErrNotFound
+	}
+	if s.spent == nil {
+		s.spent = map[[sha256.Size]byte]struct{}{}
+	}
+	s.spent[sum] = struct{}{}
+	return nil
 }
 
 // Reload reads the file again and, if it is well-formed, replaces the

@@ -6,41 +6,18 @@ package main
 // QEMU), to a real QEMU VGA screen.
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
-	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
 )
-
-// chromiumBinary is Debian's chromium-headless-shell (a link in /usr/bin
-// to /usr/lib/chromium/chromium-headless-shell).
-const chromiumBinary = "chromium-headless-shell"
-
-// noVNCDir is where .ci/install-deps puts npm's @novnc/novnc, relative to
-// this package's directory.
-const noVNCDir = "../../.cache/npm/node_modules/@novnc/novnc"
 
 // noVNCPage loads noVNC's RFB from /novnc/ and connects to the websocket
 // URL in the query's "ws" parameter, recording what happens in window.ev
@@ -82,17 +59,7 @@ note();
 func TestNoVNCThroughProxy(t *testing.T) {
 	chromium := qemutest.Need(t, chromiumBinary)[0]
 	qemutest.Require(t)
-	novnc, err := filepath.Abs(noVNCDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(novnc, "core", "rfb.js")); err != nil {
-		msg := fmt.Sprintf("noVNC is not installed (%v); run .ci/install-deps", err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	novnc := npmPackage(t, "@novnc/novnc", "core/rfb.js")
 	start := time.Now()
 
 	// The page and noVNC's files, over plain HTTP on loopback: its origin
@@ -154,23 +121,8 @@ func TestNoVNCThroughProxy(t *testing.T) {
 		time.Since(start).Round(time.Millisecond))
 
 	// A screenshot of the canvas, as the browser renders it.
-	var shot struct{ Data []byte }
-	b.call(t, session, "Page.captureScreenshot", map[string]any{
-		"format": "png",
-		"clip":   map[string]any{"x": canvas.X, "y": canvas.Y, "width": canvas.CSSWidth, "height": canvas.CSSHeight, "scale": 1},
-	}, &shot)
-	path := filepath.Join(t.TempDir(), "novnc.png")
-	if err := os.WriteFile(path, shot.Data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
-	if dst := os.Getenv("VIRTCONSOLE_NOVNC_SCREENSHOT"); dst != "" {
-		os.WriteFile(dst, shot.Data, 0o644)
-	}
-	img, err := png.Decode(bytes.NewReader(shot.Data))
-	if err != nil {
-		t.Fatalf("screenshot is not a PNG: %v", err)
-	}
+	img := b.screenshot(t, session, canvas.X, canvas.Y, canvas.CSSWidth, canvas.CSSHeight,
+		"novnc.png", "VIRTCONSOLE_NOVNC_SCREENSHOT")
 	bounds := img.Bounds()
 	if bounds.Dx() < 640 || bounds.Dy() < 400 {
 		t.Errorf("screenshot is %dx%d, want at least 640x400", bounds.Dx(), bounds.Dy())
@@ -198,4 +150,3 @@ func TestNoVNCThroughProxy(t *testing.T) {
 	}
 	t.Logf("done after %v", time.Since(start).Round(time.Millisecond))
 }
-

@@ -195,3 +195,34 @@ func TestMutualTLSAndStdinToken(t *testing.T) {
 		t.Fatal("the token line was typed into the console")
 	}
 }
+
+// TestSingleUseStaticToken: with --single-use a token opens one session;
+// the next attempt with it is refused as unknown (exit 2), and other
+// tokens still work.
+func TestSingleUseStaticToken(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Monitor: true})
+	tokens := writeTokens(t, map[string]resolver.Console{
+		"once-1": {Type: "console", Address: addr},
+		"once-2": {Type: "console", Address: addr},
+	})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens, "--single-use")
+	ca := filepath.Join(dir, "ca-cert.pem")
+	session := func(tok string) {
+		t.Helper()
+		c := startSerial(t, "--proxy", "wss://"+p.addr, "--ca-file", ca, "--token-file", writeToken(t, tok))
+		waitFor(t, 30*time.Second, "the monitor prompt", func() bool { return strings.Contains(c.out.String(), "(qemu)") })
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+		}
+	}
+	session("once-1")
+	r := run(t, strings.NewReader(""), "serial", "--proxy", "wss://"+p.addr, "--ca-file", ca, "--token-file", writeToken(t, "once-1"))
+	if r.code != cmdutil.ExitRefused {
+		t.Fatalf("second use: exit %d, want %d; stderr %q", r.code, cmdutil.ExitRefused, r.stderr)
+	}
+	checkOneLine(t, r.stderr, "unknown token")
+	session("once-2")
+}

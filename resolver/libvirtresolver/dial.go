@@ -50,6 +50,7 @@ type options struct {
 	resync        time.Duration
 	streams       bool
 	forceConsoles bool
+	reusable      bool
 }
 
 func buildOptions(opts []Option) options {
@@ -97,6 +98,11 @@ func WithConsoleStreams() Option { return func(o *options) { o.streams = true } 
 // streams that another client holds (virsh console --force) instead of
 // failing with ErrConsoleBusy.
 func WithForceConsoles() Option { return func(o *options) { o.forceConsoles = true } }
+
+// WithReusableTokens turns the resolver's single-use policy off: its
+// SingleUse reports false, so a proxy lets a token open any number of
+// sessions. By default tokens are single-use (see Resolver.Consume).
+func WithReusableTokens() Option { return func(o *options) { o.reusable = true } }
 
 // target is a parsed libvirt URI and how to reach it.
 type target struct {

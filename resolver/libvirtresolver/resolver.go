@@ -34,7 +34,9 @@ import (
 // resolver.ErrUnavailable (not stale data) until it has re-synced. Before
 // answering, it checks with libvirtd that the token's domain is still the
 // same running instance, so a token never reaches another domain that has
-// taken over its port. Safe for concurrent use.
+// taken over its port. Tokens are single-use by default: Consume retires
+// one everywhere by rotating its secret (WithReusableTokens turns the
+// policy off). Safe for concurrent use.
 type Resolver struct {
 	o        options
 	watchers []*watcher
@@ -49,6 +51,7 @@ type Resolver struct {
 // entry is one token of the table.
 type entry struct {
 	token  []byte
+	secret libvirt.UUID // the libvirt secret whose value token is
 	w      *watcher
 	dom    libvirt.Domain // with the ID of the running instance
 	kind   protocols.Kind
@@ -565,7 +568,7 @@ func (w *watcher) load(l *libvirt.Libvirt, d libvirt.Domain) ([]*entry, error) {
 			w.log.Warn("console secret has no readable value (private?)", "domain", d.Name, "type", kind, "index", index, "secret", m.Token)
 			continue
 		}
-		e := &entry{token: val, w: w, dom: d, kind: kind, index: index}
+		e := &entry{token: val, secret: su, w: w, dom: d, kind: kind, index: index}
 		if dev, ok := findDevice(devs, kind, index); !ok {
 			e.err = fmt.Errorf("%w: domain %s has no %s device with index %d", resolver.ErrNotFound, d.Name, kind, index)
 		} else if t, err := deviceTarget(dev, m.Host, m.insecure(), w.t, domUUID); err != nil {

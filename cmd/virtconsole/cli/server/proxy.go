@@ -38,6 +38,10 @@ type ProxyOptions struct {
 	ResolverTLSDir string
 	// Connect are libvirt URIs (bundled mode, "virtconsole server").
 	Connect []string
+	// SingleUse makes static tokens single-use; ReusableTokens makes
+	// libvirt tokens reusable (their defaults are the other way round).
+	SingleUse      bool
+	ReusableTokens bool
 
 	AllowedOrigins   []string
 	HandshakeTimeout time.Duration
@@ -94,6 +98,7 @@ end before closing them.`,
 	fl.StringVar(&opts.Tokens, "tokens", "", "resolve tokens with the static token `FILE` (JSON)")
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
+	fl.BoolVar(&opts.SingleUse, "single-use", false, "with --tokens: each token opens one session only (spent tokens are remembered until restart)")
 	cmd.MarkFlagsMutuallyExclusive("tokens", "resolver")
 	return cmd
 }
@@ -147,7 +152,11 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
 		// dials pty consoles over libvirt's console stream.
-		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(log), libvirtresolver.WithConsoleStreams())
+		lopts := []libvirtresolver.Option{libvirtresolver.WithLogger(log), libvirtresolver.WithConsoleStreams()}
+		if opts.ReusableTokens {
+			lopts = append(lopts, libvirtresolver.WithReusableTokens())
+		}
+		lr, err := libvirtresolver.New(opts.Connect, lopts...)
 		if err != nil {
 			return &cmdutil.FlagError{Err: err}
 		}
@@ -158,6 +167,11 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		res, err := newResolver(ctx, f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
 		if err != nil {
 			return err
+		}
+		if st, ok := res.(*resolver.Static); ok {
+			st.SetSingleUse(opts.SingleUse)
+		} else if opts.SingleUse {
+			return &cmdutil.FlagError{Err: errors.New("--single-use goes with --tokens (a REST resolver cannot retire tokens)")}
 		}
 		p.Resolver = res
 	}

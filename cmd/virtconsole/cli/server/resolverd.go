@@ -73,7 +73,8 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 	}
 	var res resolver.Resolver
 	if len(opts.Connect) > 0 {
-		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(f.Logger()))
+		// The REST API has no way to retire a token: answers are reusable.
+		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(f.Logger()), libvirtresolver.WithReusableTokens())
 		if err != nil {
 			return &cmdutil.FlagError{Err: err}
 		}

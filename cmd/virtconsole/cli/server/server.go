@@ -24,6 +24,10 @@ libvirt resolver in one process: tokens are the values of the secrets named
 in the domains' console-proxy metadata (see "virtconsole enable"), followed
 live, and pty serial consoles are served through libvirt's console stream
 (only this bundled mode can: the proxy alone has no libvirt access).
+Tokens are single-use: when a session starts, its secret gets a new value,
+so the used token is dead for every proxy reading the same libvirtd (the
+client commands read a fresh one per session). A SPICE session's further
+channels join it with the same token while it lives.
 
 "server proxy" is the proxy alone, resolving with a static token file or a
 REST resolver; "server resolver" answers token lookups over the REST API of
@@ -48,6 +52,7 @@ The proxy's flags, statuses and logging are described in "server proxy
 		},
 	}
 	addProxyFlags(cmd.Flags(), opts)
+	cmd.Flags().BoolVar(&opts.ReusableTokens, "reusable-tokens", false, "let a token open more than one session (default: single-use, the secret is rotated when a session starts)")
 	cmd.Flags().StringArrayVarP(&opts.Connect, "connect", "c", nil, "libvirt `URI` to resolve tokens from (repeatable; default $LIBVIRT_DEFAULT_URI or qemu:///system)")
 	cmd.AddCommand(NewCmdProxy(f, nil))
 	cmd.AddCommand(NewCmdResolver(f, nil))
