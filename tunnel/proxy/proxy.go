@@ -71,6 +71,12 @@ type Proxy struct {
 	// host is the request's Host, or one listed in AllowedOrigins.
 	CheckOrigin func(*http.Request) bool
 
+	// TrustForwarded honours X-Forwarded-Host (for the Origin check) and
+	// X-Forwarded-For (for the refused-token limit) from a front proxy.
+	// Leave it off unless every request comes through such a proxy:
+	// clients can set these headers themselves.
+	TrustForwarded bool
+
 	// AllowedOrigins are origins (scheme://host[:port]) accepted by the
 	// default CheckOrigin besides the request's own host.
 	AllowedOrigins []string
@@ -160,6 +166,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := clientHost(peer)
+	if fwd := r.Header.Get("X-Forwarded-For"); p.TrustForwarded && fwd != "" {
+		// The first address is the client's, as the front proxy saw it.
+		host = strings.TrimSpace(strings.Split(fwd, ",")[0])
+		log = log.With("forwarded_for", host)
+	}
 	if p.Limiter != nil && !p.Limiter.Allow(host) {
 		writeError(w, log, fail(http.StatusTooManyRequests, nil, "too many refused tokens from %s; try again later", host))
 		return
@@ -496,7 +507,11 @@ func (p *Proxy) checkOrigin(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); p.TrustForwarded && fh != "" {
+		host = strings.TrimSpace(strings.Split(fh, ",")[0])
+	}
+	if strings.EqualFold(u.Host, host) {
 		return true
 	}
 	for _, a := range p.AllowedOrigins {

@@ -290,3 +290,23 @@ func TestMaxSessions(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// X-Forwarded-Host counts for the Origin check only when trusted.
+func TestTrustForwarded(t *testing.T) {
+	p := &Proxy{}
+	r := httptest.NewRequest("GET", "/websockify", nil)
+	r.Host = "10.0.0.1:6443"
+	r.Header.Set("Origin", "https://console.example")
+	r.Header.Set("X-Forwarded-Host", "console.example")
+	if p.checkOrigin(r) {
+		t.Fatal("untrusted X-Forwarded-Host was honoured")
+	}
+	p.TrustForwarded = true
+	if !p.checkOrigin(r) {
+		t.Fatal("trusted X-Forwarded-Host was ignored")
+	}
+	r.Header.Set("Origin", "https://evil.example")
+	if p.checkOrigin(r) {
+		t.Fatal("foreign origin accepted")
+	}
+}

@@ -49,6 +49,7 @@ type ProxyOptions struct {
 	MaxFailures      int
 	SPICEGrace       time.Duration
 	MaxSessions      int
+	TrustForwarded   bool
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -113,6 +114,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on resolving, connecting and handshaking per session")
 	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may go on")
 	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "refused tokens allowed per client address per minute before 429")
+	fl.BoolVar(&opts.TrustForwarded, "trust-forwarded", false, "honour X-Forwarded-Host/-For from a front proxy (only if every request comes through one)")
 	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "sessions open or opening at once before 503 (0: no bound)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "how long after a SPICE session's main channel other channel types not in its list are still accepted")
 }
@@ -134,6 +136,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		Logger:               log,
 		Limiter:              proxy.NewLimiter(opts.MaxFailures, time.Minute),
 		MaxSessions:          opts.MaxSessions,
+		TrustForwarded:       opts.TrustForwarded,
 	}
 	switch {
 	case opts.ConnectTLSDir != "":
