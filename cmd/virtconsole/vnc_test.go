@@ -21,18 +21,25 @@ import (
 	"github.com/virtconsole/virtconsole/resolver"
 )
 
-// localVNC is a running "virtconsole vnc" and the port it listens on.
-type localVNC struct {
+// localGraphics is a running "virtconsole vnc" or "virtconsole spice" and
+// the port it listens on.
+type localGraphics struct {
 	*client
 	port int
 }
 
-// startVNC runs "virtconsole vnc ... --local-port 0 --json" and reads the
-// port it announces.
-func startVNC(t *testing.T, args ...string) *localVNC {
+// startVNC runs "virtconsole vnc ... --local-port 0 --json".
+func startVNC(t *testing.T, args ...string) *localGraphics {
+	t.Helper()
+	return startGraphics(t, "vnc", args...)
+}
+
+// startGraphics runs "virtconsole SUBCOMMAND ... --local-port 0 --json"
+// (vnc, spice) and reads the port it announces.
+func startGraphics(t *testing.T, subcommand string, args ...string) *localGraphics {
 	t.Helper()
 	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(vcBinary, append([]string{"vnc", "--local-port", "0", "--json"}, args...)...)
+	c.cmd = exec.Command(vcBinary, append([]string{subcommand, "--local-port", "0", "--json"}, args...)...)
 	c.cmd.Env = env()
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -47,7 +54,7 @@ func startVNC(t *testing.T, args ...string) *localVNC {
 		c.cmd.Process.Kill()
 		<-c.done
 		if t.Failed() {
-			t.Logf("virtconsole vnc stderr:\n%s", c.errb.String())
+			t.Logf("virtconsole %s stderr:\n%s", subcommand, c.errb.String())
 		}
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -62,7 +69,7 @@ func startVNC(t *testing.T, args ...string) *localVNC {
 		t.Fatalf("announced %q: %v", line, err)
 	}
 	go io.Copy(c.out, stdout)
-	return &localVNC{client: c, port: a.Port}
+	return &localGraphics{client: c, port: a.Port}
 }
 
 // snapshot runs the real vncsnapshot client against the local port until

@@ -99,4 +99,7 @@ type recorder struct {
 	writes []string
 }
 
-func (r *recorder) Write(p []byte) (int, error) { r.writes = append(r.writes, string(p)); return len(p), nil }
+func (r *recorder) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, string(p))
+	return len(p), nil
+}

@@ -315,66 +315,6 @@ func TestForwardDeadline(t *testing.T) {
 	}
 }
 
-// TestForwardTCP runs the relay over real sockets with a fake QEMU that
-// checks the ticket with its own key, as spice-server does.
-func TestForwardTCP(t *testing.T) {
-	key := testKey()
-	for _, tc := range []struct {
-		proxyPassword, viewerPassword string
-		want                          LinkError
-	}{
-		{"", "pw", LinkOK},
-		{"", "nope", LinkErrPermissionDenied},
-		{"pw", "anything", LinkOK},
-		{"wrong", "pw", LinkErrPermissionDenied},
-	} {
-		viewer, proxyV := tcpPair(t)
-		proxyQ, qemu := tcpPair(t)
-		go func() {
-			// fake QEMU with password "pw"
-			qemu.SetDeadline(time.Now().Add(testTimeout))
-			p := &peer{ctx: context.Background(), conn: qemu, name: "proxy"}
-			raw, err := p.readLinkMessage(linkMessLen, "link")
-			if err != nil {
-				return
-			}
-			l, _ := parseLink(raw, "proxy")
-			qemu.Write(okReply(t, key, qemuReplyCaps))
-			if l.HasCommonCap(CommonCapAuthSelection) {
-				p.readU32("mech")
-			}
-			ticket := make([]byte, TicketLen)
-			if p.read(ticket, "ticket") != nil {
-				return
-			}
-			res := LinkErrPermissionDenied
-			if pt, err := rsa.DecryptOAEP(sha1.New(), nil, key, ticket, nil); err == nil && string(pt) == "pw\x00" {
-				res = LinkOK
-			}
-			qemu.Write(le.AppendUint32(nil, uint32(res)))
-		}()
-		done := make(chan error, 1)
-		go func() {
-			l, raw, err := ReadLink(testContext(t), proxyV)
-			if err == nil {
-				_, err = Forward(testContext(t), proxyV, proxyQ, l, raw, tc.proxyPassword)
-			}
-			done <- err
-		}()
-		c := &viewerClient{conn: viewer, link: &Link{ChannelType: ChannelMain, CommonCaps: viewerCaps}}
-		viewer.SetDeadline(time.Now().Add(testTimeout))
-		if err := c.linkStage(tc.viewerPassword); err != nil {
-			t.Fatal(err)
-		}
-		if c.result != tc.want {
-			t.Errorf("%+v: viewer got %v", tc, c.result)
-		}
-		if err := <-done; Code(err) != tc.want {
-			t.Errorf("%+v: Forward: %v", tc, err)
-		}
-	}
-}
-
 func TestHandshaker(t *testing.T) {
 	key := testKey()
 	reply := okReply(t, key, qemuReplyCaps)

@@ -1,13 +1,19 @@
-package spice
+package spice_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -15,15 +21,20 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/protocols/spice"
+	"github.com/virtconsole/virtconsole/protocols/spice/spicetest"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "write the bytes real QEMU and the test viewer send to testdata/fuzz")
 
+var le = binary.LittleEndian
+
 // Tests against a real QEMU SPICE server (qemutest.StartSPICE) on its TLS
 // port, QEMU's certificate verified with tlscreds: the link stage through
-// Forward with and without ticketing, the ticket takeover, the main
-// channel watcher, and the Registry in front of real channels.
+// spice.Forward with and without ticketing, the ticket takeover, the main
+// channel watcher, and the spice.Registry in front of real channels. The viewer
+// is spicetest's scripted one, so these tests live outside the package.
 
 // spiceEnv is a running QEMU with SPICE and the client TLS config for it.
 type spiceEnv struct {
@@ -57,7 +68,7 @@ func startSPICE(t *testing.T, password string) *spiceEnv {
 // port when insecure.
 func (e *spiceEnv) dial(t *testing.T, insecure bool) net.Conn {
 	t.Helper()
-	ctx := testContext(t)
+	ctx := spice.TestContext(t)
 	if insecure {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", e.plainAddr)
 		if err != nil {
@@ -106,7 +117,7 @@ func (r *recorder) bytes() (read, written []byte) {
 	return bytes.Clone(r.read.Bytes()), bytes.Clone(r.written.Bytes())
 }
 
-// proxied is one connection through a proxy running a Handshaker.
+// proxied is one connection through a proxy running a spice.Handshaker.
 type proxied struct {
 	viewer net.Conn  // the test viewer's end
 	qemu   *recorder // the proxy's conn to QEMU
@@ -117,12 +128,12 @@ type proxied struct {
 // proxy starts one proxied connection: the viewer's end is returned at
 // once; the proxy dials QEMU, runs h.Server and h.Client, and pipes bytes
 // until either side closes. The handshake's error arrives on err.
-func (e *spiceEnv) proxy(t *testing.T, h *Handshaker, target protocols.Target) *proxied {
+func (e *spiceEnv) proxy(t *testing.T, h *spice.Handshaker, target protocols.Target) *proxied {
 	t.Helper()
-	viewer, proxySide := tcpPair(t)
+	viewer, proxySide := spice.TCPPair(t)
 	p := &proxied{viewer: viewer, qemu: &recorder{Conn: e.dial(t, target.Insecure)},
 		err: make(chan error, 1), done: make(chan struct{})}
-	ctx := testContext(t)
+	ctx := spice.TestContext(t)
 	go func() {
 		defer close(p.done)
 		q, _, err := h.Server(ctx, p.qemu, target)
@@ -150,123 +161,91 @@ func (p *proxied) handshakeErr(t *testing.T) error {
 	select {
 	case err := <-p.err:
 		return err
-	case <-time.After(testTimeout):
+	case <-time.After(spice.TestTimeout):
 		t.Fatal("the proxy's handshake did not end")
 		return nil
 	}
 }
 
-// registryHandshaker is the wiring Handshaker's doc shows, for token.
-func registryHandshaker(r *Registry, token string, singleUse bool, leases chan<- *Lease) *Handshaker {
-	var lease *Lease
-	return &Handshaker{
-		Admit: func(l *Link) (err error) {
+// registryHandshaker is the wiring spice.Handshaker's doc shows, for token.
+func registryHandshaker(r *spice.Registry, token string, singleUse bool, leases chan<- *spice.Lease) *spice.Handshaker {
+	var lease *spice.Lease
+	return &spice.Handshaker{
+		Admit: func(l *spice.Link) (err error) {
 			lease, err = r.Admit(token, singleUse, l)
 			if err == nil && leases != nil {
 				leases <- lease
 			}
 			return err
 		},
-		OnMain: func(i MainInfo) { lease.Observe(i) },
+		OnMain: func(i spice.MainInfo) { lease.Observe(i) },
 	}
 }
 
-// mainSession links a main channel through the proxy and reads INIT and,
-// after SPICE_MSGC_MAIN_ATTACH_CHANNELS, CHANNELS_LIST, returning the
-// viewer and what it read.
-func mainSession(t *testing.T, p *proxied, caps []uint32, password string) (*viewerClient, uint32, []ChannelID) {
+// mainSession opens a main channel through the proxy with the scripted
+// viewer (link, SPICE_MSG_MAIN_INIT, SPICE_MSGC_MAIN_ATTACH_CHANNELS,
+// SPICE_MSG_MAIN_CHANNELS_LIST, then upkeep) and checks that the proxy's
+// handshake succeeded.
+func mainSession(t *testing.T, p *proxied, caps []uint32, password string) *spicetest.Client {
 	t.Helper()
-	c := &viewerClient{conn: p.viewer, link: &Link{ChannelType: ChannelMain, CommonCaps: caps}}
-	p.viewer.SetDeadline(time.Now().Add(testTimeout))
-	if err := c.linkStage(password); err != nil {
+	c, err := spicetest.Link(spice.TestContext(t), p.viewer, spicetest.LinkOptions{CommonCaps: caps, Ticket: password})
+	if err != nil {
 		t.Fatalf("viewer: %v", err)
 	}
-	if c.result != LinkOK {
-		t.Fatalf("viewer: link result %v; proxy: %v", c.result, p.handshakeErr(t))
+	if c.Result != spice.LinkOK {
+		t.Fatalf("viewer: link result %v; proxy: %v", c.Result, p.handshakeErr(t))
 	}
 	if err := p.handshakeErr(t); err != nil {
 		t.Fatalf("proxy: %v", err)
 	}
-	init, err := c.waitFor(MsgMainInit)
-	if err != nil {
-		t.Fatalf("viewer: waiting for SPICE_MSG_MAIN_INIT: %v", err)
+	if err := c.ReadMain(spice.TestContext(t)); err != nil {
+		t.Fatalf("viewer: %v", err)
 	}
-	id, err := parseMainInit(init.body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.writeMessage(MsgcMainAttachChannels, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := c.waitFor(MsgMainChannelsList)
-	if err != nil {
-		t.Fatalf("viewer: waiting for SPICE_MSG_MAIN_CHANNELS_LIST: %v", err)
-	}
-	list, err := parseChannelsList(m.body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.beViewer()
-	return c, id, list
+	c.Serve()
+	return c
 }
-
-// beViewer keeps a linked channel going as a viewer does, for the rest of
-// the test: it sends a display channel's SPICE_MSGC_DISPLAY_INIT and
-// answers acks and pings (serve). Seen here with QEMU 7.2
-// (libspice-server 0.15.1): a display channel that closes without
-// DISPLAY_INIT segfaults QEMU's SPICE worker thread, and one that is
-// neither read nor acknowledged can stall QEMU for 15 s; a viewer that
-// behaves avoids both.
-func (c *viewerClient) beViewer() {
-	c.conn.SetDeadline(time.Time{})
-	if c.link.ChannelType == ChannelDisplay {
-		// SpiceMsgcDisplayInit: u8 pixmap_cache_id, i64 pixmap_cache_size,
-		// u8 glz_dictionary_id, i32 glz_dictionary_window_size.
-		c.writeMessage(msgcDisplayInit, make([]byte, 14))
-	}
-	go c.serve()
-}
-
-// msgcDisplayInit is SPICE_MSGC_DISPLAY_INIT.
-const msgcDisplayInit MsgType = 101
 
 // secondary links channel ch with connection id through the proxy and
-// returns the link result the viewer got.
-func secondary(t *testing.T, p *proxied, id uint32, ch ChannelID, password string) LinkError {
+// returns the link result the viewer got; a linked channel is kept going.
+func secondary(t *testing.T, p *proxied, id uint32, ch spice.ChannelID, password string) spice.LinkError {
 	t.Helper()
-	c := &viewerClient{conn: p.viewer, link: &Link{ConnectionID: id, ChannelType: ch.Type, ChannelID: ch.ID, CommonCaps: viewerCaps}}
-	p.viewer.SetDeadline(time.Now().Add(testTimeout))
-	if err := c.linkStage(password); err != nil {
+	c, err := spicetest.Link(spice.TestContext(t), p.viewer, spicetest.LinkOptions{ConnectionID: id, Channel: ch, Ticket: password})
+	if err != nil {
 		t.Fatalf("viewer: %s: %v; proxy: %v", ch, err, p.handshakeErr(t))
 	}
-	if c.result == LinkOK {
-		c.beViewer()
+	if c.Result == spice.LinkOK {
+		c.Serve()
 	}
-	return c.result
+	return c.Result
 }
+
+// linkLen is the length of the link header and message or reply at the
+// start of b.
+func linkLen(b []byte) int { return spicetest.LinkHeaderLen + int(le.Uint32(b[12:])) }
 
 func TestQEMUMainChannelTLS(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		caps []uint32
 	}{
-		{"mini-header", viewerCaps},
-		{"full-header", capWords(CommonCapAuthSelection, CommonCapAuthSpice)},
-		{"no-auth-selection", capWords(CommonCapMiniHeader)},
+		{"mini-header", spicetest.ViewerCaps},
+		{"full-header", spicetest.Caps(spice.CommonCapAuthSelection, spice.CommonCapAuthSpice)},
+		{"no-auth-selection", spicetest.Caps(spice.CommonCapMiniHeader)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := startSPICE(t, "")
-			reg := &Registry{Grace: time.Minute}
-			leases := make(chan *Lease, 10)
+			reg := &spice.Registry{Grace: time.Minute}
+			leases := make(chan *spice.Lease, 10)
 			p := env.proxy(t, registryHandshaker(reg, "tok", false, leases), env.target(""))
-			c, id, list := mainSession(t, p, tc.caps, "")
-			if c.mini != (tc.name != "full-header") {
-				t.Errorf("mini header %v for caps %x", c.mini, tc.caps)
+			c := mainSession(t, p, tc.caps, "")
+			id, list := c.SessionID, c.Channels
+			if c.MiniHeader != (tc.name != "full-header") {
+				t.Errorf("mini header %v for caps %x", c.MiniHeader, tc.caps)
 			}
 			if id == 0 {
 				t.Error("session id 0")
 			}
-			for _, want := range []ChannelID{{ChannelDisplay, 0}, {ChannelInputs, 0}} {
+			for _, want := range []spice.ChannelID{{spice.ChannelDisplay, 0}, {spice.ChannelInputs, 0}} {
 				if !slices.Contains(list, want) {
 					t.Errorf("channel list %v lacks %s", list, want)
 				}
@@ -280,20 +259,19 @@ func TestQEMUMainChannelTLS(t *testing.T) {
 			}
 			if *updateCorpus {
 				read, written := p.qemu.bytes()
-				replyLen := linkHeaderLen + int(le.Uint32(read[12:]))
-				end := replyLen + linkResultLen
-				writeSeed(t, "FuzzReadLink", "qemu-"+tc.name, written[:linkHeaderLen+int(le.Uint32(written[12:]))])
+				end := linkLen(read) + spice.LinkResultLen
+				writeSeed(t, "FuzzReadLink", "qemu-"+tc.name, written[:linkLen(written)])
 				writeSeed(t, "FuzzLinkReply", "qemu-"+tc.name, read[:end])
-				writeSeed(t, "FuzzMainWatcher", "qemu-"+tc.name, shrinkMessages(read[end:], c.mini, 512))
+				writeSeed(t, "FuzzMainWatcher", "qemu-"+tc.name, shrinkMessages(read[end:], c.MiniHeader, 512))
 			}
 
 			// Every listed channel links through the proxy.
 			for _, ch := range list {
-				if ch.Type == ChannelMain {
+				if ch.Type == spice.ChannelMain {
 					continue
 				}
 				sp := env.proxy(t, registryHandshaker(reg, "tok", false, nil), env.target(""))
-				if res := secondary(t, sp, id, ch, ""); res != LinkOK {
+				if res := secondary(t, sp, id, ch, ""); res != spice.LinkOK {
 					t.Errorf("%s: link result %v; proxy: %v", ch, res, sp.handshakeErr(t))
 				} else if err := sp.handshakeErr(t); err != nil {
 					t.Errorf("%s: proxy: %v", ch, err)
@@ -307,9 +285,9 @@ func TestQEMUMainChannelTLS(t *testing.T) {
 // network test's 250 KiB pings) to limit, fixing their size fields, so
 // that a recorded stream makes a small seed.
 func shrinkMessages(b []byte, mini bool, limit uint32) []byte {
-	hl := fullHeaderLen
+	hl := spicetest.FullHeaderLen
 	if mini {
-		hl = miniHeaderLen
+		hl = spicetest.MiniHeaderLen
 	}
 	var out []byte
 	for len(b) >= hl {
@@ -340,32 +318,31 @@ func shrinkMessages(b []byte, mini bool, limit uint32) []byte {
 
 func TestQEMURegistryRefusals(t *testing.T) {
 	env := startSPICE(t, "")
-	reg := &Registry{Grace: time.Minute}
+	reg := &spice.Registry{Grace: time.Minute}
 	p := env.proxy(t, registryHandshaker(reg, "tok", true, nil), env.target(""))
-	_, id, _ := mainSession(t, p, viewerCaps, "")
+	id := mainSession(t, p, spicetest.ViewerCaps, "").SessionID
 
 	for _, tc := range []struct {
 		name string
-		link *Link
-		code LinkError
+		link spicetest.LinkOptions
+		code spice.LinkError
 	}{
-		{"second main (takeover)", &Link{ChannelType: ChannelMain, CommonCaps: viewerCaps}, LinkErrPermissionDenied},
-		{"wrong connection id", &Link{ConnectionID: id + 1, ChannelType: ChannelDisplay, CommonCaps: viewerCaps}, LinkErrBadConnectionID},
-		{"main as migration target", &Link{ConnectionID: id, ChannelType: ChannelMain, CommonCaps: viewerCaps}, LinkErrBadConnectionID},
+		{"second main (takeover)", spicetest.LinkOptions{}, spice.LinkErrPermissionDenied},
+		{"wrong connection id", spicetest.LinkOptions{ConnectionID: id + 1, Channel: spice.ChannelID{Type: spice.ChannelDisplay}}, spice.LinkErrBadConnectionID},
+		{"main as migration target", spicetest.LinkOptions{ConnectionID: id}, spice.LinkErrBadConnectionID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sp := env.proxy(t, registryHandshaker(reg, "tok", true, nil), env.target(""))
-			c := &viewerClient{conn: sp.viewer, link: tc.link}
-			sp.viewer.SetDeadline(time.Now().Add(testTimeout))
-			if err := c.linkStage(""); err != nil {
+			c, err := spicetest.Link(spice.TestContext(t), sp.viewer, tc.link)
+			if err != nil {
 				t.Fatalf("viewer: %v", err)
 			}
-			if c.result != tc.code {
-				t.Errorf("viewer got %v, want %v", c.result, tc.code)
+			if c.Result != tc.code {
+				t.Errorf("viewer got %v, want %v", c.Result, tc.code)
 			}
-			err := sp.handshakeErr(t)
-			var rerr *RefusedError
-			if !errors.As(err, &rerr) || Code(err) != tc.code {
+			err = sp.handshakeErr(t)
+			var rerr *spice.RefusedError
+			if !errors.As(err, &rerr) || spice.Code(err) != tc.code {
 				t.Errorf("proxy: %v, want a refusal with %v", err, tc.code)
 			}
 			<-sp.done
@@ -379,62 +356,62 @@ func TestQEMURegistryRefusals(t *testing.T) {
 	}
 	// The live session still works: a listed channel links.
 	sp := env.proxy(t, registryHandshaker(reg, "tok", true, nil), env.target(""))
-	if res := secondary(t, sp, id, ChannelID{ChannelInputs, 0}, ""); res != LinkOK {
+	if res := secondary(t, sp, id, spice.ChannelID{spice.ChannelInputs, 0}, ""); res != spice.LinkOK {
 		t.Errorf("inputs after refusals: %v", res)
 	}
 }
 
 func TestQEMUTicketTakeover(t *testing.T) {
 	env := startSPICE(t, "s3cret")
+	mainLink := func(t *testing.T, p *proxied, ticket string) *spicetest.Client {
+		t.Helper()
+		c, err := spicetest.Link(spice.TestContext(t), p.viewer, spicetest.LinkOptions{Ticket: ticket})
+		if err != nil {
+			t.Fatalf("viewer: %v; proxy: %v", err, p.handshakeErr(t))
+		}
+		return c
+	}
 	t.Run("viewer sends a wrong ticket", func(t *testing.T) {
-		p := env.proxy(t, &Handshaker{}, env.target("s3cret"))
-		c, id, _ := mainSession(t, p, viewerCaps, "not-the-password")
-		if id == 0 {
+		p := env.proxy(t, &spice.Handshaker{}, env.target("s3cret"))
+		c := mainSession(t, p, spicetest.ViewerCaps, "not-the-password")
+		if c.SessionID == 0 {
 			t.Error("session id 0")
 		}
 		// The viewer saw the proxy's key, not QEMU's.
 		read, written := p.qemu.bytes()
-		qemuReply, err := ParseLinkReply(read[:linkHeaderLen+int(le.Uint32(read[12:]))])
+		qemuReply, err := spice.ParseLinkReply(read[:linkLen(read)])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if qemuReply.PubKey == c.reply.PubKey {
+		if qemuReply.PubKey == c.Reply.PubKey {
 			t.Error("the viewer got QEMU's key")
 		}
-		ours, _ := proxyPubKey()
-		if !bytes.Equal(c.reply.PubKey[:], ours) {
+		ours, _ := spice.ProxyPubKey()
+		if !bytes.Equal(c.Reply.PubKey[:], ours) {
 			t.Error("the viewer did not get the proxy's key")
 		}
 		// QEMU got the mechanism and a ticket, not the viewer's.
-		linkLen := linkHeaderLen + int(le.Uint32(written[12:]))
-		if got := len(written) - linkLen; got < authMechLen+TicketLen {
+		if got := len(written) - linkLen(written); got < spice.AuthMechLen+spice.TicketLen {
 			t.Fatalf("QEMU got %d bytes after the link message", got)
 		}
 		if *updateCorpus {
-			writeSeed(t, "FuzzLinkReply", "qemu-ticketing", read[:linkHeaderLen+int(le.Uint32(read[12:]))+linkResultLen])
+			writeSeed(t, "FuzzLinkReply", "qemu-ticketing", read[:linkLen(read)+spice.LinkResultLen])
 		}
 	})
 	t.Run("viewer sends no ticket it knows", func(t *testing.T) {
-		p := env.proxy(t, &Handshaker{}, env.target("s3cret"))
-		c := &viewerClient{conn: p.viewer, link: &Link{ChannelType: ChannelMain, CommonCaps: viewerCaps}}
-		p.viewer.SetDeadline(time.Now().Add(testTimeout))
-		if err := c.linkStage(""); err != nil || c.result != LinkOK {
-			t.Fatalf("viewer: %v %v; proxy: %v", c.result, err, p.handshakeErr(t))
+		p := env.proxy(t, &spice.Handshaker{}, env.target("s3cret"))
+		if c := mainLink(t, p, ""); c.Result != spice.LinkOK {
+			t.Fatalf("viewer: %v; proxy: %v", c.Result, p.handshakeErr(t))
 		}
 	})
 	t.Run("wrong password configured", func(t *testing.T) {
-		p := env.proxy(t, &Handshaker{}, env.target("wrong"))
-		c := &viewerClient{conn: p.viewer, link: &Link{ChannelType: ChannelMain, CommonCaps: viewerCaps}}
-		p.viewer.SetDeadline(time.Now().Add(testTimeout))
-		if err := c.linkStage("s3cret"); err != nil {
-			t.Fatalf("viewer: %v", err)
-		}
-		if c.result != LinkErrPermissionDenied {
-			t.Errorf("viewer got %v, want permission denied", c.result)
+		p := env.proxy(t, &spice.Handshaker{}, env.target("wrong"))
+		if c := mainLink(t, p, "s3cret"); c.Result != spice.LinkErrPermissionDenied {
+			t.Errorf("viewer got %v, want permission denied", c.Result)
 		}
 		err := p.handshakeErr(t)
 		var herr *protocols.HandshakeError
-		if !errors.As(err, &herr) || Code(err) != LinkErrPermissionDenied {
+		if !errors.As(err, &herr) || spice.Code(err) != spice.LinkErrPermissionDenied {
 			t.Errorf("proxy: %v, want QEMU's permission denied", err)
 		}
 		t.Logf("proxy: %v", err)
@@ -447,16 +424,11 @@ func TestQEMUTicketTakeover(t *testing.T) {
 		// Without a password for the proxy, the viewer's ticket decides.
 		for _, tc := range []struct {
 			password string
-			want     LinkError
-		}{{"s3cret", LinkOK}, {"wrong", LinkErrPermissionDenied}} {
-			p := env.proxy(t, &Handshaker{}, env.target(""))
-			c := &viewerClient{conn: p.viewer, link: &Link{ChannelType: ChannelMain, CommonCaps: viewerCaps}}
-			p.viewer.SetDeadline(time.Now().Add(testTimeout))
-			if err := c.linkStage(tc.password); err != nil {
-				t.Fatalf("viewer: %v", err)
-			}
-			if c.result != tc.want {
-				t.Errorf("ticket %q: viewer got %v, want %v", tc.password, c.result, tc.want)
+			want     spice.LinkError
+		}{{"s3cret", spice.LinkOK}, {"wrong", spice.LinkErrPermissionDenied}} {
+			p := env.proxy(t, &spice.Handshaker{}, env.target(""))
+			if c := mainLink(t, p, tc.password); c.Result != tc.want {
+				t.Errorf("ticket %q: viewer got %v, want %v", tc.password, c.Result, tc.want)
 			}
 		}
 	})
@@ -471,37 +443,119 @@ func TestQEMUTicketTakeover(t *testing.T) {
 // real ticket, not make one up.
 func TestQEMUUndecryptableTicket(t *testing.T) {
 	env := startSPICE(t, "")
-	c := &viewerClient{conn: env.dial(t, false), link: &Link{ChannelType: ChannelMain, CommonCaps: viewerCaps}}
-	defer c.conn.Close()
-	c.conn.SetDeadline(time.Now().Add(testTimeout))
-	if _, err := c.conn.Write(c.link.Marshal()); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := (&peer{ctx: context.Background(), conn: c.conn, name: "QEMU"}).readLinkMessage(linkReplyLen, "reply")
+	conn := env.dial(t, false)
+	defer conn.Close()
+	junk := make([]byte, spice.TicketLen)
+	rand.Read(junk)
+	c, err := spicetest.Link(spice.TestContext(t), conn, spicetest.LinkOptions{RawTicket: junk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseLinkReply(raw); err != nil {
-		t.Fatal(err)
-	}
-	junk := make([]byte, TicketLen)
-	rand.Read(junk)
-	c.conn.Write(append(le.AppendUint32(nil, AuthMechSpice), junk...))
-	var res [4]byte
-	if _, err := c.conn.Read(res[:]); err != nil {
-		t.Fatal(err)
-	}
-	if got := LinkError(le.Uint32(res[:])); got != LinkErrPermissionDenied {
-		t.Errorf("undecryptable ticket with disable-ticketing: %v, want permission denied", got)
+	if c.Result != spice.LinkErrPermissionDenied {
+		t.Errorf("undecryptable ticket with disable-ticketing: %v, want permission denied", c.Result)
 	}
 }
 
 func TestQEMUPlainPort(t *testing.T) {
 	env := startSPICE(t, "")
 	target := protocols.Target{Kind: protocols.KindSPICE, Address: env.plainAddr, Insecure: true}
-	p := env.proxy(t, &Handshaker{OnMain: func(MainInfo) {}}, target)
-	_, id, _ := mainSession(t, p, viewerCaps, "")
-	if id == 0 {
+	p := env.proxy(t, &spice.Handshaker{OnMain: func(spice.MainInfo) {}}, target)
+	if c := mainSession(t, p, spicetest.ViewerCaps, ""); c.SessionID == 0 {
 		t.Error("session id 0")
+	}
+}
+
+// TestForwardTCP runs the relay over real sockets with a fake QEMU that
+// checks the ticket with its own key, as spice-server does.
+func TestForwardTCP(t *testing.T) {
+	key := spice.TestKey()
+	for _, tc := range []struct {
+		proxyPassword, viewerPassword string
+		want                          spice.LinkError
+	}{
+		{"", "pw", spice.LinkOK},
+		{"", "nope", spice.LinkErrPermissionDenied},
+		{"pw", "anything", spice.LinkOK},
+		{"wrong", "pw", spice.LinkErrPermissionDenied},
+	} {
+		viewer, proxyV := spice.TCPPair(t)
+		proxyQ, qemu := spice.TCPPair(t)
+		go func() {
+			// fake QEMU with password "pw"
+			ctx := spice.TestContext(t)
+			l, _, err := spice.ReadLink(ctx, qemu)
+			if err != nil {
+				return
+			}
+			qemu.SetDeadline(time.Now().Add(spice.TestTimeout))
+			qemu.Write(spice.OKReply(t, key, spice.QEMUReplyCaps))
+			if l.HasCommonCap(spice.CommonCapAuthSelection) {
+				var mech [spice.AuthMechLen]byte
+				if _, err := io.ReadFull(qemu, mech[:]); err != nil {
+					return
+				}
+			}
+			ticket := make([]byte, spice.TicketLen)
+			if _, err := io.ReadFull(qemu, ticket); err != nil {
+				return
+			}
+			res := spice.LinkErrPermissionDenied
+			if pt, err := rsa.DecryptOAEP(sha1.New(), nil, key, ticket, nil); err == nil && string(pt) == "pw\x00" {
+				res = spice.LinkOK
+			}
+			qemu.Write(le.AppendUint32(nil, uint32(res)))
+		}()
+		done := make(chan error, 1)
+		go func() {
+			l, raw, err := spice.ReadLink(spice.TestContext(t), proxyV)
+			if err == nil {
+				_, err = spice.Forward(spice.TestContext(t), proxyV, proxyQ, l, raw, tc.proxyPassword)
+			}
+			done <- err
+		}()
+		c, err := spicetest.Link(spice.TestContext(t), viewer, spicetest.LinkOptions{Ticket: tc.viewerPassword})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Result != tc.want {
+			t.Errorf("%+v: viewer got %v", tc, c.Result)
+		}
+		if err := <-done; spice.Code(err) != tc.want {
+			t.Errorf("%+v: spice.Forward: %v", tc, err)
+		}
+	}
+}
+
+// pipe copies a to b and b to a until either ends, then closes both; it
+// returns when both copies are done.
+func pipe(a, b net.Conn) {
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.Copy(struct{ io.Writer }{dst}, struct{ io.Reader }{src})
+		a.Close()
+		b.Close()
+	}
+	wg.Add(2)
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+}
+
+// writeSeed writes a fuzz corpus file for target in the go test fuzz v1
+// format.
+func writeSeed(t testing.TB, target, name string, data ...[]byte) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", target)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("go test fuzz v1\n")
+	for _, d := range data {
+		fmt.Fprintf(&b, "[]byte(%q)\n", d)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
