@@ -21,12 +21,12 @@ import (
 // The read honours ctx's deadline.
 func ReadLink(ctx context.Context, viewer net.Conn) (*Link, []byte, error) {
 	defer protocols.Deadline(ctx, viewer)()
-	p := &peer{ctx: ctx, conn: viewer, name: "the viewer"}
+	p := newPeer(ctx, viewer, "the viewer")
 	raw, err := p.readLinkMessage(linkMessLen, "its link message")
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := parseLink(raw, p.name)
+	l, err := parseLink(raw, p.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -43,8 +43,8 @@ func Refuse(ctx context.Context, viewer net.Conn, code LinkError) error {
 	if code == LinkOK {
 		code = LinkErrError
 	}
-	p := &peer{ctx: ctx, conn: viewer, name: "the viewer"}
-	return p.write(errorReply(code), "the link refusal")
+	p := newPeer(ctx, viewer, "the viewer")
+	return p.Write(errorReply(code), "the link refusal")
 }
 
 // Info is what Forward learnt about a link.
@@ -86,8 +86,8 @@ func Forward(ctx context.Context, viewer, qemu net.Conn, link *Link, raw []byte,
 	defer protocols.Deadline(ctx, viewer)()
 	defer protocols.Deadline(ctx, qemu)()
 	f := &forwarder{
-		v:        &peer{ctx: ctx, conn: viewer, name: "the viewer"},
-		q:        &peer{ctx: ctx, conn: qemu, name: "QEMU"},
+		v:        newPeer(ctx, viewer, "the viewer"),
+		q:        newPeer(ctx, qemu, "QEMU"),
 		link:     link,
 		password: password,
 	}
@@ -119,14 +119,14 @@ func (f *forwarder) run(raw []byte) (Info, error) {
 			return Info{}, err
 		}
 	}
-	if err := f.q.write(raw, "the viewer's link message"); err != nil {
+	if err := f.q.Write(raw, "the viewer's link message"); err != nil {
 		return Info{}, err
 	}
 	replyRaw, err := f.q.readLinkMessage(linkReplyLen, "its link reply")
 	if err != nil {
 		return Info{}, err
 	}
-	reply, err := parseLinkReply(replyRaw, f.q.name)
+	reply, err := parseLinkReply(replyRaw, f.q.Name)
 	if err != nil {
 		return Info{}, err
 	}
@@ -137,7 +137,7 @@ func (f *forwarder) run(raw []byte) (Info, error) {
 	}
 	if reply.Error != LinkOK {
 		// Pass QEMU's refusal on as it is.
-		f.v.write(replyRaw, "QEMU's link refusal")
+		f.v.Write(replyRaw, "QEMU's link refusal")
 		f.replied, f.resulted = true, true
 		return info, f.refused(reply.Error, "refused the "+f.link.ChannelType.String()+" channel's link message")
 	}
@@ -152,7 +152,7 @@ func (f *forwarder) run(raw []byte) (Info, error) {
 		toViewer = append([]byte(nil), replyRaw...)
 		copy(toViewer[linkHeaderLen+4:], ours)
 	}
-	if err := f.v.write(toViewer, "the link reply"); err != nil {
+	if err := f.v.Write(toViewer, "the link reply"); err != nil {
 		return info, err
 	}
 	f.replied = true
@@ -162,7 +162,7 @@ func (f *forwarder) run(raw []byte) (Info, error) {
 	// client's link message has it (reds_handle_read_link_done). Each
 	// side is served by its own rule.
 	if reply.HasCommonCap(CommonCapAuthSelection) {
-		mech, err := f.v.readU32("its auth mechanism")
+		mech, err := f.v.ReadU32("its auth mechanism")
 		if err != nil {
 			return info, err
 		}
@@ -175,7 +175,7 @@ func (f *forwarder) run(raw []byte) (Info, error) {
 		}
 	}
 	var ticket [TicketLen]byte
-	if err := f.v.read(ticket[:], "its encrypted ticket"); err != nil {
+	if err := f.v.Read(ticket[:], "its encrypted ticket"); err != nil {
 		return info, err
 	}
 	if f.password != "" {
@@ -190,14 +190,14 @@ func (f *forwarder) run(raw []byte) (Info, error) {
 		toQEMU = le.AppendUint32(toQEMU, AuthMechSpice)
 	}
 	toQEMU = append(toQEMU, ticket[:]...)
-	if err := f.q.write(toQEMU, "the encrypted ticket"); err != nil {
+	if err := f.q.Write(toQEMU, "the encrypted ticket"); err != nil {
 		return info, err
 	}
-	result, err := f.q.readU32("its link result")
+	result, err := f.q.ReadU32("its link result")
 	if err != nil {
 		return info, err
 	}
-	if err := f.v.write(le.AppendUint32(nil, result), "the link result"); err != nil {
+	if err := f.v.Write(le.AppendUint32(nil, result), "the link result"); err != nil {
 		return info, err
 	}
 	f.resulted = true
@@ -237,9 +237,9 @@ func (f *forwarder) tellViewer() {
 	switch {
 	case f.resulted:
 	case f.replied:
-		f.v.write(le.AppendUint32(nil, uint32(LinkErrError)), "the link result")
+		f.v.Write(le.AppendUint32(nil, uint32(LinkErrError)), "the link result")
 	default:
-		f.v.write(errorReply(LinkErrError), "the link refusal")
+		f.v.Write(errorReply(LinkErrError), "the link refusal")
 	}
 }
 

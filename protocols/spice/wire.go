@@ -1,14 +1,12 @@
 package spice
 
 import (
-	"bytes"
+	"github.com/virtconsole/virtconsole/protocols"
+
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 )
 
 var le = binary.LittleEndian
@@ -212,86 +210,29 @@ func errorReply(code LinkError) []byte {
 	return r.Marshal()
 }
 
-// peer reads and writes one leg's link stage. Reads are exact
-// (io.ReadFull on the conn, no buffering): bytes after the link stage
-// belong to the pass-through.
-type peer struct {
-	ctx  context.Context
-	conn net.Conn
-	name string // "the viewer", "QEMU"
-}
+// peer reads and writes one leg's link stage (see protocols.Peer: exact
+// reads, so bytes after the link stage belong to the pass-through).
+type peer struct{ protocols.Peer }
 
-func (p *peer) read(b []byte, what string) error {
-	if _, err := io.ReadFull(p.conn, b); err != nil {
-		return p.ioError(err, "reading "+what)
-	}
-	return nil
-}
-
-func (p *peer) readU32(what string) (uint32, error) {
-	var b [4]byte
-	err := p.read(b[:], what)
-	return le.Uint32(b[:]), err
-}
-
-func (p *peer) write(b []byte, what string) error {
-	if _, err := p.conn.Write(b); err != nil {
-		return p.ioError(err, "sending "+what)
-	}
-	return nil
+func newPeer(ctx context.Context, conn net.Conn, name string) *peer {
+	return &peer{protocols.Peer{Ctx: ctx, Conn: conn, Name: name, Proto: "spice", Stage: "link stage", Order: le}}
 }
 
 // readLinkMessage reads a link header and the body it announces (at
 // least min bytes, at most MaxLinkSize) and returns both.
 func (p *peer) readLinkMessage(min int, what string) ([]byte, error) {
 	var h [linkHeaderLen]byte
-	if err := p.read(h[:], what+" header"); err != nil {
+	if err := p.Read(h[:], what+" header"); err != nil {
 		return nil, err
 	}
-	size, err := linkHeaderSize(h[:], min, p.name)
+	size, err := linkHeaderSize(h[:], min, p.Name)
 	if err != nil {
 		return nil, err
 	}
 	raw := make([]byte, linkHeaderLen+size)
 	copy(raw, h[:])
-	if err := p.read(raw[linkHeaderLen:], what); err != nil {
+	if err := p.Read(raw[linkHeaderLen:], what); err != nil {
 		return nil, err
 	}
 	return raw, nil
 }
-
-// ioError turns a read or write failure into a one-line error naming the
-// peer and the step: a close, the handshake deadline, a cancellation.
-func (p *peer) ioError(err error, step string) error {
-	switch {
-	case p.ctx.Err() != nil && errors.Is(p.ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("spice: %s did not finish the link stage in time (stuck %s): %w", p.name, step, p.ctx.Err())
-	case p.ctx.Err() != nil:
-		return fmt.Errorf("spice: link stage with %s stopped while %s: %w", p.name, step, p.ctx.Err())
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("spice: %s did not finish the link stage in time (stuck %s): %w", p.name, step, err)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("spice: %s closed the connection while %s: %w", p.name, step, err)
-	}
-	return fmt.Errorf("spice: %s: %s: %w", p.name, step, oneLine(err))
-}
-
-// oneLine keeps an error's text on one line.
-func oneLine(err error) error {
-	if s := err.Error(); bytes.ContainsAny([]byte(s), "\r\n") {
-		return &lineError{err}
-	}
-	return err
-}
-
-type lineError struct{ err error }
-
-func (e *lineError) Error() string {
-	return string(bytes.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, []byte(e.err.Error())))
-}
-func (e *lineError) Unwrap() error { return e.err }

@@ -19,7 +19,7 @@ import (
 // untouched. The exchange honours ctx's deadline.
 func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Conn, net.Conn, error) {
 	defer protocols.Deadline(ctx, viewer)()
-	p := &peer{ctx: ctx, conn: viewer, name: "the viewer"}
+	p := newPeer(ctx, viewer, "the viewer")
 	v, err := viewerVersion(p)
 	if err != nil {
 		return nil, nil, err
@@ -27,29 +27,29 @@ func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Con
 	if v == rfb33 {
 		// 3.3: the server decides and sends the type as a u32; no
 		// SecurityResult follows None.
-		if err := p.write([]byte{0, 0, 0, byte(SecurityNone)}, "the security type"); err != nil {
+		if err := p.Write([]byte{0, 0, 0, byte(SecurityNone)}, "the security type"); err != nil {
 			return nil, nil, err
 		}
 		return viewer, qemu, nil
 	}
-	if err := p.write([]byte{1, byte(SecurityNone)}, "the security types"); err != nil {
+	if err := p.Write([]byte{1, byte(SecurityNone)}, "the security types"); err != nil {
 		return nil, nil, err
 	}
-	c, err := p.readU8("its security type")
+	c, err := p.ReadU8("its security type")
 	if err != nil {
 		return nil, nil, err
 	}
 	if SecurityType(c) != SecurityNone {
 		if v == rfb38 {
 			// Best effort: tell the viewer why before the caller closes.
-			p.write(failure([]byte{0, 0, 0, securityResultFailed}, "only security type None is offered"), "the security result")
+			p.Write(failure([]byte{0, 0, 0, securityResultFailed}, "only security type None is offered"), "the security result")
 		}
 		return nil, nil, fmt.Errorf("vnc: the viewer chose security type %s, which was not offered (only None); is it a VNC viewer?", SecurityType(c))
 	}
 	if v == rfb38 {
 		// RFC 6143 §7.2.1: in 3.8 a SecurityResult follows None; in 3.7
 		// nothing does.
-		if err := p.write([]byte{0, 0, 0, securityResultOK}, "the security result"); err != nil {
+		if err := p.Write([]byte{0, 0, 0, securityResultOK}, "the security result"); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -64,7 +64,7 @@ func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Con
 // The caller closes viewer afterwards.
 func Refuse(ctx context.Context, viewer net.Conn, reason string) error {
 	defer protocols.Deadline(ctx, viewer)()
-	p := &peer{ctx: ctx, conn: viewer, name: "the viewer"}
+	p := newPeer(ctx, viewer, "the viewer")
 	v, err := viewerVersion(p)
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ func Refuse(ctx context.Context, viewer net.Conn, reason string) error {
 	if v == rfb33 {
 		head = []byte{0, 0, 0, byte(SecurityInvalid)} // 3.3: u32 security-type
 	}
-	return p.write(failure(head, reason), "the refusal")
+	return p.Write(failure(head, reason), "the refusal")
 }
 
 // failure builds head (a zero security type count or type, or a failed
@@ -92,11 +92,11 @@ func failure(head []byte, reason string) []byte {
 
 // viewerVersion sends our ProtocolVersion (3.8) and reads the viewer's.
 func viewerVersion(p *peer) (rfbVersion, error) {
-	if err := p.write([]byte(ProtocolVersion38), "our RFB version"); err != nil {
+	if err := p.Write([]byte(ProtocolVersion38), "our RFB version"); err != nil {
 		return 0, err
 	}
 	var b [versionLen]byte
-	if err := p.read(b[:], "its RFB version"); err != nil {
+	if err := p.Read(b[:], "its RFB version"); err != nil {
 		return 0, err
 	}
 	major, minor, ok := parseVersion(b[:])

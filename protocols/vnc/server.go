@@ -37,7 +37,7 @@ func (h *Handshaker) Server(ctx context.Context, qemu net.Conn, t protocols.Targ
 	if t.Address != "" {
 		name = "QEMU at " + t.Address
 	}
-	s := &serverLeg{h: h, t: t, p: &peer{ctx: ctx, conn: qemu, name: name}}
+	s := &serverLeg{h: h, t: t, p: newPeer(ctx, qemu, name)}
 	return s.run()
 }
 
@@ -66,12 +66,12 @@ func (s *serverLeg) run() (net.Conn, protocols.Info, error) {
 				return nil, protocols.Info{}, err
 			}
 		}
-		return s.p.conn, protocols.Info{Auth: AuthNone}, nil
+		return s.p.Conn, protocols.Info{Auth: AuthNone}, nil
 	case SecurityVNCAuth:
 		if err := s.vncAuth(s.p); err != nil {
 			return nil, protocols.Info{}, err
 		}
-		return s.p.conn, protocols.Info{Auth: AuthVNC}, nil
+		return s.p.Conn, protocols.Info{Auth: AuthVNC}, nil
 	default: // SecurityVeNCrypt, the only other type choose returns
 		return s.vencrypt()
 	}
@@ -81,12 +81,12 @@ func (s *serverLeg) run() (net.Conn, protocols.Info, error) {
 // version both speak (RFC 6143 §7.1.1).
 func (s *serverLeg) version() (rfbVersion, error) {
 	var b [versionLen]byte
-	if err := s.p.read(b[:], "its RFB version"); err != nil {
+	if err := s.p.Read(b[:], "its RFB version"); err != nil {
 		return 0, err
 	}
 	major, minor, ok := parseVersion(b[:])
 	if !ok {
-		return 0, fmt.Errorf("vnc: %s is not a VNC server (it sent %s, not an RFB version); check the console's address and type", s.p.name, quoteVersion(b[:]))
+		return 0, fmt.Errorf("vnc: %s is not a VNC server (it sent %s, not an RFB version); check the console's address and type", s.p.Name, quoteVersion(b[:]))
 	}
 	v := rfb33 // RFC 6143 §7.1.1: unknown 3.x versions (3.889, …) are 3.3
 	switch {
@@ -95,7 +95,7 @@ func (s *serverLeg) version() (rfbVersion, error) {
 	case major == 3 && minor == 7:
 		v = rfb37
 	}
-	if err := s.p.write([]byte(v.message()), "our RFB version"); err != nil {
+	if err := s.p.Write([]byte(v.message()), "our RFB version"); err != nil {
 		return 0, err
 	}
 	return v, nil
@@ -109,7 +109,7 @@ func (s *serverLeg) security(v rfbVersion) (SecurityType, error) {
 	if v == rfb33 {
 		// RFC 6143 Appendix A / rfbproto §7.1.2: in 3.3 the server
 		// decides and sends the type as a u32; 0 means failure.
-		u, err := s.p.readU32("its security type")
+		u, err := s.p.ReadU32("its security type")
 		if err != nil {
 			return 0, err
 		}
@@ -117,11 +117,11 @@ func (s *serverLeg) security(v rfbVersion) (SecurityType, error) {
 			return 0, s.refused("refused the connection")
 		}
 		if u > 255 {
-			return 0, fmt.Errorf("vnc: %s sent security type %d, which RFB does not define; check the console's address and type", s.p.name, u)
+			return 0, fmt.Errorf("vnc: %s sent security type %d, which RFB does not define; check the console's address and type", s.p.Name, u)
 		}
 		offered = []SecurityType{SecurityType(u)}
 	} else {
-		n, err := s.p.readU8("the number of security types")
+		n, err := s.p.ReadU8("the number of security types")
 		if err != nil {
 			return 0, err
 		}
@@ -129,7 +129,7 @@ func (s *serverLeg) security(v rfbVersion) (SecurityType, error) {
 			return 0, s.refused("refused the connection")
 		}
 		b := make([]byte, n)
-		if err := s.p.read(b, "its security types"); err != nil {
+		if err := s.p.Read(b, "its security types"); err != nil {
 			return 0, err
 		}
 		for _, c := range b {
@@ -141,7 +141,7 @@ func (s *serverLeg) security(v rfbVersion) (SecurityType, error) {
 		return 0, err
 	}
 	if v != rfb33 {
-		if err := s.p.write([]byte{byte(chosen)}, "the security type"); err != nil {
+		if err := s.p.Write([]byte{byte(chosen)}, "the security type"); err != nil {
 			return 0, err
 		}
 	}
@@ -158,7 +158,7 @@ func (s *serverLeg) refused(what string) error {
 	if reason == "" {
 		reason = "no reason given"
 	}
-	return &protocols.HandshakeError{Op: "vnc: " + s.p.name + " " + what, Reason: reason}
+	return &protocols.HandshakeError{Op: "vnc: " + s.p.Name + " " + what, Reason: reason}
 }
 
 // choose picks a security type from offered by the target's policy.
@@ -190,7 +190,7 @@ func (s *serverLeg) choose(offered []SecurityType) (SecurityType, error) {
 			continue
 		}
 		if c == SecurityVNCAuth && s.t.Password == "" {
-			return 0, fmt.Errorf("vnc: %s wants a VNC password and the resolver gave none; set the console's password", s.p.name)
+			return 0, fmt.Errorf("vnc: %s wants a VNC password and the resolver gave none; set the console's password", s.p.Name)
 		}
 		return c, nil
 	}
@@ -206,15 +206,15 @@ func (s *serverLeg) choose(offered []SecurityType) (SecurityType, error) {
 	list := names(offered)
 	switch {
 	case !cleartextOK && only(SecurityNone, SecurityVNCAuth):
-		return 0, fmt.Errorf("vnc: %s offers no TLS (offered: %s); enable TLS on QEMU's VNC server (vnc_tls=1) or mark the console insecure", s.p.name, list)
+		return 0, fmt.Errorf("vnc: %s offers no TLS (offered: %s); enable TLS on QEMU's VNC server (vnc_tls=1) or mark the console insecure", s.p.Name, list)
 	case only(SecuritySASL):
-		return 0, fmt.Errorf("vnc: %s offers only SASL; virtconsole supports VeNCrypt x509 (vnc_tls=1, without vnc_sasl) and, on insecure consoles, None and VNC passwords", s.p.name)
+		return 0, fmt.Errorf("vnc: %s offers only SASL; virtconsole supports VeNCrypt x509 (vnc_tls=1, without vnc_sasl) and, on insecure consoles, None and VNC passwords", s.p.Name)
 	case slices.Contains(offered, SecurityVeNCrypt) && s.h.TLSConfig == nil:
-		return 0, fmt.Errorf("vnc: %s wants VeNCrypt TLS and no TLS client credentials are configured; give virtconsole the cert directory for QEMU's CA", s.p.name)
+		return 0, fmt.Errorf("vnc: %s wants VeNCrypt TLS and no TLS client credentials are configured; give virtconsole the cert directory for QEMU's CA", s.p.Name)
 	case !cleartextOK:
-		return 0, fmt.Errorf("vnc: %s offers no VeNCrypt (offered: %s); enable TLS on QEMU's VNC server (vnc_tls=1) or mark the console insecure", s.p.name, list)
+		return 0, fmt.Errorf("vnc: %s offers no VeNCrypt (offered: %s); enable TLS on QEMU's VNC server (vnc_tls=1) or mark the console insecure", s.p.Name, list)
 	}
-	return 0, fmt.Errorf("vnc: %s offers no security type virtconsole supports (offered: %s); use VeNCrypt x509 (vnc_tls=1), None or a VNC password", s.p.name, list)
+	return 0, fmt.Errorf("vnc: %s offers no security type virtconsole supports (offered: %s); use VeNCrypt x509 (vnc_tls=1), None or a VNC password", s.p.Name, list)
 }
 
 // vencrypt runs VeNCrypt 0.2 (rfbproto "VeNCrypt"): version, sub-type,
@@ -223,31 +223,31 @@ func (s *serverLeg) choose(offered []SecurityType) (SecurityType, error) {
 func (s *serverLeg) vencrypt() (net.Conn, protocols.Info, error) {
 	p := s.p
 	var ver [2]byte
-	if err := p.read(ver[:], "its VeNCrypt version"); err != nil {
+	if err := p.Read(ver[:], "its VeNCrypt version"); err != nil {
 		return nil, protocols.Info{}, err
 	}
 	if ver[0] == 0 && ver[1] < 2 {
-		return nil, protocols.Info{}, fmt.Errorf("vnc: %s speaks VeNCrypt %d.%d only; virtconsole needs 0.2 (update QEMU)", p.name, ver[0], ver[1])
+		return nil, protocols.Info{}, fmt.Errorf("vnc: %s speaks VeNCrypt %d.%d only; virtconsole needs 0.2 (update QEMU)", p.Name, ver[0], ver[1])
 	}
-	if err := p.write([]byte{0, 2}, "our VeNCrypt version"); err != nil {
+	if err := p.Write([]byte{0, 2}, "our VeNCrypt version"); err != nil {
 		return nil, protocols.Info{}, err
 	}
-	ack, err := p.readU8("its VeNCrypt version answer")
+	ack, err := p.ReadU8("its VeNCrypt version answer")
 	if err != nil {
 		return nil, protocols.Info{}, err
 	}
 	if ack != 0 {
-		return nil, protocols.Info{}, fmt.Errorf("vnc: %s refused VeNCrypt version 0.2 (status %d); update QEMU", p.name, ack)
+		return nil, protocols.Info{}, fmt.Errorf("vnc: %s refused VeNCrypt version 0.2 (status %d); update QEMU", p.Name, ack)
 	}
-	n, err := p.readU8("the number of VeNCrypt sub-types")
+	n, err := p.ReadU8("the number of VeNCrypt sub-types")
 	if err != nil {
 		return nil, protocols.Info{}, err
 	}
 	if n == 0 {
-		return nil, protocols.Info{}, fmt.Errorf("vnc: %s offers no VeNCrypt sub-type; check QEMU's VNC TLS settings", p.name)
+		return nil, protocols.Info{}, fmt.Errorf("vnc: %s offers no VeNCrypt sub-type; check QEMU's VNC TLS settings", p.Name)
 	}
 	b := make([]byte, 4*int(n))
-	if err := p.read(b, "its VeNCrypt sub-types"); err != nil {
+	if err := p.Read(b, "its VeNCrypt sub-types"); err != nil {
 		return nil, protocols.Info{}, err
 	}
 	subs := make([]VeNCryptSubtype, n)
@@ -258,15 +258,15 @@ func (s *serverLeg) vencrypt() (net.Conn, protocols.Info, error) {
 	if err != nil {
 		return nil, protocols.Info{}, err
 	}
-	if err := p.write(binary.BigEndian.AppendUint32(nil, uint32(sub)), "the VeNCrypt sub-type"); err != nil {
+	if err := p.Write(binary.BigEndian.AppendUint32(nil, uint32(sub)), "the VeNCrypt sub-type"); err != nil {
 		return nil, protocols.Info{}, err
 	}
-	accepted, err := p.readU8("its VeNCrypt sub-type answer")
+	accepted, err := p.ReadU8("its VeNCrypt sub-type answer")
 	if err != nil {
 		return nil, protocols.Info{}, err
 	}
 	if accepted != 1 {
-		return nil, protocols.Info{}, fmt.Errorf("vnc: %s rejected VeNCrypt sub-type %s it offered (status %d); check QEMU's VNC TLS settings", p.name, sub, accepted)
+		return nil, protocols.Info{}, fmt.Errorf("vnc: %s rejected VeNCrypt sub-type %s it offered (status %d); check QEMU's VNC TLS settings", p.Name, sub, accepted)
 	}
 
 	// The TLS handshake starts on the same conn. Nothing above read
@@ -276,24 +276,24 @@ func (s *serverLeg) vencrypt() (net.Conn, protocols.Info, error) {
 		cfg = s.h.TLSConfig(s.t.Host())
 	}
 	if cfg == nil {
-		return nil, protocols.Info{}, fmt.Errorf("vnc: %s wants VeNCrypt TLS and no TLS client credentials are configured; give virtconsole the cert directory for QEMU's CA", p.name)
+		return nil, protocols.Info{}, fmt.Errorf("vnc: %s wants VeNCrypt TLS and no TLS client credentials are configured; give virtconsole the cert directory for QEMU's CA", p.Name)
 	}
 	cfg = cfg.Clone()
 	if cfg.ServerName == "" {
 		cfg.ServerName = s.t.Host()
 	}
-	tc := tls.Client(p.conn, cfg)
-	if err := tc.HandshakeContext(p.ctx); err != nil {
-		if p.ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, protocols.Info{}, p.ioError(err, "in the TLS handshake")
+	tc := tls.Client(p.Conn, cfg)
+	if err := tc.HandshakeContext(p.Ctx); err != nil {
+		if p.Ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, protocols.Info{}, p.IOError(err, "in the TLS handshake")
 		}
 		var verr *tls.CertificateVerificationError
 		if errors.As(err, &verr) {
-			return nil, protocols.Info{}, fmt.Errorf("vnc: %s presented a certificate virtconsole does not accept: %w; give virtconsole the CA that signed QEMU's server-cert.pem, and make sure the certificate names %s", p.name, err, cfg.ServerName)
+			return nil, protocols.Info{}, fmt.Errorf("vnc: %s presented a certificate virtconsole does not accept: %w; give virtconsole the CA that signed QEMU's server-cert.pem, and make sure the certificate names %s", p.Name, err, cfg.ServerName)
 		}
-		return nil, protocols.Info{}, fmt.Errorf("vnc: TLS with %s failed: %w; check QEMU's tls-creds-x509 and virtconsole's cert directory (CA, client certificate, TLS version)", p.name, err)
+		return nil, protocols.Info{}, fmt.Errorf("vnc: TLS with %s failed: %w; check QEMU's tls-creds-x509 and virtconsole's cert directory (CA, client certificate, TLS version)", p.Name, err)
 	}
-	tp := &peer{ctx: p.ctx, conn: tc, name: p.name}
+	tp := newPeer(p.Ctx, tc, p.Name)
 	info := protocols.Info{Auth: AuthVeNCryptX509None}
 	if sub == VeNCryptX509VNC {
 		info.Auth = AuthVeNCryptX509VNC
@@ -316,7 +316,7 @@ func (s *serverLeg) vencrypt() (net.Conn, protocols.Info, error) {
 // how a verify-peer QEMU rejects it.
 func (s *serverLeg) afterTLSError(err error, cfg *tls.Config) error {
 	var he *protocols.HandshakeError
-	if errors.As(err, &he) || s.p.ctx.Err() != nil {
+	if errors.As(err, &he) || s.p.Ctx.Err() != nil {
 		return err
 	}
 	alert := strings.Contains(err.Error(), "remote error: tls:")
@@ -327,7 +327,7 @@ func (s *serverLeg) afterTLSError(err error, cfg *tls.Config) error {
 	if len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil {
 		cert = "check that it is signed by a CA in QEMU's ca-cert.pem and valid for client auth"
 	}
-	return fmt.Errorf("vnc: %s ended the session right after the TLS handshake (%v): it probably rejected virtconsole's client certificate (verify-peer); %s", s.p.name, errors.Unwrap(err), cert)
+	return fmt.Errorf("vnc: %s ended the session right after the TLS handshake (%v): it probably rejected virtconsole's client certificate (verify-peer); %s", s.p.Name, errors.Unwrap(err), cert)
 }
 
 // chooseSubtype picks X509Vnc when there is a password, X509None
@@ -342,7 +342,7 @@ func (s *serverLeg) chooseSubtype(offered []VeNCryptSubtype) (VeNCryptSubtype, e
 			continue
 		}
 		if c == VeNCryptX509VNC && s.t.Password == "" {
-			return 0, fmt.Errorf("vnc: %s wants a VNC password (VeNCrypt X509Vnc) and the resolver gave none; set the console's password", s.p.name)
+			return 0, fmt.Errorf("vnc: %s wants a VNC password (VeNCrypt X509Vnc) and the resolver gave none; set the console's password", s.p.Name)
 		}
 		return c, nil
 	}
@@ -352,22 +352,22 @@ func (s *serverLeg) chooseSubtype(offered []VeNCryptSubtype) (VeNCryptSubtype, e
 	})
 	switch {
 	case slices.ContainsFunc(offered, func(o VeNCryptSubtype) bool { return o == VeNCryptTLSSASL || o == VeNCryptX509SASL }):
-		return 0, fmt.Errorf("vnc: %s offers VeNCrypt with SASL only (offered: %s); virtconsole supports VeNCrypt X509None and X509Vnc: turn SASL off on QEMU's VNC server", s.p.name, list)
+		return 0, fmt.Errorf("vnc: %s offers VeNCrypt with SASL only (offered: %s); virtconsole supports VeNCrypt X509None and X509Vnc: turn SASL off on QEMU's VNC server", s.p.Name, list)
 	case anonymous:
-		return 0, fmt.Errorf("vnc: %s offers only anonymous TLS (offered: %s), which cannot authenticate QEMU; give QEMU x509 certificates (tls-creds-x509, vnc_tls_x509_cert_dir)", s.p.name, list)
+		return 0, fmt.Errorf("vnc: %s offers only anonymous TLS (offered: %s), which cannot authenticate QEMU; give QEMU x509 certificates (tls-creds-x509, vnc_tls_x509_cert_dir)", s.p.Name, list)
 	}
-	return 0, fmt.Errorf("vnc: %s offers no VeNCrypt x509 sub-type virtconsole supports (offered: %s); virtconsole supports X509None and X509Vnc (tls-creds-x509 with or without password=on)", s.p.name, list)
+	return 0, fmt.Errorf("vnc: %s offers no VeNCrypt x509 sub-type virtconsole supports (offered: %s); virtconsole supports X509None and X509Vnc (tls-creds-x509 with or without password=on)", s.p.Name, list)
 }
 
 // vncAuth answers QEMU's VNC authentication challenge (RFC 6143 §7.2.2)
 // with the target's password and reads the SecurityResult.
 func (s *serverLeg) vncAuth(p *peer) error {
 	var challenge [16]byte
-	if err := p.read(challenge[:], "its VNC authentication challenge"); err != nil {
+	if err := p.Read(challenge[:], "its VNC authentication challenge"); err != nil {
 		return err
 	}
 	resp := vncAuthResponse(s.t.Password, challenge)
-	if err := p.write(resp[:], "the VNC authentication response"); err != nil {
+	if err := p.Write(resp[:], "the VNC authentication response"); err != nil {
 		return err
 	}
 	// VNC authentication is followed by a SecurityResult in every version.
@@ -378,7 +378,7 @@ func (s *serverLeg) vncAuth(p *peer) error {
 // otherwise, from 3.8 on, a reason follows. A failure returns an error
 // wrapping *protocols.HandshakeError with QEMU's reason and hint appended.
 func (s *serverLeg) securityResult(p *peer, hint string) error {
-	st, err := p.readU32("its security result")
+	st, err := p.ReadU32("its security result")
 	if err != nil {
 		return err
 	}
@@ -396,6 +396,6 @@ func (s *serverLeg) securityResult(p *peer, hint string) error {
 			reason = "too many authentication failures"
 		}
 	}
-	herr := &protocols.HandshakeError{Op: "vnc: " + p.name + " refused authentication", Reason: reason}
+	herr := &protocols.HandshakeError{Op: "vnc: " + p.Name + " refused authentication", Reason: reason}
 	return fmt.Errorf("%w; %s", herr, hint)
 }

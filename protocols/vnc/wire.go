@@ -1,51 +1,28 @@
 package vnc
 
 import (
+	"github.com/virtconsole/virtconsole/protocols"
+
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strings"
 	"unicode"
 )
 
-// peer reads and writes one leg's handshake messages. Reads are exact
-// (io.ReadFull on the conn, no buffering), so that nothing is consumed
-// beyond the message: bytes after the last one belong to the TLS layer
-// or to the pass-through. Errors say which peer and which step failed.
-type peer struct {
-	ctx  context.Context
-	conn net.Conn
-	name string // "QEMU at 127.0.0.1:5901", "the viewer"
-}
+// peer reads and writes one leg's handshake messages (see
+// protocols.Peer: exact reads, one-line errors).
+type peer struct{ protocols.Peer }
 
-// read fills b, or explains why it could not (what: the message expected).
-func (p *peer) read(b []byte, what string) error {
-	if _, err := io.ReadFull(p.conn, b); err != nil {
-		return p.ioError(err, "reading "+what)
-	}
-	return nil
-}
-
-func (p *peer) readU8(what string) (uint8, error) {
-	var b [1]byte
-	err := p.read(b[:], what)
-	return b[0], err
-}
-
-func (p *peer) readU32(what string) (uint32, error) {
-	var b [4]byte
-	err := p.read(b[:], what)
-	return binary.BigEndian.Uint32(b[:]), err
+func newPeer(ctx context.Context, conn net.Conn, name string) *peer {
+	return &peer{protocols.Peer{Ctx: ctx, Conn: conn, Name: name, Proto: "vnc", Stage: "handshake", Order: binary.BigEndian}}
 }
 
 // readReason reads a u32 length and that many bytes (RFC 6143 §7.1.2),
 // keeping at most MaxReasonLen of them, made printable on one line.
 func (p *peer) readReason(what string) (string, error) {
-	n, err := p.readU32(what + " length")
+	n, err := p.ReadU32(what + " length")
 	if err != nil {
 		return "", err
 	}
@@ -54,7 +31,7 @@ func (p *peer) readReason(what string) (string, error) {
 		n = MaxReasonLen
 	}
 	b := make([]byte, n)
-	if err := p.read(b, what); err != nil {
+	if err := p.Read(b, what); err != nil {
 		return "", err
 	}
 	s := cleanReason(string(b))
@@ -62,29 +39,6 @@ func (p *peer) readReason(what string) (string, error) {
 		s += " [cut]"
 	}
 	return s, nil
-}
-
-func (p *peer) write(b []byte, what string) error {
-	if _, err := p.conn.Write(b); err != nil {
-		return p.ioError(err, "sending "+what)
-	}
-	return nil
-}
-
-// ioError turns a read or write failure into a one-line error naming the
-// peer and the step: a close, the handshake deadline, a cancellation.
-func (p *peer) ioError(err error, step string) error {
-	switch {
-	case p.ctx.Err() != nil && errors.Is(p.ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("vnc: %s did not finish the handshake in time (stuck %s): %w", p.name, step, p.ctx.Err())
-	case p.ctx.Err() != nil:
-		return fmt.Errorf("vnc: handshake with %s stopped while %s: %w", p.name, step, p.ctx.Err())
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("vnc: %s did not finish the handshake in time (stuck %s): %w", p.name, step, err)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("vnc: %s closed the connection while %s: %w", p.name, step, err)
-	}
-	return fmt.Errorf("vnc: %s: %s: %w", p.name, step, err)
 }
 
 // cleanReason makes a peer's reason string safe for a one-line message:
