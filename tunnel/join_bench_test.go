@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+
 	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -146,8 +148,8 @@ func benchEcho(b *testing.B, client, sink net.Conn) {
 
 // joinTCP returns the outer ends of client ⇄ Join ⇄ sink over TCP.
 func joinTCP(b *testing.B) (client, sink net.Conn) {
-	client, ja := tcpPair(b)
-	jb, sink := tcpPair(b)
+	client, ja := nettest.TCPPair(b)
+	jb, sink := nettest.TCPPair(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -218,24 +220,4 @@ func joinTLSWebsocket(b *testing.B, sinkTLS bool) (client, sink net.Conn) {
 		srv.Close()
 	})
 	return client, sink
-}
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := l.Accept()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close(); s.Close() })
-	return c, s
 }

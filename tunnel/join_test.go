@@ -10,39 +10,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/virtconsole/virtconsole/protocols/nettest"
 )
 
 // testTimeout bounds every wait in these tests; reaching it is a failure.
 const testTimeout = 10 * time.Second
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
 
 // joined is a running Join between two TCP pairs: the test drives the
 // outer ends, A and B; Join owns the inner ends.
@@ -58,8 +31,8 @@ type joinResult struct {
 
 func startJoin(t *testing.T, ctx context.Context, opts ...JoinOption) *joined {
 	t.Helper()
-	a, ja := tcpPair(t)
-	jb, b := tcpPair(t)
+	a, ja := nettest.TCPPair(t)
+	jb, b := nettest.TCPPair(t)
 	j := &joined{A: a, B: b, done: make(chan joinResult, 1)}
 	go func() {
 		s, err := Join(ctx, ja, jb, opts...)
@@ -245,8 +218,8 @@ func TestJoinPeerVanishes(t *testing.T) {
 type noHalfClose struct{ net.Conn }
 
 func TestJoinWithoutCloseWrite(t *testing.T) {
-	a, ja := tcpPair(t)
-	jb, b := tcpPair(t)
+	a, ja := nettest.TCPPair(t)
+	jb, b := nettest.TCPPair(t)
 	done := make(chan joinResult, 1)
 	go func() {
 		s, err := Join(context.Background(), noHalfClose{ja}, noHalfClose{jb})
@@ -338,8 +311,8 @@ func (r *readLog) Read(p []byte) (int, error) {
 // buffers and that the session goes back to its small buffer when the
 // traffic turns interactive.
 func TestJoinIdleHoldsNoBigBuffer(t *testing.T) {
-	a, ja := tcpPair(t)
-	jb, b := tcpPair(t)
+	a, ja := nettest.TCPPair(t)
+	jb, b := nettest.TCPPair(t)
 	src := &readLog{Conn: ja, events: make(chan readEvent, 100000)}
 	done := make(chan joinResult, 1)
 	go func() {

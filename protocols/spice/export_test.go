@@ -8,7 +8,6 @@ var (
 	ProxyPubKey   = proxyPubKey
 	TestKey       = testKey
 	OKReply       = okReply
-	TCPPair       = tcpPair
 	TestContext   = testContext
 	QEMUReplyCaps = qemuReplyCaps
 )

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
@@ -60,7 +62,7 @@ func TestReadLinkErrors(t *testing.T) {
 }
 
 func TestReadLinkDeadline(t *testing.T) {
-	viewer, _ := tcpPair(t)
+	viewer, _ := nettest.TCPPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, _, err := ReadLink(ctx, viewer)
@@ -304,8 +306,8 @@ func TestForwardTakeover(t *testing.T) {
 }
 
 func TestForwardDeadline(t *testing.T) {
-	viewer, _ := tcpPair(t)
-	qemu, _ := tcpPair(t) // a QEMU that never answers
+	viewer, _ := nettest.TCPPair(t)
+	qemu, _ := nettest.TCPPair(t) // a QEMU that never answers
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	link := &Link{ChannelType: ChannelMain}
@@ -398,7 +400,7 @@ func TestHandshaker(t *testing.T) {
 }
 
 func TestReadLinkCancel(t *testing.T) {
-	viewer, _ := tcpPair(t)
+	viewer, _ := nettest.TCPPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, _, err := ReadLink(ctx, viewer)

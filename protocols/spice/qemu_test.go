@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/protocols/spice"
@@ -130,7 +132,7 @@ type proxied struct {
 // until either side closes. The handshake's error arrives on err.
 func (e *spiceEnv) proxy(t *testing.T, h *spice.Handshaker, target protocols.Target) *proxied {
 	t.Helper()
-	viewer, proxySide := spice.TCPPair(t)
+	viewer, proxySide := nettest.TCPPair(t)
 	p := &proxied{viewer: viewer, qemu: &recorder{Conn: e.dial(t, target.Insecure)},
 		err: make(chan error, 1), done: make(chan struct{})}
 	ctx := spice.TestContext(t)
@@ -478,8 +480,8 @@ func TestForwardTCP(t *testing.T) {
 		{"pw", "anything", spice.LinkOK},
 		{"wrong", "pw", spice.LinkErrPermissionDenied},
 	} {
-		viewer, proxyV := spice.TCPPair(t)
-		proxyQ, qemu := spice.TCPPair(t)
+		viewer, proxyV := nettest.TCPPair(t)
+		proxyQ, qemu := nettest.TCPPair(t)
 		go func() {
 			// fake QEMU with password "pw"
 			ctx := spice.TestContext(t)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/virtconsole/virtconsole/protocols/nettest"
 )
 
 // mainStream builds a server→viewer main channel stream as spice-server
@@ -170,7 +172,7 @@ func TestWatchMainStopsWatching(t *testing.T) {
 }
 
 func TestWatchMainCloseWrite(t *testing.T) {
-	a, _ := tcpPair(t)
+	a, _ := nettest.TCPPair(t)
 	w := WatchMain(a, true, nil)
 	cw, ok := w.(interface{ CloseWrite() error })
 	if !ok {

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
@@ -58,35 +60,6 @@ func fakeQEMU(t testing.TB, script func(c net.Conn) error) string {
 	return l.Addr().String()
 }
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (a, b net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := l.Accept()
-		ch <- res{c, err}
-	}()
-	a, err = net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { a.Close(); r.c.Close() })
-	return a, r.c
-}
-
 // dial connects to addr and closes the conn at cleanup.
 func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
@@ -116,7 +89,7 @@ func proxySessionOver(t testing.TB, q net.Conn, h protocols.Handshaker, target p
 	if err != nil {
 		return info, err
 	}
-	vEnd, pEnd := tcpPair(t)
+	vEnd, pEnd := nettest.TCPPair(t)
 	vErr := make(chan error, 1)
 	go func() {
 		vEnd.SetDeadline(time.Now().Add(testTimeout))

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
@@ -449,7 +451,7 @@ func TestSilentPeer(t *testing.T) {
 		c.Close()
 	})
 	t.Run("viewer says nothing", func(t *testing.T) {
-		v, p := tcpPair(t)
+		v, p := nettest.TCPPair(t)
 		go silent(v)
 		check(t, func(ctx context.Context) error {
 			_, _, err := (&Handshaker{}).Client(ctx, p, nil)
@@ -457,7 +459,7 @@ func TestSilentPeer(t *testing.T) {
 		})
 	})
 	t.Run("viewer stops after version", func(t *testing.T) {
-		v, p := tcpPair(t)
+		v, p := nettest.TCPPair(t)
 		go func() { v.Write([]byte(ProtocolVersion38)); silent(v) }()
 		check(t, func(ctx context.Context) error {
 			_, _, err := (&Handshaker{}).Client(ctx, p, nil)
@@ -465,7 +467,7 @@ func TestSilentPeer(t *testing.T) {
 		})
 	})
 	t.Run("Refuse to a silent viewer", func(t *testing.T) {
-		v, p := tcpPair(t)
+		v, p := nettest.TCPPair(t)
 		go silent(v)
 		check(t, func(ctx context.Context) error { return Refuse(ctx, p, "no") })
 	})
@@ -512,7 +514,7 @@ func TestDeadlineCleared(t *testing.T) {
 
 func TestClientRejects(t *testing.T) {
 	t.Run("garbage version", func(t *testing.T) {
-		v, p := tcpPair(t)
+		v, p := nettest.TCPPair(t)
 		go func() { io.ReadFull(v, make([]byte, 12)); v.Write([]byte("GET / HTTP/1.1\r\n")) }()
 		_, _, err := (&Handshaker{}).Client(testContext(t), p, nil)
 		if err == nil || !strings.Contains(err.Error(), "did not answer with an RFB version") {
@@ -520,7 +522,7 @@ func TestClientRejects(t *testing.T) {
 		}
 	})
 	t.Run("wrong security type", func(t *testing.T) {
-		v, p := tcpPair(t)
+		v, p := nettest.TCPPair(t)
 		got := make(chan []byte, 1)
 		go func() {
 			io.ReadFull(v, make([]byte, 12))
@@ -548,7 +550,7 @@ func TestRefuse(t *testing.T) {
 	const reason = "QEMU at 127.0.0.1:5901 is unreachable"
 	for _, vv := range viewerVersions {
 		t.Run(vv.name, func(t *testing.T) {
-			v, p := tcpPair(t)
+			v, p := nettest.TCPPair(t)
 			done := make(chan error, 1)
 			go func() {
 				done <- func() error {
@@ -573,7 +575,7 @@ func TestRefuse(t *testing.T) {
 		})
 	}
 	t.Run("long reason", func(t *testing.T) {
-		v, p := tcpPair(t)
+		v, p := nettest.TCPPair(t)
 		go Refuse(testContext(t), p, strings.Repeat("é", MaxReasonLen))
 		v.SetDeadline(time.Now().Add(testTimeout))
 		io.ReadFull(v, make([]byte, 12))

@@ -5,33 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
-)
 
-// tcpPair returns two ends of a real loopback TCP connection.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-ch
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+)
 
 func TestParseEscape(t *testing.T) {
 	for in, want := range map[string]int{"^]": 0x1d, "^a": 1, "^A": 1, "^@": 0, "^_": 0x1f, "none": -1} {
@@ -53,7 +32,7 @@ func TestParseEscape(t *testing.T) {
 // The escape byte ends the session wherever it is in a read, and the
 // bytes before it are still sent.
 func TestEscapeMidRead(t *testing.T) {
-	local, remote := tcpPair(t)
+	local, remote := nettest.TCPPair(t)
 	s := &Session{In: strings.NewReader("abc\x1ddef"), Out: io.Discard, Escape: 0x1d}
 	err := s.Run(context.Background(), local)
 	if !errors.Is(err, ErrEscaped) {
@@ -68,7 +47,7 @@ func TestEscapeMidRead(t *testing.T) {
 // Pipe mode: when In ends the console's remaining output is copied and
 // Run returns once the console closes.
 func TestInputEndDrainsOutput(t *testing.T) {
-	local, remote := tcpPair(t)
+	local, remote := nettest.TCPPair(t)
 	var out bytes.Buffer
 	s := &Session{In: strings.NewReader("hello\n"), Out: &out, Escape: -1}
 	go func() {
@@ -89,7 +68,7 @@ func TestInputEndDrainsOutput(t *testing.T) {
 
 // A console that never closes after In ended is drained for Drain only.
 func TestDrainBounded(t *testing.T) {
-	local, _ := tcpPair(t)
+	local, _ := nettest.TCPPair(t)
 	s := &Session{In: strings.NewReader(""), Out: io.Discard, Escape: -1, Drain: 50 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- s.Run(context.Background(), local) }()
@@ -105,7 +84,7 @@ func TestDrainBounded(t *testing.T) {
 
 // The console closing ends the session even while In is still open.
 func TestRemoteClose(t *testing.T) {
-	local, remote := tcpPair(t)
+	local, remote := nettest.TCPPair(t)
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	var out bytes.Buffer
@@ -121,7 +100,7 @@ func TestRemoteClose(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	local, _ := tcpPair(t)
+	local, _ := nettest.TCPPair(t)
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	ctx, cancel := context.WithCancel(context.Background())
