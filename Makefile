@@ -17,7 +17,7 @@ deps:
 # The whole suite: vet, every test with the race detector (end-to-end
 # tests run real QEMU, libvirtd and the built binary), and each fuzzer
 # briefly. -p 1: libvirt tests share (and restart) one libvirtd.
-test: vet unit fuzz
+test: vet fuzz unit
 
 vet:
 	$(GO) vet ./...
