@@ -28,8 +28,12 @@ unit:
 fuzz:
 	@bash .ci/fuzz $(FUZZTIME)
 
+# Throughput and allocations of the byte pump (tunnel), session setup
+# time through the proxy with TLS on both legs and idle memory per session
+# (cmd/virtconsole, real QEMU and the proxy binary). No race detector.
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
+	$(GO) test -run XXX -bench . -benchtime 200x ./cmd/virtconsole/
 
 generate:
 	$(GO) generate ./...
