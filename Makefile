@@ -33,7 +33,8 @@ fuzz:
 # (cmd/virtconsole, real QEMU and the proxy binary). No race detector.
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
-	$(GO) test -run XXX -bench . -benchtime 200x ./cmd/virtconsole/
+	$(GO) test -run XXX -bench VNCSessionSetup -benchtime 200x ./cmd/virtconsole/
+	$(GO) test -run XXX -bench IdleSessionMemory -benchtime 1x -count 3 ./cmd/virtconsole/
 
 generate:
 	$(GO) generate ./...
