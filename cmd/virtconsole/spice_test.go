@@ -188,43 +188,8 @@ func TestSPICERemoteViewer(t *testing.T) {
 	b := startSPICEBed(t, "", map[string]string{token: ""})
 	v := b.client(t, token)
 
-	// xvfb-run picks a free display; the shell tells us its own PID
-	// (remote-viewer's, once it execs) and the display, for the
-	// screenshot.
-	tmp := t.TempDir()
-	displayFile := filepath.Join(tmp, "display")
-	cmd := exec.Command(bins[0], "-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
-		`echo "$$ $DISPLAY $XAUTHORITY" > "$0.tmp" && mv "$0.tmp" "$0" && exec "$1" "$2"`,
-		displayFile, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
-	var rvOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &rvOut, &rvOut
-	cmd.Env = env("HOME="+tmp, "XDG_RUNTIME_DIR="+tmp, "XDG_CONFIG_HOME="+tmp, "NO_AT_BRIDGE=1", "GDK_BACKEND=x11")
-	// Its own process group, to kill xvfb-run, Xvfb and remote-viewer
-	// together if need be.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rvDone := make(chan struct{})
-	go func() { cmd.Wait(); close(rvDone) }()
-	t.Cleanup(func() {
-		// Ending remote-viewer makes xvfb-run stop Xvfb and remove its
-		// files; the whole group is killed if that does not happen.
-		if pid, _, _ := xvfbDisplay(displayFile); pid > 0 {
-			syscall.Kill(pid, syscall.SIGTERM)
-		} else {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		}
-		select {
-		case <-rvDone:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-rvDone
-		}
-		if t.Failed() {
-			t.Logf("remote-viewer output:\n%s", rvOut.String())
-		}
-	})
+	x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
+	rvDone, rvOut, displayFile := x.done, x.out, x.displayFile
 
 	// The session: the proxy reports the main channel's session id and
 	// channel list, and every channel's websocket.
@@ -297,6 +262,55 @@ func containsAll(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// xvfbProc is a program running under xvfb-run in its own process group.
+type xvfbProc struct {
+	cmd         *exec.Cmd
+	displayFile string // the shell's PID, $DISPLAY and $XAUTHORITY
+	out         *syncBuffer
+	done        chan struct{}
+}
+
+// startXvfb runs argv under xvfb-run (a free display, 1024x768). The
+// shell it starts records its PID (argv[0]'s, once it execs), the display
+// and its XAUTHORITY, for screenshots. Cleanup ends it and Xvfb.
+func startXvfb(t *testing.T, argv ...string) *xvfbProc {
+	t.Helper()
+	bin := qemutest.Need(t, "xvfb-run")[0]
+	tmp := t.TempDir()
+	x := &xvfbProc{displayFile: filepath.Join(tmp, "display"), out: &syncBuffer{}, done: make(chan struct{})}
+	x.cmd = exec.Command(bin, append([]string{"-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+		`echo "$$ $DISPLAY $XAUTHORITY" > "$0.tmp" && mv "$0.tmp" "$0" && shift && exec "$@"`,
+		x.displayFile, "--"}, argv...)...)
+	x.cmd.Stdout, x.cmd.Stderr = x.out, x.out
+	x.cmd.Env = env("HOME="+tmp, "XDG_RUNTIME_DIR="+tmp, "XDG_CONFIG_HOME="+tmp, "NO_AT_BRIDGE=1", "GDK_BACKEND=x11")
+	// Its own process group, to kill xvfb-run, Xvfb and the program
+	// together if need be.
+	x.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := x.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { x.cmd.Wait(); close(x.done) }()
+	t.Cleanup(func() {
+		// Ending the program makes xvfb-run stop Xvfb and remove its
+		// files; the whole group is killed if that does not happen.
+		if pid, _, _ := xvfbDisplay(x.displayFile); pid > 0 {
+			syscall.Kill(pid, syscall.SIGTERM)
+		} else {
+			syscall.Kill(-x.cmd.Process.Pid, syscall.SIGTERM)
+		}
+		select {
+		case <-x.done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
+			<-x.done
+		}
+		if t.Failed() {
+			t.Logf("output under xvfb-run:\n%s", x.out.String())
+		}
+	})
+	return x
 }
 
 // xvfbDisplay reads what the shell under xvfb-run wrote: its PID (then

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -327,5 +328,57 @@ func TestVNCLocalRefusals(t *testing.T) {
 	r = run(t, nil, "vnc", "--target", "127.0.0.1:5900", "--proxy", "wss://x:1", "--connect-insecure")
 	if r.code != 1 {
 		t.Fatalf("--proxy with --target: code %d stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestVNCViewerAuto is the user's story of the VNC issue: with a display,
+// "virtconsole vnc --local-port 0 --viewer auto" starts remote-viewer on
+// its local port, the guest shows up in it (through the proxy, VeNCrypt
+// x509 toward QEMU), and the command exits when the viewer is closed.
+func TestVNCViewerAuto(t *testing.T) {
+	qemutest.Require(t)
+	qemutest.Need(t, "xvfb-run", "remote-viewer")
+	dir := pki(t)
+	_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})
+	tokens := writeTokens(t, map[string]resolver.Console{"auto": {Type: "vnc", Address: addr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	x := startXvfb(t, vcBinary, "vnc", "--local-port", "0", "--viewer", "auto", "--proxy", "wss://"+p.addr,
+		"--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "auto"))
+	waitFor(t, 60*time.Second, "remote-viewer's session through the proxy", func() bool {
+		select {
+		case <-x.done:
+			t.Fatalf("virtconsole vnc exited: %s", x.out.String())
+		default:
+		}
+		return strings.Contains(p.log.String(), "auth=vencrypt-x509none")
+	})
+	screenshot(t, x.displayFile)
+
+	// Close the viewer: virtconsole, its parent, must exit by itself.
+	pid, _, _ := xvfbDisplay(x.displayFile)
+	// Go starts processes from any of its threads: look at every task.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	viewers := 0
+	for _, task := range tasks {
+		children, _ := os.ReadFile(task)
+		for _, c := range strings.Fields(string(children)) {
+			comm, _ := os.ReadFile("/proc/" + c + "/comm")
+			if strings.TrimSpace(string(comm)) == "remote-viewer" {
+				v, _ := strconv.Atoi(c)
+				syscall.Kill(v, syscall.SIGTERM)
+				viewers++
+			}
+		}
+	}
+	if viewers != 1 {
+		t.Fatalf("virtconsole (pid %d) runs %d remote-viewers, want 1", pid, viewers)
+	}
+	select {
+	case <-x.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("virtconsole vnc did not exit after its viewer closed: %s", x.out.String())
+	}
+	if code := x.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d: %s", code, x.out.String())
 	}
 }
