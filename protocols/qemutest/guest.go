@@ -23,6 +23,18 @@ const GuestReady = "virtconsole-guest-ready"
 // kernel messages and the shell on the first serial port.
 const GuestCmdline = "console=ttyS0 quiet"
 
+// GuestVTCmdline is GuestCmdline plus the switch (guestTTY1) that makes
+// the guest's /init also run a root shell on tty1: the VGA text console,
+// whose input is the PS/2 keyboard (the cloud kernel has the VT, i8042
+// and atkbd built in), so what a VNC or SPICE viewer types reaches it.
+// ttyS0 behaves as with GuestCmdline. Boot it in a machine with a VGA
+// device (StartVNC, StartSPICE; GraphicsGuest).
+const GuestVTCmdline = GuestCmdline + " " + guestTTY1
+
+// guestTTY1 is the kernel parameter /init looks for in /proc/cmdline. The
+// kernel takes a dotted unknown parameter for a module's and ignores it.
+const guestTTY1 = "virtconsole.tty1"
+
 // guestInit is the initramfs's /init. It runs the shell in a loop so that
 // "exit" does not make init return (which panics the kernel).
 const guestInit = `#!/bin/busybox sh
@@ -32,6 +44,13 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts
 mount -t devpts devpts /dev/pts
+if grep -qw ` + guestTTY1 + ` /proc/cmdline; then
+	# tty1, the VGA console, as its controlling terminal (setsid -c);
+	# cttyhack would pick /dev/console, which is ttyS0.
+	while true; do
+		setsid -c sh -l <> /dev/tty1 >&0 2>&1
+	done &
+fi
 echo "` + GuestReady + `" > /dev/ttyS0
 while true; do
 	setsid cttyhack sh -l < /dev/ttyS0 > /dev/ttyS0 2>&1
@@ -40,7 +59,7 @@ done
 
 // guestVersion changes whenever the initramfs layout or /init changes, so
 // that cached images of an older layout are not reused.
-const guestVersion = 1
+const guestVersion = 2
 
 // LinuxGuest returns a Linux kernel and an initramfs that boot, in about
 // five seconds under TCG with 128 MiB, to a root shell on the first serial

@@ -97,3 +97,52 @@ func TestLinuxGuest(t *testing.T) {
 	}
 	readUntil("42")
 }
+
+// TestLinuxGuestVT boots the tiny guest as GraphicsGuest does, in a VGA
+// machine, and types into its tty1 shell with QMP send-key (the PS/2
+// keyboard, as a VNC or SPICE viewer's keys arrive): the command's output
+// comes back on the serial port.
+func TestLinuxGuestVT(t *testing.T) {
+	g := NewGraphicsGuest(t)
+	q, _ := StartVNC(t, VNCOptions{Args: g.Args})
+	start := time.Now()
+	s := g.Boot(t, q)
+	s.Wait(t, GuestReady, 60*time.Second)
+	t.Logf("guest ready after %v", time.Since(start).Round(time.Millisecond))
+	// qcodes (QMP QKeyCode) of the US layout: shifted characters hold
+	// "shift".
+	keys := map[rune]string{' ': "spc", '-': "minus", '/': "slash", '.': "dot", '\n': "ret"}
+	shifted := map[rune]string{'$': "4", '(': "9", ')': "0", '*': "8", '>': "dot"}
+	typeLine := func(line string) {
+		for _, r := range line {
+			var k []map[string]string
+			switch {
+			case shifted[r] != "":
+				k = []map[string]string{{"type": "qcode", "data": "shift"}, {"type": "qcode", "data": shifted[r]}}
+			case r >= 'A' && r <= 'Z':
+				k = []map[string]string{{"type": "qcode", "data": "shift"}, {"type": "qcode", "data": strings.ToLower(string(r))}}
+			case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+				k = []map[string]string{{"type": "qcode", "data": string(r)}}
+			case keys[r] != "":
+				k = []map[string]string{{"type": "qcode", "data": keys[r]}}
+			default:
+				t.Fatalf("no qcode for %q", r)
+			}
+			if _, err := q.QMP("send-key", map[string]any{"keys": k, "hold-time": 10}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The tty1 shell may not be reading yet: type until it answers.
+	deadline := time.Now().Add(60 * time.Second)
+	for !s.Contains("vt-42") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer from the tty1 shell; serial output: %q", s.Output())
+		}
+		typeLine("\necho vt-$((6*7)) > /dev/ttyS0\n")
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && !s.Contains("vt-42"); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("typed line answered after %v", time.Since(start).Round(time.Millisecond))
+}

@@ -301,6 +301,9 @@ type VNCOptions struct {
 	// Password, if set, turns on VNC password authentication (VeNCrypt
 	// subtype X509Vnc with TLS, plain VNC auth without).
 	Password string
+	// Args are more QEMU arguments (GraphicsGuest.Args boots the tiny
+	// Linux guest).
+	Args []string
 }
 
 // StartVNC starts a diskless q35 machine with a standard VGA framebuffer
@@ -322,7 +325,7 @@ func StartVNC(t testing.TB, o VNCOptions) (*QEMU, string) {
 		vnc += ",password=on"
 	}
 	args = append(args, "-machine", "q35", "-vga", "std", "-vnc", vnc)
-	q := Start(t, args...)
+	q := Start(t, append(args, o.Args...)...)
 	if o.Password != "" {
 		if _, err := q.QMP("change-vnc-password", map[string]any{"password": o.Password}); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,9 @@ type SPICEOptions struct {
 	// without it ticketing is off (disable-ticketing=on) and QEMU accepts
 	// any well-formed ticket.
 	Password string
+	// Args are more QEMU arguments (GraphicsGuest.Args boots the tiny
+	// Linux guest).
+	Args []string
 }
 
 // StartSPICE starts a diskless q35 machine with a QXL display and a SPICE
@@ -49,7 +52,7 @@ func StartSPICE(t testing.TB, o SPICEOptions) (q *QEMU, plainAddr, tlsAddr strin
 		opts = append(opts, "disable-ticketing=on")
 	}
 	args = append(args, "-machine", "q35", "-vga", "qxl", "-spice", strings.Join(opts, ","))
-	q = Start(t, args...)
+	q = Start(t, append(args, o.Args...)...)
 	return q, "127.0.0.1:" + strconv.Itoa(port), tlsAddr
 }
 

@@ -168,6 +168,21 @@ const (
 	MsgcMainAttachChannels MsgType = 104 // SPICE_MSGC_MAIN_ATTACH_CHANNELS: empty body
 )
 
+// Messages of the inputs channel (spice-protocol's spice/enums.h; bodies
+// as spice.proto's InputsChannel, little-endian like every integer).
+const (
+	MsgInputsInit           MsgType = 101 // SPICE_MSG_INPUTS_INIT: u16 keyboard modifiers
+	MsgInputsKeyModifiers   MsgType = 102 // SPICE_MSG_INPUTS_KEY_MODIFIERS: u16 keyboard modifiers
+	MsgInputsMouseMotionAck MsgType = 111 // SPICE_MSG_INPUTS_MOUSE_MOTION_ACK: empty; one per 4 motions
+	MsgcInputsKeyDown       MsgType = 101 // SPICE_MSGC_INPUTS_KEY_DOWN: u32 code (scancode bytes, LSB first)
+	MsgcInputsKeyUp         MsgType = 102 // SPICE_MSGC_INPUTS_KEY_UP: u32 code (break code bytes)
+	MsgcInputsKeyModifiers  MsgType = 103 // SPICE_MSGC_INPUTS_KEY_MODIFIERS: u16 keyboard modifiers
+	MsgcInputsMouseMotion   MsgType = 111 // SPICE_MSGC_INPUTS_MOUSE_MOTION: i32 dx, i32 dy, u16 buttons
+	MsgcInputsMousePosition MsgType = 112 // SPICE_MSGC_INPUTS_MOUSE_POSITION: u32 x, u32 y, u16 buttons, u8 display
+	MsgcInputsMousePress    MsgType = 113 // SPICE_MSGC_INPUTS_MOUSE_PRESS: u8 button, u16 buttons
+	MsgcInputsMouseRelease  MsgType = 114 // SPICE_MSGC_INPUTS_MOUSE_RELEASE: u8 button, u16 buttons
+)
+
 // LinkError is a SPICE link error (spice/enums.h, SpiceLinkErr): the
 // error field of a link reply and the link result after the ticket. It
 // is also an error value, so that errors.As finds the code an error

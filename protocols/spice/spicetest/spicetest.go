@@ -486,3 +486,123 @@ func Refused(err error) spice.LinkError {
 	}
 	return spice.LinkOK
 }
+
+// Scancode is a key as spice-gtk numbers it: its PC AT set-1 make code,
+// plus 0x100 for a key sent with the 0xe0 prefix (Right Ctrl is 0x11d).
+type Scancode uint16
+
+// Keys Type presses besides those of printable characters.
+const (
+	ScancodeEnter     Scancode = 0x1c
+	ScancodeLeftShift Scancode = 0x2a
+	ScancodeTab       Scancode = 0x0f
+)
+
+// KeyCode returns the u32 code of SPICE_MSGC_INPUTS_KEY_DOWN (up false)
+// or SPICE_MSGC_INPUTS_KEY_UP (up true) for sc, as spice-gtk builds it:
+// the scancode's bytes from the least significant one (the make code, or
+// 0xe0 then the make code), the break bit 0x80 set on the make code for a
+// release. spice-server feeds the guest's keyboard those bytes one by one
+// up to the first zero byte.
+func KeyCode(sc Scancode, up bool) uint32 {
+	code := uint32(sc & 0x7f)
+	if up {
+		code |= 0x80
+	}
+	if sc&0x100 != 0 {
+		return 0xe0 | code<<8
+	}
+	return code
+}
+
+type usKey struct {
+	sc    Scancode
+	shift bool
+}
+
+// usLayout maps the printable ASCII characters to their keys on a US
+// keyboard: each row's plain characters, then the same keys' shifted ones.
+var usLayout = func() map[rune]usKey {
+	m := map[rune]usKey{' ': {0x39, false}, '\n': {ScancodeEnter, false}, '\r': {ScancodeEnter, false}, '\t': {ScancodeTab, false}}
+	for _, row := range []struct {
+		first          Scancode
+		plain, shifted string
+	}{
+		{0x02, "1234567890-=", "!@#$%^&*()_+"},
+		{0x10, "qwertyuiop[]", "QWERTYUIOP{}"},
+		{0x1e, "asdfghjkl;'`", "ASDFGHJKL:\"~"},
+		{0x2b, `\zxcvbnm,./`, "|ZXCVBNM<>?"},
+	} {
+		for i, r := range row.plain {
+			m[r] = usKey{row.first + Scancode(i), false}
+		}
+		for i, r := range row.shifted {
+			m[r] = usKey{row.first + Scancode(i), true}
+		}
+	}
+	return m
+}()
+
+// KeyFor returns the key that types r on a US keyboard and whether Shift
+// must be held for it; ok is false for a character the layout lacks.
+// '\n' and '\r' are Enter, '\t' is Tab.
+func KeyFor(r rune) (sc Scancode, shift, ok bool) {
+	k, ok := usLayout[r]
+	return k.sc, k.shift, ok
+}
+
+// KeyDown sends SPICE_MSGC_INPUTS_KEY_DOWN for sc on an inputs channel.
+func (c *Client) KeyDown(sc Scancode) error {
+	return c.WriteMessage(spice.MsgcInputsKeyDown, le.AppendUint32(nil, KeyCode(sc, false)))
+}
+
+// KeyUp sends SPICE_MSGC_INPUTS_KEY_UP for sc on an inputs channel.
+func (c *Client) KeyUp(sc Scancode) error {
+	return c.WriteMessage(spice.MsgcInputsKeyUp, le.AppendUint32(nil, KeyCode(sc, true)))
+}
+
+// Type types s on a linked inputs channel as a viewer with a US keyboard
+// does: per character its key down and up, inside Left Shift down and up
+// for a shifted one. It waits pause after each message: QEMU's PS/2
+// keyboard queues 16 scancode bytes and drops what comes while the queue
+// is full, so a burst faster than the guest reads them loses keys (10 ms
+// is ample under TCG).
+func (c *Client) Type(s string, pause time.Duration) error {
+	send := func(sc Scancode, up bool) error {
+		key := c.KeyDown
+		if up {
+			key = c.KeyUp
+		}
+		err := key(sc)
+		time.Sleep(pause)
+		return err
+	}
+	for _, r := range s {
+		sc, shift, ok := KeyFor(r)
+		if !ok {
+			return fmt.Errorf("spicetest: no key types %q on a US keyboard", r)
+		}
+		var err error
+		if shift {
+			err = send(ScancodeLeftShift, false)
+		}
+		err = errors.Join(err, send(sc, false), send(sc, true))
+		if shift {
+			err = errors.Join(err, send(ScancodeLeftShift, true))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MouseMotion sends SPICE_MSGC_INPUTS_MOUSE_MOTION, a relative move (the
+// server mouse mode): i32 dx, i32 dy, u16 mask of the buttons held
+// (spice.proto's mouse_button_mask: 1 left, 2 middle, 4 right). The
+// server answers every fourth with SPICE_MSG_INPUTS_MOUSE_MOTION_ACK.
+func (c *Client) MouseMotion(dx, dy int32, buttons uint16) error {
+	b := le.AppendUint32(nil, uint32(dx))
+	b = le.AppendUint32(b, uint32(dy))
+	return c.WriteMessage(spice.MsgcInputsMouseMotion, le.AppendUint16(b, buttons))
+}

@@ -1,0 +1,198 @@
+package main
+
+// Keyboard input end to end: a scripted viewer types a shell command at
+// "virtconsole vnc/spice --local-port", through the websocket and "server
+// proxy" into QEMU, whose PS/2 keyboard feeds the tiny Linux guest's
+// shell on tty1 (qemutest.GraphicsGuest); the command writes to the
+// guest's serial port, which the test reads on QEMU's chardev directly.
+// The answer can only come from keystrokes that made the whole trip.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/protocols/spice"
+	"github.com/virtconsole/virtconsole/protocols/spice/spicetest"
+	"github.com/virtconsole/virtconsole/resolver"
+)
+
+// The line typed into the guest's tty1 shell and what it prints on the
+// serial port: the shell computes it, so it is not an echo of the keys.
+const (
+	keyboardLine   = "echo kbd-$((6*7)) > /dev/ttyS0"
+	keyboardAnswer = "kbd-42"
+	// keyPause spaces key messages: QEMU's PS/2 keyboard queues 16
+	// scancode bytes and drops what arrives while it is full.
+	keyPause = 10 * time.Millisecond
+)
+
+// typeIntoGuest waits for the guest's ready line, then types the line
+// with typeLine until the answer arrives on the serial port: every 2 s
+// (tty1's shell may not read yet; a dropped key spoils one attempt), for
+// at most 60 s. Each attempt starts with Enter, which ends whatever an
+// earlier one left on the shell's line.
+func typeIntoGuest(t *testing.T, serial *qemutest.SerialConsole, typeLine func(string) error) {
+	t.Helper()
+	start := time.Now()
+	serial.Wait(t, qemutest.GuestReady, 60*time.Second)
+	t.Logf("guest ready after %v", time.Since(start).Round(time.Millisecond))
+	if serial.Contains(keyboardAnswer) {
+		t.Fatalf("%q on the serial port before anything was typed", keyboardAnswer)
+	}
+	typed := time.Now()
+	deadline := typed.Add(60 * time.Second)
+	for attempt := 1; ; attempt++ {
+		if err := typeLine("\n" + keyboardLine + "\n"); err != nil {
+			t.Fatalf("typing, attempt %d: %v", attempt, err)
+		}
+		if waitForOr(2*time.Second, func() bool { return serial.Contains(keyboardAnswer) }) {
+			t.Logf("%q on the serial port %v after typing began (attempt %d)",
+				keyboardAnswer, time.Since(typed).Round(time.Millisecond), attempt)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q on the serial port after %d attempts; it has: %q", keyboardAnswer, attempt, serial.Output())
+		}
+	}
+}
+
+// TestKeyboardVNC: QEMU with VeNCrypt x509 and client certificates, the
+// proxy and "virtconsole vnc --local-port"; a scripted RFB viewer's
+// KeyEvents reach the guest's shell.
+func TestKeyboardVNC(t *testing.T) {
+	g := qemutest.NewGraphicsGuest(t)
+	dir := pki(t)
+	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
+	tokens := writeTokens(t, map[string]resolver.Console{"kbd-vnc": {Type: "vnc", Address: addr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	v := startVNC(t, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "kbd-vnc"))
+	serial := g.Boot(t, q)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
+		}
+	})
+
+	name, _, _, reason, c := rfbViewer(t, v.port)
+	if reason != "" || name != "QEMU" {
+		t.Fatalf("viewer: desktop %q, failure %q", name, reason)
+	}
+	// The viewer asks for no framebuffer updates; drain whatever else
+	// QEMU sends (bell, cut text).
+	go io.Copy(io.Discard, c)
+	typeIntoGuest(t, serial, func(line string) error { return rfbType(c, line) })
+	waitFor(t, 10*time.Second, "the proxy's session start line", func() bool {
+		return strings.Contains(p.log.String(), `msg="session start"`)
+	})
+}
+
+// RFB keysyms (X11 keysymdef.h) beyond printable ASCII, which is its own
+// keysym.
+const (
+	xkReturn = 0xff0d
+	xkShiftL = 0xffe1
+)
+
+// rfbType types s with RFB KeyEvents (RFC 6143 §7.5.4: u8 type 4, u8
+// down-flag, u16 padding, u32 keysym, big-endian) as a viewer with a US
+// keyboard sends them: the keysym of the character, inside Shift_L down
+// and up for a shifted one. QEMU maps each keysym to a key with its
+// keymap (en-us) and ignores the shift the keysym implies, so the viewer
+// has to hold Shift itself.
+func rfbType(c net.Conn, s string) error {
+	key := func(sym uint32, down bool) error {
+		m := []byte{4, 0, 0, 0}
+		if down {
+			m[1] = 1
+		}
+		_, err := c.Write(binary.BigEndian.AppendUint32(m, sym))
+		time.Sleep(keyPause)
+		return err
+	}
+	for _, r := range s {
+		sym := uint32(r)
+		switch {
+		case r == '\n':
+			sym = xkReturn
+		case r < 0x20 || r > 0x7e:
+			return fmt.Errorf("no keysym for %q in this viewer", r)
+		}
+		shift := r >= 'A' && r <= 'Z' || strings.ContainsRune(`~!@#$%^&*()_+{}|:"<>?`, r)
+		var err error
+		if shift {
+			err = key(xkShiftL, true)
+		}
+		err = errors.Join(err, key(sym, true), key(sym, false))
+		if shift {
+			err = errors.Join(err, key(xkShiftL, false))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestKeyboardSPICE: QEMU SPICE on its TLS port, the proxy and
+// "virtconsole spice --local-port"; spicetest's scripted viewer opens
+// main, display and inputs channels, and its KEY_DOWN/KEY_UP scancodes
+// reach the guest's shell. Weaker, for the mouse: relative motions on
+// the same channel are acknowledged by QEMU's SPICE server.
+func TestKeyboardSPICE(t *testing.T) {
+	g := qemutest.NewGraphicsGuest(t)
+	dir := pki(t)
+	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Args: g.Args})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
+		}
+	})
+	tokens := writeTokens(t, map[string]resolver.Console{"kbd-spice": {Type: "spice", Address: tlsAddr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	v := startGraphics(t, "spice", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
+		"--token-file", writeToken(t, "kbd-spice"))
+	serial := g.Boot(t, q)
+
+	main, _ := scriptedSession(t, v.port, "")
+	if !slices.Contains(main.Channels, spice.ChannelID{Type: spice.ChannelInputs}) {
+		t.Fatalf("QEMU lists no inputs channel: %v", main.Channels)
+	}
+	inputs := openAt(t, v.port, spicetest.LinkOptions{ConnectionID: main.SessionID,
+		Channel: spice.ChannelID{Type: spice.ChannelInputs}})
+	waitFor(t, 10*time.Second, "SPICE_MSG_INPUTS_INIT", func() bool { return inputs.Received(spice.MsgInputsInit) == 1 })
+	typeIntoGuest(t, serial, func(line string) error { return inputs.Type(line, keyPause) })
+
+	// Mouse: spice-server acknowledges every fourth motion it handled.
+	for range 8 {
+		if err := inputs.MouseMotion(3, 2, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "two SPICE_MSG_INPUTS_MOUSE_MOTION_ACKs for 8 motions", func() bool {
+		return inputs.Received(spice.MsgInputsMouseMotionAck) >= 2
+	})
+
+	// QEMU's account: the inputs channel is a TLS connection of the
+	// session.
+	var found bool
+	for _, ch := range qemuChannels(t, q) {
+		if ch.ChannelType == int(spice.ChannelInputs) {
+			found = ch.TLS && uint32(ch.ConnectionID) == main.SessionID
+		}
+	}
+	if !found {
+		t.Errorf("QEMU has no TLS inputs channel of session %d: %+v", main.SessionID, qemuChannels(t, q))
+	}
+	if !q.Alive() {
+		t.Fatal("QEMU died")
+	}
+}
