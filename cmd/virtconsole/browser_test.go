@@ -17,6 +17,9 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -307,4 +310,19 @@ func (b *browser) evalString(t *testing.T, session, expr string) string {
 	var s string
 	b.eval(t, session, expr, &s)
 	return s
+}
+
+// servePage serves page at / and the directory dir under /prefix/, over
+// plain HTTP on loopback: the page's origin is what the proxy must allow.
+func servePage(t *testing.T, prefix, dir, page string) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("/"+prefix+"/", http.StripPrefix("/"+prefix+"/", http.FileServer(http.Dir(dir))))
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, page)
+	})
+	web := httptest.NewServer(mux)
+	t.Cleanup(web.Close)
+	return web
 }

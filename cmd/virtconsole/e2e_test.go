@@ -111,26 +111,37 @@ type daemon struct {
 
 var listeningRE = regexp.MustCompile(`listening" address=(\S+)`)
 
+// launch starts cmd (with env() unless it has an environment), returns a
+// channel closed when it exits, and kills it when the test ends, logging
+// logs() then if the test failed.
+func launch(t testing.TB, cmd *exec.Cmd, logs func() string) chan struct{} {
+	t.Helper()
+	if cmd.Env == nil {
+		cmd.Env = env()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() && logs != nil {
+			t.Logf("%s output:\n%s", strings.Join(cmd.Args[1:min(3, len(cmd.Args))], " "), logs())
+		}
+	})
+	return done
+}
+
 // startDaemon runs the vcBinary with args (which should listen on
 // 127.0.0.1:0) and returns once it logs its address.
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{log: &syncBuffer{}}
 	d.cmd = exec.Command(vcBinary, args...)
-	d.cmd.Env = env()
-	d.cmd.Stdout = d.log
-	d.cmd.Stderr = d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("daemon %v log:\n%s", args[:2], d.log.String())
-		}
-	})
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.done = launch(t, d.cmd, d.log.String)
 	waitFor(t, 30*time.Second, "the daemon's listening line", func() bool {
 		select {
 		case <-d.done:
@@ -197,22 +208,21 @@ func startSerial(t *testing.T, args ...string) *client {
 // startClient runs the binary with args and stdin a pipe.
 func startClient(t *testing.T, args ...string) *client {
 	t.Helper()
-	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(vcBinary, args...)
-	c.cmd.Env = env()
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.errb
+	c := newClient(vcBinary, args...)
 	var err error
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() {
-		c.cmd.Process.Kill()
-		<-c.done
-	})
+	c.done = launch(t, c.cmd, c.errb.String)
+	return c
+}
+
+// newClient prepares a client process whose output is collected; start
+// it with launch.
+func newClient(bin string, args ...string) *client {
+	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}}
+	c.cmd = exec.Command(bin, args...)
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.errb
 	return c
 }
 

@@ -6,9 +6,6 @@ package main
 // QEMU), to a real QEMU VGA screen.
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -62,16 +59,7 @@ func TestNoVNCThroughProxy(t *testing.T) {
 	novnc := npmPackage(t, "@novnc/novnc", "core/rfb.js")
 	start := time.Now()
 
-	// The page and noVNC's files, over plain HTTP on loopback: its origin
-	// is what the proxy must allow.
-	mux := http.NewServeMux()
-	mux.Handle("/novnc/", http.StripPrefix("/novnc/", http.FileServer(http.Dir(novnc))))
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, noVNCPage)
-	})
-	web := httptest.NewServer(mux)
-	t.Cleanup(web.Close)
+	web := servePage(t, "novnc", novnc, noVNCPage)
 
 	dir := pki(t)
 	_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})

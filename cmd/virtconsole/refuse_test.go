@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -174,15 +173,9 @@ func TestMutualTLSAndStdinToken(t *testing.T) {
 
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(vcBinary, "serial", "--proxy", "wss://"+p.addr, "--tls-dir", dir, "--token-file", "-")
-	c.cmd.Env = env()
-	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = pr, c.out, c.errb
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+	c := newClient(vcBinary, "serial", "--proxy", "wss://"+p.addr, "--tls-dir", dir, "--token-file", "-")
+	c.cmd.Stdin = pr
+	c.done = launch(t, c.cmd, c.errb.String)
 	io.WriteString(pw, "mtls-token\n")
 	waitFor(t, 30*time.Second, "the monitor prompt", func() bool { return strings.Contains(c.out.String(), "(qemu)") })
 	io.WriteString(pw, "info name\n")

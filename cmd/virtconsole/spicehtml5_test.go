@@ -7,9 +7,6 @@ package main
 // port), to a real QEMU QXL screen.
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -73,16 +70,7 @@ func TestSPICEHTML5ThroughProxy(t *testing.T) {
 	spiceHTML5 := npmPackage(t, "@spice-project/spice-html5", "src/main.js")
 	start := time.Now()
 
-	// The page and spice-html5's files, over plain HTTP on loopback: its
-	// origin is what the proxy must allow.
-	mux := http.NewServeMux()
-	mux.Handle("/spice-html5/", http.StripPrefix("/spice-html5/", http.FileServer(http.Dir(spiceHTML5))))
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, spiceHTML5Page)
-	})
-	web := httptest.NewServer(mux)
-	t.Cleanup(web.Close)
+	web := servePage(t, "spice-html5", spiceHTML5, spiceHTML5Page)
 
 	dir := pki(t)
 	_, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir})

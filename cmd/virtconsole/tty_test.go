@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -63,15 +62,9 @@ func TestRawModeRestored(t *testing.T) {
 			if before.Lflag&unix.ICANON == 0 {
 				t.Fatal("new pty is not in canonical mode")
 			}
-			c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-			c.cmd = exec.Command(vcBinary, "serial", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "tty"))
-			c.cmd.Env = env()
-			c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = slave, c.out, c.errb
-			if err := c.cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			go func() { c.cmd.Wait(); close(c.done) }()
-			t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+			c := newClient(vcBinary, "serial", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "tty"))
+			c.cmd.Stdin = slave
+			c.done = launch(t, c.cmd, c.errb.String)
 
 			waitFor(t, 30*time.Second, "the banner naming the escape key", func() bool {
 				return strings.Contains(c.errb.String(), "type ^] to leave")

@@ -3,10 +3,11 @@ package main
 import (
 	"crypto/tls"
 
-	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 func dialTCP(t *testing.T, addr string) net.Conn {

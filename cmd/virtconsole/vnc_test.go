@@ -39,25 +39,13 @@ func startVNC(t *testing.T, args ...string) *localGraphics {
 // (vnc, spice) and reads the port it announces.
 func startGraphics(t *testing.T, subcommand string, args ...string) *localGraphics {
 	t.Helper()
-	c := &client{out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(vcBinary, append([]string{subcommand, "--local-port", "0", "--json"}, args...)...)
-	c.cmd.Env = env()
+	c := newClient(vcBinary, append([]string{subcommand, "--local-port", "0", "--json"}, args...)...)
+	c.cmd.Stdout = nil
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd.Stderr = c.errb
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() {
-		c.cmd.Process.Kill()
-		<-c.done
-		if t.Failed() {
-			t.Logf("virtconsole %s stderr:\n%s", subcommand, c.errb.String())
-		}
-	})
+	c.done = launch(t, c.cmd, c.errb.String)
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		t.Fatalf("reading the announced address: %v; stderr: %s", err, c.errb.String())
