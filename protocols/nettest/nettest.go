@@ -3,7 +3,9 @@
 package nettest
 
 import (
+	"bytes"
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -36,4 +38,37 @@ func TCPPair(t testing.TB) (client, server *net.TCPConn) {
 	}
 	t.Cleanup(func() { c.Close(); a.c.Close() })
 	return c.(*net.TCPConn), a.c.(*net.TCPConn)
+}
+
+// Recorder is a conn that keeps every byte read from and written to it,
+// for transcripts (fuzz seed corpora) of real sessions.
+type Recorder struct {
+	net.Conn
+	mu      sync.Mutex
+	read    bytes.Buffer
+	written bytes.Buffer
+}
+
+// Read reads from the conn and records what it got.
+func (r *Recorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.mu.Lock()
+	r.read.Write(p[:n])
+	r.mu.Unlock()
+	return n, err
+}
+
+// Write records p and writes it to the conn.
+func (r *Recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	r.written.Write(p)
+	r.mu.Unlock()
+	return r.Conn.Write(p)
+}
+
+// Bytes returns copies of what was read and written so far.
+func (r *Recorder) Bytes() (read, written []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.read.Bytes()), bytes.Clone(r.written.Bytes())
 }

@@ -90,39 +90,10 @@ func (e *spiceEnv) target(password string) protocols.Target {
 	return protocols.Target{Kind: protocols.KindSPICE, Address: e.tlsAddr, Password: password}
 }
 
-// recorder keeps every byte read from and written to a conn.
-type recorder struct {
-	net.Conn
-	mu      sync.Mutex
-	read    bytes.Buffer
-	written bytes.Buffer
-}
-
-func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
-	r.mu.Lock()
-	r.read.Write(p[:n])
-	r.mu.Unlock()
-	return n, err
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	r.written.Write(p)
-	r.mu.Unlock()
-	return r.Conn.Write(p)
-}
-
-func (r *recorder) bytes() (read, written []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return bytes.Clone(r.read.Bytes()), bytes.Clone(r.written.Bytes())
-}
-
 // proxied is one connection through a proxy running a spice.Handshaker.
 type proxied struct {
-	viewer net.Conn  // the test viewer's end
-	qemu   *recorder // the proxy's conn to QEMU
+	viewer net.Conn          // the test viewer's end
+	qemu   *nettest.Recorder // the proxy's conn to QEMU
 	err    chan error
 	done   chan struct{}
 }
@@ -133,7 +104,7 @@ type proxied struct {
 func (e *spiceEnv) proxy(t *testing.T, h *spice.Handshaker, target protocols.Target) *proxied {
 	t.Helper()
 	viewer, proxySide := nettest.TCPPair(t)
-	p := &proxied{viewer: viewer, qemu: &recorder{Conn: e.dial(t, target.Insecure)},
+	p := &proxied{viewer: viewer, qemu: &nettest.Recorder{Conn: e.dial(t, target.Insecure)},
 		err: make(chan error, 1), done: make(chan struct{})}
 	ctx := spice.TestContext(t)
 	go func() {
@@ -260,7 +231,7 @@ func TestQEMUMainChannelTLS(t *testing.T) {
 				t.Errorf("registry learnt %+v; viewer read session %d, channels %v", info, id, list)
 			}
 			if *updateCorpus {
-				read, written := p.qemu.bytes()
+				read, written := p.qemu.Bytes()
 				end := linkLen(read) + spice.LinkResultLen
 				writeSeed(t, "FuzzReadLink", "qemu-"+tc.name, written[:linkLen(written)])
 				writeSeed(t, "FuzzLinkReply", "qemu-"+tc.name, read[:end])
@@ -348,7 +319,7 @@ func TestQEMURegistryRefusals(t *testing.T) {
 				t.Errorf("proxy: %v, want a refusal with %v", err, tc.code)
 			}
 			<-sp.done
-			if _, written := sp.qemu.bytes(); len(written) > 0 {
+			if _, written := sp.qemu.Bytes(); len(written) > 0 {
 				t.Errorf("a refused link reached QEMU: %q", written)
 			}
 		})
@@ -380,7 +351,7 @@ func TestQEMUTicketTakeover(t *testing.T) {
 			t.Error("session id 0")
 		}
 		// The viewer saw the proxy's key, not QEMU's.
-		read, written := p.qemu.bytes()
+		read, written := p.qemu.Bytes()
 		qemuReply, err := spice.ParseLinkReply(read[:linkLen(read)])
 		if err != nil {
 			t.Fatal(err)
@@ -418,7 +389,7 @@ func TestQEMUTicketTakeover(t *testing.T) {
 		}
 		t.Logf("proxy: %v", err)
 		if *updateCorpus {
-			read, _ := p.qemu.bytes()
+			read, _ := p.qemu.Bytes()
 			writeSeed(t, "FuzzLinkReply", "qemu-denied", read)
 		}
 	})

@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/protocols/nettest"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
@@ -51,27 +51,6 @@ func credsHandshaker(t *testing.T, dir string) *Handshaker {
 	}}
 }
 
-// recorder keeps every byte read from a conn.
-type recorder struct {
-	net.Conn
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
-	r.mu.Lock()
-	r.buf.Write(p[:n])
-	r.mu.Unlock()
-	return n, err
-}
-
-func (r *recorder) bytes() []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return bytes.Clone(r.buf.Bytes())
-}
-
 // preTLS returns the part of a QEMU transcript before the TLS handshake:
 // version, security types, VeNCrypt version, ack, sub-types, acceptance.
 // A transcript without VeNCrypt is returned whole.
@@ -97,12 +76,12 @@ func preTLS(b []byte) []byte {
 // fuzz corpus as seed (with -update-corpus).
 func session(t *testing.T, h *Handshaker, target protocols.Target, ver, seed string) (protocols.Info, error) {
 	t.Helper()
-	rec := &recorder{Conn: dial(t, target.Address)}
+	rec := &nettest.Recorder{Conn: dial(t, target.Address)}
 	var recorded []byte
 	viewer := viewerScript(ver, wantInit)
-	info, err := proxySessionOver(t, rec, &wrapServer{h, func() { recorded = rec.bytes() }}, target, viewer)
+	info, err := proxySessionOver(t, rec, &wrapServer{h, func() { recorded = readBytes(rec) }}, target, viewer)
 	if recorded == nil {
-		recorded = rec.bytes()
+		recorded = readBytes(rec)
 	}
 	if *updateCorpus && seed != "" {
 		writeSeed(t, "FuzzServerLeg", seed, preTLS(recorded))
@@ -308,9 +287,9 @@ func TestQEMURealViewer(t *testing.T) {
 				return err
 			}
 			defer v.Close()
-			rec := &recorder{Conn: v}
+			rec := &nettest.Recorder{Conn: v}
 			client, server, err := h.Client(ctx, rec, server)
-			recorded = rec.bytes()
+			recorded = readBytes(rec)
 			if err != nil {
 				return err
 			}
@@ -340,4 +319,10 @@ func TestQEMURealViewer(t *testing.T) {
 	if *updateCorpus {
 		writeSeed(t, "FuzzClientLeg", "vncsnapshot", recorded)
 	}
+}
+
+// readBytes returns what rec read.
+func readBytes(rec *nettest.Recorder) []byte {
+	read, _ := rec.Bytes()
+	return read
 }
