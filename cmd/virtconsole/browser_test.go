@@ -326,3 +326,28 @@ func servePage(t *testing.T, prefix, dir, page string) *httptest.Server {
 	t.Cleanup(web.Close)
 	return web
 }
+
+// canvasInfo is what the test pages' canvasInfo() reports of the console's
+// canvas: its size, where it is on the page, and how many pixels are lit.
+type canvasInfo struct {
+	ID                                       string
+	Width, Height, X, Y, CSSWidth, CSSHeight float64
+	Lit                                      int
+}
+
+// checkCanvasShot takes a screenshot of the canvas as the browser renders
+// it (saved as name, and copied to $envVar if set) and checks it is at
+// least 640x400 and not blank.
+func (b *browser) checkCanvasShot(t *testing.T, session string, c canvasInfo, name, envVar string) {
+	t.Helper()
+	img := b.screenshot(t, session, c.X, c.Y, c.CSSWidth, c.CSSHeight, name, envVar)
+	bounds := img.Bounds()
+	if bounds.Dx() < 640 || bounds.Dy() < 400 {
+		t.Errorf("screenshot is %dx%d, want at least 640x400", bounds.Dx(), bounds.Dy())
+	}
+	if n, lit := colours(img); n < 2 || lit < 500 {
+		t.Errorf("screenshot looks blank: %d distinct colours, %d non-black pixels", n, lit)
+	} else {
+		t.Logf("screenshot %dx%d: %d distinct colours, %d non-black pixels", bounds.Dx(), bounds.Dy(), n, lit)
+	}
+}

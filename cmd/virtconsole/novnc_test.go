@@ -97,10 +97,7 @@ func TestNoVNCThroughProxy(t *testing.T) {
 
 	// Wait until the framebuffer shows the VGA BIOS text: noVNC's canvas
 	// is at least VGA text mode (720x400) and has lit pixels.
-	var canvas struct {
-		Width, Height, X, Y, CSSWidth, CSSHeight float64
-		Lit                                      int
-	}
+	var canvas canvasInfo
 	waitFor(t, 30*time.Second, "text on noVNC's canvas", func() bool {
 		b.eval(t, session, "window.canvasInfo && window.canvasInfo()", &canvas)
 		return canvas.Width >= 640 && canvas.Height >= 400 && canvas.Lit > 500
@@ -109,17 +106,7 @@ func TestNoVNCThroughProxy(t *testing.T) {
 		time.Since(start).Round(time.Millisecond))
 
 	// A screenshot of the canvas, as the browser renders it.
-	img := b.screenshot(t, session, canvas.X, canvas.Y, canvas.CSSWidth, canvas.CSSHeight,
-		"novnc.png", "VIRTCONSOLE_NOVNC_SCREENSHOT")
-	bounds := img.Bounds()
-	if bounds.Dx() < 640 || bounds.Dy() < 400 {
-		t.Errorf("screenshot is %dx%d, want at least 640x400", bounds.Dx(), bounds.Dy())
-	}
-	if n, lit := colours(img); n < 2 || lit < 500 {
-		t.Errorf("screenshot looks blank: %d distinct colours, %d non-black pixels", n, lit)
-	} else {
-		t.Logf("screenshot %dx%d: %d distinct colours, %d non-black pixels", bounds.Dx(), bounds.Dy(), n, lit)
-	}
+	b.checkCanvasShot(t, session, canvas, "novnc.png", "VIRTCONSOLE_NOVNC_SCREENSHOT")
 
 	// A clean goodbye: noVNC disconnects, the proxy ends the session.
 	b.eval(t, session, "window.rfb.disconnect(), true", nil)

@@ -109,11 +109,7 @@ func TestSPICEHTML5ThroughProxy(t *testing.T) {
 
 	// Wait until the display channel's primary surface shows the VGA BIOS
 	// text: a canvas of at least VGA text mode (720x400) with lit pixels.
-	var canvas struct {
-		ID                                       string
-		Width, Height, X, Y, CSSWidth, CSSHeight float64
-		Lit                                      int
-	}
+	var canvas canvasInfo
 	waitFor(t, 30*time.Second, "text on spice-html5's display surface", func() bool {
 		b.eval(t, session, "window.ev", &ev)
 		if len(ev.Errors) > 0 {
@@ -126,17 +122,7 @@ func TestSPICEHTML5ThroughProxy(t *testing.T) {
 		time.Since(start).Round(time.Millisecond))
 
 	// A screenshot of the canvas, as the browser renders it.
-	img := b.screenshot(t, session, canvas.X, canvas.Y, canvas.CSSWidth, canvas.CSSHeight,
-		"spicehtml5.png", "VIRTCONSOLE_SPICEHTML5_SCREENSHOT")
-	bounds := img.Bounds()
-	if bounds.Dx() < 640 || bounds.Dy() < 400 {
-		t.Errorf("screenshot is %dx%d, want at least 640x400", bounds.Dx(), bounds.Dy())
-	}
-	if n, lit := colours(img); n < 2 || lit < 500 {
-		t.Errorf("screenshot looks blank: %d distinct colours, %d non-black pixels", n, lit)
-	} else {
-		t.Logf("screenshot %dx%d: %d distinct colours, %d non-black pixels", bounds.Dx(), bounds.Dy(), n, lit)
-	}
+	b.checkCanvasShot(t, session, canvas, "spicehtml5.png", "VIRTCONSOLE_SPICEHTML5_SCREENSHOT")
 
 	// The proxy followed the session: one websocket per channel, each
 	// logged with its channel, main and display among them.
