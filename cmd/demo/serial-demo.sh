@@ -48,11 +48,22 @@ wait_log() {
 echo "==> minting certificates in $work/pki"
 "$bin" certs create --dir "$work/pki" --host 127.0.0.1 --host localhost --force >/dev/null
 
+# The guest: a tiny Linux with a shell on its serial port when the kernel
+# and busybox are installed (.ci/install-deps installs them), else no OS at
+# all (the firmware's messages).
+guest=(-m 64)
+if kernel=$(go run ./cmd/demo/mkguest -o "$work/initrd.gz" 2>"$work/mkguest.log"); then
+	guest=(-m 128 -kernel "$kernel" -initrd "$work/initrd.gz" -append "console=ttyS0 quiet")
+	what="a tiny Linux guest (a shell on its serial port)"
+else
+	what="a guest with no OS (firmware messages only; $(cat "$work/mkguest.log"))"
+fi
+
 serial_port=$(free_port)
-echo "==> starting QEMU: serial port on a TLS chardev at 127.0.0.1:$serial_port (client certificates required)"
+echo "==> starting QEMU, $what: serial port on a TLS chardev at 127.0.0.1:$serial_port (client certificates required)"
 # wait=on: the guest starts only when the proxy connects, so the demo
-# shows the firmware's first bytes.
-qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none -machine pc,graphics=off \
+# shows the guest's first bytes.
+qemu-system-x86_64 -accel tcg "${guest[@]}" -nodefaults -display none -machine pc,graphics=off \
 	-object "tls-creds-x509,id=tls0,endpoint=server,dir=$work/pki,verify-peer=on" \
 	-chardev "socket,id=s0,host=127.0.0.1,port=$serial_port,server=on,wait=on,tls-creds=tls0" \
 	-serial chardev:s0 >"$work/qemu.log" 2>&1 &
@@ -76,11 +87,11 @@ proxy_port=$(sed -n 's/.*proxy listening" address=127.0.0.1:\([0-9]*\).*/\1/p' "
 cmd=("$bin" serial --proxy "wss://127.0.0.1:$proxy_port" --ca-file "$work/pki/ca-cert.pem" --token-file "$work/token")
 echo "==> ${cmd[*]}"
 if [ -t 0 ]; then
-	echo "    (the guest has no disk: you will see its firmware; type Ctrl+] to leave)"
+	echo "    (type commands into the guest once it has booted; Ctrl+] leaves)"
 	"${cmd[@]}"
 else
-	# Not a terminal: show ten seconds of the guest's output.
-	sleep 10 | "${cmd[@]}"
+	# Not a terminal: let the guest boot, type a command, show the answer.
+	{ sleep 10; printf 'echo hello from the guest; uname -sr\n'; sleep 3; } | "${cmd[@]}"
 fi
 echo
 echo "==> proxy log:"
