@@ -30,11 +30,14 @@ fuzz:
 
 # Throughput and allocations of the byte pump (tunnel), session setup
 # time through the proxy with TLS on both legs and idle memory per session
-# (cmd/virtconsole, real QEMU and the proxy binary). No race detector.
+# (cmd/virtconsole, real QEMU and the proxy binary), and the proxy binary's
+# throughput, echo latency and CPU per GB against websockify's (skipped
+# when websockify is not installed). No race detector.
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
 	$(GO) test -run XXX -bench VNCSessionSetup -benchtime 200x ./cmd/virtconsole/
 	$(GO) test -run XXX -bench IdleSessionMemory -benchtime 1x -count 3 ./cmd/virtconsole/
+	$(GO) test -run XXX -bench ProxyThroughput -benchtime 3s -count 2 ./cmd/virtconsole/
 
 generate:
 	$(GO) generate ./...
