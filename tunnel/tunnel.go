@@ -12,6 +12,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+
+	"github.com/virtconsole/virtconsole/protocols"
 )
 
 // A Dialer opens network connections. *net.Dialer satisfies it; tests and
@@ -51,4 +53,17 @@ func DialTLS(ctx context.Context, d Dialer, address string, cfg *tls.Config) (ne
 		return nil, fmt.Errorf("tls handshake with %s: %w", address, err)
 	}
 	return tc, nil
+}
+
+// DialTarget dials a console: with TLS from the first byte when t wants
+// it (t.TLSFromFirstByte; cfg carries the credentials), plain TCP
+// otherwise, where any TLS comes later inside the protocol (VeNCrypt).
+func DialTarget(ctx context.Context, d Dialer, t protocols.Target, cfg *tls.Config) (net.Conn, error) {
+	if t.TLSFromFirstByte() {
+		return DialTLS(ctx, d, t.Address, cfg)
+	}
+	if d == nil {
+		d = new(net.Dialer)
+	}
+	return d.DialContext(ctx, "tcp", t.Address)
 }

@@ -354,12 +354,7 @@ func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protoco
 		}
 		cfg = p.TLSConfig(target.Host())
 	}
-	var server net.Conn
-	if target.TLSFromFirstByte() {
-		server, err = tunnel.DialTLS(ctx, d, target.Address, cfg)
-	} else {
-		server, err = d.DialContext(ctx, "tcp", target.Address)
-	}
+	server, err := tunnel.DialTarget(ctx, d, target, cfg)
 	if err != nil {
 		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
 	}

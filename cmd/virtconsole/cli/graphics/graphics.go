@@ -192,81 +192,86 @@ func newHandler(ctx context.Context, f *cmdutil.Factory, spec Spec, opts *Option
 			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s has no TLS port; pass --connect-insecure to use its cleartext port", spec.Kind, opts.Domain.Index, opts.DomainName)}
 		}
 	}
-	target, hs, err := directTarget(spec, opts)
+	d, err := newDirect(spec, opts)
 	if err != nil {
 		return nil, err
 	}
-	return connect.Handler(opts.IO.ErrOut, func(ctx context.Context, local net.Conn) (net.Conn, net.Conn, error) {
-		return direct(ctx, opts, hs, target, local)
-	}, spec.Refuse), nil
+	return connect.Handler(opts.IO.ErrOut, d.open, spec.Refuse), nil
 }
 
-func directTarget(spec Spec, opts *Options) (protocols.Target, protocols.Handshaker, error) {
+// directMode is what direct mode prepares once, from the flags, for every
+// viewer connection.
+type directMode struct {
+	target    protocols.Target
+	hs        protocols.Handshaker
+	creds     *tlscreds.Creds               // nil without --connect-tls-dir
+	tlsConfig func(host string) *tls.Config // nil without --connect-tls-dir
+	timeout   time.Duration
+}
+
+func newDirect(spec Spec, opts *Options) (*directMode, error) {
 	t := protocols.Target{Kind: spec.Kind, Address: opts.Target, Insecure: opts.ConnectInsecure, TLSTunnel: opts.TLSTunnel, Password: opts.domainPassword}
+	d := &directMode{target: t, timeout: opts.HandshakeTimeout}
 	if _, _, err := net.SplitHostPort(opts.Target); err != nil {
-		return t, nil, &cmdutil.FlagError{Err: fmt.Errorf("--target %q: want HOST:PORT", opts.Target)}
+		return nil, &cmdutil.FlagError{Err: fmt.Errorf("--target %q: want HOST:PORT", opts.Target)}
 	}
 	if opts.PasswordFile != "" {
 		b, err := os.ReadFile(opts.PasswordFile)
 		if err != nil {
-			return t, nil, cmdutil.WithCode(cmdutil.ExitUsage, fmt.Errorf("password file: %w", err))
+			return nil, cmdutil.WithCode(cmdutil.ExitUsage, fmt.Errorf("password file: %w", err))
 		}
-		t.Password = strings.TrimRight(string(b), "\r\n")
+		d.target.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	if opts.ConnectTLSDir == "" {
 		if !opts.ConnectInsecure {
-			return t, nil, &cmdutil.FlagError{Err: fmt.Errorf("direct mode needs --connect-tls-dir DIR for TLS toward QEMU (or --connect-insecure for cleartext %s)", strings.ToUpper(spec.Scheme))}
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("direct mode needs --connect-tls-dir DIR for TLS toward QEMU (or --connect-insecure for cleartext %s)", strings.ToUpper(spec.Scheme))}
 		}
 		if opts.TLSTunnel {
-			return t, nil, &cmdutil.FlagError{Err: errors.New("--tls-tunnel needs --connect-tls-dir DIR")}
+			return nil, &cmdutil.FlagError{Err: errors.New("--tls-tunnel needs --connect-tls-dir DIR")}
 		}
-		return t, spec.Handshaker(nil), nil
+		d.hs = spec.Handshaker(nil)
+		return d, nil
 	}
 	policy, err := tlscreds.ParsePolicy(opts.TLSMinVersion, nil)
 	if err != nil {
-		return t, nil, &cmdutil.FlagError{Err: err}
+		return nil, &cmdutil.FlagError{Err: err}
 	}
-	creds, err := connect.ClientCreds(opts.ConnectTLSDir)
-	if err != nil {
-		return t, nil, err
+	if d.creds, err = connect.ClientCreds(opts.ConnectTLSDir); err != nil {
+		return nil, err
 	}
 	// With credentials, TLS is used wherever QEMU offers it.
 	if spec.Kind == protocols.KindSPICE {
-		t.Insecure = false
+		d.target.Insecure = false
 	}
-	tlsConfig := func(host string) *tls.Config { return creds.ClientConfig(policy, host) }
-	return t, spec.Handshaker(tlsConfig), nil
+	d.tlsConfig = func(host string) *tls.Config { return d.creds.ClientConfig(policy, host) }
+	d.hs = spec.Handshaker(d.tlsConfig)
+	return d, nil
 }
 
-// direct dials QEMU and runs both legs of the handshake.
-func direct(ctx context.Context, opts *Options, hs protocols.Handshaker, t protocols.Target, local net.Conn) (net.Conn, net.Conn, error) {
-	hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
+// open dials QEMU for one viewer connection and runs both legs of the
+// handshake.
+func (d *directMode) open(ctx context.Context, local net.Conn) (net.Conn, net.Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	var server net.Conn
-	var err error
-	if t.TLSFromFirstByte() {
-		creds, cerr := connect.ClientCreds(opts.ConnectTLSDir)
-		if cerr != nil {
-			return nil, nil, cerr
-		}
-		policy, _ := tlscreds.ParsePolicy(opts.TLSMinVersion, nil)
-		server, err = tunnel.DialTLS(hctx, &net.Dialer{}, t.Address, creds.ClientConfig(policy, t.Host()))
-		if err != nil {
-			err = tlscreds.ExplainHandshakeError(err, creds, "QEMU at "+t.Address)
-		}
-	} else {
-		server, err = (&net.Dialer{}).DialContext(hctx, "tcp", t.Address)
+	t := d.target
+	var cfg *tls.Config
+	if d.tlsConfig != nil {
+		cfg = d.tlsConfig(t.Host())
+	}
+	server, err := tunnel.DialTarget(hctx, nil, t, cfg)
+	if err != nil && d.creds != nil && t.TLSFromFirstByte() {
+		err = tlscreds.ExplainHandshakeError(err, d.creds, "QEMU at "+t.Address)
 	}
 	if err != nil {
 		return nil, nil, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("QEMU at %s unreachable: %w", t.Address, err))
 	}
 	raw := server
-	server, _, err = hs.Server(hctx, raw, t)
+	server, _, err = d.hs.Server(hctx, raw, t)
 	if err != nil {
 		raw.Close()
 		return nil, nil, classify(err)
 	}
-	client, qemu, err := hs.Client(hctx, local, server)
+	client, qemu, err := d.hs.Client(hctx, local, server)
 	if err != nil {
 		server.Close()
 		return nil, nil, classify(err)

@@ -4,6 +4,7 @@ package serial
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -167,28 +168,25 @@ func direct(ctx context.Context, f *cmdutil.Factory, opts *Options, kind protoco
 	lc.Close()
 	dctx, cancel := context.WithTimeout(ctx, opts.Proxy.Timeout)
 	defer cancel()
-	var c net.Conn
 	// Direct mode follows the chardev itself (Backend ends in " tls" when
 	// QEMU serves TLS), not the proxy metadata.
-	tlsChardev := strings.HasSuffix(con.Backend, " tls")
-	t.Insecure = !tlsChardev
-	if !tlsChardev {
-		if !opts.ConnectInsecure {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a cleartext TCP chardev at %s; pass --connect-insecure to use it", kind, opts.Domain.Index, opts.DomainName, t.Address)}
+	t.Insecure = !strings.HasSuffix(con.Backend, " tls")
+	var creds *tlscreds.Creds
+	var cfg *tls.Config
+	switch {
+	case t.Insecure && !opts.ConnectInsecure:
+		return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a cleartext TCP chardev at %s; pass --connect-insecure to use it", kind, opts.Domain.Index, opts.DomainName, t.Address)}
+	case !t.Insecure && opts.ConnectTLSDir == "":
+		return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a TLS chardev at %s; give --connect-tls-dir DIR", kind, opts.Domain.Index, opts.DomainName, t.Address)}
+	case !t.Insecure:
+		if creds, err = connect.ClientCreds(opts.ConnectTLSDir); err != nil {
+			return nil, err
 		}
-		c, err = (&net.Dialer{}).DialContext(dctx, "tcp", t.Address)
-	} else {
-		if opts.ConnectTLSDir == "" {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a TLS chardev at %s; give --connect-tls-dir DIR", kind, opts.Domain.Index, opts.DomainName, t.Address)}
-		}
-		creds, cerr := connect.ClientCreds(opts.ConnectTLSDir)
-		if cerr != nil {
-			return nil, cerr
-		}
-		c, err = tunnel.DialTLS(dctx, &net.Dialer{}, t.Address, creds.ClientConfig(tlscreds.DefaultPolicy(), t.Host()))
-		if err != nil {
-			err = tlscreds.ExplainHandshakeError(err, creds, "QEMU at "+t.Address)
-		}
+		cfg = creds.ClientConfig(tlscreds.DefaultPolicy(), t.Host())
+	}
+	c, err := tunnel.DialTarget(dctx, nil, t, cfg)
+	if err != nil && creds != nil {
+		err = tlscreds.ExplainHandshakeError(err, creds, "QEMU at "+t.Address)
 	}
 	if err != nil {
 		return nil, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("%s %d of %s at %s: %w", kind, opts.Domain.Index, opts.DomainName, t.Address, err))
