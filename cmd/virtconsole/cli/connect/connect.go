@@ -225,7 +225,7 @@ func classify(host string, creds *tlscreds.Creds, err error) error {
 	if e := tlscreds.ExplainHandshakeError(err, creds, "proxy at "+host); e != err {
 		return cmdutil.WithCode(cmdutil.ExitTLS, e)
 	}
-	if isTLSError(err) {
+	if IsTLSError(err) {
 		return cmdutil.WithCode(cmdutil.ExitTLS, fmt.Errorf("proxy %s: %w", host, err))
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -237,9 +237,12 @@ func classify(host string, creds *tlscreds.Creds, err error) error {
 	return cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("proxy %s: %w", host, err))
 }
 
-func isTLSError(err error) bool {
+// IsTLSError reports whether err is a TLS or certificate failure, for
+// exit code ExitTLS. Errors from crypto/tls and crypto/x509 say so in
+// their text, through however many layers wrapped them.
+func IsTLSError(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "tls:") || strings.Contains(s, "x509:")
+	return strings.Contains(s, "tls:") || strings.Contains(s, "x509:") || strings.Contains(s, "certificate")
 }
 
 // ClientCreds loads the credentials for dialling out (QEMU, a remote

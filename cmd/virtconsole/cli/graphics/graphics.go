@@ -284,7 +284,7 @@ func classify(err error) error {
 	switch {
 	case errors.As(err, &he):
 		return cmdutil.WithCode(cmdutil.ExitRefused, err)
-	case strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "certificate"):
+	case connect.IsTLSError(err):
 		return cmdutil.WithCode(cmdutil.ExitTLS, err)
 	}
 	return cmdutil.WithCode(cmdutil.ExitUnreachable, err)

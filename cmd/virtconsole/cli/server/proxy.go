@@ -100,7 +100,6 @@ end before closing them.`,
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
 	fl.BoolVar(&opts.SingleUse, "single-use", false, "with --tokens: each token opens one session only (spent tokens are remembered until restart)")
-	cmd.MarkFlagsMutuallyExclusive("tokens", "resolver")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"time"
 
@@ -58,7 +59,6 @@ Serve it with TLS and require client certificates (--require-client-cert or
 	opts.TLS.addFlags(fl)
 	fl.StringVar(&opts.Tokens, "tokens", "", "serve the static token `FILE` (JSON)")
 	fl.StringArrayVarP(&opts.Connect, "connect", "c", nil, "resolve from libvirt `URI`s' console-proxy metadata and secrets (repeatable)")
-	cmd.MarkFlagsMutuallyExclusive("tokens", "connect")
 	return cmd
 }
 
@@ -72,6 +72,9 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 		return err
 	}
 	var res resolver.Resolver
+	if len(opts.Connect) > 0 && opts.Tokens != "" {
+		return &cmdutil.FlagError{Err: errors.New("give --tokens or --connect, not both")}
+	}
 	if len(opts.Connect) > 0 {
 		// The REST API has no way to retire a token: answers are reusable.
 		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(f.Logger()), libvirtresolver.WithReusableTokens())
