@@ -118,18 +118,7 @@ func benchStream(b *testing.B, w, r net.Conn) {
 
 // benchEcho makes b.N 64-byte round trips: client writes, sink echoes.
 func benchEcho(b *testing.B, client, sink net.Conn) {
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, err := sink.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := sink.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	go nettest.Echo(sink)
 	msg := make([]byte, 64)
 	back := make([]byte, 64)
 	b.SetBytes(int64(len(msg)))

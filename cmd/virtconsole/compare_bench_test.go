@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -144,18 +146,7 @@ func compareStream(b *testing.B, pid int, w, r net.Conn) {
 
 // compareEcho makes b.N 64-byte round trips: client writes, sink echoes.
 func compareEcho(b *testing.B, pid int, client, sink net.Conn) {
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, err := sink.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := sink.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	go nettest.Echo(sink)
 	msg := make([]byte, 64)
 	back := make([]byte, 64)
 	times := make([]time.Duration, 0, b.N)

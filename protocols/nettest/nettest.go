@@ -72,3 +72,19 @@ func (r *Recorder) Bytes() (read, written []byte) {
 	defer r.mu.Unlock()
 	return bytes.Clone(r.read.Bytes()), bytes.Clone(r.written.Bytes())
 }
+
+// Echo writes back what it reads from c until either fails: a console
+// that answers every byte, for latency benchmarks. Run it in a goroutine.
+// It allocates its buffer once.
+func Echo(c net.Conn) {
+	buf := make([]byte, 2048)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}

@@ -50,9 +50,6 @@ type device struct {
 	chardev *libvirtxml.DomainChardevSource
 }
 
-// kinds lists console kinds in the order they are reported.
-var kinds = []protocols.Kind{protocols.KindVNC, protocols.KindSPICE, protocols.KindSerial, protocols.KindConsole}
-
 func devices(d *libvirtxml.Domain) []device {
 	if d == nil || d.Devices == nil {
 		return nil

@@ -319,7 +319,7 @@ func TestHandshakeTLS13Only(t *testing.T) {
 	// A TLS 1.3-only client against a TLS 1.2 server.
 	scfg := srv.ServerConfig(DefaultPolicy(), true)
 	scfg.MaxVersion = tls.VersionTLS12
-	serr, cerr, _, _ = handshake(t, scfg, cli.ClientConfig(p13, "127.0.0.1"))
+	_, cerr, _, _ = handshake(t, scfg, cli.ClientConfig(p13, "127.0.0.1"))
 	if cerr == nil {
 		t.Fatal("a TLS 1.3-only client accepted TLS 1.2")
 	}
