@@ -160,12 +160,18 @@ func Deadline(ctx context.Context, c net.Conn) (clear func()) {
 	if d, ok := ctx.Deadline(); ok {
 		c.SetDeadline(d)
 	}
+	expired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		// Cancelled before the deadline: unblock reads and writes now.
 		c.SetDeadline(aLongTimeAgo)
+		close(expired)
 	})
 	return func() {
-		stop()
+		if !stop() {
+			// The func has started: let it finish, or its past deadline
+			// could land after ours and break the conn for good.
+			<-expired
+		}
 		c.SetDeadline(noDeadline)
 	}
 }
