@@ -2,7 +2,7 @@
 # the whole suite. See README.md.
 GO      ?= go
 BIN     := bin/virtconsole
-FUZZTIME ?= 5s
+FUZZBUDGET ?= 50000x
 
 .PHONY: all build test vet unit fuzz bench demo generate deps clean
 
@@ -26,7 +26,7 @@ unit:
 	$(GO) test -race -count=1 -p 1 -timeout 25m ./...
 
 fuzz:
-	@bash .ci/fuzz $(FUZZTIME)
+	@bash .ci/fuzz $(FUZZBUDGET)
 
 # Throughput and allocations of the byte pump (tunnel), session setup
 # time through the proxy with TLS on both legs and idle memory per session
