@@ -41,6 +41,7 @@ func (r *Resolver) Consume(ctx context.Context, token string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", resolver.ErrUnavailable, err)
 	}
+	r.awaitFirstSync(ctx)
 	// The libvirt calls take no context: run them apart, so that ctx
 	// bounds the wait. An abandoned consume finishes on its own.
 	done := make(chan error, 1)

@@ -263,6 +263,23 @@ func TestEnableSubsetHost(t *testing.T) {
 	if s := tokenOf(t, all, protocols.KindSerial, 0); s.Token != "" {
 		t.Errorf("token shown without asking: %+v", s)
 	}
+
+	// A Resolve that comes right after New, before the first sync, waits
+	// for it instead of answering ErrUnavailable: a server listens at
+	// once, and its first viewer should not get a 503.
+	withToken, err := c.Consoles(ctx, dom.UUID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := tokenOf(t, withToken, protocols.KindSerial, 0).Token
+	r, err := New([]string{d.URI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := r.Resolve(ctx, tok); err != nil || got.Address != "hv1.example:"+strconv.Itoa(dom.TCPPort) {
+		t.Errorf("resolve right after New: %+v, %v", got, err)
+	}
 }
 
 // TestDisableRotate: disable makes tokens unknown and removes secrets;

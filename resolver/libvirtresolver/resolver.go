@@ -61,9 +61,9 @@ type entry struct {
 }
 
 // New starts resolving the consoles of the given libvirt URIs (DefaultURI
-// when none). It returns at once: until a URI's first sync, tokens that
-// may belong to it resolve to ErrUnavailable; Ready waits for it. Only
-// malformed URIs fail here.
+// when none). It returns at once; a Resolve that comes before a URI's
+// first sync attempt has ended waits for it (at most firstSyncWait), and
+// Ready waits for all of them. Only malformed URIs fail here.
 func New(uris []string, opts ...Option) (*Resolver, error) {
 	o := buildOptions(opts)
 	if len(uris) == 0 {
@@ -120,8 +120,40 @@ func (r *Resolver) Ready(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// firstSyncWait bounds how long a Resolve waits for the first sync of a
+// URI that is still connecting. A server starts listening at once, and a
+// viewer that arrives in its first milliseconds should get its console,
+// not a 503; a libvirtd that does not answer costs a request at most this.
+const firstSyncWait = 5 * time.Second
+
+// awaitFirstSync waits until every URI's first sync attempt has ended, ctx
+// ends, or firstSyncWait passes. It costs nothing once all are ready.
+func (r *Resolver) awaitFirstSync(ctx context.Context) {
+	var timeout <-chan time.Time
+	for _, w := range r.watchers {
+		select {
+		case <-w.ready:
+			continue
+		default:
+		}
+		if timeout == nil {
+			t := time.NewTimer(firstSyncWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-w.ready:
+		case <-ctx.Done():
+			return
+		case <-timeout:
+			return
+		}
+	}
+}
+
 // Resolve implements resolver.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, token string) (protocols.Target, error) {
+	r.awaitFirstSync(ctx)
 	for attempt := 0; ; attempt++ {
 		e, down := r.find(token)
 		if e == nil {
