@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +83,63 @@ func TestLibvirtSerial(t *testing.T) {
 	})
 }
 
+// TestLibvirtSerialTLS: the guest's shell on a TCP chardev with TLS
+// (tls='yes', client certificates required, libvirttest's qemu.conf);
+// "virtconsole serial DOMAIN" reaches it directly with the client
+// certificates of --connect-tls-dir, and through "virtconsole server".
+// Without --connect-tls-dir the direct client fails with one TLS line.
+func TestLibvirtSerialTLS(t *testing.T) {
+	d := libvirttest.Start(t)
+	kernel, initrd := libvirttest.LinuxGuest(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{Kernel: kernel, Initrd: initrd, NoPTY: true, TCPSerial: true, TCPSerialTLS: true})
+
+	t.Run("direct", func(t *testing.T) {
+		c := startSerial(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
+		typeUntil(t, c, "echo $((6*7))\n", "42")
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+		}
+	})
+
+	t.Run("direct-without-client-cert", func(t *testing.T) {
+		noClient := filepath.Join(t.TempDir(), "ca-only")
+		if err := os.MkdirAll(noClient, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ca, err := os.ReadFile(filepath.Join(libvirttest.TLSDir, "ca-cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(noClient, "ca-cert.pem"), ca, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, nil, "serial", dom.Name, "--connect-tls-dir", noClient)
+		if r.code != cmdutil.ExitTLS {
+			t.Fatalf("without a client certificate: exit %d, want %d; stderr %q", r.code, cmdutil.ExitTLS, r.stderr)
+		}
+		checkOneLine(t, r.stderr, "requires a client certificate, and "+noClient+" has none; add client-cert.pem and client-key.pem")
+	})
+
+	t.Run("proxy", func(t *testing.T) {
+		if r := run(t, nil, "enable", dom.Name, "--type", "serial"); r.code != 0 {
+			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+		}
+		dir := pki(t)
+		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir, "--connect", "qemu:///system")
+		c := startSerial(t, dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
+		typeUntil(t, c, "echo $((6*7))\n", "42")
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+		}
+		want := "console=127.0.0.1:" + strconv.Itoa(dom.TCPPort)
+		if !strings.Contains(p.log.String(), want) || !strings.Contains(p.log.String(), "kind=serial") {
+			t.Fatalf("no serial session with %s in the server log:\n%s", want, p.log.String())
+		}
+	})
+}
+
 // consolesJSON runs "consoles DOMAIN --json --show-tokens".
 func consolesJSON(t *testing.T, domain string) []map[string]any {
 	t.Helper()
@@ -130,13 +189,15 @@ func TestLibvirtAdminAndVNC(t *testing.T) {
 	dir := pki(t)
 	ca := filepath.Join(dir, "ca-cert.pem")
 
-	// libvirt's default VNC has no TLS: enable it as insecure.
-	r := run(t, nil, "enable", dom.Name, "--insecure")
+	// libvirttest turns on vnc_tls with client certificates in qemu.conf,
+	// as a hypervisor should: the default (secure) enable is the one to
+	// prove.
+	r := run(t, nil, "enable", dom.Name)
 	if r.code != 0 || !strings.Contains(r.stdout, "vnc") {
 		t.Fatalf("enable: exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 	vncTok, serialTok := tokenOf(t, dom.Name, "vnc"), tokenOf(t, dom.Name, "serial")
-	if r := run(t, nil, "enable", dom.Name, "--insecure"); r.code != 0 {
+	if r := run(t, nil, "enable", dom.Name); r.code != 0 {
 		t.Fatalf("second enable: exit %d: %s", r.code, r.stderr)
 	}
 	if tokenOf(t, dom.Name, "vnc") != vncTok {
@@ -151,8 +212,8 @@ func TestLibvirtAdminAndVNC(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, ca)}, Timeout: 10 * time.Second}
 	status, body := resolve(t, hc, res.addr, vncTok)
 	wantAddr := fmt.Sprintf("127.0.0.1:%d", dom.VNCPort(t))
-	if status != 200 || body["type"] != "vnc" || body["address"] != wantAddr || body["insecure"] != true {
-		t.Fatalf("vnc token: %d %v, want vnc at %s, insecure", status, body, wantAddr)
+	if status != 200 || body["type"] != "vnc" || body["address"] != wantAddr || body["insecure"] == true {
+		t.Fatalf("vnc token: %d %v, want vnc at %s, secure", status, body, wantAddr)
 	}
 	if status, _ := resolve(t, hc, res.addr, serialTok); status != http.StatusNotImplemented {
 		t.Fatalf("pty serial token through the REST resolver: %d, want 501", status)
@@ -161,13 +222,18 @@ func TestLibvirtAdminAndVNC(t *testing.T) {
 		t.Fatalf("unknown token: %d", status)
 	}
 
-	srv := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--connect-insecure", "--connect", "qemu:///system")
+	// TLS on both legs: wss to the proxy, VeNCrypt x509 with a client
+	// certificate to libvirt's QEMU.
+	srv := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir, "--connect", "qemu:///system")
 	t.Run("vnc-proxy", func(t *testing.T) {
 		v := startVNC(t, dom.Name, "--proxy", "wss://"+srv.addr, "--ca-file", ca)
 		snapshot(t, v.port)
+		waitFor(t, 10*time.Second, "the proxy's log of a VeNCrypt x509 session with QEMU", func() bool {
+			return strings.Contains(srv.log.String(), "auth=vencrypt-x509")
+		})
 	})
 	t.Run("vnc-direct", func(t *testing.T) {
-		v := startVNC(t, dom.Name, "--connect-insecure")
+		v := startVNC(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
 		snapshot(t, v.port)
 	})
 

@@ -505,14 +505,14 @@ func TestSPICEPassword(t *testing.T) {
 func TestSPICELibvirtSingleUse(t *testing.T) {
 	d := libvirttest.Start(t)
 	dom := d.NewDomain(t, libvirttest.DomainOptions{SPICE: true})
-	// libvirt's SPICE has no TLS port unless qemu.conf has spice_tls.
-	if r := run(t, nil, "enable", dom.Name, "--type", "spice", "--insecure"); r.code != 0 {
+	// libvirttest turns on spice_tls: the proxy uses the TLS port.
+	if r := run(t, nil, "enable", dom.Name, "--type", "spice"); r.code != 0 {
 		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
 	}
 	dir := pki(t)
 	ca := filepath.Join(dir, "ca-cert.pem")
-	srv := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir,
-		"--connect-insecure", "--connect", "qemu:///system")
+	srv := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir,
+		"--connect", "qemu:///system")
 
 	tok := tokenOf(t, dom.Name, "spice")
 	v := startGraphics(t, "spice", "--proxy", "wss://"+srv.addr, "--ca-file", ca, "--token-file", writeToken(t, tok))
@@ -523,6 +523,9 @@ func TestSPICELibvirtSingleUse(t *testing.T) {
 	waitFor(t, 20*time.Second, "the session's end", func() bool {
 		return strings.Count(srv.log.String(), `msg="session end"`) >= ends+2
 	})
+	if _, tlsPort := dom.SPICEPorts(t); tlsPort == 0 || !strings.Contains(srv.log.String(), "console=127.0.0.1:"+strconv.Itoa(tlsPort)) {
+		t.Errorf("the session did not use SPICE's TLS port %d:\n%s", tlsPort, srv.log.String())
+	}
 	fresh := tokenOf(t, dom.Name, "spice")
 	if fresh == tok {
 		t.Fatal("the token is unchanged in libvirt after its session")

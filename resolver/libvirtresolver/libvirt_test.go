@@ -175,6 +175,13 @@ func TestEnableResolve(t *testing.T) {
 			}
 			return nil
 		}},
+		{protocols.KindSPICE, 0, func(g protocols.Target) error {
+			// libvirttest turns on spice_tls: the TLS port, secure.
+			if _, tlsPort := dom.SPICEPorts(t); tlsPort == 0 || g.Address != "127.0.0.1:"+strconv.Itoa(tlsPort) || g.Insecure {
+				return errors.New("want 127.0.0.1:TLSPORT, secure")
+			}
+			return nil
+		}},
 		{protocols.KindConsole, 0, func(g protocols.Target) error {
 			if g.Network != Network || !strings.HasPrefix(g.Address, d.URI+"#"+dom.UUID+"/") {
 				return errors.New("want a console stream")
@@ -202,11 +209,23 @@ func TestEnableResolve(t *testing.T) {
 			t.Errorf("%s %d: Consoles says %+v, Resolve %+v", ch.kind, ch.index, con.Target, got)
 		}
 	}
-	// SPICE has no TLS port here (no spice_tls in qemu.conf): a clear error.
-	spice := tokenOf(t, cons, protocols.KindSPICE, 0)
-	if _, err := r.Resolve(ctx, spice.Token); err == nil || !strings.Contains(err.Error(), "no TLS port") {
-		t.Errorf("spice without a TLS port: err = %v", err)
+	// SPICE without a TLS port (defaultMode='insecure'), enabled secure:
+	// a clear error, never the plain port.
+	plainOnly := d.NewDomain(t, libvirttest.DomainOptions{SPICE: true, SPICEPlainOnly: true, NoPTY: true})
+	po, err := c.Enable(ctx, plainOnly.Name, nil, "", false)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Disable(context.Background(), plainOnly.UUID) })
+	poCons, err := c.Consoles(ctx, plainOnly.Name, true)
+	if err != nil || len(po) != 1 {
+		t.Fatalf("enable plain-only SPICE: %+v, %v", po, err)
+	}
+	waitFor(t, "spice without a TLS port: a clear error", 5*time.Second, func() (bool, string) {
+		_, err := r.Resolve(ctx, tokenOf(t, poCons, protocols.KindSPICE, 0).Token)
+		return err != nil && strings.Contains(err.Error(), "no TLS port"), fmt.Sprint(err)
+	})
+	spice := tokenOf(t, cons, protocols.KindSPICE, 0)
 
 	// Enable again, insecure: same tokens, no new secrets, and the
 	// resolver follows the metadata change.

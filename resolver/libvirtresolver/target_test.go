@@ -11,9 +11,8 @@ import (
 )
 
 // Unit tests of the pure functions: target rules on live-XML fixtures
-// (TLS chardevs and SPICE TLS ports need host-wide qemu.conf changes, so
-// the real-libvirtd tests cannot cover every branch), metadata parsing,
-// addresses and URIs.
+// (every branch, including listen addresses a test libvirtd cannot
+// produce), metadata parsing, addresses and URIs.
 
 const fixtureXML = `<domain type='qemu' id='7'>
   <name>fx</name>

@@ -113,6 +113,13 @@ func (c *Creds) ClientConfig(p Policy, serverName string) *tls.Config {
 	if c.Cert != nil {
 		cfg.Certificates = []tls.Certificate{*c.Cert}
 	}
+	if c.Cert == nil && c.certWanted {
+		host := cfg.ServerName
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return nil, &HandshakeError{Msg: fmt.Sprintf("tls: %s requires a client certificate, and %s has none; add %s and %s issued by a CA it trusts",
+				host, c.Dir, RoleClient.CertFile(), RoleClient.KeyFile())}
+		}
+	}
 	return cfg
 }
 

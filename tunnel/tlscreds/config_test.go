@@ -390,3 +390,57 @@ func TestExplainPassesThrough(t *testing.T) {
 	}
 	wantExplained(t, x509.UnknownAuthorityError{}, nil, "proxy", "tls: proxy presented a certificate not signed by the system's trusted CAs")
 }
+
+// TestLoadClient: a client dir with certificates presents them; a dir
+// with only ca-cert.pem connects to a server that does not ask for a
+// client certificate, and fails at once, naming the files to add, with
+// one that requires it (as QEMU with verify-peer=on does).
+func TestLoadClient(t *testing.T) {
+	dir := created(t)
+	p := DefaultPolicy()
+	srv := mustLoad(t, dir, RoleServer)
+
+	full, err := LoadClient(dir)
+	if err != nil || full.Cert == nil {
+		t.Fatalf("LoadClient of a full dir: %+v, %v", full, err)
+	}
+	if serr, cerr, _, _ := handshake(t, srv.ServerConfig(p, true), full.ClientConfig(p, "127.0.0.1")); serr != nil || cerr != nil {
+		t.Fatalf("with a client certificate: server %v, client %v", serr, cerr)
+	}
+
+	caOnly := t.TempDir()
+	ca, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(caOnly, CACertFile), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadClient(caOnly)
+	if err != nil || c.Cert != nil {
+		t.Fatalf("LoadClient of a CA-only dir: %+v, %v", c, err)
+	}
+	if serr, cerr, _, _ := handshake(t, srv.ServerConfig(p, false), c.ClientConfig(p, "127.0.0.1")); serr != nil || cerr != nil {
+		t.Fatalf("CA only, server without client auth: server %v, client %v", serr, cerr)
+	}
+	_, cerr, _, _ := handshake(t, srv.ServerConfig(p, true), c.ClientConfig(p, "127.0.0.1"))
+	var he *HandshakeError
+	want := "tls: 127.0.0.1 requires a client certificate, and " + caOnly + " has none; add client-cert.pem and client-key.pem issued by a CA it trusts"
+	if !errors.As(cerr, &he) || he.Error() != want {
+		t.Fatalf("CA only, server requiring client certs: %v\nwant %s", cerr, want)
+	}
+
+	// A CA file alone (--ca-file) keeps Go's default: an empty
+	// certificate, and the server's verdict.
+	plain, err := LoadCAFile(filepath.Join(caOnly, CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cerr, _, _ := handshake(t, srv.ServerConfig(p, true), plain.ClientConfig(p, "127.0.0.1")); cerr == nil || errors.As(cerr, &he) {
+		t.Fatalf("LoadCAFile toward a server requiring client certs: %v", cerr)
+	}
+
+	if _, err := LoadClient(t.TempDir()); err == nil || !strings.Contains(err.Error(), CACertFile) {
+		t.Fatalf("LoadClient of an empty dir: %v", err)
+	}
+}

@@ -12,7 +12,10 @@ package tlscreds
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -62,6 +65,10 @@ type Creds struct {
 	// Cert is the certificate (with Leaf set) and key presented to the
 	// peer, or nil when none is presented (LoadCAFile).
 	Cert *tls.Certificate
+
+	// certWanted is set by LoadClient on credentials without Cert: a
+	// server that asks for a certificate fails the handshake at once.
+	certWanted bool
 }
 
 // Load reads dir for role and runs every check of Check against the
@@ -99,6 +106,30 @@ func LoadCAFile(path string) (*Creds, error) {
 		return nil, err
 	}
 	return &Creds{Dir: dir, Role: RoleClient, CAFile: path, CAs: poolOf(cas)}, nil
+}
+
+// LoadClient loads dir for a client of QEMU (or of another virtconsole):
+// client-cert.pem and client-key.pem are presented when dir has them, and
+// every check of Load runs; without them only ca-cert.pem is loaded, which
+// is enough for QEMU with verify-peer off.
+//
+// QEMU asks for a client certificate only when it verifies clients, and
+// then drops a client that sends none without saying why (in TLS 1.3,
+// after the client's handshake has completed). So with credentials that
+// have no certificate, a handshake in which the server asks for one fails
+// at once with a *HandshakeError naming the files to add.
+func LoadClient(dir string) (*Creds, error) {
+	if _, err := os.Stat(filepath.Join(dir, RoleClient.CertFile())); err != nil && errors.Is(err, fs.ErrNotExist) {
+		if _, kerr := os.Stat(filepath.Join(dir, RoleClient.KeyFile())); kerr != nil && errors.Is(kerr, fs.ErrNotExist) {
+			c, err := LoadCAFile(filepath.Join(dir, CACertFile))
+			if err != nil {
+				return nil, err
+			}
+			c.certWanted = true
+			return c, nil
+		}
+	}
+	return Load(dir, RoleClient)
 }
 
 // caName describes the CA bundle in messages: "ca-cert.pem in /pki", or

@@ -4,7 +4,9 @@
 //
 // Start makes sure virtlogd and libvirtd run (it starts them without
 // systemd, or reuses running ones, and leaves them running for the next
-// test); NewDomain defines and starts a small domain from a template and
+// test) with TLS for QEMU's VNC and SPICE, host-wide as libvirt has it:
+// the first Start on a machine mints certificates into TLSDir, adds them
+// to qemu.conf and restarts libvirtd; NewDomain defines and starts a small domain from a template and
 // destroys and undefines it when the test ends; LinuxGuest puts the tiny
 // Linux guest of qemutest where libvirt's QEMU can read it. As with
 // qemutest, missing programs skip a test locally and fail it when CI is
@@ -106,6 +108,15 @@ func ensure() error {
 			return fmt.Errorf("virtlogd: %w", err)
 		}
 	}
+	restart, err := setUpTLS()
+	if err != nil {
+		return err
+	}
+	if restart && alive(libvirtdPIDFile) {
+		if err := stop(libvirtdPIDFile); err != nil {
+			return err
+		}
+	}
 	if alive(libvirtdPIDFile) && answers() {
 		return nil
 	}
@@ -170,19 +181,33 @@ func (d *Daemon) Kill(t testing.TB) {
 	t.Helper()
 	startMu.Lock()
 	defer startMu.Unlock()
-	pid := d.PID()
+	if err := stop(libvirtdPIDFile); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stop ends the daemon of pidFile (SIGTERM, then SIGKILL) and waits until
+// it is gone.
+func stop(pidFile string) error {
+	pid := pidOf(pidFile)
 	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return
+		return nil
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(20 * time.Second)
+	killed := false
 	for syscall.Kill(pid, 0) == nil {
 		if time.Now().After(deadline) {
+			if killed {
+				return fmt.Errorf("libvirttest: %s (pid %d) does not stop", filepath.Base(pidFile), pid)
+			}
 			syscall.Kill(pid, syscall.SIGKILL)
+			killed = true
 			deadline = time.Now().Add(10 * time.Second)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return nil
 }
 
 // Restart starts libvirtd again after Kill and waits until it answers.
@@ -228,14 +253,17 @@ type DomainOptions struct {
 	VNC         bool
 	VNCPort     int
 	VNCPassword string
-	// SPICE adds SPICE graphics on 127.0.0.1 with autoport.
-	SPICE         bool
-	SPICEPassword string
+	// SPICE adds SPICE graphics on 127.0.0.1 with autoport: a plain and
+	// a TLS port, unless SPICEPlainOnly (defaultMode='insecure': no TLS
+	// port).
+	SPICE          bool
+	SPICEPassword  string
+	SPICEPlainOnly bool
 	// NoPTY leaves out the pty serial port and console.
 	NoPTY bool
 	// TCPSerial adds a serial port on a TCP chardev listening on
-	// 127.0.0.1 (after the pty one), with TLS if TCPSerialTLS (which
-	// needs chardev_tls set up in qemu.conf).
+	// 127.0.0.1 (after the pty one), with TLS (certificates from TLSDir,
+	// client certificates required) if TCPSerialTLS.
 	TCPSerial    bool
 	TCPSerialTLS bool
 	// Kernel, Initrd and Cmdline boot a kernel directly (LinuxGuest);
@@ -286,7 +314,7 @@ var domainTemplate = template.Must(template.New("domain").Parse(`<domain type='q
     </graphics>
     {{- end}}
     {{- if .SPICE}}
-    <graphics type='spice' autoport='yes' listen='127.0.0.1'{{if .SPICEPassword}} passwd='{{.SPICEPassword}}'{{end}}>
+    <graphics type='spice' autoport='yes' listen='127.0.0.1'{{if .SPICEPassword}} passwd='{{.SPICEPassword}}'{{end}}{{if .SPICEPlainOnly}} defaultMode='insecure'{{end}}>
       <listen type='address' address='127.0.0.1'/>
     </graphics>
     {{- end}}
@@ -405,7 +433,28 @@ func (dom *Domain) XML(t testing.TB, inactive bool) string {
 	return dom.d.Virsh(t, args...)
 }
 
-var vncPortRE = regexp.MustCompile(`<graphics type='vnc' port='(\d+)'`)
+var (
+	vncPortRE      = regexp.MustCompile(`<graphics type='vnc' port='(\d+)'`)
+	spicePortRE    = regexp.MustCompile(`<graphics type='spice' port='(\d+)'`)
+	spiceTLSPortRE = regexp.MustCompile(`<graphics type='spice' [^>]*tlsPort='(\d+)'`)
+)
+
+// SPICEPorts returns the live plain and TLS ports of the running domain's
+// SPICE graphics (0 for one it does not have).
+func (dom *Domain) SPICEPorts(t testing.TB) (port, tlsPort int) {
+	t.Helper()
+	x := dom.XML(t, false)
+	if m := spicePortRE.FindStringSubmatch(x); m != nil {
+		port, _ = strconv.Atoi(m[1])
+	}
+	if m := spiceTLSPortRE.FindStringSubmatch(x); m != nil {
+		tlsPort, _ = strconv.Atoi(m[1])
+	}
+	if port == 0 && tlsPort == 0 {
+		t.Fatalf("domain %s has no SPICE port in its live XML", dom.Name)
+	}
+	return port, tlsPort
+}
 
 // VNCPort returns the live VNC port of the running domain.
 func (dom *Domain) VNCPort(t testing.TB) int {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -248,13 +247,7 @@ func IsTLSError(err error) bool {
 // ClientCreds loads the credentials for dialling out (QEMU, a remote
 // resolver) from dir, with role client.
 func ClientCreds(dir string) (*tlscreds.Creds, error) {
-	if _, err := os.Stat(filepath.Join(dir, tlscreds.RoleClient.CertFile())); err != nil {
-		// QEMU with verify-peer=no needs no client certificate: a CA is enough.
-		if ca, cerr := tlscreds.LoadCAFile(filepath.Join(dir, "ca-cert.pem")); cerr == nil {
-			return ca, nil
-		}
-	}
-	creds, err := tlscreds.Load(dir, tlscreds.RoleClient)
+	creds, err := tlscreds.LoadClient(dir)
 	if err != nil {
 		return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
 	}

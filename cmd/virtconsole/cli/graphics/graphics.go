@@ -263,6 +263,9 @@ func (d *directMode) open(ctx context.Context, local net.Conn) (net.Conn, net.Co
 		err = tlscreds.ExplainHandshakeError(err, d.creds, "QEMU at "+t.Address)
 	}
 	if err != nil {
+		if connect.IsTLSError(err) {
+			return nil, nil, cmdutil.WithCode(cmdutil.ExitTLS, fmt.Errorf("QEMU at %s: %w", t.Address, err))
+		}
 		return nil, nil, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("QEMU at %s unreachable: %w", t.Address, err))
 	}
 	raw := server

@@ -189,7 +189,11 @@ func direct(ctx context.Context, f *cmdutil.Factory, opts *Options, kind protoco
 		err = tlscreds.ExplainHandshakeError(err, creds, "QEMU at "+t.Address)
 	}
 	if err != nil {
-		return nil, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("%s %d of %s at %s: %w", kind, opts.Domain.Index, opts.DomainName, t.Address, err))
+		code := cmdutil.ExitUnreachable
+		if connect.IsTLSError(err) {
+			code = cmdutil.ExitTLS
+		}
+		return nil, cmdutil.WithCode(code, fmt.Errorf("%s %d of %s at %s: %w", kind, opts.Domain.Index, opts.DomainName, t.Address, err))
 	}
 	c, _, err = pserial.Handshaker{}.Server(ctx, c, t)
 	return c, err

@@ -1,0 +1,124 @@
+package libvirttest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
+)
+
+// TLSDir holds the certificates of the test libvirtd's QEMU and of its
+// clients, in the cert-dir convention (ca-cert.pem, server-*.pem for QEMU,
+// client-*.pem for virtconsole), all from one throwaway CA. Tests pass it
+// to virtconsole as --connect-tls-dir. The server certificate is for
+// 127.0.0.1 and localhost, where test domains listen.
+const TLSDir = "/etc/pki/virtconsole-test"
+
+// qemuConf is libvirt's QEMU driver configuration. TLS for QEMU's consoles
+// can only be set there, for every domain of the host (TESTBED.md).
+const qemuConf = "/etc/libvirt/qemu.conf"
+
+// The block Start appends to qemu.conf: VeNCrypt x509 with client
+// certificates for VNC, a TLS port for SPICE, and certificates for TCP
+// chardevs with tls='yes' (chardev_tls stays off, so plain TCP chardevs
+// stay plain). Between the markers, so it is added once and recognisable.
+const (
+	confBegin = "# BEGIN virtconsole tests (resolver/libvirtresolver/libvirttest)"
+	confEnd   = "# END virtconsole tests"
+)
+
+func confBlock() string {
+	return confBegin + `
+vnc_tls = 1
+vnc_tls_x509_cert_dir = "` + TLSDir + `"
+vnc_tls_x509_verify = 1
+spice_tls = 1
+spice_tls_x509_cert_dir = "` + TLSDir + `"
+chardev_tls_x509_cert_dir = "` + TLSDir + `"
+chardev_tls_x509_verify = 1
+` + confEnd + "\n"
+}
+
+// renewBefore is how long before expiry Start mints new certificates, so
+// that a machine that keeps TLSDir never runs tests on expiring ones.
+const renewBefore = 30 * 24 * time.Hour
+
+// setUpTLS makes sure TLSDir holds valid certificates readable by QEMU and
+// that qemu.conf uses them. It reports whether libvirtd must be restarted
+// to read a changed qemu.conf.
+func setUpTLS() (restart bool, err error) {
+	if err := ensureCerts(); err != nil {
+		return false, err
+	}
+	conf, err := os.ReadFile(qemuConf)
+	if err != nil {
+		return false, fmt.Errorf("libvirttest: read %s: %w", qemuConf, err)
+	}
+	if bytes.Contains(conf, []byte(confBegin)) {
+		return false, nil
+	}
+	if len(conf) > 0 && conf[len(conf)-1] != '\n' {
+		conf = append(conf, '\n')
+	}
+	conf = append(conf, confBlock()...)
+	if err := os.WriteFile(qemuConf, conf, 0o600); err != nil {
+		return false, fmt.Errorf("libvirttest: write %s: %w", qemuConf, err)
+	}
+	return true, nil
+}
+
+// ensureCerts mints TLSDir's certificates when they are missing, fail a
+// check, or expire within renewBefore, and gives QEMU (group libvirt-qemu)
+// read access: directory 0750, files 0640.
+func ensureCerts() error {
+	// QEMU must be able to traverse the parent, which Create would make
+	// 0700 if it were missing.
+	if err := os.MkdirAll(filepath.Dir(TLSDir), 0o755); err != nil {
+		return fmt.Errorf("libvirttest: %w", err)
+	}
+	if !certsOK() {
+		err := tlscreds.Create(TLSDir, []string{"127.0.0.1", "localhost"}, tlscreds.CreateOptions{Force: true})
+		if err != nil {
+			return fmt.Errorf("libvirttest: %w", err)
+		}
+	}
+	gid := -1
+	if g, err := user.LookupGroup("libvirt-qemu"); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if err := os.Chown(TLSDir, 0, gid); err != nil {
+		return fmt.Errorf("libvirttest: %w", err)
+	}
+	if err := os.Chmod(TLSDir, 0o750); err != nil {
+		return fmt.Errorf("libvirttest: %w", err)
+	}
+	for _, f := range tlscreds.CreatedFiles {
+		p := filepath.Join(TLSDir, f)
+		if err := os.Chown(p, 0, gid); err != nil {
+			return fmt.Errorf("libvirttest: %w", err)
+		}
+		if err := os.Chmod(p, 0o640); err != nil {
+			return fmt.Errorf("libvirttest: %w", err)
+		}
+	}
+	return nil
+}
+
+// certsOK reports whether both roles' files in TLSDir pass every check
+// a renewBefore from now.
+func certsOK() bool {
+	later := time.Now().Add(renewBefore)
+	for _, role := range []tlscreds.Role{tlscreds.RoleServer, tlscreds.RoleClient} {
+		for _, r := range tlscreds.Check(TLSDir, role, later) {
+			if r.Err != nil || r.Skipped {
+				return false
+			}
+		}
+	}
+	return true
+}
