@@ -35,6 +35,19 @@ func typeUntil(t *testing.T, c *client, line, want string) {
 	}
 }
 
+// askGuest runs "virtconsole serial ARGS", types echo $((6*7)) ending
+// with newline ("\r" on a pty, "\n" on a socket) until 42 comes back,
+// then closes its input and wants exit 0.
+func askGuest(t *testing.T, newline string, args ...string) {
+	t.Helper()
+	c := startSerial(t, args...)
+	typeUntil(t, c, "echo $((6*7))"+newline, "42")
+	c.stdin.Close()
+	if code := c.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+	}
+}
+
 // waitForOr polls cond for up to d and reports whether it held.
 func waitForOr(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
@@ -57,12 +70,13 @@ func TestLibvirtSerial(t *testing.T) {
 	dom := d.NewDomain(t, libvirttest.DomainOptions{Kernel: kernel, Initrd: initrd, Cmdline: qemutest.GuestCmdline})
 
 	t.Run("direct", func(t *testing.T) {
-		c := startSerial(t, dom.Name)
-		typeUntil(t, c, "echo $((6*7))\r", "42")
-		c.stdin.Close()
-		if code := c.wait(t, 30*time.Second); code != 0 {
-			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
-		}
+		askGuest(t, "\r", dom.Name)
+	})
+
+	// The console stream over libvirt's TLS transport, as from another
+	// machine: go-libvirt's stream framing over a remote connection.
+	t.Run("direct-remote", func(t *testing.T) {
+		askGuest(t, "\r", dom.Name, "-c", libvirttest.TLSURI)
 	})
 
 	t.Run("proxy", func(t *testing.T) {
@@ -71,12 +85,7 @@ func TestLibvirtSerial(t *testing.T) {
 		}
 		dir := pki(t)
 		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--connect", "qemu:///system")
-		c := startSerial(t, dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
-		typeUntil(t, c, "echo $((6*7))\r", "42")
-		c.stdin.Close()
-		if code := c.wait(t, 30*time.Second); code != 0 {
-			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
-		}
+		askGuest(t, "\r", dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
 		if !strings.Contains(p.log.String(), "kind=serial") {
 			t.Fatalf("no serial session in the server log:\n%s", p.log.String())
 		}
@@ -94,12 +103,7 @@ func TestLibvirtSerialTLS(t *testing.T) {
 	dom := d.NewDomain(t, libvirttest.DomainOptions{Kernel: kernel, Initrd: initrd, NoPTY: true, TCPSerial: true, TCPSerialTLS: true})
 
 	t.Run("direct", func(t *testing.T) {
-		c := startSerial(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
-		typeUntil(t, c, "echo $((6*7))\n", "42")
-		c.stdin.Close()
-		if code := c.wait(t, 30*time.Second); code != 0 {
-			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
-		}
+		askGuest(t, "\n", dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
 	})
 
 	t.Run("direct-without-client-cert", func(t *testing.T) {
@@ -127,12 +131,7 @@ func TestLibvirtSerialTLS(t *testing.T) {
 		}
 		dir := pki(t)
 		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir, "--connect", "qemu:///system")
-		c := startSerial(t, dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
-		typeUntil(t, c, "echo $((6*7))\n", "42")
-		c.stdin.Close()
-		if code := c.wait(t, 30*time.Second); code != 0 {
-			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
-		}
+		askGuest(t, "\n", dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
 		want := "console=127.0.0.1:" + strconv.Itoa(dom.TCPPort)
 		if !strings.Contains(p.log.String(), want) || !strings.Contains(p.log.String(), "kind=serial") {
 			t.Fatalf("no serial session with %s in the server log:\n%s", want, p.log.String())
@@ -208,7 +207,9 @@ func TestLibvirtAdminAndVNC(t *testing.T) {
 		t.Fatal("consoles printed a token without --show-tokens")
 	}
 
-	res := startDaemon(t, "server", "resolver", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect", "qemu:///system")
+	// The resolver daemon reaches libvirtd over its TLS transport, as it
+	// would a remote hypervisor's.
+	res := startDaemon(t, "server", "resolver", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect", libvirttest.TLSURI)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, ca)}, Timeout: 10 * time.Second}
 	status, body := resolve(t, hc, res.addr, vncTok)
 	wantAddr := fmt.Sprintf("127.0.0.1:%d", dom.VNCPort(t))
@@ -234,6 +235,10 @@ func TestLibvirtAdminAndVNC(t *testing.T) {
 	})
 	t.Run("vnc-direct", func(t *testing.T) {
 		v := startVNC(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
+		snapshot(t, v.port)
+	})
+	t.Run("vnc-direct-remote", func(t *testing.T) {
+		v := startVNC(t, dom.Name, "-c", libvirttest.TLSURI, "--connect-tls-dir", libvirttest.TLSDir)
 		snapshot(t, v.port)
 	})
 

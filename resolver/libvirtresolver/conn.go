@@ -142,7 +142,7 @@ func (c *Conn) rpcErr(err error) error {
 		return nil
 	}
 	if errors.Is(err, libvirt.ErrInterrupted) || errors.Is(err, net.ErrClosed) {
-		return &connectError{uri: c.t.raw, err: errors.New("connection lost")}
+		return &connectError{uri: c.t.raw, transport: c.t.transport, err: errors.New("connection lost")}
 	}
 	return fmt.Errorf("libvirt %s: %s", c.t.raw, oneLine(err.Error()))
 }

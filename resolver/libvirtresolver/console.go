@@ -72,7 +72,7 @@ func openConsole(ctx context.Context, lt *target, dom libvirt.Domain, device str
 	c.sock = socket.New(d, c)
 	c.raw = d
 	if err := c.sock.Connect(); err != nil {
-		return nil, &connectError{uri: lt.raw, err: err}
+		return nil, &connectError{uri: lt.raw, transport: lt.transport, err: err}
 	}
 	stop := context.AfterFunc(ctx, func() { c.sock.Disconnect() })
 	err := c.open(dom, device, force)
@@ -94,11 +94,11 @@ func (c *consoleConn) open(dom libvirt.Domain, device string, force bool) error 
 	// libvirtd wants AUTH_LIST before anything else, even without auth.
 	rep, err := c.call(procAuthList, nil)
 	if err != nil {
-		return &connectError{uri: c.lt.raw, err: err}
+		return &connectError{uri: c.lt.raw, transport: c.lt.transport, err: err}
 	}
 	auths, err := decodeInts(rep)
 	if err != nil {
-		return &connectError{uri: c.lt.raw, err: err}
+		return &connectError{uri: c.lt.raw, transport: c.lt.transport, err: err}
 	}
 	hasNone := len(auths) == 0
 	for _, a := range auths {
@@ -108,19 +108,19 @@ func (c *consoleConn) open(dom libvirt.Domain, device string, force bool) error 
 		switch {
 		case contains(auths, authPolkit):
 			if _, err := c.call(procAuthPolkit, nil); err != nil {
-				return &connectError{uri: c.lt.raw, err: fmt.Errorf("polkit authentication: %w", err)}
+				return &connectError{uri: c.lt.raw, transport: c.lt.transport, err: fmt.Errorf("polkit authentication: %w", err)}
 			}
 		case contains(auths, authSASL):
-			return &connectError{uri: c.lt.raw, err: errors.New("libvirtd requires SASL authentication, which is not supported")}
+			return &connectError{uri: c.lt.raw, transport: c.lt.transport, err: errors.New("libvirtd requires SASL authentication, which is not supported")}
 		default:
-			return &connectError{uri: c.lt.raw, err: fmt.Errorf("libvirtd requires an unsupported authentication type %v", auths)}
+			return &connectError{uri: c.lt.raw, transport: c.lt.transport, err: fmt.Errorf("libvirtd requires an unsupported authentication type %v", auths)}
 		}
 	}
 	var e xdrEncoder
 	e.optString(string(libvirt.RemoteURI(c.lt.u)))
 	e.uint32(0)
 	if _, err := c.call(procConnectOpen, e.b); err != nil {
-		return &connectError{uri: c.lt.raw, err: err}
+		return &connectError{uri: c.lt.raw, transport: c.lt.transport, err: err}
 	}
 
 	e = xdrEncoder{}

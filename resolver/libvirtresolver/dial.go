@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
@@ -106,9 +108,10 @@ func WithReusableTokens() Option { return func(o *options) { o.reusable = true }
 
 // target is a parsed libvirt URI and how to reach it.
 type target struct {
-	raw    string
-	u      *url.URL
-	dialer Dialer
+	raw       string
+	u         *url.URL
+	transport string // unix, tcp, tls or ssh
+	dialer    Dialer
 	// host is the hypervisor's address as seen from here, for consoles
 	// listening on a wildcard address: the URI's host, or 127.0.0.1.
 	host string
@@ -122,28 +125,33 @@ func parseURI(raw string, o *options) (*target, error) {
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("libvirt URI %q: want driver[+transport]://[host]/path, e.g. qemu:///system or qemu+tls://host/system", raw)
 	}
-	t := &target{raw: raw, u: u, dialer: o.dialer, host: u.Hostname()}
+	t := &target{raw: raw, u: u, transport: transportOf(u), dialer: o.dialer, host: u.Hostname()}
 	if t.host == "" {
 		t.host = "127.0.0.1"
 	}
 	if t.dialer == nil {
-		if t.dialer, err = dialerForURI(u); err != nil {
+		if t.dialer, err = dialerForURI(u, t.transport); err != nil {
 			return nil, fmt.Errorf("libvirt URI %s: %w", raw, err)
 		}
 	}
 	return t, nil
 }
 
-// dialerForURI builds a go-libvirt dialer for the transports libvirt's
-// URIs name: unix (the default without a host), tcp, tls (the default
-// with a host) and ssh.
-func dialerForURI(u *url.URL) (Dialer, error) {
-	transport := "unix"
+// transportOf names the transport of a libvirt URI: the part after "+"
+// in its scheme, else unix without a host and tls with one.
+func transportOf(u *url.URL) string {
 	if _, tr, ok := strings.Cut(u.Scheme, "+"); ok {
-		transport = tr
-	} else if u.Host != "" {
-		transport = "tls"
+		return tr
 	}
+	if u.Host != "" {
+		return "tls"
+	}
+	return "unix"
+}
+
+// dialerForURI builds a go-libvirt dialer for the transports libvirt's
+// URIs name: unix, tcp, tls and ssh.
+func dialerForURI(u *url.URL, transport string) (Dialer, error) {
 	q := u.Query()
 	switch transport {
 	case "unix":
@@ -215,14 +223,26 @@ func dialerForURI(u *url.URL) (Dialer, error) {
 var ErrUnreachable = errors.New("libvirt unreachable")
 
 type connectError struct {
-	uri string
-	err error
+	uri       string
+	transport string
+	err       error
 }
 
 func (e *connectError) Error() string {
 	hint := ""
 	var ne net.Error
-	if errors.As(e.err, &ne) || errors.Is(e.err, os.ErrNotExist) {
+	msg := e.err.Error()
+	switch {
+	case strings.Contains(msg, "could not read tls"):
+		// go-libvirt's TLS dialer found no credentials.
+		hint = " (the tls transport reads cacert.pem, clientcert.pem and clientkey.pem from ?pkipath=DIR, else from /etc/pki/CA and /etc/pki/libvirt)"
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
+		hint = " (libvirtd and this client must trust each other's certificates: check cacert.pem and clientcert.pem in the pkipath)"
+	case e.transport == "tls" && (errors.Is(e.err, io.EOF) || errors.Is(e.err, syscall.ECONNRESET)):
+		// In TLS 1.3 libvirtd checks the client certificate after the
+		// client's handshake is done, and refuses by hanging up.
+		hint = " (libvirtd hung up after the TLS handshake: it does not accept clientcert.pem from the pkipath; issue it from the CA in libvirtd's ca_file, or check tls_allowed_dn_list)"
+	case errors.As(e.err, &ne) || errors.Is(e.err, os.ErrNotExist):
 		hint = " (is libvirtd running and reachable?)"
 	}
 	return fmt.Sprintf("cannot connect to libvirt at %s: %s%s", e.uri, oneLine(e.err.Error()), hint)
@@ -249,7 +269,7 @@ func (t *target) connect(ctx context.Context) (*libvirt.Libvirt, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, &connectError{uri: t.raw, err: r.err}
+			return nil, &connectError{uri: t.raw, transport: t.transport, err: r.err}
 		}
 		return r.l, nil
 	case <-ctx.Done():
@@ -258,7 +278,7 @@ func (t *target) connect(ctx context.Context) (*libvirt.Libvirt, error) {
 				r.l.Disconnect()
 			}
 		}()
-		return nil, &connectError{uri: t.raw, err: ctx.Err()}
+		return nil, &connectError{uri: t.raw, transport: t.transport, err: ctx.Err()}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // These tests run against a real libvirtd (libvirttest.Start) with small
@@ -536,6 +539,37 @@ func TestLibvirtdRestart(t *testing.T) {
 	t.Logf("libvirtd restarted in %v; resolver answered again %v after that", restarted.Round(time.Millisecond), lat)
 }
 
+// TestRemoteTLS: the admin calls and the resolver over libvirt's TLS
+// transport (client certificates both ways), as toward a remote
+// hypervisor.
+func TestRemoteTLS(t *testing.T) {
+	d := libvirttest.Start(t)
+	ctx := ctxT(t)
+	c, err := Connect(ctx, libvirttest.TLSURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true, NoPTY: true})
+	if _, err := c.Enable(ctx, dom.Name, nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Disable(context.Background(), dom.UUID) })
+	cons, err := c.Consoles(ctx, dom.Name, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New([]string{libvirttest.TLSURI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := r.Resolve(ctx, tokenOf(t, cons, protocols.KindVNC, 0).Token)
+	if want := "127.0.0.1:" + strconv.Itoa(dom.VNCPort(t)); err != nil || got.Address != want || got.Insecure {
+		t.Fatalf("resolve over TLS: %+v, %v; want %s, secure", got, err, want)
+	}
+}
+
 // TestErrors: enable on a domain without consoles, an unknown domain and
 // an unreachable libvirt each fail with one clear line.
 func TestErrors(t *testing.T) {
@@ -580,6 +614,37 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: %v", uri, err)
 		}
 		checkOneLine(t, err)
+	}
+	// TLS transport without client credentials, and with a client
+	// certificate libvirtd does not trust: one line that says what to do.
+	noPKI := t.TempDir()
+	otherCA := t.TempDir()
+	if err := tlscreds.Create(otherCA, []string{"127.0.0.1"}, tlscreds.CreateOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(libvirttest.ClientPKIDir, "cacert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for src, dst := range map[string]string{"client-cert.pem": "clientcert.pem", "client-key.pem": "clientkey.pem"} {
+		b, err := os.ReadFile(filepath.Join(otherCA, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(otherCA, dst), b, 0o600)
+	}
+	os.WriteFile(filepath.Join(otherCA, "cacert.pem"), ca, 0o644)
+	for _, tc := range []struct{ uri, want string }{
+		{"qemu+tls://127.0.0.1/system?pkipath=" + noPKI, "clientcert.pem"},
+		{"qemu+tls://127.0.0.1/system?pkipath=" + otherCA, "does not accept clientcert.pem"},
+	} {
+		_, err := Connect(ctx, tc.uri)
+		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrUnreachable mentioning %q", tc.uri, err, tc.want)
+		}
+		if err != nil {
+			checkOneLine(t, err)
+		}
 	}
 	if _, err := Connect(ctx, "qemu+bogus://x/system"); err == nil {
 		t.Error("bogus transport accepted")

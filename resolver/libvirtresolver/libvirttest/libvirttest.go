@@ -112,6 +112,11 @@ func ensure() error {
 	if err != nil {
 		return err
 	}
+	// A libvirtd started before (by hand, or without --listen) has no TLS
+	// listener: restart it too.
+	if alive(libvirtdPIDFile) && answers() && !listensTLS() {
+		restart = true
+	}
 	if restart && alive(libvirtdPIDFile) {
 		if err := stop(libvirtdPIDFile); err != nil {
 			return err
@@ -121,14 +126,14 @@ func ensure() error {
 		return nil
 	}
 	if !alive(libvirtdPIDFile) {
-		if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil && !alive(libvirtdPIDFile) {
+		if out, err := exec.Command("libvirtd", "--daemon", "--listen").CombinedOutput(); err != nil && !alive(libvirtdPIDFile) {
 			return fmt.Errorf("start libvirtd: %v: %s", err, out)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !answers() {
+	for !answers() || !listensTLS() {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("libvirtd does not answer on %s after 30s", Socket)
+			return fmt.Errorf("libvirtd does not answer on %s and %s after 30s", Socket, libvirtdTLSAddr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

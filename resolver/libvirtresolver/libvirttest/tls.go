@@ -3,10 +3,12 @@ package libvirttest
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
@@ -18,6 +20,36 @@ import (
 // to virtconsole as --connect-tls-dir. The server certificate is for
 // 127.0.0.1 and localhost, where test domains listen.
 const TLSDir = "/etc/pki/virtconsole-test"
+
+// ClientPKIDir holds the client credentials for libvirt's TLS transport
+// (TLSURI) under the names libvirt and go-libvirt look for with
+// ?pkipath=: cacert.pem, clientcert.pem and clientkey.pem (root only).
+const ClientPKIDir = TLSDir + "/libvirt-client"
+
+// TLSURI reaches the test libvirtd over its TLS transport on loopback,
+// as a proxy reaches a remote hypervisor: libvirtd verifies the client
+// certificate of ClientPKIDir, the client verifies libvirtd's.
+const TLSURI = "qemu+tls://127.0.0.1/system?pkipath=" + ClientPKIDir
+
+// libvirtdTLSAddr is where libvirtd listens for TLSURI.
+const libvirtdTLSAddr = "127.0.0.1:16514"
+
+// libvirtdConf is libvirtd's configuration: its TLS listener, on loopback
+// only, with TLSDir's server certificate; clients need a certificate from
+// TLSDir's CA (TCP without TLS stays off: it would have no
+// authentication).
+const libvirtdConf = "/etc/libvirt/libvirtd.conf"
+
+func libvirtdBlock() string {
+	return confBegin + `
+listen_tls = 1
+listen_tcp = 0
+listen_addr = "127.0.0.1"
+key_file = "` + TLSDir + `/server-key.pem"
+cert_file = "` + TLSDir + `/server-cert.pem"
+ca_file = "` + TLSDir + `/ca-cert.pem"
+` + confEnd + "\n"
+}
 
 // qemuConf is libvirt's QEMU driver configuration. TLS for QEMU's consoles
 // can only be set there, for every domain of the host (TESTBED.md).
@@ -55,21 +87,45 @@ func setUpTLS() (restart bool, err error) {
 	if err := ensureCerts(); err != nil {
 		return false, err
 	}
-	conf, err := os.ReadFile(qemuConf)
-	if err != nil {
-		return false, fmt.Errorf("libvirttest: read %s: %w", qemuConf, err)
+	for _, c := range []struct{ path, block string }{{qemuConf, confBlock()}, {libvirtdConf, libvirtdBlock()}} {
+		added, err := appendOnce(c.path, c.block)
+		if err != nil {
+			return false, err
+		}
+		restart = restart || added
 	}
-	if bytes.Contains(conf, []byte(confBegin)) {
+	return restart, nil
+}
+
+// appendOnce appends block to the file at path unless it has the block's
+// first line already, and reports whether it did.
+func appendOnce(path, block string) (bool, error) {
+	conf, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("libvirttest: read %s: %w", path, err)
+	}
+	first, _, _ := strings.Cut(block, "\n")
+	if bytes.Contains(conf, []byte(first)) {
 		return false, nil
 	}
 	if len(conf) > 0 && conf[len(conf)-1] != '\n' {
 		conf = append(conf, '\n')
 	}
-	conf = append(conf, confBlock()...)
-	if err := os.WriteFile(qemuConf, conf, 0o600); err != nil {
-		return false, fmt.Errorf("libvirttest: write %s: %w", qemuConf, err)
+	conf = append(conf, block...)
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		return false, fmt.Errorf("libvirttest: write %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// listensTLS reports whether libvirtd's TLS listener accepts connections.
+func listensTLS() bool {
+	c, err := net.DialTimeout("tcp", libvirtdTLSAddr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // ensureCerts mints TLSDir's certificates when they are missing, fail a
@@ -97,12 +153,35 @@ func ensureCerts() error {
 	if err := os.Chmod(TLSDir, 0o750); err != nil {
 		return fmt.Errorf("libvirttest: %w", err)
 	}
+	// QEMU reads the CA and the server files; the client files are for
+	// the tests (root) only.
 	for _, f := range tlscreds.CreatedFiles {
 		p := filepath.Join(TLSDir, f)
-		if err := os.Chown(p, 0, gid); err != nil {
+		g, mode := gid, os.FileMode(0o640)
+		if f == tlscreds.RoleClient.CertFile() || f == tlscreds.RoleClient.KeyFile() {
+			g, mode = 0, 0o600
+		}
+		if err := os.Chown(p, 0, g); err != nil {
 			return fmt.Errorf("libvirttest: %w", err)
 		}
-		if err := os.Chmod(p, 0o640); err != nil {
+		if err := os.Chmod(p, mode); err != nil {
+			return fmt.Errorf("libvirttest: %w", err)
+		}
+	}
+	// The same client credentials under libvirt's names, for TLSURI.
+	if err := os.MkdirAll(ClientPKIDir, 0o700); err != nil {
+		return fmt.Errorf("libvirttest: %w", err)
+	}
+	for src, dst := range map[string]string{
+		tlscreds.CACertFile:            "cacert.pem",
+		tlscreds.RoleClient.CertFile(): "clientcert.pem",
+		tlscreds.RoleClient.KeyFile():  "clientkey.pem",
+	} {
+		b, err := os.ReadFile(filepath.Join(TLSDir, src))
+		if err != nil {
+			return fmt.Errorf("libvirttest: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(ClientPKIDir, dst), b, 0o600); err != nil {
 			return fmt.Errorf("libvirttest: %w", err)
 		}
 	}
