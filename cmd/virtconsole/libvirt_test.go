@@ -78,6 +78,9 @@ func TestLibvirtSerial(t *testing.T) {
 	t.Run("direct-remote", func(t *testing.T) {
 		askGuest(t, "\r", dom.Name, "-c", libvirttest.TLSURI)
 	})
+	t.Run("direct-remote-ssh", func(t *testing.T) {
+		askGuest(t, "\r", dom.Name, "-c", d.StartSSH(t).URI)
+	})
 
 	t.Run("proxy", func(t *testing.T) {
 		if r := run(t, nil, "enable", dom.Name, "--type", "serial"); r.code != 0 {

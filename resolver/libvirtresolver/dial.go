@@ -191,29 +191,23 @@ func dialerForURI(u *url.URL, transport string) (Dialer, error) {
 		}
 		return dialers.NewTLS(u.Hostname(), opts...), nil
 	case "ssh", "libssh", "libssh2":
-		var opts []dialers.SSHOption
-		if cur, err := user.Current(); err == nil {
-			opts = append(opts, dialers.WithSystemSSHDefaults(cur))
+		d := &sshDialer{addr: u.Host, user: u.User.Username(), keyFile: q.Get("keyfile"),
+			knownHosts: q.Get("known_hosts"), socket: q.Get("socket"), noVerify: q.Get("no_verify") == "1",
+			timeout: 10 * time.Second}
+		if u.Port() == "" {
+			d.addr = net.JoinHostPort(u.Hostname(), "22")
 		}
-		if p := u.Port(); p != "" {
-			opts = append(opts, dialers.UseSSHPort(p))
+		if d.user == "" {
+			cur, err := user.Current()
+			if err != nil {
+				return nil, fmt.Errorf("no user name in the URI and no current user: %w", err)
+			}
+			d.user = cur.Username
 		}
-		if name := u.User.Username(); name != "" {
-			opts = append(opts, dialers.UseSSHUsername(name))
+		if d.socket == "" {
+			d.socket = remoteSocket
 		}
-		if s := q.Get("socket"); s != "" {
-			opts = append(opts, dialers.WithRemoteSocket(s))
-		}
-		if k := q.Get("keyfile"); k != "" {
-			opts = append(opts, dialers.UseKeyFile(k))
-		}
-		if kh := q.Get("known_hosts"); kh != "" {
-			opts = append(opts, dialers.UseKnownHostsFile(kh))
-		}
-		if q.Get("no_verify") == "1" {
-			opts = append(opts, dialers.WithInsecureIgnoreHostKey())
-		}
-		return dialers.NewSSH(u.Hostname(), opts...), nil
+		return d, nil
 	}
 	return nil, fmt.Errorf("transport %q is not supported; use unix, tcp, tls or ssh", transport)
 }
@@ -242,6 +236,8 @@ func (e *connectError) Error() string {
 		// In TLS 1.3 libvirtd checks the client certificate after the
 		// client's handshake is done, and refuses by hanging up.
 		hint = " (libvirtd hung up after the TLS handshake: it does not accept clientcert.pem from the pkipath; issue it from the CA in libvirtd's ca_file, or check tls_allowed_dn_list)"
+	case e.transport == "ssh" && strings.HasPrefix(msg, "ssh: "):
+		// sshDialer's errors say what to do already.
 	case errors.As(e.err, &ne) || errors.Is(e.err, os.ErrNotExist):
 		hint = " (is libvirtd running and reachable?)"
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -539,35 +540,70 @@ func TestLibvirtdRestart(t *testing.T) {
 	t.Logf("libvirtd restarted in %v; resolver answered again %v after that", restarted.Round(time.Millisecond), lat)
 }
 
-// TestRemoteTLS: the admin calls and the resolver over libvirt's TLS
-// transport (client certificates both ways), as toward a remote
-// hypervisor.
-func TestRemoteTLS(t *testing.T) {
+// TestRemoteTransports: the admin calls and the resolver over libvirt's
+// tls transport (client certificates both ways) and its ssh transport
+// (key login, known host key), as toward a remote hypervisor.
+func TestRemoteTransports(t *testing.T) {
 	d := libvirttest.Start(t)
 	ctx := ctxT(t)
-	c, err := Connect(ctx, libvirttest.TLSURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true, NoPTY: true})
-	if _, err := c.Enable(ctx, dom.Name, nil, "", false); err != nil {
-		t.Fatal(err)
+	want := "127.0.0.1:" + strconv.Itoa(dom.VNCPort(t))
+	sshd := d.StartSSH(t)
+	for _, tc := range []struct{ name, uri string }{
+		{"tls", libvirttest.TLSURI},
+		{"ssh", sshd.URI},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Connect(ctx, tc.uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Enable(ctx, dom.Name, nil, "", false); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Disable(context.Background(), dom.UUID)
+			cons, err := c.Consoles(ctx, dom.Name, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := New([]string{tc.uri})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			got, err := r.Resolve(ctx, tokenOf(t, cons, protocols.KindVNC, 0).Token)
+			if err != nil || got.Address != want || got.Insecure {
+				t.Fatalf("resolve over %s: %+v, %v; want %s, secure", tc.name, got, err, want)
+			}
+		})
 	}
-	t.Cleanup(func() { c.Disable(context.Background(), dom.UUID) })
-	cons, err := c.Consoles(ctx, dom.Name, true)
-	if err != nil {
-		t.Fatal(err)
+	// SSH failures a user can fix, each one line: an unknown host key, a
+	// missing key file.
+	emptyKH := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(emptyKH, nil, 0o600)
+	for _, tc := range []struct{ param, value, want string }{
+		{"known_hosts", emptyKH, "is not in " + emptyKH + "; add it"},
+		{"keyfile", "/nonexistent/id_ed25519", "/nonexistent/id_ed25519"},
+	} {
+		u, _ := url.Parse(sshd.URI)
+		q := u.Query()
+		q.Set(tc.param, tc.value)
+		u.RawQuery = q.Encode()
+		_, err := Connect(ctx, u.String())
+		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ssh with %s=%s: %v, want ErrUnreachable mentioning %q", tc.param, tc.value, err, tc.want)
+		} else {
+			checkOneLine(t, err)
+		}
 	}
-	r, err := New([]string{libvirttest.TLSURI})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	got, err := r.Resolve(ctx, tokenOf(t, cons, protocols.KindVNC, 0).Token)
-	if want := "127.0.0.1:" + strconv.Itoa(dom.VNCPort(t)); err != nil || got.Address != want || got.Insecure {
-		t.Fatalf("resolve over TLS: %+v, %v; want %s, secure", got, err, want)
-	}
+
+	// Closing the libvirt connections closed their SSH connections: no
+	// process is left serving one on the "hypervisor".
+	waitFor(t, "SSH connections closed", 10*time.Second, func() (bool, string) {
+		n := sshd.Processes()
+		return n == 0, fmt.Sprintf("%d sshd processes serving connections", n)
+	})
 }
 
 // TestErrors: enable on a domain without consoles, an unknown domain and

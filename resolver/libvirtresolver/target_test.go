@@ -202,7 +202,7 @@ func TestParseURI(t *testing.T) {
 		{"qemu+tcp://hv1:1234/system", "hv1", "*dialers.Remote"},
 		{"qemu+tls://hv2/system", "hv2", "*dialers.TLS"},
 		{"qemu://hv3/system", "hv3", "*dialers.TLS"},
-		{"qemu+ssh://root@hv4/system", "hv4", "*dialers.SSH"},
+		{"qemu+ssh://root@hv4/system", "hv4", "*libvirtresolver.sshDialer"},
 	} {
 		lt, err := parseURI(tt.uri, &options{})
 		if err != nil {
@@ -211,6 +211,22 @@ func TestParseURI(t *testing.T) {
 		}
 		if lt.host != tt.host || typeName(lt.dialer) != tt.typ {
 			t.Errorf("%s: host %q dialer %s", tt.uri, lt.host, typeName(lt.dialer))
+		}
+	}
+	// The ssh transport's parameters.
+	for uri, want := range map[string]sshDialer{
+		"qemu+ssh://root@hv4/system": {addr: "hv4:22", user: "root", socket: remoteSocket},
+		"qemu+ssh://op@[2001:db8::1]:2222/system?keyfile=/k&known_hosts=/kh&socket=/s&no_verify=1": {
+			addr: "[2001:db8::1]:2222", user: "op", keyFile: "/k", knownHosts: "/kh", socket: "/s", noVerify: true},
+	} {
+		lt, err := parseURI(uri, &options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := *lt.dialer.(*sshDialer)
+		got.timeout = 0
+		if got != want {
+			t.Errorf("%s: %+v, want %+v", uri, got, want)
 		}
 	}
 	for _, bad := range []string{"qemu+carrier-pigeon://x/system", "not a uri", "qemu+tls://h/system?no_verify=maybe"} {
