@@ -77,8 +77,9 @@ type QEMU struct {
 
 // Start runs QEMU with the common arguments (TCG, 64 MiB unless args set
 // -m, no default devices, no display) plus args, waits until its QMP
-// monitor answers (by then every listener in args is open), and kills it
-// when the test ends.
+// monitor answers (by then its chardevs listen; VNC and SPICE may not yet,
+// which StartVNC and StartSPICE wait for), and kills it when the test
+// ends.
 func Start(t testing.TB, args ...string) *QEMU {
 	t.Helper()
 	bin := Require(t)
@@ -101,7 +102,18 @@ func Start(t testing.TB, args ...string) *QEMU {
 		t.Fatalf("start QEMU: %v", err)
 	}
 	go func() { q.cmd.Wait(); close(q.done) }()
-	t.Cleanup(q.Kill)
+	t.Cleanup(func() {
+		// A failed test often failed because QEMU went away: say so.
+		if t.Failed() {
+			select {
+			case <-q.done:
+				t.Logf("QEMU had exited (%v); its output:\n%s", q.cmd.ProcessState, q.Output())
+			default:
+				t.Logf("QEMU's output:\n%s", q.Output())
+			}
+		}
+		q.Kill()
+	})
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -331,7 +343,22 @@ func StartVNC(t testing.TB, o VNCOptions) (*QEMU, string) {
 			t.Fatal(err)
 		}
 	}
-	return q, "127.0.0.1:" + strconv.Itoa(port)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	q.waitListening(addr)
+	return q, addr
+}
+
+// waitListening waits until QEMU accepts TCP connections at addr. QMP can
+// answer before the display servers listen (seen once in CI: the first
+// VNC connection refused right after Start); a bare connect and close is
+// harmless to VNC and SPICE.
+func (q *QEMU) waitListening(addr string) {
+	q.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := WaitDial(ctx, addr); err != nil {
+		q.t.Fatalf("QEMU: %v; its output: %s", err, q.Output())
+	}
 }
 
 // WaitDial polls until address accepts a TCP connection (then closes it)

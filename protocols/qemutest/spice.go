@@ -53,7 +53,12 @@ func StartSPICE(t testing.TB, o SPICEOptions) (q *QEMU, plainAddr, tlsAddr strin
 	}
 	args = append(args, "-machine", "q35", "-vga", "qxl", "-spice", strings.Join(opts, ","))
 	q = Start(t, append(args, o.Args...)...)
-	return q, "127.0.0.1:" + strconv.Itoa(port), tlsAddr
+	plainAddr = "127.0.0.1:" + strconv.Itoa(port)
+	q.waitListening(plainAddr)
+	if tlsAddr != "" {
+		q.waitListening(tlsAddr)
+	}
+	return q, plainAddr, tlsAddr
 }
 
 // qemuOptValue escapes a value for QEMU's key=value,... option syntax,
