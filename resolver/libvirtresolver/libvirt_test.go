@@ -554,11 +554,13 @@ func TestRemoteTransports(t *testing.T) {
 		{"ssh", sshd.URI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
 			c, err := Connect(ctx, tc.uri)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			t.Logf("connected over %s in %v", tc.name, time.Since(start).Round(time.Microsecond))
 			if _, err := c.Enable(ctx, dom.Name, nil, "", false); err != nil {
 				t.Fatal(err)
 			}
@@ -572,7 +574,9 @@ func TestRemoteTransports(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
+			start = time.Now()
 			got, err := r.Resolve(ctx, tokenOf(t, cons, protocols.KindVNC, 0).Token)
+			t.Logf("first resolve over %s (connect, subscribe, sync, answer) in %v", tc.name, time.Since(start).Round(time.Microsecond))
 			if err != nil || got.Address != want || got.Insecure {
 				t.Fatalf("resolve over %s: %+v, %v; want %s, secure", tc.name, got, err, want)
 			}
