@@ -81,10 +81,11 @@ chardev_tls_x509_verify = 1
 const renewBefore = 30 * 24 * time.Hour
 
 // setUpTLS makes sure TLSDir holds valid certificates readable by QEMU and
-// that qemu.conf uses them. It reports whether libvirtd must be restarted
-// to read a changed qemu.conf.
+// that qemu.conf and libvirtd.conf use them. It reports whether libvirtd
+// must be restarted: to read a changed configuration, or certificates
+// minted anew (its TLS listener keeps the ones it read at start).
 func setUpTLS() (restart bool, err error) {
-	if err := ensureCerts(); err != nil {
+	if restart, err = ensureCerts(); err != nil {
 		return false, err
 	}
 	for _, c := range []struct{ path, block string }{{qemuConf, confBlock()}, {libvirtdConf, libvirtdBlock()}} {
@@ -129,20 +130,27 @@ func listensTLS() bool {
 }
 
 // ensureCerts mints TLSDir's certificates when they are missing, fail a
-// check, or expire within renewBefore, and gives QEMU (group libvirt-qemu)
-// read access: directory 0750, files 0640.
-func ensureCerts() error {
+// check, or expire within renewBefore (reporting whether it did), and
+// gives QEMU (group libvirt-qemu) read access: directory 0750, files 0640.
+func ensureCerts() (minted bool, err error) {
 	// QEMU must be able to traverse the parent, which Create would make
 	// 0700 if it were missing.
 	if err := os.MkdirAll(filepath.Dir(TLSDir), 0o755); err != nil {
-		return fmt.Errorf("libvirttest: %w", err)
+		return false, fmt.Errorf("libvirttest: %w", err)
 	}
 	if !certsOK() {
 		err := tlscreds.Create(TLSDir, []string{"127.0.0.1", "localhost"}, tlscreds.CreateOptions{Force: true})
 		if err != nil {
-			return fmt.Errorf("libvirttest: %w", err)
+			return false, fmt.Errorf("libvirttest: %w", err)
 		}
+		minted = true
 	}
+	return minted, permitCerts()
+}
+
+// permitCerts sets TLSDir's modes and copies the client credentials to
+// ClientPKIDir.
+func permitCerts() error {
 	gid := -1
 	if g, err := user.LookupGroup("libvirt-qemu"); err == nil {
 		gid, _ = strconv.Atoi(g.Gid)
