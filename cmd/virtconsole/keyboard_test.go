@@ -65,9 +65,42 @@ func typeIntoGuest(t *testing.T, serial *qemutest.SerialConsole, typeLine func(s
 	}
 }
 
+// pointIntoGuest moves the pointer with move (i counts the attempts)
+// until the guest prints qemutest.GuestPointer on its serial port: its
+// virtio mouse or tablet saw an event. At most 30 s.
+func pointIntoGuest(t *testing.T, serial *qemutest.SerialConsole, move func(i int) error) {
+	t.Helper()
+	if serial.Contains(qemutest.GuestPointer) {
+		t.Fatalf("%q on the serial port before the pointer moved", qemutest.GuestPointer)
+	}
+	start := time.Now()
+	for i := 0; ; i++ {
+		if err := move(i); err != nil {
+			t.Fatalf("moving the pointer, attempt %d: %v", i+1, err)
+		}
+		if waitForOr(time.Second, func() bool { return serial.Contains(qemutest.GuestPointer) }) {
+			t.Logf("the guest saw the pointer move %v after the first event (attempt %d)", time.Since(start).Round(time.Millisecond), i+1)
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no %q on the serial port after %d attempts; it has: %q", qemutest.GuestPointer, i+1, serial.Output())
+		}
+	}
+}
+
+// rfbPoint sends an RFB PointerEvent (RFC 6143 §7.5.5: u8 type 5, u8
+// button mask, u16 x, u16 y, big-endian) with no button pressed.
+func rfbPoint(c net.Conn, x, y uint16) error {
+	m := []byte{5, 0}
+	m = binary.BigEndian.AppendUint16(m, x)
+	_, err := c.Write(binary.BigEndian.AppendUint16(m, y))
+	return err
+}
+
 // TestKeyboardVNC: QEMU with VeNCrypt x509 and client certificates, the
 // proxy and "virtconsole vnc --local-port"; a scripted RFB viewer's
-// KeyEvents reach the guest's shell.
+// KeyEvents reach the guest's shell, and its PointerEvents the guest's
+// virtio tablet.
 func TestKeyboardVNC(t *testing.T) {
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
@@ -90,6 +123,7 @@ func TestKeyboardVNC(t *testing.T) {
 	// QEMU sends (bell, cut text).
 	go io.Copy(io.Discard, c)
 	typeIntoGuest(t, serial, func(line string) error { return rfbType(c, line) })
+	pointIntoGuest(t, serial, func(i int) error { return rfbPoint(c, uint16(100+10*(i%20)), 100) })
 	waitFor(t, 10*time.Second, "the proxy's session start line", func() bool {
 		return strings.Contains(p.log.String(), `msg="session start"`)
 	})
@@ -145,8 +179,8 @@ func rfbType(c net.Conn, s string) error {
 // TestKeyboardSPICE: QEMU SPICE on its TLS port, the proxy and
 // "virtconsole spice --local-port"; spicetest's scripted viewer opens
 // main, display and inputs channels, and its KEY_DOWN/KEY_UP scancodes
-// reach the guest's shell. Weaker, for the mouse: relative motions on
-// the same channel are acknowledged by QEMU's SPICE server.
+// reach the guest's shell; its mouse motions are acknowledged by QEMU's
+// SPICE server and reach the guest's virtio mouse.
 func TestKeyboardSPICE(t *testing.T) {
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
@@ -180,6 +214,8 @@ func TestKeyboardSPICE(t *testing.T) {
 	waitFor(t, 10*time.Second, "two SPICE_MSG_INPUTS_MOUSE_MOTION_ACKs for 8 motions", func() bool {
 		return inputs.Received(spice.MsgInputsMouseMotionAck) >= 2
 	})
+	// ... and reached the guest's virtio mouse.
+	pointIntoGuest(t, serial, func(int) error { return inputs.MouseMotion(3, 2, 0) })
 
 	// QEMU's account: the inputs channel is a TLS connection of the
 	// session.

@@ -21,8 +21,9 @@ import (
 type GraphicsGuest struct {
 	// Args are QEMU arguments: 128 MiB, -kernel, -initrd and -append
 	// GuestVTCmdline, the first serial port on a TCP chardev (id "s0")
-	// listening on Serial, and -S: the guest starts paused, so that Boot
-	// connects before it prints anything.
+	// listening on Serial, a virtio mouse and tablet (the guest prints
+	// GuestPointer at their first event), and -S: the guest starts paused,
+	// so that Boot connects before it prints anything.
 	Args []string
 	// Serial is the chardev's address on 127.0.0.1.
 	Serial string
@@ -40,7 +41,8 @@ func NewGraphicsGuest(t testing.TB) *GraphicsGuest {
 		Args: []string{"-m", "128", "-S",
 			"-kernel", kernel, "-initrd", initrd, "-append", GuestVTCmdline,
 			"-chardev", fmt.Sprintf("socket,id=s0,host=127.0.0.1,port=%d,server=on,wait=off", port),
-			"-serial", "chardev:s0"},
+			"-serial", "chardev:s0",
+			"-device", "virtio-mouse-pci", "-device", "virtio-tablet-pci"},
 		Serial: "127.0.0.1:" + strconv.Itoa(port),
 	}
 }

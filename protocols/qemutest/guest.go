@@ -19,6 +19,25 @@ import (
 // first serial port once its shell is about to start.
 const GuestReady = "virtconsole-guest-ready"
 
+// GuestPointer is the line the tiny Linux guest prints on its first
+// serial port at the first event of a virtio pointer device (QEMU's
+// virtio-mouse-pci or virtio-tablet-pci, as GraphicsGuest has): proof that
+// a viewer's mouse reached the guest's kernel.
+const GuestPointer = "virtconsole-pointer-event"
+
+// guestModules are the kernel modules, in load order, that give the guest
+// virtio input devices and their /dev/input/event* nodes; the cloud kernel
+// has neither built in (nor a PS/2 mouse driver).
+var guestModules = []string{
+	"kernel/drivers/virtio/virtio_ring.ko", // virtio needs it (modules.dep)
+	"kernel/drivers/virtio/virtio.ko",
+	"kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+	"kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+	"kernel/drivers/virtio/virtio_pci.ko",
+	"kernel/drivers/virtio/virtio_input.ko",
+	"kernel/drivers/input/evdev.ko",
+}
+
 // GuestCmdline is the kernel command line the tiny Linux guest expects:
 // kernel messages and the shell on the first serial port.
 const GuestCmdline = "console=ttyS0 quiet"
@@ -44,6 +63,16 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts
 mount -t devpts devpts /dev/pts
+if [ -f /lib/modules/order ]; then
+	for m in $(cat /lib/modules/order); do insmod /lib/modules/$m 2>/dev/null; done
+fi
+for d in /sys/class/input/event*; do
+	case "$(cat $d/device/name 2>/dev/null)" in
+	*Virtio*Mouse*|*Virtio*Tablet*)
+		(dd if=/dev/input/${d##*/} of=/dev/null bs=24 count=1 2>/dev/null &&
+			echo "` + GuestPointer + `" > /dev/ttyS0) & ;;
+	esac
+done
 if grep -qw ` + guestTTY1 + ` /proc/cmdline; then
 	# tty1, the VGA console, as its controlling terminal (setsid -c);
 	# cttyhack would pick /dev/console, which is ttyS0.
@@ -59,7 +88,7 @@ done
 
 // guestVersion changes whenever the initramfs layout or /init changes, so
 // that cached images of an older layout are not reused.
-const guestVersion = 2
+const guestVersion = 4
 
 // LinuxGuest returns a Linux kernel and an initramfs that boot, in about
 // five seconds under TCG with 128 MiB, to a root shell on the first serial
@@ -80,12 +109,20 @@ func LinuxGuest(t testing.TB) (kernel, initrd string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	initrd = filepath.Join(os.TempDir(), fmt.Sprintf("virtconsole-guest-v%d-%d-%d.cpio.gz",
-		guestVersion, fi.ModTime().UnixNano(), fi.Size()))
+	// The modules must match the kernel: its version names their directory.
+	release := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+	var modules []string
+	for _, m := range guestModules {
+		if p := filepath.Join("/lib/modules", release, m); fileExists(p) {
+			modules = append(modules, p)
+		}
+	}
+	initrd = filepath.Join(os.TempDir(), fmt.Sprintf("virtconsole-guest-v%d-%s-%d-%d-%d.cpio.gz",
+		guestVersion, release, len(modules), fi.ModTime().UnixNano(), fi.Size()))
 	if _, err := os.Stat(initrd); err == nil {
 		return kernel, initrd
 	}
-	img, err := BuildInitramfs(busybox)
+	img, err := BuildInitramfs(busybox, modules...)
 	if err != nil {
 		t.Fatalf("build the guest's initramfs: %v", err)
 	}
@@ -133,10 +170,13 @@ func guestKernel(t testing.TB) string {
 	return k
 }
 
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
 // BuildInitramfs returns a gzipped cpio ("newc") initramfs holding the
 // static busybox binary at busyboxPath as /bin/busybox, a symlink per
-// applet, a /dev/console node and the guest's /init.
-func BuildInitramfs(busyboxPath string) ([]byte, error) {
+// applet, a /dev/console node and the guest's /init, which loads modules
+// (uncompressed .ko files, in the order given) from /lib/modules.
+func BuildInitramfs(busyboxPath string, modules ...string) ([]byte, error) {
 	if err := checkStatic(busyboxPath); err != nil {
 		return nil, err
 	}
@@ -171,6 +211,19 @@ func BuildInitramfs(busyboxPath string) ([]byte, error) {
 	w.entry("dev/console", 0o020600, nil, 5, 1)
 	w.entry("bin/busybox", 0o100755, bin, 0, 0)
 	w.entry("init", 0o100755, []byte(guestInit), 0, 0)
+	if len(modules) > 0 {
+		mkdir("lib/modules")
+		var order []string
+		for _, m := range modules {
+			b, err := os.ReadFile(m)
+			if err != nil {
+				return nil, err
+			}
+			w.entry("lib/modules/"+filepath.Base(m), 0o100644, b, 0, 0)
+			order = append(order, filepath.Base(m))
+		}
+		w.entry("lib/modules/order", 0o100644, []byte(strings.Join(order, "\n")+"\n"), 0, 0)
+	}
 	for _, line := range strings.Fields(string(out)) {
 		name := path.Clean(strings.TrimPrefix(line, "/"))
 		if path.Base(name) == "busybox" || name == "init" || strings.HasPrefix(name, "..") {

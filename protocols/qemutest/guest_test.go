@@ -146,3 +146,34 @@ func TestLinuxGuestVT(t *testing.T) {
 	}
 	t.Logf("typed line answered after %v", time.Since(start).Round(time.Millisecond))
 }
+
+// TestLinuxGuestPointer: QMP input-send-event moves QEMU's pointer (what
+// a VNC or SPICE viewer's mouse does) and the guest, through its virtio
+// mouse or tablet, prints GuestPointer on the serial port; nothing
+// before.
+func TestLinuxGuestPointer(t *testing.T) {
+	g := NewGraphicsGuest(t)
+	q, _ := StartVNC(t, VNCOptions{Args: g.Args})
+	s := g.Boot(t, q)
+	s.Wait(t, GuestReady, 60*time.Second)
+	if s.Contains(GuestPointer) {
+		t.Fatalf("%q before any pointer event: %q", GuestPointer, s.Output())
+	}
+	start := time.Now()
+	for !s.Contains(GuestPointer) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no %q after 30 s of pointer events; serial output: %q", GuestPointer, s.Output())
+		}
+		events := []map[string]any{
+			{"type": "rel", "data": map[string]any{"axis": "x", "value": 5}},
+			{"type": "abs", "data": map[string]any{"axis": "x", "value": 1000 + int(time.Since(start)/time.Millisecond)%1000}},
+		}
+		if _, err := q.QMP("input-send-event", map[string]any{"events": events}); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(time.Second); time.Now().Before(end) && !s.Contains(GuestPointer); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("pointer event reached the guest %v after the first was sent", time.Since(start).Round(time.Millisecond))
+}
