@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +230,90 @@ func TestKeyboardSPICE(t *testing.T) {
 	if !found {
 		t.Errorf("QEMU has no TLS inputs channel of session %d: %+v", main.SessionID, qemuChannels(t, q))
 	}
+	if !q.Alive() {
+		t.Fatal("QEMU died")
+	}
+}
+
+// TestRemoteViewerInput: the real remote-viewer under Xvfb, through
+// "virtconsole spice --local-port" and the proxy (TLS on both legs), with
+// X input from xdotool: typed keys reach the guest's tty1 shell and mouse
+// clicks and moves its virtio mouse or tablet, the way a user's do.
+func TestRemoteViewerInput(t *testing.T) {
+	bins := qemutest.Need(t, "xvfb-run", "remote-viewer", "xdotool")
+	xdotool := bins[2]
+	g := qemutest.NewGraphicsGuest(t)
+	dir := pki(t)
+	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Args: g.Args})
+	tokens := writeTokens(t, map[string]resolver.Console{"rv-input": {Type: "spice", Address: tlsAddr}})
+	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	v := startGraphics(t, "spice", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
+		"--token-file", writeToken(t, "rv-input"))
+	serial := g.Boot(t, q)
+	x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
+
+	var display, xauth string
+	waitFor(t, 30*time.Second, "Xvfb's display", func() bool {
+		_, display, xauth = xvfbDisplay(x.displayFile)
+		return display != ""
+	})
+	xdo := func(args ...string) (string, error) {
+		cmd := exec.Command(xdotool, args...)
+		cmd.Env = env("DISPLAY="+display, "XAUTHORITY="+xauth)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("xdotool %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	// remote-viewer's window with the guest's display: without a window
+	// manager, keys go to the window under the pointer.
+	var win string
+	waitFor(t, 60*time.Second, "remote-viewer's window and its inputs channel", func() bool {
+		select {
+		case <-x.done:
+			t.Fatalf("remote-viewer exited: %s", x.out.String())
+		default:
+		}
+		out, err := xdo("search", "--onlyvisible", "--class", "remote-viewer")
+		if err != nil || out == "" {
+			return false
+		}
+		win = strings.Fields(out)[0]
+		return strings.Contains(p.log.String(), "channel=inputs:0")
+	})
+	serial.Wait(t, qemutest.GuestReady, 60*time.Second)
+
+	// Keys: xdotool types into the window; the viewer sends scancodes.
+	typeIntoGuest(t, serial, func(line string) error {
+		// Focus, as a window manager would give it. The pointer stays
+		// where it is: the mouse check below wants the guest to have
+		// seen no pointer event before it.
+		if _, err := xdo("windowfocus", "--sync", win); err != nil {
+			return err
+		}
+		for i, part := range strings.Split(line, "\n") {
+			if i > 0 {
+				if _, err := xdo("key", "--window", win, "Return"); err != nil {
+					return err
+				}
+			}
+			if part != "" {
+				if _, err := xdo("type", "--delay", "30", part); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	// Mouse: moves and a click inside the window.
+	pointIntoGuest(t, serial, func(i int) error {
+		if _, err := xdo("mousemove", "--window", win, strconv.Itoa(150+10*(i%20)), "150"); err != nil {
+			return err
+		}
+		_, err := xdo("click", "1")
+		return err
+	})
 	if !q.Alive() {
 		t.Fatal("QEMU died")
 	}
