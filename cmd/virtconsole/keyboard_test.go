@@ -236,21 +236,36 @@ func TestKeyboardSPICE(t *testing.T) {
 }
 
 // TestRemoteViewerInput: the real remote-viewer under Xvfb, through
-// "virtconsole spice --local-port" and the proxy (TLS on both legs), with
-// X input from xdotool: typed keys reach the guest's tty1 shell and mouse
-// clicks and moves its virtio mouse or tablet, the way a user's do.
+// "virtconsole spice|vnc --local-port" and the proxy (TLS on both legs;
+// VeNCrypt x509 with a client certificate toward QEMU's VNC), with X
+// input from xdotool: typed keys reach the guest's tty1 shell and mouse
+// moves its virtio mouse or tablet, the way a user's do.
 func TestRemoteViewerInput(t *testing.T) {
+	for _, kind := range []string{"spice", "vnc"} {
+		t.Run(kind, func(t *testing.T) { remoteViewerInput(t, kind) })
+	}
+}
+
+func remoteViewerInput(t *testing.T, kind string) {
 	bins := qemutest.Need(t, "xvfb-run", "remote-viewer", "xdotool")
 	xdotool := bins[2]
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
-	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Args: g.Args})
-	tokens := writeTokens(t, map[string]resolver.Console{"rv-input": {Type: "spice", Address: tlsAddr}})
+	var q *qemutest.QEMU
+	var addr, inputs string
+	if kind == "spice" {
+		q, _, addr = qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Args: g.Args})
+		inputs = "channel=inputs:0" // its own websocket
+	} else {
+		q, addr = qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
+		inputs = `msg="session start"` // one websocket carries all
+	}
+	tokens := writeTokens(t, map[string]resolver.Console{"rv-input": {Type: kind, Address: addr}})
 	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
-	v := startGraphics(t, "spice", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
+	v := startGraphics(t, kind, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
 		"--token-file", writeToken(t, "rv-input"))
 	serial := g.Boot(t, q)
-	x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
+	x := startXvfb(t, bins[1], kind+"://127.0.0.1:"+strconv.Itoa(v.port))
 
 	var display, xauth string
 	waitFor(t, 30*time.Second, "Xvfb's display", func() bool {
@@ -266,10 +281,10 @@ func TestRemoteViewerInput(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out)), nil
 	}
-	// remote-viewer's window with the guest's display: without a window
-	// manager, keys go to the window under the pointer.
+	// remote-viewer's window. There is no window manager: the test gives
+	// it the keyboard focus itself.
 	var win string
-	waitFor(t, 60*time.Second, "remote-viewer's window and its inputs channel", func() bool {
+	waitFor(t, 60*time.Second, "remote-viewer's window and its input through the proxy", func() bool {
 		select {
 		case <-x.done:
 			t.Fatalf("remote-viewer exited: %s", x.out.String())
@@ -280,7 +295,7 @@ func TestRemoteViewerInput(t *testing.T) {
 			return false
 		}
 		win = strings.Fields(out)[0]
-		return strings.Contains(p.log.String(), "channel=inputs:0")
+		return strings.Contains(p.log.String(), inputs)
 	})
 	serial.Wait(t, qemutest.GuestReady, 60*time.Second)
 
@@ -294,7 +309,7 @@ func TestRemoteViewerInput(t *testing.T) {
 		}
 		for i, part := range strings.Split(line, "\n") {
 			if i > 0 {
-				if _, err := xdo("key", "--window", win, "Return"); err != nil {
+				if _, err := xdo("key", "Return"); err != nil {
 					return err
 				}
 			}
@@ -306,7 +321,7 @@ func TestRemoteViewerInput(t *testing.T) {
 		}
 		return nil
 	})
-	// Mouse: moves and a click inside the window.
+	// Mouse: moves and a click inside the window, as XTEST input.
 	pointIntoGuest(t, serial, func(i int) error {
 		if _, err := xdo("mousemove", "--window", win, strconv.Itoa(150+10*(i%20)), "150"); err != nil {
 			return err
