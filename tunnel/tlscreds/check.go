@@ -139,40 +139,39 @@ func checkCA(results *[]Result, dir, file string, now time.Time) []*x509.Certifi
 		return nil
 	}
 
-	ok := true
-	for _, c := range cas {
-		if !c.BasicConstraintsValid || !c.IsCA {
-			k.fail(file, checkCAIsCA, nil, "%s is not a CA (basic constraints CA:TRUE missing); use the certificate of the CA that issued the server and client certificates", describe(c, len(cas)))
-			ok = false
-			break
+	// Each check fails on the first certificate of the bundle it rejects;
+	// a rule returns why, or "".
+	for _, r := range []struct {
+		name string
+		why  func(*x509.Certificate) string
+	}{
+		{checkCAIsCA, func(c *x509.Certificate) string {
+			if !c.BasicConstraintsValid || !c.IsCA {
+				return "is not a CA (basic constraints CA:TRUE missing); use the certificate of the CA that issued the server and client certificates"
+			}
+			return ""
+		}},
+		{checkCAKeyUsage, func(c *x509.Certificate) string {
+			if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
+				return "key usage does not allow signing certificates (keyCertSign missing); reissue the CA with keyCertSign"
+			}
+			return ""
+		}},
+		{checkValidity, func(c *x509.Certificate) string {
+			return validity(c, now, "renew the CA and reissue the certificates it signed")
+		}},
+	} {
+		failed := false
+		for _, c := range cas {
+			if why := r.why(c); why != "" {
+				k.fail(file, r.name, nil, "%s %s", describe(c, len(cas)), why)
+				failed = true
+				break
+			}
 		}
-	}
-	if ok {
-		k.pass(file, checkCAIsCA)
-	}
-
-	ok = true
-	for _, c := range cas {
-		if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
-			k.fail(file, checkCAKeyUsage, nil, "%s key usage does not allow signing certificates (keyCertSign missing); reissue the CA with keyCertSign", describe(c, len(cas)))
-			ok = false
-			break
+		if !failed {
+			k.pass(file, r.name)
 		}
-	}
-	if ok {
-		k.pass(file, checkCAKeyUsage)
-	}
-
-	ok = true
-	for _, c := range cas {
-		if reason := validity(c, now, "renew the CA and reissue the certificates it signed"); reason != "" {
-			k.fail(file, checkValidity, nil, "%s %s", describe(c, len(cas)), reason)
-			ok = false
-			break
-		}
-	}
-	if ok {
-		k.pass(file, checkValidity)
 	}
 	return cas
 }
