@@ -131,17 +131,21 @@ harmless.
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return withLibvirt(cmd.Context(), f, opts.URI, func(c *libvirtresolver.Conn) error {
-				if err := c.Disable(cmd.Context(), opts.Domain); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintf(f.IOStreams.Out, "console access disabled for %s\n", opts.Domain)
-				return err
-			})
+			return runDisable(cmd.Context(), f, opts)
 		},
 	}
 	addConnect(cmd, &opts.URI)
 	return cmd
+}
+
+func runDisable(ctx context.Context, f *cmdutil.Factory, opts *DisableOptions) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+		if err := c.Disable(ctx, opts.Domain); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(f.IOStreams.Out, "console access disabled for %s\n", opts.Domain)
+		return err
+	})
 }
 
 // RotateOptions are the flags of "virtconsole rotate".
@@ -168,18 +172,22 @@ tokens stop resolving at once, sessions already open go on.
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return withLibvirt(cmd.Context(), f, opts.URI, func(c *libvirtresolver.Conn) error {
-				consoles, err := c.Rotate(cmd.Context(), opts.Domain)
-				if err != nil {
-					return err
-				}
-				return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
-			})
+			return runRotate(cmd.Context(), f, opts)
 		},
 	}
 	addConnect(cmd, &opts.URI)
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
 	return cmd
+}
+
+func runRotate(ctx context.Context, f *cmdutil.Factory, opts *RotateOptions) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+		consoles, err := c.Rotate(ctx, opts.Domain)
+		if err != nil {
+			return err
+		}
+		return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+	})
 }
 
 // ConsolesOptions are the flags of "virtconsole consoles".
@@ -209,19 +217,23 @@ Token values are shown only with --show-tokens.
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return withLibvirt(cmd.Context(), f, opts.URI, func(c *libvirtresolver.Conn) error {
-				consoles, err := c.Consoles(cmd.Context(), opts.Domain, opts.ShowTokens)
-				if err != nil {
-					return err
-				}
-				return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
-			})
+			return runConsoles(cmd.Context(), f, opts)
 		},
 	}
 	addConnect(cmd, &opts.URI)
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
 	cmd.Flags().BoolVar(&opts.ShowTokens, "show-tokens", false, "include token values (secrets: mind your terminal and logs)")
 	return cmd
+}
+
+func runConsoles(ctx context.Context, f *cmdutil.Factory, opts *ConsolesOptions) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+		consoles, err := c.Consoles(ctx, opts.Domain, opts.ShowTokens)
+		if err != nil {
+			return err
+		}
+		return printConsoles(f.IOStreams.Out, consoles, opts.JSON)
+	})
 }
 
 func printConsoles(out io.Writer, consoles []libvirtresolver.Console, asJSON bool) error {
