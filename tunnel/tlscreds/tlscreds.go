@@ -119,17 +119,20 @@ func LoadCAFile(path string) (*Creds, error) {
 // have no certificate, a handshake in which the server asks for one fails
 // at once with a *HandshakeError naming the files to add.
 func LoadClient(dir string) (*Creds, error) {
-	if _, err := os.Stat(filepath.Join(dir, RoleClient.CertFile())); err != nil && errors.Is(err, fs.ErrNotExist) {
-		if _, kerr := os.Stat(filepath.Join(dir, RoleClient.KeyFile())); kerr != nil && errors.Is(kerr, fs.ErrNotExist) {
-			c, err := LoadCAFile(filepath.Join(dir, CACertFile))
-			if err != nil {
-				return nil, err
-			}
-			c.certWanted = true
-			return c, nil
-		}
+	missing := func(f string) bool {
+		_, err := os.Stat(filepath.Join(dir, f))
+		return errors.Is(err, fs.ErrNotExist)
 	}
-	return Load(dir, RoleClient)
+	// Only one of the pair is a broken dir: Load says which is missing.
+	if !missing(RoleClient.CertFile()) || !missing(RoleClient.KeyFile()) {
+		return Load(dir, RoleClient)
+	}
+	c, err := LoadCAFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, err
+	}
+	c.certWanted = true
+	return c, nil
 }
 
 // caName describes the CA bundle in messages: "ca-cert.pem in /pki", or
