@@ -582,12 +582,13 @@ func TestRemoteTransports(t *testing.T) {
 			}
 		})
 	}
-	// SSH failures a user can fix, each one line: an unknown host key, a
-	// missing key file.
+	// SSH failures a user can fix, each one line: an unknown host key, no
+	// known hosts file, a missing key file.
 	emptyKH := filepath.Join(t.TempDir(), "known_hosts")
 	os.WriteFile(emptyKH, nil, 0o600)
 	for _, tc := range []struct{ param, value, want string }{
 		{"known_hosts", emptyKH, "is not in " + emptyKH + "; add it"},
+		{"known_hosts", "/nonexistent/known_hosts", "no known hosts file /nonexistent/known_hosts"},
 		{"keyfile", "/nonexistent/id_ed25519", "/nonexistent/id_ed25519"},
 	} {
 		u, _ := url.Parse(sshd.URI)

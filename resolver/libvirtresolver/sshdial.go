@@ -3,6 +3,7 @@ package libvirtresolver
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,6 +80,9 @@ func (d *sshDialer) hostKeyCallback() (ssh.HostKeyCallback, error) {
 		file = filepath.Join(home, ".ssh", "known_hosts")
 	}
 	cb, err := knownhosts.New(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("ssh: no known hosts file %s to check %s's host key against; add the key (ssh-keyscan, or connect once with ssh), or give ?known_hosts=", file, d.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ssh: known hosts %s: %w", file, err)
 	}
