@@ -272,15 +272,20 @@ type xvfbProc struct {
 	done        chan struct{}
 }
 
-// startXvfb runs argv under xvfb-run (a free display, 1024x768). The
-// shell it starts records its PID (argv[0]'s, once it execs), the display
-// and its XAUTHORITY, for screenshots. Cleanup ends it and Xvfb.
+// startXvfb runs argv under xvfb-run: a free display, 1024x768, and
+// -noreset (by default Xvfb resets when its last client leaves, and a
+// client connecting meanwhile, such as the viewer right after a test's
+// xdotool call, "cannot open display"). The shell it starts records its
+// PID (argv[0]'s, once it execs), the display and its XAUTHORITY, for
+// screenshots. Cleanup ends it and Xvfb; Xvfb's errors are logged when the
+// test fails.
 func startXvfb(t *testing.T, argv ...string) *xvfbProc {
 	t.Helper()
 	bin := qemutest.Need(t, "xvfb-run")[0]
 	tmp := t.TempDir()
 	x := &xvfbProc{displayFile: filepath.Join(tmp, "display"), out: &syncBuffer{}, done: make(chan struct{})}
-	x.cmd = exec.Command(bin, append([]string{"-a", "-s", "-screen 0 1024x768x24", "sh", "-c",
+	xvfbErr := filepath.Join(tmp, "xvfb.log")
+	x.cmd = exec.Command(bin, append([]string{"-a", "-e", xvfbErr, "-s", "-screen 0 1024x768x24 -noreset", "sh", "-c",
 		`echo "$$ $DISPLAY $XAUTHORITY" > "$0.tmp" && mv "$0.tmp" "$0" && shift && exec "$@"`,
 		x.displayFile, "--"}, argv...)...)
 	x.cmd.Stdout, x.cmd.Stderr = x.out, x.out
@@ -306,8 +311,19 @@ func startXvfb(t *testing.T, argv ...string) *xvfbProc {
 			syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
 			<-x.done
 		}
+		// xvfb-run signals Xvfb but does not wait for it: wait until
+		// nothing of the group (Xvfb, a viewer the program started) is
+		// left, so that no X server outlives its test.
+		pgid := x.cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		for end := time.Now().Add(10 * time.Second); syscall.Kill(-pgid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		}
 		if t.Failed() {
-			t.Logf("output under xvfb-run:\n%s", x.out.String())
+			xerr, _ := os.ReadFile(xvfbErr)
+			t.Logf("output under xvfb-run:\n%s\nXvfb's:\n%s", x.out.String(), xerr)
 		}
 	})
 	return x
