@@ -26,9 +26,13 @@ func Fingerprint(token string) string {
 //	                     503 when r is unavailable, 400 for an empty token
 //	GET …/healthz        200 "ok"
 //
-// It is agnostic of where it is mounted: any path ending in token/<token>
-// works, e.g. /consoleresolver/token/<token> and /token/<token>. Other
-// methods than GET and HEAD get 405. Logs carry Fingerprint(token), never
+// It is agnostic of where it is mounted: the token is everything after the
+// first path segment "token", e.g. /consoleresolver/token/<token> and
+// /token/<token> (so the mount path must not have a segment "token"). The
+// token may contain "/", "+" and "=", raw or percent-encoded (a client
+// that escapes the whole token, as Client does, and one that sends it as
+// is both work); "+" is a plus, not a space. Other methods than GET and
+// HEAD get 405. Logs carry Fingerprint(token), never
 // the token. A nil logger discards.
 func NewHandler(r Resolver, logger *slog.Logger) http.Handler {
 	if logger == nil {
@@ -43,19 +47,8 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	segs := strings.Split(req.URL.EscapedPath(), "/")
-	n := len(segs)
-	var (
-		isToken  bool
-		rawToken string // still path-escaped
-	)
-	switch {
-	case n >= 2 && segs[n-2] == "token": // …/token/<tok>
-		isToken, rawToken = true, segs[n-1]
-	case segs[n-1] == "token": // …/token, no token
-		isToken = true
-	case segs[n-1] == "healthz":
-	default:
+	isToken, rawToken, ok := splitPath(req.URL.EscapedPath())
+	if !ok {
 		writeJSONError(w, http.StatusNotFound, "not found")
 		return
 	}
@@ -72,6 +65,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	token, err := url.PathUnescape(rawToken)
 	if err != nil {
+		// The error would quote part of the token: do not pass it on.
 		writeJSONError(w, http.StatusBadRequest, "malformed escape in token")
 		return
 	}
@@ -123,6 +117,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
+}
+
+// splitPath classifies an escaped request path. A token request has a
+// segment "token": the token is everything after the first such segment
+// and its slash, still path-escaped, slashes included (tokens may contain
+// "/", raw or as %2F); "…/token" alone has an empty token. Otherwise a
+// path whose last segment is "healthz" is the health check, and any other
+// path is not ours (ok false).
+func splitPath(escaped string) (isToken bool, rawToken string, ok bool) {
+	p := "/" + strings.TrimPrefix(escaped, "/")
+	if i := strings.Index(p, "/token/"); i >= 0 {
+		return true, p[i+len("/token/"):], true
+	}
+	if strings.HasSuffix(p, "/token") {
+		return true, "", true
+	}
+	return false, "", strings.HasSuffix(p, "/healthz")
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
