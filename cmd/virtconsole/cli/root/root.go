@@ -10,6 +10,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/spice"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/token"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/version"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vnc"
 )
@@ -45,6 +46,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 	cmd.AddCommand(admin.NewCmdDisable(f, nil))
 	cmd.AddCommand(admin.NewCmdRotate(f, nil))
 	cmd.AddCommand(admin.NewCmdConsoles(f, nil))
+	cmd.AddCommand(token.NewCmdToken(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))
 	cmd.AddCommand(version.NewCmdVersion(f))
 	return cmd
