@@ -73,6 +73,11 @@ func TestLibvirtSerial(t *testing.T) {
 		askGuest(t, "\r", dom.Name)
 	})
 
+	// A script's pipe over the console stream: stdin ends at once.
+	t.Run("direct-pipe", func(t *testing.T) {
+		pipeGuest(t, dom.Name)
+	})
+
 	// The console stream over libvirt's TLS transport, as from another
 	// machine: go-libvirt's stream framing over a remote connection.
 	t.Run("direct-remote", func(t *testing.T) {
@@ -107,6 +112,10 @@ func TestLibvirtSerialTLS(t *testing.T) {
 
 	t.Run("direct", func(t *testing.T) {
 		askGuest(t, "\n", dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
+	})
+
+	t.Run("direct-pipe", func(t *testing.T) {
+		pipeGuest(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
 	})
 
 	t.Run("direct-without-client-cert", func(t *testing.T) {

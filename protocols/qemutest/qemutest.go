@@ -278,6 +278,10 @@ type SerialOptions struct {
 	// guest's serial port: a real peer that answers typed commands
 	// ("info version\n"), for tests of bytes sent toward QEMU.
 	Monitor bool
+	// Guest boots the tiny Linux guest (LinuxGuest, 128 MiB) instead of
+	// an empty machine: a root shell on the serial port about five seconds
+	// after start, answering typed lines ending in "\n".
+	Guest bool
 }
 
 // StartSerial starts a diskless PC whose first serial port is a TCP
@@ -291,6 +295,10 @@ func StartSerial(t testing.TB, o SerialOptions) (*QEMU, string) {
 	if o.TLSDir != "" {
 		args = append(args, "-object", TLSObject(o.TLSDir, o.VerifyPeer))
 		chardev += ",tls-creds=tls0"
+	}
+	if o.Guest {
+		kernel, initrd := LinuxGuest(t)
+		args = append(args, "-m", "128", "-kernel", kernel, "-initrd", initrd, "-append", GuestCmdline)
 	}
 	args = append(args, "-machine", "pc,graphics=off", "-chardev", chardev)
 	if o.Monitor {

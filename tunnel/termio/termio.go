@@ -43,6 +43,10 @@ func FormatEscape(b int) string {
 	return "^" + string(rune(b|0x40))
 }
 
+// DefaultDrain is Session.Drain's default: long enough for a shell to
+// echo a command and start answering, short enough for scripts.
+const DefaultDrain = time.Second
+
 // Session joins In/Out to a console connection.
 type Session struct {
 	In  io.Reader
@@ -50,9 +54,9 @@ type Session struct {
 	// Escape is the byte that ends the session, or -1 for none. Every
 	// byte read from In is checked, not only the first of a read.
 	Escape int
-	// Drain bounds how long, after In ends, Run keeps copying the
-	// console's output while waiting for the console to close its side.
-	// Zero means 2 seconds of silence.
+	// Drain is how long the console may stay silent, after In ended,
+	// before Run ends the session; every byte the console sends restarts
+	// it. Zero means DefaultDrain.
 	Drain time.Duration
 }
 
@@ -60,6 +64,12 @@ type Session struct {
 // key (ErrEscaped), the console closes (nil), In ends and the console has
 // been drained (nil), ctx ends (ctx.Err()), or an error occurs. It closes
 // conn before returning.
+//
+// When In ends, Run does not pass the end on as a half-close: QEMU's
+// socket chardev (and so a proxy in front of it) takes EOF from its client
+// as a disconnect and drops the guest's answer to what was just typed.
+// Instead the write side stays open and Run reads the console until it has
+// been silent for Drain.
 func (s *Session) Run(ctx context.Context, conn net.Conn) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -84,11 +94,8 @@ func (s *Session) Run(ctx context.Context, conn net.Conn) error {
 				}
 				return err
 			}
-			// In ended: tell the console, then read what it still sends
-			// until it closes or goes quiet.
-			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
+			// In ended: read what the console still sends until it
+			// closes or goes quiet.
 			inDone = nil
 			close(drained)
 			conn.SetReadDeadline(time.Now().Add(s.quiet()))
@@ -168,7 +175,7 @@ func (s *Session) quiet() time.Duration {
 	if s.Drain > 0 {
 		return s.Drain
 	}
-	return 2 * time.Second
+	return DefaultDrain
 }
 
 func isClosed(c <-chan struct{}) bool {

@@ -44,22 +44,35 @@ func TestEscapeMidRead(t *testing.T) {
 	}
 }
 
-// Pipe mode: when In ends the console's remaining output is copied and
-// Run returns once the console closes.
+// Pipe mode: when In ends, the console is not told (QEMU's chardev takes
+// a half-close as a disconnect), and its answer, coming later, is still
+// copied; Run returns once the console has been quiet for Drain.
 func TestInputEndDrainsOutput(t *testing.T) {
 	local, remote := nettest.TCPPair(t)
 	var out bytes.Buffer
-	s := &Session{In: strings.NewReader("hello\n"), Out: &out, Escape: -1}
+	s := &Session{In: strings.NewReader("hello\n"), Out: &out, Escape: -1, Drain: 300 * time.Millisecond}
+	sawEOF := make(chan bool, 1)
 	go func() {
 		buf := make([]byte, 6)
 		io.ReadFull(remote, buf)
-		// Wait for the half-close, then answer and close.
-		io.Copy(io.Discard, remote)
-		remote.Write([]byte("reply:" + string(buf)))
-		remote.Close()
+		// Like QEMU: EOF from the client is a disconnect, no answer.
+		remote.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+		if _, err := remote.Read(make([]byte, 1)); err == io.EOF {
+			sawEOF <- true
+			remote.Close()
+			return
+		}
+		sawEOF <- false
+		// Answer in two parts, each within the drain period.
+		remote.Write([]byte("reply:"))
+		time.Sleep(200 * time.Millisecond)
+		remote.Write(buf)
 	}()
 	if err := s.Run(context.Background(), local); err != nil {
 		t.Fatalf("Run = %v", err)
+	}
+	if <-sawEOF {
+		t.Fatal("the console read EOF after In ended")
 	}
 	if out.String() != "reply:hello\n" {
 		t.Fatalf("out = %q", out.String())

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,7 @@ type Options struct {
 	ConnectTLSDir   string
 	ConnectInsecure bool
 	Escape          string
+	Drain           time.Duration
 
 	useProxy bool
 }
@@ -63,8 +65,10 @@ With a terminal on standard input, the terminal is put into raw mode (every
 key goes to the guest, Ctrl+C included) and restored however the session
 ends; type the escape key (default Ctrl+]) to leave. Without a terminal,
 standard input is copied to the console and the console's output to standard
-output, and the command ends when standard input ends and the console's
-remaining output has been drained, so scripts can use it.
+output. When standard input ends, the command keeps reading the console
+until it has been silent for --drain (every byte restarts the wait), then
+ends with exit status 0, so scripts can use it; raise --drain for commands
+that think longer before answering.
 
 ` + cmdutil.ExitCodesHelp,
 		Example: `  # interactive, through a proxy with a private CA
@@ -78,6 +82,9 @@ remaining output has been drained, so scripts can use it.
 
   # the token on the first line of stdin, the rest is typed into the console
   printf '%s\nuname -a\n' "$TOKEN" | virtconsole serial --proxy wss://proxy:6443 --token-file -
+
+  # in a script: type a command, print the answer, end after 3 s of silence
+  printf 'echo $((6*7))\n' | virtconsole serial myvm --drain 3s
 
   # leave with Ctrl+A instead of Ctrl+]
   virtconsole serial myvm --escape '^A'`,
@@ -106,6 +113,7 @@ remaining output has been drained, so scripts can use it.
 	connect.AddDomainFlags(cmd, &opts.Domain)
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Escape, "escape", "^]", "`KEY` that ends an interactive session: ^X for Ctrl+X, or none")
+	fl.DurationVar(&opts.Drain, "drain", termio.DefaultDrain, "when standard input is not a terminal: after it ends, wait until the console has been silent for `DURATION`")
 	fl.StringVar(&opts.Type, "type", "serial", "with DOMAIN: the device `TYPE`, serial or console")
 	fl.BoolVar(&opts.Force, "force", false, "with DOMAIN, direct: take the console over from another client")
 	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "with DOMAIN, direct: credentials for a TLS chardev in `DIR`")
@@ -145,7 +153,7 @@ func runSerial(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 			return err
 		}
 	}
-	return Session(ctx, opts.IO, conn, esc)
+	return Session(ctx, opts.IO, conn, esc, opts.Drain)
 }
 
 // direct opens a domain's console without a proxy.
@@ -213,8 +221,8 @@ func (c closeBoth) Close() error {
 
 // Session runs an interactive (or piped) session on an open console
 // connection, and maps its end to an exit status.
-func Session(ctx context.Context, io *cmdutil.IOStreams, conn net.Conn, esc int) error {
-	s := &termio.Session{In: io.In, Out: io.Out, Escape: esc}
+func Session(ctx context.Context, io *cmdutil.IOStreams, conn net.Conn, esc int, drain time.Duration) error {
+	s := &termio.Session{In: io.In, Out: io.Out, Escape: esc, Drain: drain}
 	if io.IsStdinTTY() {
 		restore, err := io.MakeRaw()
 		if err != nil {
