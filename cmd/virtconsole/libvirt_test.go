@@ -91,11 +91,16 @@ func TestLibvirtSerial(t *testing.T) {
 		if r := run(t, nil, "enable", dom.Name, "--type", "serial"); r.code != 0 {
 			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
 		}
+		// No --connect-tls-dir: a pty console needs no credentials toward
+		// QEMU, so the bundled server starts and says what it will refuse.
 		dir := pki(t)
-		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--connect", "qemu:///system")
+		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect", "qemu:///system")
 		askGuest(t, "\r", dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
 		if !strings.Contains(p.log.String(), "kind=serial") {
 			t.Fatalf("no serial session in the server log:\n%s", p.log.String())
+		}
+		if !strings.Contains(p.log.String(), "no --connect-tls-dir: serving only consoles that need no TLS toward QEMU") {
+			t.Fatalf("the server did not say at startup which consoles it refuses:\n%s", p.log.String())
 		}
 	})
 }
@@ -148,6 +153,18 @@ func TestLibvirtSerialTLS(t *testing.T) {
 		if !strings.Contains(p.log.String(), want) || !strings.Contains(p.log.String(), "kind=serial") {
 			t.Fatalf("no serial session with %s in the server log:\n%s", want, p.log.String())
 		}
+	})
+
+	// A server without QEMU-side credentials refuses this console, and
+	// the client prints why.
+	t.Run("proxy-without-connect-tls-dir", func(t *testing.T) {
+		dir := pki(t)
+		p := startDaemon(t, "server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect", "qemu:///system")
+		r := run(t, nil, "serial", dom.Name, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"))
+		if r.code != cmdutil.ExitUnreachable {
+			t.Fatalf("exit %d, want %d; stderr %q", r.code, cmdutil.ExitUnreachable, r.stderr)
+		}
+		checkOneLine(t, r.stderr, "needs TLS but the proxy has no client credentials; start it with --connect-tls-dir")
 	})
 }
 

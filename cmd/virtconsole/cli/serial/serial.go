@@ -126,6 +126,9 @@ func runSerial(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}
 	}
+	if opts.Drain <= 0 {
+		return &cmdutil.FlagError{Err: fmt.Errorf("--drain %v: want a positive duration, e.g. 1s", opts.Drain)}
+	}
 	kind := protocols.Kind(opts.Type)
 	if !kind.IsText() {
 		return &cmdutil.FlagError{Err: fmt.Errorf("--type %q: want serial or console", opts.Type)}

@@ -145,6 +145,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		p.TLSConfig = func(host string) *tls.Config { return creds.ClientConfig(policy, host) }
 		p.ExplainTLS = func(err error, peer string) error { return tlscreds.ExplainHandshakeError(err, creds, peer) }
+	case len(opts.Connect) > 0:
+		// Bundled mode serves pty consoles through libvirt's console
+		// stream, which needs no credentials toward QEMU: start, and
+		// refuse the consoles that do need them, each with the reason.
+		log.Warn("no --connect-tls-dir: serving only consoles that need no TLS toward QEMU (pty consoles through libvirt" +
+			orCleartext(opts.ConnectInsecure) + "); VNC, SPICE and TLS chardevs are refused until the server is started with --connect-tls-dir DIR")
 	case !opts.ConnectInsecure:
 		return &cmdutil.FlagError{Err: errors.New("no TLS credentials toward QEMU: give --connect-tls-dir DIR, or --connect-insecure for cleartext consoles")}
 	}
@@ -186,6 +192,14 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	}, opts.DrainTimeout)
 }
 
+// orCleartext names the cleartext consoles --connect-insecure allows.
+func orCleartext(insecure bool) string {
+	if insecure {
+		return ", and consoles enabled with --insecure"
+	}
+	return ""
+}
+
 // handshakers returns the proxy's handshaker table.
 func handshakers(tlsConfig func(string) *tls.Config) func(protocols.Kind) (protocols.Handshaker, error) {
 	return func(k protocols.Kind) (protocols.Handshaker, error) {
@@ -208,6 +222,9 @@ func newResolver(ctx context.Context, f *cmdutil.Factory, tokens, url, tlsDir st
 		st, err := resolver.LoadFile(tokens)
 		if err != nil {
 			return nil, cmdutil.WithCode(cmdutil.ExitUsage, err)
+		}
+		if w := resolver.ExposedFileWarning(tokens); w != "" {
+			f.Logger().Warn(w)
 		}
 		go st.Watch(ctx, 2*time.Second, f.Logger())
 		return st, nil

@@ -27,7 +27,10 @@ live, and pty serial consoles are served through libvirt's console stream
 Tokens are single-use: when a session starts, its secret gets a new value,
 so the used token is dead for every proxy reading the same libvirtd (the
 client commands read a fresh one per session). A SPICE session's further
-channels join it with the same token while it lives.
+channels join it with the same token while it lives. Without
+--connect-tls-dir it still starts, serves the consoles that need no TLS
+toward QEMU (pty consoles through libvirt) and refuses the others (VNC,
+SPICE, TLS chardevs) with that reason.
 
 "server proxy" is the proxy alone, resolving with a static token file or a
 REST resolver; "server resolver" answers token lookups over the REST API of
