@@ -13,3 +13,9 @@ func inodeOf(fi fs.FileInfo) uint64 {
 	}
 	return 0
 }
+
+// readableByOthers returns the read permission bits of fi that its group
+// and others have.
+func readableByOthers(fi fs.FileInfo) fs.FileMode {
+	return fi.Mode().Perm() & 0o044
+}

@@ -265,6 +265,29 @@ func (s *Static) poll(logger *slog.Logger) {
 	logger.Info("token file reloaded", "path", s.path, "tokens", s.Len())
 }
 
+// ExposedFileWarning returns a one-line warning when the token file at
+// path (a static token file or a client's token file) can be read by its
+// group or by others, e.g. "token file ./mytoken is readable by others
+// (mode 0644); chmod 600 it", and "" otherwise: when only its owner can
+// read it, when it cannot be stat'ed (reading it will say why), and on
+// systems without Unix permission bits. It never reads the file.
+func ExposedFileWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	var who string
+	switch r := readableByOthers(fi); {
+	case r&0o004 != 0:
+		who = "others"
+	case r&0o040 != 0:
+		who = "its group"
+	default:
+		return ""
+	}
+	return fmt.Sprintf("token file %s is readable by %s (mode %04o); chmod 600 it", path, who, fi.Mode().Perm())
+}
+
 // fileStamp is what Watch compares to notice a changed file.
 type fileStamp struct {
 	mtime time.Time

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -112,7 +113,8 @@ func ProxyURL(raw string, insecure bool) (string, error) {
 
 // ReadToken returns the token from --token-file (- reads one line from
 // stdin, byte by byte so that the rest of stdin stays for the console) or
-// the environment.
+// the environment. A token file that its group or others can read gets a
+// warning on stderr.
 func (o *ProxyOptions) ReadToken(f *cmdutil.Factory) (string, error) {
 	var tok string
 	switch {
@@ -126,6 +128,9 @@ func (o *ProxyOptions) ReadToken(f *cmdutil.Factory) (string, error) {
 		b, err := os.ReadFile(o.TokenFile)
 		if err != nil {
 			return "", cmdutil.WithCode(cmdutil.ExitUsage, fmt.Errorf("token file: %w", err))
+		}
+		if w := resolver.ExposedFileWarning(o.TokenFile); w != "" {
+			fmt.Fprintln(f.IOStreams.ErrOut, "warning: "+w)
 		}
 		tok = string(b)
 	default:
