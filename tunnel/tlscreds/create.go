@@ -199,3 +199,26 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// GrantGroup lets group gid read what a server needs in dir, the QEMU
+// convention for a cert dir that QEMU (running as its own user, in that
+// group) reads: dir becomes mode 0750 and the CA certificate and the
+// server's certificate and key 0640, all with group gid. The client's key
+// stays 0600: it is virtconsole's, not QEMU's. Owners are kept.
+func GrantGroup(dir string, gid int) error {
+	shared := []string{".", CACertFile, RoleServer.CertFile(), RoleServer.KeyFile()}
+	for _, f := range shared {
+		p := filepath.Join(dir, f)
+		mode := os.FileMode(0o640)
+		if f == "." {
+			mode = 0o750
+		}
+		if err := os.Chown(p, -1, gid); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+	return nil
+}

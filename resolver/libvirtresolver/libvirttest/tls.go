@@ -155,26 +155,8 @@ func permitCerts() error {
 	if g, err := user.LookupGroup("libvirt-qemu"); err == nil {
 		gid, _ = strconv.Atoi(g.Gid)
 	}
-	if err := os.Chown(TLSDir, 0, gid); err != nil {
+	if err := tlscreds.GrantGroup(TLSDir, gid); err != nil {
 		return fmt.Errorf("libvirttest: %w", err)
-	}
-	if err := os.Chmod(TLSDir, 0o750); err != nil {
-		return fmt.Errorf("libvirttest: %w", err)
-	}
-	// QEMU reads the CA and the server files; the client files are for
-	// the tests (root) only.
-	for _, f := range tlscreds.CreatedFiles {
-		p := filepath.Join(TLSDir, f)
-		g, mode := gid, os.FileMode(0o640)
-		if f == tlscreds.RoleClient.CertFile() || f == tlscreds.RoleClient.KeyFile() {
-			g, mode = 0, 0o600
-		}
-		if err := os.Chown(p, 0, g); err != nil {
-			return fmt.Errorf("libvirttest: %w", err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			return fmt.Errorf("libvirttest: %w", err)
-		}
 	}
 	// The same client credentials under libvirt's names, for TLSURI.
 	if err := os.MkdirAll(ClientPKIDir, 0o700); err != nil {

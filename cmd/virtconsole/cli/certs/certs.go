@@ -8,7 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,7 +54,12 @@ type CreateOptions struct {
 	Hosts []string
 	Force bool
 	Days  int
+	For   string
 }
+
+// qemuGroups are the groups QEMU runs in under libvirt: Debian's and
+// Fedora's.
+var qemuGroups = []string{"libvirt-qemu", "qemu"}
 
 // NewCmdCreate returns "virtconsole certs create". runF replaces
 // runCreate in tests.
@@ -77,12 +84,21 @@ again, with --force, to change the hosts.
 The same directory serves QEMU and virtconsole, for example:
   qemu ... -object tls-creds-x509,id=tls0,dir=DIR,endpoint=server,verify-peer=on
 
+With --for qemu the directory is made readable for QEMU as libvirt runs it:
+DIR mode 0750, ca-cert.pem, server-cert.pem and server-key.pem mode 0640,
+all with QEMU's group (libvirt-qemu on Debian, qemu on Fedora); the client
+key stays 0600 for virtconsole alone. Point qemu.conf's *_tls_x509_cert_dir
+at DIR and give virtconsole --connect-tls-dir DIR.
+
 Existing files are not replaced without --force.`,
 		Example: `  # certificates for a hypervisor reached by name and by address, valid 30 days
   virtconsole certs create --dir ./pki --host hv1.example --host 192.0.2.10 --days 30
 
   # replace an existing set
-  virtconsole certs create --dir ./pki --host localhost --host 127.0.0.1 --force`,
+  virtconsole certs create --dir ./pki --host localhost --host 127.0.0.1 --force
+
+  # QEMU's directory on a libvirt host (run as root)
+  virtconsole certs create --dir /etc/pki/qemu --host 127.0.0.1 --host localhost --for qemu`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -95,6 +111,7 @@ Existing files are not replaced without --force.`,
 	cmd.Flags().StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP address of the server (repeatable)")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "replace existing files")
 	cmd.Flags().IntVar(&opts.Days, "days", 365, "days the certificates are valid")
+	cmd.Flags().StringVar(&opts.For, "for", "", "`USER` that reads the directory besides you: qemu (QEMU's group under libvirt gets read access)")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("host")
 	return cmd
@@ -103,6 +120,17 @@ Existing files are not replaced without --force.`,
 func runCreate(opts *CreateOptions) error {
 	if opts.Days <= 0 {
 		return &cmdutil.FlagError{Err: fmt.Errorf("--days must be at least 1, not %d", opts.Days)}
+	}
+	gid := -1
+	if opts.For != "" {
+		if opts.For != "qemu" {
+			return &cmdutil.FlagError{Err: fmt.Errorf("--for %q: want qemu", opts.For)}
+		}
+		g, err := lookupGroup(qemuGroups)
+		if err != nil {
+			return &cmdutil.FlagError{Err: fmt.Errorf("--for qemu: %w; install libvirt (libvirt-daemon-system) first", err)}
+		}
+		gid = g
 	}
 	now := time.Now()
 	err := tlscreds.Create(opts.Dir, opts.Hosts, tlscreds.CreateOptions{
@@ -118,12 +146,17 @@ func runCreate(opts *CreateOptions) error {
 	case err != nil:
 		return err
 	}
+	if gid >= 0 {
+		if err := tlscreds.GrantGroup(opts.Dir, gid); err != nil {
+			return fmt.Errorf("%w; run as root to give the files to QEMU's group", err)
+		}
+	}
 
 	out := opts.IO.Out
 	describe := map[string]string{
 		tlscreds.CACertFile:            "CA certificate (its key is not kept)",
 		tlscreds.RoleServer.CertFile(): "server certificate for " + strings.Join(opts.Hosts, ", "),
-		tlscreds.RoleServer.KeyFile():  "server key (mode 0600)",
+		tlscreds.RoleServer.KeyFile():  serverKeyMode(gid),
 		tlscreds.RoleClient.CertFile(): "client certificate",
 		tlscreds.RoleClient.KeyFile():  "client key (mode 0600)",
 	}
@@ -132,6 +165,23 @@ func runCreate(opts *CreateOptions) error {
 	}
 	_, err = fmt.Fprintf(out, "valid until %s\n", now.Add(time.Duration(opts.Days)*24*time.Hour).UTC().Format("2006-01-02"))
 	return err
+}
+
+// lookupGroup returns the ID of the first of names that exists.
+func lookupGroup(names []string) (int, error) {
+	for _, n := range names {
+		if g, err := user.LookupGroup(n); err == nil {
+			return strconv.Atoi(g.Gid)
+		}
+	}
+	return 0, fmt.Errorf("no group %s", strings.Join(names, " or "))
+}
+
+func serverKeyMode(gid int) string {
+	if gid >= 0 {
+		return "server key (mode 0640, QEMU's group)"
+	}
+	return "server key (mode 0600)"
 }
 
 // CheckOptions are the inputs of "virtconsole certs check".
