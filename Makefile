@@ -47,3 +47,29 @@ demo: deps build
 
 clean:
 	rm -rf bin demo
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man pages
+# and the bash, zsh and fish completions, where those shells look for them.
+# The binary is stamped with the checkout's commit ("virtconsole
+# --version") even when go env sets -buildvcs=false; GOFLAGS given to make
+# (or in the environment) is used instead.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+.PHONY: install uninstall
+
+install: export GOFLAGS ?= -buildvcs=auto
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/virtconsole
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -D -m 0644 completions/virtconsole.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/virtconsole
+	install -D -m 0644 completions/_virtconsole $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_virtconsole
+	install -D -m 0644 completions/virtconsole.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/virtconsole.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/virtconsole
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(wildcard man/*.1)))
+	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/virtconsole
+	rm -f $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_virtconsole
+	rm -f $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/virtconsole.fish

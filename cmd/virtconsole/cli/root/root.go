@@ -2,6 +2,8 @@
 package root
 
 import (
+	"strconv"
+
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/admin"
@@ -37,6 +39,13 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &cmdutil.FlagError{Err: err}
 	})
+	// --version prints the line "virtconsole version" prints. The flag is
+	// declared here rather than left to cobra so that it has no -v
+	// shorthand and appears in the man page.
+	info := version.Get()
+	cmd.Version = info.Version
+	cmd.Flags().Bool("version", false, `print the version (as "virtconsole version" does)`)
+	cmd.SetVersionTemplate(`{{printf "%s\n" ` + strconv.Quote(info.Line()) + `}}`)
 
 	cmd.AddCommand(serial.NewCmdSerial(f, nil))
 	cmd.AddCommand(vnc.NewCmdVNC(f, nil))
@@ -48,6 +57,6 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 	cmd.AddCommand(admin.NewCmdConsoles(f, nil))
 	cmd.AddCommand(token.NewCmdToken(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))
-	cmd.AddCommand(version.NewCmdVersion(f))
+	cmd.AddCommand(version.NewCmdVersion(f, nil))
 	return cmd
 }
