@@ -7,11 +7,17 @@
 // test) with TLS for QEMU's VNC and SPICE, host-wide as libvirt has it:
 // the first Start on a machine mints certificates into TLSDir, adds them
 // to qemu.conf and restarts libvirtd; NewDomain defines and starts a small domain from a template and
-// destroys and undefines it when the test ends; LinuxGuest puts the tiny
-// Linux guest of qemutest where libvirt's QEMU can read it. As with
-// qemutest, missing programs skip a test locally and fail it when CI is
-// set. Tests drive libvirt with virsh, independently of the code they
-// test.
+// destroys and undefines it (and the secrets made for it) when the test
+// ends; LinuxGuest puts the tiny Linux guest of qemutest where libvirt's
+// QEMU can read it, until the test ends. As with qemutest, missing
+// programs skip a test locally and fail it when CI is set. Tests drive
+// libvirt with virsh, independently of the code they test.
+//
+// What stays on the host after the tests: TLSDir, a marked block at the
+// end of qemu.conf and of libvirtd.conf, and virtlogd and libvirtd
+// running, libvirtd with --listen (TLS on 127.0.0.1:16514); /dev/kvm, if
+// any, group kvm and mode 0660. Setting NoLibvirtEnv keeps the tests from
+// making any of these changes.
 package libvirttest
 
 import (
@@ -65,11 +71,25 @@ var (
 	theDaemon = &Daemon{URI: URI, Socket: Socket}
 )
 
+// NoLibvirtEnv is the environment variable that keeps the libvirt tests
+// off a machine: when it is set, Start skips the test (fails it when CI is
+// set), before it changes anything. "make test-unit" sets it.
+const NoLibvirtEnv = "VIRTCONSOLE_NO_LIBVIRT"
+
 // Start makes sure virtlogd and libvirtd run and answer, and returns the
 // daemon. Missing binaries skip t locally and fail it when CI is set; so
-// does not being root (libvirtd's system instance needs it).
+// do not being root (libvirtd's system instance needs it) and NoLibvirtEnv.
+//
+// It changes the host, for good: see the package comment.
 func Start(t testing.TB) *Daemon {
 	t.Helper()
+	if os.Getenv(NoLibvirtEnv) != "" {
+		msg := NoLibvirtEnv + " is set: libvirt tests skipped (they reconfigure and restart the host's libvirtd; run make test on a throwaway machine)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(NoLibvirtEnv + " is set under CI, where every libvirt test must run: unset it")
+		}
+		t.Skip(msg)
+	}
 	qemutest.Need(t, "libvirtd", "virtlogd", "virsh", qemutest.Binary)
 	if os.Geteuid() != 0 {
 		msg := "libvirt tests need root (libvirtd's system instance, qemu:///system)"
@@ -348,7 +368,9 @@ var nameRE = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
 // NewDomain defines a domain from o (named after the test, with a random
 // suffix) and starts it unless o.NoStart; the test's cleanup destroys and
-// undefines it.
+// undefines it, and undefines every secret whose description names the
+// domain's UUID: the tokens "virtconsole enable" (libvirtresolver's
+// Conn.Enable) made for it, which would otherwise outlive it.
 func (d *Daemon) NewDomain(t testing.TB, o DomainOptions) *Domain {
 	t.Helper()
 	x, err := d.render(t, o)
@@ -366,6 +388,9 @@ func (d *Daemon) NewDomain(t testing.TB, o DomainOptions) *Domain {
 		if _, err := d.TryVirsh("undefine", dom.UUID); err != nil && !strings.Contains(err.Error(), "ailed to get domain") {
 			t.Logf("cleanup: %v", err)
 		}
+		if err := d.undefineSecretsOf(dom.UUID); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
 	})
 	if !o.NoStart {
 		if o.Paused {
@@ -375,6 +400,45 @@ func (d *Daemon) NewDomain(t testing.TB, o DomainOptions) *Domain {
 		}
 	}
 	return dom
+}
+
+var (
+	secretUUIDRE = regexp.MustCompile(`<uuid>([0-9a-f-]+)</uuid>`)
+	secretDescRE = regexp.MustCompile(`<description>([^<]*)</description>`)
+)
+
+// undefineSecretsOf undefines the secrets whose description contains
+// domUUID (libvirtresolver names the domain there). One virsh process
+// dumps every secret: virsh runs ";"-separated commands in turn and goes
+// on past one that fails (a secret undefined meanwhile).
+func (d *Daemon) undefineSecretsOf(domUUID string) error {
+	list, err := d.TryVirsh("secret-list")
+	if err != nil {
+		return err
+	}
+	var dump []string
+	for _, line := range strings.Split(list, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			dump = append(dump, "secret-dumpxml "+f[0])
+		}
+	}
+	if len(dump) == 0 {
+		return nil
+	}
+	out, _ := d.TryVirsh(strings.Join(dump, "; "))
+	var undefine []string
+	for _, x := range strings.Split(out, "</secret>") {
+		u, desc := secretUUIDRE.FindStringSubmatch(x), secretDescRE.FindStringSubmatch(x)
+		if u != nil && desc != nil && strings.Contains(desc[1], domUUID) {
+			undefine = append(undefine, u[1])
+		}
+	}
+	for _, u := range undefine {
+		if _, err := d.TryVirsh("secret-undefine", u); err != nil && !strings.Contains(err.Error(), "ecret not found") {
+			return err
+		}
+	}
+	return nil
 }
 
 type domainXML struct {
@@ -524,8 +588,9 @@ func (d *Daemon) SecretExists(t testing.TB, uuid string) bool {
 	return err == nil
 }
 
-// LinuxGuest returns qemutest.LinuxGuest's kernel and initrd copied into
-// ImageDir (mode 644), where libvirt's QEMU can read them.
+// LinuxGuest returns copies of qemutest.LinuxGuest's kernel and initrd
+// in ImageDir (mode 644), where libvirt's QEMU can read them; the test's
+// cleanup removes them.
 func LinuxGuest(t testing.TB) (kernel, initrd string) {
 	t.Helper()
 	k, i := qemutest.LinuxGuest(t)
@@ -535,38 +600,30 @@ func LinuxGuest(t testing.TB) (kernel, initrd string) {
 	return copyImage(t, k, "virtconsole-vmlinuz"), copyImage(t, i, "virtconsole-initrd")
 }
 
-// copyImage copies src to ImageDir under a name keyed by its size and
-// modification time, unless it is there already.
+// copyImage copies src to a new file in ImageDir, named prefix and a
+// random suffix, that the test's cleanup removes. Each test has its own
+// copy: a shared one could be removed under another test's domain.
 func copyImage(t testing.TB, src, prefix string) string {
 	t.Helper()
-	fi, err := os.Stat(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(ImageDir, fmt.Sprintf("%s-%d-%d", prefix, fi.ModTime().Unix(), fi.Size()))
-	if st, err := os.Stat(dst); err == nil && st.Size() == fi.Size() {
-		os.Chmod(dst, 0o644)
-		return dst
-	}
 	in, err := os.Open(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(ImageDir, ".virtconsole-*")
+	out, err := os.CreateTemp(ImageDir, prefix+"-*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
+	t.Cleanup(func() { os.Remove(out.Name()) })
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Chmod(0o644)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	tmp.Chmod(0o644)
-	tmp.Close()
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		os.Remove(tmp.Name())
-		t.Fatal(err)
-	}
-	return dst
+	return out.Name()
 }
