@@ -112,6 +112,13 @@ func (c *Creds) ClientConfig(p Policy, serverName string) *tls.Config {
 	cfg.RootCAs = c.CAs
 	if c.Cert != nil {
 		cfg.Certificates = []tls.Certificate{*c.Cert}
+		// Present the certificate even when the server's list of
+		// acceptable CAs does not name its issuer (crypto/tls would then
+		// send none, as CAs made by Create have distinct names): the
+		// server's refusal then names the real problem, a certificate
+		// from another CA, not a missing one.
+		cert := c.Cert
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	if c.Cert == nil && c.certWanted {
 		host := cfg.ServerName

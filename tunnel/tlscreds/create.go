@@ -40,9 +40,10 @@ var CreatedFiles = []string{
 	RoleClient.CertFile(), RoleClient.KeyFile(),
 }
 
-// Create mints a throwaway CA and, signed by it, a server certificate for
-// hosts (each a DNS name or an IP address, the first also its common name)
-// and a client certificate, and writes them to dir in the cert-dir
+// Create mints a throwaway CA (with a unique common name: see
+// caCommonName) and, signed by it, a server certificate for hosts (each a
+// DNS name or an IP address, the first also its common name) and a client
+// certificate, and writes them to dir in the cert-dir
 // convention (the CreatedFiles), for quick starts and tests. Keys are
 // ECDSA P-256 in PKCS#8, mode 0600; dir is created with mode 0700 if it
 // does not exist. The CA key is not kept: run Create again to change the
@@ -86,8 +87,12 @@ func Create(dir string, hosts []string, opts CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	caName, err := caCommonName(hosts[0], opts.Now)
+	if err != nil {
+		return err
+	}
 	caTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "virtconsole CA", Organization: []string{"virtconsole"}},
+		Subject:               pkix.Name{CommonName: caName, Organization: []string{"virtconsole"}},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -157,6 +162,21 @@ func Create(dir string, hosts []string, opts CreateOptions) error {
 		}
 	}
 	return nil
+}
+
+// caCommonName names a new CA uniquely: "virtconsole CA", the first host,
+// the date and a random suffix, so that an error naming a certificate's
+// issuer tells one created CA from another. It stays within the 64
+// characters X.509 allows a common name.
+func caCommonName(host string, now time.Time) (string, error) {
+	var suffix [3]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return "", err
+	}
+	if len(host) > 31 {
+		host = host[:31]
+	}
+	return fmt.Sprintf("virtconsole CA %s %s %x", host, now.UTC().Format("2006-01-02"), suffix), nil
 }
 
 func mint(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
