@@ -69,6 +69,7 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("exit code %d, want %d; stderr: %s", r.code, cmdutil.ExitTLS, r.stderr)
 		}
 		checkOneLine(t, r.stderr, "certificate")
+		checkOneLine(t, r.stderr, "; pass --ca-file with the CA that signed it")
 	})
 
 	t.Run("origin not allowed", func(t *testing.T) {

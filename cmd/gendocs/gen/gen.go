@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,19 @@ func Files() (map[string][]byte, error) {
 			return nil, err
 		}
 		files[filepath.Join("man", e.Name())] = b
+	}
+	// GenManTree leaves out help topics ("virtconsole help exit-codes"):
+	// they get a page of their own.
+	for _, c := range cmd.Commands() {
+		if !c.IsAdditionalHelpTopicCommand() {
+			continue
+		}
+		var b bytes.Buffer
+		h := *hdr
+		if err := doc.GenMan(c, &h, &b); err != nil {
+			return nil, fmt.Errorf("man page %s: %w", c.CommandPath(), err)
+		}
+		files[filepath.Join("man", strings.ReplaceAll(c.CommandPath(), " ", "-")+".1")] = b.Bytes()
 	}
 
 	for name, gen := range map[string]func(*cobra.Command, *bytes.Buffer) error{

@@ -40,6 +40,21 @@ func withLibvirt(ctx context.Context, f *cmdutil.Factory, uri string, op func(*l
 	return cmdutil.LibvirtError(op(c))
 }
 
+// domainArg is the Args of a command taking one DOMAIN: what is missing
+// is said in words rather than cobra's "accepts 1 arg(s)". what ends the
+// sentence "give the DOMAIN (name, UUID or ID) whose …".
+func domainArg(what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 0:
+			return &cmdutil.FlagError{Err: fmt.Errorf("%s: give the DOMAIN (name, UUID or ID) whose %s", cmd.Name(), what)}
+		case len(args) > 1:
+			return &cmdutil.FlagError{Err: fmt.Errorf("%s: one DOMAIN at a time, got %d: %s", cmd.Name(), len(args), strings.Join(args, " "))}
+		}
+		return nil
+	}
+}
+
 // addConnect registers -c/--connect.
 func addConnect(cmd *cobra.Command, uri *string) {
 	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
@@ -68,11 +83,11 @@ random bytes) and the metadata are written to the running domain and to its
 persistent config. Consoles already enabled keep their token, so running it
 twice is harmless; if a step fails, the secrets it created are removed.
 
-` + commonHelp + cmdutil.ExitCodesHelp,
+` + commonHelp + cmdutil.ExitCodesLine,
 		Example: `  virtconsole enable myvm
   virtconsole enable myvm --type vnc,serial --host console-net.example
   virtconsole -c qemu+tls://hv1.example/system enable 3f1c… --type spice`,
-		Args: cobra.ExactArgs(1),
+		Args: domainArg("consoles to enable"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Domain = args[0]
 			if runF != nil {
@@ -83,7 +98,7 @@ twice is harmless; if a step fails, the secrets it created are removed.
 	}
 	addConnect(cmd, &opts.URI)
 	cmd.Flags().StringSliceVar(&opts.Types, "type", []string{"vnc", "spice", "serial", "console"}, "console `TYPES` to enable (comma-separated: vnc, spice, serial, console)")
-	cmd.Flags().StringVar(&opts.Host, "host", "", "address the proxy should dial instead of the domain's listen address")
+	cmd.Flags().StringVar(&opts.Host, "host", "", "the proxy dials `NAME_OR_IP` instead of the domain's listen address")
 	cmd.Flags().BoolVar(&opts.Insecure, "insecure", false, "mark the consoles insecure: the proxy may talk cleartext to QEMU")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
 	return cmd
@@ -123,9 +138,9 @@ func NewCmdDisable(f *cmdutil.Factory, runF func(context.Context, *DisableOption
 its tokens stop resolving at once. Disabling a domain that is not enabled is
 harmless.
 
-` + commonHelp + cmdutil.ExitCodesHelp,
+` + commonHelp + cmdutil.ExitCodesLine,
 		Example: `  virtconsole disable myvm`,
-		Args:    cobra.ExactArgs(1),
+		Args:    domainArg("consoles to disable"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Domain = args[0]
 			if runF != nil {
@@ -164,9 +179,9 @@ func NewCmdRotate(f *cmdutil.Factory, runF func(context.Context, *RotateOptions)
 		Long: `Set new random values on the secrets of a domain's enabled consoles: the old
 tokens stop resolving at once, sessions already open go on.
 
-` + commonHelp + cmdutil.ExitCodesHelp,
+` + commonHelp + cmdutil.ExitCodesLine,
 		Example: `  virtconsole rotate myvm`,
-		Args:    cobra.ExactArgs(1),
+		Args:    domainArg("tokens to rotate"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Domain = args[0]
 			if runF != nil {
@@ -208,10 +223,10 @@ func NewCmdConsoles(f *cmdutil.Factory, runF func(context.Context, *ConsolesOpti
 type, index, backend, where the proxy reaches it, and whether it has a token.
 Token values are shown only with --show-tokens.
 
-` + commonHelp + cmdutil.ExitCodesHelp,
+` + commonHelp + cmdutil.ExitCodesLine,
 		Example: `  virtconsole consoles myvm
   virtconsole consoles myvm --json --show-tokens | jq -r '.[] | select(.type=="vnc") | .token'`,
-		Args: cobra.ExactArgs(1),
+		Args: domainArg("consoles to list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Domain = args[0]
 			if runF != nil {

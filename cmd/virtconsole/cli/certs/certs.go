@@ -107,10 +107,10 @@ Existing files are not replaced without --force.`,
 			return runCreate(opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory to write the certificates and keys to")
-	cmd.Flags().StringArrayVar(&opts.Hosts, "host", nil, "DNS name or IP address of the server (repeatable)")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "write the certificates and keys to `DIR`")
+	cmd.Flags().StringArrayVar(&opts.Hosts, "host", nil, "a `NAME_OR_IP` (DNS name or IP address) for the server certificate (repeatable)")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "replace existing files")
-	cmd.Flags().IntVar(&opts.Days, "days", 365, "days the certificates are valid")
+	cmd.Flags().IntVar(&opts.Days, "days", 365, "the certificates are valid for `N` days")
 	cmd.Flags().StringVar(&opts.For, "for", "", "`USER` that reads the directory besides you: qemu (QEMU's group under libvirt gets read access)")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("host")
@@ -228,8 +228,8 @@ Exits with 0 when every check passes, and with 4 when one fails.`,
 			return runCheck(opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Dir, "dir", "", "certificate directory to check")
-	cmd.Flags().StringVar(&opts.Role, "role", "", "role to check: server or client (default: whichever DIR holds)")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "check the certificate directory `DIR`")
+	cmd.Flags().StringVar(&opts.Role, "role", "", "check the certificates of `ROLE`: server or client (default: whichever DIR holds)")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"server", "client"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd

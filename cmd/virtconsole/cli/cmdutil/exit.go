@@ -3,15 +3,18 @@ package cmdutil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 )
 
-// Exit codes, documented in every command's help and in the man pages.
+// Exit codes, documented in the help topic "virtconsole help exit-codes"
+// (ExitCodesHelp), its man page and the README.
 const (
 	ExitOK          = 0 // success; for interactive sessions, the user left
-	ExitUsage       = 1 // bad flags, arguments or input files
+	ExitUsage       = 1 // bad flags, arguments or input files; a listen address in use
 	ExitRefused     = 2 // the token or credentials were refused (missing, unknown, not allowed)
 	ExitUnreachable = 3 // the console, QEMU or the proxy could not be reached, or its handshake failed
 	ExitTLS         = 4 // TLS credentials are invalid or a peer's certificate was not trusted
@@ -21,18 +24,25 @@ const (
 	ExitInterrupted = 130
 )
 
-// ExitCodesHelp is the table appended to the help of commands that
-// connect somewhere.
-const ExitCodesHelp = `Exit codes:
-  0    success (for interactive sessions: you left, or the console closed)
-  1    usage error: bad flags, arguments or input files
-  2    refused: token missing, unknown or not allowed
-  3    unreachable: the proxy, the resolver or QEMU could not be reached, or the console handshake failed
-  4    TLS: invalid credentials, or a peer's certificate is not trusted
-  5    connection lost during an established session
-  6    any other failure
-  7    not found: no such domain or console device, or consoles not enabled
-  130  interrupted (SIGINT/SIGTERM)`
+// ExitCodesLine ends the help of the commands whose exit codes mean
+// more than success or failure; the table is the help topic
+// "virtconsole help exit-codes".
+const ExitCodesLine = `Exit codes: see 'virtconsole help exit-codes'.`
+
+// ExitCodesHelp is the table of exit codes, the text of the help topic
+// "virtconsole help exit-codes" (and its man page).
+const ExitCodesHelp = `Every virtconsole command exits with one of these codes, so that scripts can
+tell why it failed; the message on standard error is one line.
+
+    0    success (for interactive sessions: you left, or the console closed)
+    1    usage error: bad flags, arguments or input files, or a listen address already in use
+    2    refused: token missing, unknown or not allowed
+    3    unreachable: the proxy, the resolver or QEMU could not be reached, or the console handshake failed
+    4    TLS: invalid credentials, or a peer's certificate is not trusted
+    5    connection lost during an established session
+    6    any other failure
+    7    not found: no such domain or console device, or consoles not enabled
+    130  interrupted (SIGINT/SIGTERM)`
 
 // LibvirtError maps an error of the libvirt layer to an exit code.
 func LibvirtError(err error) error {
@@ -52,6 +62,16 @@ func LibvirtError(err error) error {
 		return err
 	}
 	return WithCode(ExitFailure, err)
+}
+
+// ListenError maps a failure to listen on addr to an exit code. A busy
+// address is a usage error (ExitUsage) whose message says what to do:
+// choose another value of flag, or stop the program holding it.
+func ListenError(addr, flag string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return WithCode(ExitUsage, fmt.Errorf("listen on %s: address already in use; choose another %s or stop the program using it", addr, flag))
+	}
+	return WithCode(ExitFailure, fmt.Errorf("listen on %s: %w", addr, err))
 }
 
 // ExitError carries an exit code with an error.

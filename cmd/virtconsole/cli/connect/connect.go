@@ -6,6 +6,7 @@ package connect
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -49,16 +50,20 @@ func AddProxyFlags(cmd *cobra.Command, o *ProxyOptions) {
 	fl.StringVar(&o.CAFile, "ca-file", "", "trust the proxy's certificate if signed by the CA in `FILE` (default: system roots)")
 	fl.StringVar(&o.TLSDir, "tls-dir", "", "present client-cert.pem/client-key.pem from `DIR` to a proxy that requires client certificates (ca-cert.pem there is trusted too)")
 	fl.BoolVar(&o.Insecure, "insecure", false, "allow a ws:// proxy URL (token and console data in cleartext)")
-	fl.DurationVar(&o.Timeout, "connect-timeout", 20*time.Second, "give up connecting after this `duration`")
+	fl.DurationVar(&o.Timeout, "connect-timeout", 20*time.Second, "give up connecting after `DURATION`")
 }
 
-// Resolve fills in defaults from the environment and checks the options.
-func (o *ProxyOptions) Resolve(f *cmdutil.Factory) error {
+// Resolve fills in defaults from the environment and checks the options,
+// for cmd when it was given nothing else to connect to. Without a proxy,
+// the usage error lists alternatives: what cmd could be given instead,
+// e.g. "give DOMAIN (on a libvirt host) or --proxy URL with --token-file".
+// The proxy may come from the environment (EnvProxy).
+func (o *ProxyOptions) Resolve(f *cmdutil.Factory, cmd *cobra.Command, alternatives string) error {
 	if o.Proxy == "" {
 		o.Proxy = f.Getenv(EnvProxy)
 	}
 	if o.Proxy == "" {
-		return &cmdutil.FlagError{Err: errors.New("no proxy: give --proxy URL or set " + EnvProxy)}
+		return &cmdutil.FlagError{Err: fmt.Errorf("no console given: %s; see '%s --help'", alternatives, cmd.CommandPath())}
 	}
 	return o.check()
 }
@@ -84,21 +89,31 @@ func (o *ProxyOptions) check() error {
 	return nil
 }
 
-// ProxyURL normalises a proxy URL: https→wss, http→ws, an empty path
-// becomes /websockify. Cleartext (ws) needs insecure.
+// ProxyURL normalises a proxy URL: an empty path becomes /websockify.
+// Cleartext (ws) needs insecure. https:// and http:// are refused with the
+// websocket URL to use instead: the proxy is not a web page.
 func ProxyURL(raw string, insecure bool) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("proxy URL %q: want wss://HOST:PORT[/PATH]", raw)
 	}
 	switch u.Scheme {
-	case "wss", "https":
-		u.Scheme = "wss"
-	case "ws", "http":
+	case "https", "http":
+		want := "wss"
+		with := ""
+		if u.Scheme == "http" {
+			want = "ws"
+			if !insecure {
+				with = " with --insecure"
+			}
+		}
+		u.Scheme = want
+		return "", fmt.Errorf("proxy URL %q: use %s (the proxy's websocket URL)%s", raw, u.String(), with)
+	case "wss":
+	case "ws":
 		if !insecure {
 			return "", fmt.Errorf("proxy URL %q is cleartext; use wss:// or pass --insecure", raw)
 		}
-		u.Scheme = "ws"
 	default:
 		return "", fmt.Errorf("proxy URL %q: scheme must be wss (or ws with --insecure)", raw)
 	}
@@ -227,6 +242,16 @@ func classify(host string, creds *tlscreds.Creds, err error) error {
 		return err
 	}
 	if e := tlscreds.ExplainHandshakeError(err, creds, "proxy at "+host); e != err {
+		var ua x509.UnknownAuthorityError
+		if errors.As(err, &ua) {
+			// tlscreds says what is wrong and, after the last "; ", what
+			// to do in words; here the fix is a flag.
+			msg := e.Error()
+			if i := strings.LastIndex(msg, "; "); i >= 0 {
+				msg = msg[:i]
+			}
+			e = &tlscreds.HandshakeError{Msg: msg + "; pass --ca-file with the CA that signed it", Err: err}
+		}
 		return cmdutil.WithCode(cmdutil.ExitTLS, e)
 	}
 	if IsTLSError(err) {

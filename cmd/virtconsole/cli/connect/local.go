@@ -53,9 +53,10 @@ func (o *LocalOptions) Listen() (net.Listener, error) {
 	if (ip == nil || !ip.IsLoopback()) && !o.AllowRemote {
 		return nil, &cmdutil.FlagError{Err: fmt.Errorf("--listen-address %s is not a loopback address: anyone who reaches it gets the console; pass --allow-remote if you mean it", o.Address)}
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(o.Address, strconv.Itoa(o.Port)))
+	addr := net.JoinHostPort(o.Address, strconv.Itoa(o.Port))
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, cmdutil.WithCode(cmdutil.ExitFailure, fmt.Errorf("listen on %s: %w", net.JoinHostPort(o.Address, strconv.Itoa(o.Port)), err))
+		return nil, cmdutil.ListenError(addr, "--local-port (0 picks a free one)", err)
 	}
 	return l, nil
 }

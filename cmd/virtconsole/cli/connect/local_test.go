@@ -49,7 +49,8 @@ func TestListenPolicy(t *testing.T) {
 func TestProxyURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"wss://h:1":        "wss://h:1/websockify",
-		"https://h:1/":     "wss://h:1/websockify",
+		"https://h:1/":     "", // the websocket URL is wss://
+		"http://h:1":       "",
 		"wss://h:1/x/ws":   "wss://h:1/x/ws",
 		"ws://h:1":         "", // needs --insecure
 		"wss://h:1/?token": "",
@@ -62,5 +63,18 @@ func TestProxyURL(t *testing.T) {
 	}
 	if got, err := ProxyURL("ws://h:1", true); err != nil || got != "ws://h:1/websockify" {
 		t.Errorf("ws with insecure: %q %v", got, err)
+	}
+	for _, tc := range []struct {
+		in       string
+		insecure bool
+		want     string
+	}{
+		{"https://proxy.example:6443", false, `proxy URL "https://proxy.example:6443": use wss://proxy.example:6443 (the proxy's websocket URL)`},
+		{"http://h:1/ws", false, `proxy URL "http://h:1/ws": use ws://h:1/ws (the proxy's websocket URL) with --insecure`},
+		{"http://h:1", true, `proxy URL "http://h:1": use ws://h:1 (the proxy's websocket URL)`},
+	} {
+		if _, err := ProxyURL(tc.in, tc.insecure); err == nil || err.Error() != tc.want {
+			t.Errorf("ProxyURL(%q, %v): %v; want %s", tc.in, tc.insecure, err, tc.want)
+		}
 	}
 }

@@ -69,7 +69,7 @@ func NewCmd(f *cmdutil.Factory, spec Spec, runF func(context.Context, *Options) 
 	cmd := &cobra.Command{
 		Use:     spec.Scheme + " [DOMAIN]",
 		Short:   spec.Short,
-		Long:    spec.Long + "\n\n" + cmdutil.ExitCodesHelp,
+		Long:    spec.Long + "\n\n" + cmdutil.ExitCodesLine,
 		Example: spec.Example,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -84,7 +84,7 @@ func NewCmd(f *cmdutil.Factory, spec Spec, runF func(context.Context, *Options) 
 				}
 				opts.useProxy = use
 			case opts.Target == "":
-				if err := opts.Proxy.Resolve(f); err != nil {
+				if err := opts.Proxy.Resolve(f, cmd, "give DOMAIN (on a libvirt host), --proxy URL (or "+connect.EnvProxy+") with --token-file, or --target HOST:PORT"); err != nil {
 					return err
 				}
 				opts.useProxy = true
@@ -107,7 +107,7 @@ func NewCmd(f *cmdutil.Factory, spec Spec, runF func(context.Context, *Options) 
 	fl.BoolVar(&opts.TLSTunnel, "tls-tunnel", false, "direct mode: QEMU's port is wrapped in TLS from the first byte (e.g. stunnel)")
 	fl.StringVar(&opts.PasswordFile, "password-file", "", "direct mode: read QEMU's "+strings.ToUpper(spec.Scheme)+" password from `FILE`")
 	fl.StringVar(&opts.TLSMinVersion, "tls-min-version", "1.2", "lowest TLS `VERSION` toward QEMU: 1.2 or 1.3")
-	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "direct mode: bound on connecting and negotiating with QEMU")
+	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "direct mode: give up connecting and negotiating with QEMU after `DURATION`")
 	return cmd
 }
 

@@ -24,7 +24,9 @@ func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 		Short: "Consoles of libvirt/QEMU virtual machines: client, local tunnel and websocket proxy",
 		Long: `virtconsole reaches the consoles of libvirt/QEMU virtual machines - serial
 lines, VNC and SPICE graphics - securely: through a websocket proxy that
-understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
+understands the console protocols and talks TLS to QEMU, or straight to QEMU.
+
+` + cmdutil.ExitCodesLine,
 		Example: `  # an interactive serial console through a proxy
   virtconsole serial --proxy wss://proxy.example:6443 --token-file ./token
 
@@ -36,9 +38,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 	cmd.SetOut(f.IOStreams.Out)
 	cmd.SetErr(f.IOStreams.ErrOut)
 	cmd.SetIn(f.IOStreams.In)
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &cmdutil.FlagError{Err: err}
-	})
+	cmd.SetFlagErrorFunc(flagError)
 	// --version prints the line "virtconsole version" prints. The flag is
 	// declared here rather than left to cobra so that it has no -v
 	// shorthand and appears in the man page.
@@ -58,5 +58,6 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.`,
 	cmd.AddCommand(token.NewCmdToken(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))
 	cmd.AddCommand(version.NewCmdVersion(f, nil))
+	cmd.AddCommand(newCmdExitCodes())
 	return cmd
 }

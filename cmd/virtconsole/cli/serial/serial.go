@@ -70,7 +70,7 @@ until it has been silent for --drain (every byte restarts the wait), then
 ends with exit status 0, so scripts can use it; raise --drain for commands
 that think longer before answering.
 
-` + cmdutil.ExitCodesHelp,
+` + cmdutil.ExitCodesLine,
 		Example: `  # interactive, through a proxy with a private CA
   virtconsole serial --proxy wss://127.0.0.1:6443 --ca-file ./pki/ca-cert.pem --token-file ./mytoken
 
@@ -98,7 +98,7 @@ that think longer before answering.
 				}
 				opts.useProxy = use
 			} else {
-				if err := opts.Proxy.Resolve(f); err != nil {
+				if err := opts.Proxy.Resolve(f, cmd, "give DOMAIN (on a libvirt host) or --proxy URL (or "+connect.EnvProxy+") with --token-file"); err != nil {
 					return err
 				}
 				opts.useProxy = true

@@ -110,12 +110,12 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "connect to QEMU with TLS using ca-cert.pem (and client-cert.pem, client-key.pem) from `DIR`")
 	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "allow cleartext to consoles the resolver marks insecure")
 	fl.StringArrayVar(&opts.AllowedOrigins, "allowed-origin", nil, "also accept websockets from `ORIGIN` (scheme://host[:port]; repeatable)")
-	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on resolving, connecting and handshaking per session")
-	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running sessions may go on")
-	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "refused tokens allowed per client address per minute before 429")
+	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "give up resolving, connecting and handshaking a session after `DURATION`")
+	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, running sessions may go on for `DURATION`")
+	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "`N` refused tokens allowed per client address per minute before 429")
 	fl.BoolVar(&opts.TrustForwarded, "trust-forwarded", false, "honour X-Forwarded-Host/-For from a front proxy (only if every request comes through one)")
-	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "sessions open or opening at once before 503 (0: no bound)")
-	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "how long after a SPICE session's main channel other channel types not in its list are still accepted")
+	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "`N` sessions open or opening at once before 503 (0: no bound)")
+	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 }
 
 func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
@@ -253,7 +253,7 @@ func serve(ctx context.Context, f *cmdutil.Factory, addr string, cfg *tls.Config
 	log := f.Logger()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return cmdutil.WithCode(cmdutil.ExitFailure, fmt.Errorf("listen on %s: %w", addr, err))
+		return cmdutil.ListenError(addr, "--listen address", err)
 	}
 	if cfg != nil {
 		l = tls.NewListener(l, cfg)

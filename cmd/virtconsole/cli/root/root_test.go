@@ -1,0 +1,130 @@
+package root
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+)
+
+func testRoot() *cobra.Command {
+	io := cmdutil.Test(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	cmd := NewCmdRoot(cmdutil.NewFactory(io))
+	cmd.InitDefaultCompletionCmd()
+	return cmd
+}
+
+// walk calls fn on cmd and every command below it.
+func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
+	fn(cmd)
+	for _, c := range cmd.Commands() {
+		walk(c, fn)
+	}
+}
+
+// TestFlagPlaceholders: every flag that takes a value shows an upper-case
+// placeholder in --help ("--host NAME_OR_IP"), never pflag's type name
+// ("--host stringArray", "--days int").
+func TestFlagPlaceholders(t *testing.T) {
+	walk(testRoot(), func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Value.Type() == "bool" {
+				return
+			}
+			name, _ := pflag.UnquoteUsage(f)
+			if name == "" || strings.ToUpper(name) != name {
+				t.Errorf("%s --%s: placeholder %q; put an upper-case one in backquotes in its usage", c.CommandPath(), f.Name, name)
+			}
+		})
+	})
+}
+
+// execute runs the command tree with args and returns its error.
+func execute(args ...string) (stdout string, err error) {
+	var out bytes.Buffer
+	io := cmdutil.Test(strings.NewReader(""), &out, &bytes.Buffer{})
+	f := cmdutil.NewFactory(io)
+	f.Getenv = func(string) string { return "" } // no VIRTCONSOLE_PROXY
+	cmd := NewCmdRoot(f)
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return out.String(), err
+}
+
+// TestFlagErrorPointsToHelp: a flag error is a usage error (exit 1) that
+// names close flags and the command's --help.
+func TestFlagErrorPointsToHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serial", "--proxi", "wss://h:1"}, "unknown flag: --proxi (did you mean --proxy?); see 'virtconsole serial --help'"},
+		{[]string{"serial", "--token", "f"}, "unknown flag: --token (did you mean --token-file?); see 'virtconsole serial --help'"},
+		{[]string{"server", "proxy", "--listne", ":1"}, "unknown flag: --listne (did you mean --listen?); see 'virtconsole server proxy --help'"},
+		{[]string{"certs", "create", "--day", "3"}, "unknown flag: --day (did you mean --days?); see 'virtconsole certs create --help'"},
+		{[]string{"enable", "--zzz", "vm"}, "unknown flag: --zzz; see 'virtconsole enable --help'"},
+		{[]string{"serial", "--connect-timeout", "3"}, `invalid argument "3" for "--connect-timeout" flag: time: missing unit in duration "3"; see 'virtconsole serial --help'`},
+	} {
+		_, err := execute(tc.args...)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%v: error %v;\n want %s", tc.args, err, tc.want)
+			continue
+		}
+		if code := cmdutil.ExitCode(err); code != cmdutil.ExitUsage {
+			t.Errorf("%v: exit code %d, want %d", tc.args, code, cmdutil.ExitUsage)
+		}
+	}
+}
+
+// TestExitCodesTopic: the exit-code table is the help topic "virtconsole
+// help exit-codes", listed in the root's help; commands point to it in one
+// line instead of carrying the table.
+func TestExitCodesTopic(t *testing.T) {
+	out, err := execute("help", "exit-codes")
+	if err != nil || !strings.Contains(out, cmdutil.ExitCodesHelp) {
+		t.Fatalf("help exit-codes: %v\n%s", err, out)
+	}
+	out, _ = execute("--help")
+	if !strings.Contains(out, "Additional help topics:") || !strings.Contains(out, "virtconsole exit-codes") {
+		t.Errorf("root --help does not list the exit-codes topic:\n%s", out)
+	}
+	for _, args := range [][]string{{"serial"}, {"vnc"}, {"spice"}, {"enable"}, {"disable"}, {"rotate"}, {"consoles"}} {
+		out, err := execute(append(args, "--help")...)
+		if err != nil || !strings.Contains(out, cmdutil.ExitCodesLine) || strings.Contains(out, "130  interrupted") {
+			t.Errorf("%v --help: want the line %q, not the table: %v\n%s", args, cmdutil.ExitCodesLine, err, out)
+		}
+	}
+}
+
+// TestMissingArguments: a command given nothing to work on says what it
+// wants, in words, as a usage error.
+func TestMissingArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serial"}, "no console given: give DOMAIN (on a libvirt host) or --proxy URL (or VIRTCONSOLE_PROXY) with --token-file; see 'virtconsole serial --help'"},
+		{[]string{"vnc"}, "no console given: give DOMAIN (on a libvirt host), --proxy URL (or VIRTCONSOLE_PROXY) with --token-file, or --target HOST:PORT; see 'virtconsole vnc --help'"},
+		{[]string{"spice", "--local-port", "0"}, "no console given: give DOMAIN (on a libvirt host), --proxy URL (or VIRTCONSOLE_PROXY) with --token-file, or --target HOST:PORT; see 'virtconsole spice --help'"},
+		{[]string{"enable"}, "enable: give the DOMAIN (name, UUID or ID) whose consoles to enable"},
+		{[]string{"disable", "-c", "qemu:///system"}, "disable: give the DOMAIN (name, UUID or ID) whose consoles to disable"},
+		{[]string{"rotate"}, "rotate: give the DOMAIN (name, UUID or ID) whose tokens to rotate"},
+		{[]string{"consoles", "--json"}, "consoles: give the DOMAIN (name, UUID or ID) whose consoles to list"},
+		{[]string{"enable", "vm1", "vm2"}, "enable: one DOMAIN at a time, got 2: vm1 vm2"},
+		{[]string{"serial", "--proxy", "https://proxy.example:6443", "--token-file", "t"}, `proxy URL "https://proxy.example:6443": use wss://proxy.example:6443 (the proxy's websocket URL)`},
+		{[]string{"vnc", "--proxy", "http://proxy.example:80"}, `proxy URL "http://proxy.example:80": use ws://proxy.example:80 (the proxy's websocket URL) with --insecure`},
+	} {
+		_, err := execute(tc.args...)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%v: error %v;\n want %s", tc.args, err, tc.want)
+			continue
+		}
+		if code := cmdutil.ExitCode(err); code != cmdutil.ExitUsage {
+			t.Errorf("%v: exit code %d, want %d", tc.args, code, cmdutil.ExitUsage)
+		}
+	}
+}
