@@ -64,13 +64,13 @@ fuzz: check-go
 # (cmd/virtconsole, real QEMU and the proxy binary), and the proxy binary's
 # throughput, echo latency and CPU per GB against websockify's (skipped
 # when websockify is not installed). No race detector.
-bench:
+bench: check-go
 	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
 	$(GO) test -run XXX -bench VNCSessionSetup -benchtime 200x ./cmd/virtconsole/
 	$(GO) test -run XXX -bench IdleSessionMemory -benchtime 1x -count 3 ./cmd/virtconsole/
 	$(GO) test -run XXX -bench ProxyThroughput -benchtime 3s -count 2 ./cmd/virtconsole/
 
-generate:
+generate: check-go
 	$(GO) generate ./...
 
 demo: deps-demo build
