@@ -73,7 +73,7 @@ wait_log "$work/qemu.log" "waiting for connection"
 
 echo "==> writing a random token to $work/token and the token file $work/tokens.json"
 umask 077
-token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
+token=$("$bin" token new)
 printf '%s\n' "$token" >"$work/token"
 printf '{"%s": {"type": "serial", "address": "127.0.0.1:%s", "insecure": false}}\n' "$token" "$serial_port" >"$work/tokens.json"
 
