@@ -61,6 +61,13 @@ type Target struct {
 	// is layered on it (the libvirt connection protects it, so Insecure
 	// and TLSTunnel do not apply), and it cannot travel over the REST API.
 	Network string
+	// Dial, if set, reaches a console that is not a network address (a
+	// pty console through libvirt's console stream): the resolver that
+	// returned the target dials it, Address only describes it for logs,
+	// and no TLS is layered on the conn (whoever dials secures it, so
+	// Insecure and TLSTunnel do not apply). Such a target cannot travel
+	// over the REST API. Nil means TCP to Address.
+	Dial func(ctx context.Context) (net.Conn, error)
 }
 
 // Host returns the host part of Address, for TLS server-name checks.
@@ -75,7 +82,7 @@ func (t Target) Host() string {
 // TLSFromFirstByte reports whether the connection to QEMU must be wrapped
 // in TLS before any protocol byte is exchanged.
 func (t Target) TLSFromFirstByte() bool {
-	if t.Network != "" && t.Network != "tcp" {
+	if t.Dial != nil || (t.Network != "" && t.Network != "tcp") {
 		return false // a transport of its own, secured by whoever dials it
 	}
 	if t.TLSTunnel {

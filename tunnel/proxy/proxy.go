@@ -333,10 +333,14 @@ func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protoco
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	if target.Network != "" && target.Network != "tcp" {
-		// A transport of its own (libvirt's console stream): the Dialer
-		// knows it, and it is as secure as the Dialer's connection.
-		server, err := d.DialContext(ctx, target.Network, target.Address)
+	if target.Dial != nil || (target.Network != "" && target.Network != "tcp") {
+		// A transport of its own (libvirt's console stream), as secure as
+		// the connection it runs over.
+		dial := target.Dial
+		if dial == nil {
+			dial = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, target.Network, target.Address) }
+		}
+		server, err := dial(ctx)
 		if err != nil {
 			return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
 		}
