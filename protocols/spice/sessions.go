@@ -13,7 +13,8 @@ import (
 // connections: the Registry, plus the target each live session reaches,
 // so that a session's later channels join it without resolving their
 // token again (a single-use token was consumed when the session started).
-// Its methods have the shape of tunnel/proxy's SessionManager. The zero
+// tunnel/proxy's Proxy takes one (its SPICE field): it calls Join before
+// resolving a token, and Handshaker for each SPICE connection. The zero
 // value is ready to use.
 type Sessions struct {
 	Registry Registry

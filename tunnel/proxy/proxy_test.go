@@ -136,6 +136,12 @@ func TestStatuses(t *testing.T) {
 		"vnc":    {Type: "vnc", Address: addr, Insecure: true},
 	})
 	p.Limiter = nil
+	p.Handshake = func(ctx context.Context, t protocols.Target, token string, singleUse bool) (protocols.Handshaker, func(), error) {
+		if t.Kind == protocols.KindVNC {
+			return nil, nil, errors.New("no VNC here") // the default serves VNC
+		}
+		return p.DefaultHandshake(ctx, t, token, singleUse)
+	}
 	origin := bearer("down")
 	origin.Set("Origin", "https://evil.example")
 	for name, tc := range map[string]struct {

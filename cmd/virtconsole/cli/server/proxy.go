@@ -15,10 +15,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
-	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/protocols/serial"
 	"github.com/virtconsole/virtconsole/protocols/spice"
-	"github.com/virtconsole/virtconsole/protocols/vnc"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
@@ -154,8 +151,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	case !opts.ConnectInsecure:
 		return &cmdutil.FlagError{Err: errors.New("no TLS credentials toward QEMU: give --connect-tls-dir DIR, or --connect-insecure for cleartext consoles")}
 	}
-	p.Handshaker = handshakers(p.TLSConfig)
-	p.Sessions = &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log}
+	p.SPICE = &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log}
 
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
@@ -198,19 +194,6 @@ func orCleartext(insecure bool) string {
 		return ", and consoles enabled with --insecure"
 	}
 	return ""
-}
-
-// handshakers returns the proxy's handshaker table.
-func handshakers(tlsConfig func(string) *tls.Config) func(protocols.Kind) (protocols.Handshaker, error) {
-	return func(k protocols.Kind) (protocols.Handshaker, error) {
-		switch k {
-		case protocols.KindSerial, protocols.KindConsole:
-			return serial.Handshaker{}, nil
-		case protocols.KindVNC:
-			return &vnc.Handshaker{TLSConfig: tlsConfig}, nil
-		}
-		return nil, fmt.Errorf("console type %s is not supported yet", k)
-	}
 }
 
 // newResolver builds the static or REST resolver the flags name.

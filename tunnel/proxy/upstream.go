@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel"
+)
+
+// upstream is the console side of one request: resolved, dialled, and
+// through QEMU's side of the handshake. Whoever holds it owns conn and
+// must call release when the connection ends.
+type upstream struct {
+	target  protocols.Target
+	conn    net.Conn // QEMU's side, as hs.Server returned it
+	hs      protocols.Handshaker
+	release func() // never nil
+	info    protocols.Info
+}
+
+// open resolves token (or joins the live SPICE session it opened),
+// consumes it if the resolver's tokens are single-use, dials the console
+// and runs QEMU's side of the handshake.
+func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
+	if target, ok := p.spice().Join(token); ok {
+		return p.dial(ctx, target, token, false)
+	}
+	target, err := p.Resolver.Resolve(ctx, token)
+	switch {
+	case errors.Is(err, resolver.ErrNotFound):
+		return nil, fail(http.StatusNotFound, err, "unknown token")
+	case errors.Is(err, resolver.ErrUnavailable):
+		return nil, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
+	case errors.Is(err, resolver.ErrUnsupported):
+		return nil, fail(http.StatusBadGateway, err, "%s", oneLine(err))
+	case err != nil:
+		return nil, fail(http.StatusBadGateway, err, "token resolver failed")
+	}
+	singleUse := false
+	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
+		// Retire the token before any byte reaches QEMU: of racing
+		// connections with one token exactly one gets this far.
+		if err := su.Consume(ctx, token); err != nil {
+			if errors.Is(err, resolver.ErrNotFound) {
+				return nil, fail(http.StatusNotFound, err, "unknown token")
+			}
+			return nil, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
+		}
+		singleUse = true
+	}
+	return p.dial(ctx, target, token, singleUse)
+}
+
+// dial gets target's handshaker from the Handshake hook, connects and
+// runs QEMU's side of the handshake.
+func (p *Proxy) dial(ctx context.Context, target protocols.Target, token string, singleUse bool) (*upstream, *Error) {
+	handshake := p.Handshake
+	if handshake == nil {
+		handshake = p.DefaultHandshake
+	}
+	hs, release, err := handshake(ctx, target, token, singleUse)
+	if release == nil {
+		release = func() {}
+	}
+	if err == nil && hs == nil {
+		err = errors.New("no handshaker")
+	}
+	if err != nil {
+		release()
+		return nil, fail(http.StatusBadGateway, err, "console type %s is not supported by this proxy", target.Kind)
+	}
+	conn, info, herr := p.connect(ctx, target, hs)
+	if herr != nil {
+		release()
+		return nil, herr
+	}
+	return &upstream{target: target, conn: conn, hs: hs, release: release, info: info}, nil
+}
+
+// connect dials target (with TLS where it wants it) and runs hs.Server.
+func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protocols.Handshaker) (net.Conn, protocols.Info, *Error) {
+	d := p.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	if target.Dial != nil || (target.Network != "" && target.Network != "tcp") {
+		// A transport of its own (libvirt's console stream), as secure as
+		// the connection it runs over.
+		dial := target.Dial
+		if dial == nil {
+			dial = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, target.Network, target.Address) }
+		}
+		raw, err := dial(ctx)
+		if err != nil {
+			return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
+		}
+		return p.serverHandshake(ctx, hs, raw, target)
+	}
+	if target.Insecure && !target.TLSTunnel && !p.AllowInsecureTargets {
+		return nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
+			"console %s is marked insecure but the proxy refuses cleartext to QEMU; start it with --connect-insecure to allow", target.Address)
+	}
+	var cfg *tls.Config
+	if !target.Insecure || target.TLSTunnel {
+		if p.TLSConfig == nil {
+			return nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
+				"console %s needs TLS but the proxy has no client credentials; start it with --connect-tls-dir", target.Address)
+		}
+		cfg = p.TLSConfig(target.Host())
+	}
+	raw, err := tunnel.DialTarget(ctx, d, target, cfg)
+	if err != nil {
+		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
+	}
+	return p.serverHandshake(ctx, hs, raw, target)
+}
+
+// serverHandshake runs QEMU's side of the handshake on a dialled conn.
+func (p *Proxy) serverHandshake(ctx context.Context, hs protocols.Handshaker, raw net.Conn, target protocols.Target) (net.Conn, protocols.Info, *Error) {
+	conn, info, err := hs.Server(ctx, raw, target)
+	if err != nil {
+		raw.Close()
+		err = p.explain(err, target)
+		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
+	}
+	return conn, info, nil
+}
+
+func (p *Proxy) explain(err error, t protocols.Target) error {
+	if p.ExplainTLS == nil {
+		return err
+	}
+	return p.ExplainTLS(err, "QEMU at "+t.Address)
+}
