@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func TestWireCompatibility(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg != (protocols.Target{Kind: protocols.KindVNC, Address: "127.0.0.1:5901", Password: "x"}) {
+	if !reflect.DeepEqual(tg, protocols.Target{Kind: protocols.KindVNC, Address: "127.0.0.1:5901", Password: "x"}) {
 		t.Fatalf("target %+v", tg)
 	}
 	// Encoding gives back exactly the original shape.
@@ -107,7 +108,7 @@ func TestClientHandlerRoundTrip(t *testing.T) {
 						t.Fatalf("Resolve: %v", err)
 					}
 					want, _ := con.Target()
-					if got != want {
+					if !reflect.DeepEqual(got, want) {
 						t.Errorf("got %+v, want %+v", got, want)
 					}
 				}
@@ -351,7 +352,7 @@ func TestClientOriginalServerAnswer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("content type %q: %v", ct, err)
 		}
-		if got != (protocols.Target{Kind: protocols.KindVNC, Address: "127.0.0.1:5901", Password: "x"}) {
+		if !reflect.DeepEqual(got, protocols.Target{Kind: protocols.KindVNC, Address: "127.0.0.1:5901", Password: "x"}) {
 			t.Errorf("got %+v", got)
 		}
 	}

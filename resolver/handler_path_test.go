@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -125,7 +126,7 @@ func TestHandlerTokenPath(t *testing.T) {
 						t.Fatalf("status %d, body %q", status, body)
 					}
 					got := decodeTarget(t, body)
-					if got != want {
+					if !reflect.DeepEqual(got, want) {
 						t.Errorf("resolved to %+v, want %+v", got, want)
 					}
 				})
@@ -173,7 +174,7 @@ func TestHandlerTokenPath(t *testing.T) {
 			if status != http.StatusOK {
 				t.Fatalf("status %d, body %q", status, body)
 			}
-			if want, _ := con.Target(); decodeTarget(t, body) != want {
+			if want, _ := con.Target(); !reflect.DeepEqual(decodeTarget(t, body), want) {
 				t.Errorf("%s resolved to the wrong console", path)
 			}
 		}
@@ -246,7 +247,7 @@ func TestClientHandlerSlashTokens(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Resolve: %v", strings.ReplaceAll(err.Error(), tok, "[token]"))
 				}
-				if want, _ := con.Target(); got != want {
+				if want, _ := con.Target(); !reflect.DeepEqual(got, want) {
 					t.Errorf("got %+v, want %+v", got, want)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -80,7 +81,7 @@ func TestLoadFileOK(t *testing.T) {
 		tokC: {Kind: protocols.KindSPICE, Address: "host.example:5902", TLSTunnel: true},
 	}
 	for tok, w := range want {
-		if got := mustResolve(t, s, tok); got != w {
+		if got := mustResolve(t, s, tok); !reflect.DeepEqual(got, w) {
 			t.Errorf("Resolve(%s) = %+v, want %+v", tok[:4], got, w)
 		}
 	}
@@ -212,7 +213,7 @@ func TestNewStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mustResolve(t, s, tokA); got != (protocols.Target{Kind: protocols.KindVNC, Address: "127.0.0.1:5901", Password: "x"}) {
+	if got := mustResolve(t, s, tokA); !reflect.DeepEqual(got, protocols.Target{Kind: protocols.KindVNC, Address: "127.0.0.1:5901", Password: "x"}) {
 		t.Errorf("got %+v", got)
 	}
 	wantNotFound(t, s, tokC)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 )
 
 var (
@@ -38,7 +39,7 @@ var (
 // concurrent use.
 type Conn struct {
 	t *target
-	l *libvirt.Libvirt
+	l libvirtapi.Libvirt
 	o options
 }
 
@@ -50,7 +51,7 @@ func Connect(ctx context.Context, uri string, opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := t.connect(ctx)
+	l, err := t.connect(ctx, &o)
 	if err != nil {
 		return nil, err
 	}

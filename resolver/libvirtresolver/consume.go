@@ -11,6 +11,7 @@ import (
 	libvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 )
 
 var _ resolver.SingleUser = (*Resolver)(nil)
@@ -93,7 +94,7 @@ func (r *Resolver) consume(token string) error {
 	// One new value per secret (consoles may share one), set through a
 	// connection of a watcher that holds it.
 	type rotated struct {
-		l     *libvirt.Libvirt
+		l     libvirtapi.Libvirt
 		dom   libvirt.Domain
 		fresh []*entry
 	}
@@ -113,7 +114,7 @@ func (r *Resolver) consume(token string) error {
 				same = append(same, x)
 			}
 		}
-		var l *libvirt.Libvirt
+		var l libvirtapi.Libvirt
 		for _, x := range same {
 			if l = x.w.conn(); l != nil {
 				break
@@ -218,7 +219,7 @@ func (r *Resolver) take(token string) []*entry {
 // pokeMetadata writes a running domain's live console-proxy metadata back
 // as it is. A domain that is gone or has no metadata needs no event from
 // us (stopping or disabling raised one).
-func pokeMetadata(l *libvirt.Libvirt, d libvirt.Domain) error {
+func pokeMetadata(l libvirtapi.Libvirt, d libvirt.Domain) error {
 	cur, err := l.DomainGetMetadata(d, int32(libvirt.DomainMetadataElement),
 		libvirt.OptString{Namespace}, libvirt.DomainAffectLive)
 	if err != nil {

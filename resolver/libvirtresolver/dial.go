@@ -20,6 +20,7 @@ import (
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 )
 
 // DefaultURI is the libvirt URI used when none is given.
@@ -53,6 +54,7 @@ type options struct {
 	streams       bool
 	forceConsoles bool
 	reusable      bool
+	connector     libvirtapi.Connector
 }
 
 func buildOptions(opts []Option) options {
@@ -72,6 +74,11 @@ func buildOptions(opts []Option) options {
 // transport named by the URI (which still names the driver to open, e.g.
 // qemu:///system). For tests and unusual transports.
 func WithDialer(d Dialer) Option { return func(o *options) { o.dialer = d } }
+
+// WithConnector makes every connection to libvirtd for the admin
+// operations and the resolver come from c (console streams still use the
+// URI's transport). For tests: a libvirtfake.Hypervisor's Connect.
+func WithConnector(c libvirtapi.Connector) Option { return func(o *options) { o.connector = c } }
 
 // WithLogger sets where the resolver logs connection changes and consoles
 // it cannot serve. Token values are never logged. The default discards.
@@ -250,8 +257,22 @@ func (e *connectError) Is(target error) bool {
 	return target == ErrUnreachable || target == resolver.ErrUnavailable
 }
 
-// connect opens a go-libvirt connection to t, giving up when ctx ends.
-func (t *target) connect(ctx context.Context) (*libvirt.Libvirt, error) {
+// connect opens a connection to t's libvirtd with the connector of o, by
+// default go-libvirt over t's transport, giving up when ctx ends.
+func (t *target) connect(ctx context.Context, o *options) (libvirtapi.Libvirt, error) {
+	connect := o.connector
+	if connect == nil {
+		connect = t.dial
+	}
+	l, err := connect(ctx, t.raw)
+	if err != nil {
+		return nil, &connectError{uri: t.raw, transport: t.transport, err: err}
+	}
+	return l, nil
+}
+
+// dial is the default connector: go-libvirt over t's transport.
+func (t *target) dial(ctx context.Context, _ string) (libvirtapi.Libvirt, error) {
 	type result struct {
 		l   *libvirt.Libvirt
 		err error
@@ -265,7 +286,7 @@ func (t *target) connect(ctx context.Context) (*libvirt.Libvirt, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, &connectError{uri: t.raw, transport: t.transport, err: r.err}
+			return nil, r.err
 		}
 		return r.l, nil
 	case <-ctx.Done():
@@ -274,7 +295,7 @@ func (t *target) connect(ctx context.Context) (*libvirt.Libvirt, error) {
 				r.l.Disconnect()
 			}
 		}()
-		return nil, &connectError{uri: t.raw, transport: t.transport, err: ctx.Err()}
+		return nil, ctx.Err()
 	}
 }
 

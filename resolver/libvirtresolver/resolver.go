@@ -24,6 +24,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 )
 
 // Resolver maps tokens to the consoles of the running domains of one or
@@ -327,7 +328,7 @@ type watcher struct {
 	refresh sync.Mutex
 
 	smu    sync.Mutex
-	l      *libvirt.Libvirt // nil while disconnected or not synced
+	l      libvirtapi.Libvirt // nil while disconnected or not synced
 	err    error            // why l is nil
 	ready  chan struct{}    // closed after the first sync attempt
 	readyO sync.Once
@@ -357,13 +358,13 @@ func (w *watcher) down() string {
 	return "libvirt " + w.t.raw + ": " + oneLine(w.err.Error())
 }
 
-func (w *watcher) conn() *libvirt.Libvirt {
+func (w *watcher) conn() libvirtapi.Libvirt {
 	w.smu.Lock()
 	defer w.smu.Unlock()
 	return w.l
 }
 
-func (w *watcher) setState(l *libvirt.Libvirt, err error) {
+func (w *watcher) setState(l libvirtapi.Libvirt, err error) {
 	w.smu.Lock()
 	w.l, w.err = l, err
 	w.smu.Unlock()
@@ -408,7 +409,7 @@ type event struct {
 // session connects, subscribes, syncs and follows events until the
 // connection breaks or ctx ends. synced reports whether it got that far.
 func (w *watcher) session(ctx context.Context) (synced bool, err error) {
-	l, err := w.t.connect(ctx)
+	l, err := w.t.connect(ctx, &w.r.o)
 	if err != nil {
 		return false, err
 	}
@@ -501,7 +502,7 @@ func (w *watcher) session(ctx context.Context) (synced bool, err error) {
 }
 
 // syncAll re-reads every running domain.
-func (w *watcher) syncAll(l *libvirt.Libvirt) error {
+func (w *watcher) syncAll(l libvirtapi.Libvirt) error {
 	w.refresh.Lock()
 	defer w.refresh.Unlock()
 	doms, _, err := l.ConnectListAllDomains(1, libvirt.ConnectListDomainsActive)
@@ -526,7 +527,7 @@ func (w *watcher) syncAll(l *libvirt.Libvirt) error {
 }
 
 // reload re-reads one domain.
-func (w *watcher) reload(l *libvirt.Libvirt, d libvirt.Domain) error {
+func (w *watcher) reload(l libvirtapi.Libvirt, d libvirt.Domain) error {
 	w.refresh.Lock()
 	defer w.refresh.Unlock()
 	entries, err := w.load(l, d)
@@ -543,7 +544,7 @@ func (w *watcher) reload(l *libvirt.Libvirt, d libvirt.Domain) error {
 
 // load reads a domain's live XML, metadata and secrets and computes its
 // entries; none when it is not running or not enabled.
-func (w *watcher) load(l *libvirt.Libvirt, d libvirt.Domain) ([]*entry, error) {
+func (w *watcher) load(l libvirtapi.Libvirt, d libvirt.Domain) ([]*entry, error) {
 	raw, err := l.DomainGetXMLDesc(d, libvirt.DomainXMLSecure)
 	if err != nil {
 		return nil, err
