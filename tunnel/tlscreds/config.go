@@ -18,6 +18,12 @@ type Policy struct {
 	CipherSuites []uint16
 }
 
+// PolicyError is a policy ParsePolicy refuses: an insecure or unknown
+// minimum version or cipher suite. Msg says which and what to use.
+type PolicyError struct{ Msg string }
+
+func (e *PolicyError) Error() string { return e.Msg }
+
 // DefaultPolicy is TLS 1.2 minimum with Go's secure default suites.
 func DefaultPolicy() Policy {
 	return Policy{MinVersion: tls.VersionTLS12}
@@ -27,7 +33,8 @@ func DefaultPolicy() Policy {
 // "" means 1.2) and cipher suite names as spelled by tls.CipherSuites
 // (none means Go's defaults). Older versions and the suites of
 // tls.InsecureCipherSuites are refused. TLS 1.3 suite names are accepted
-// and have no effect: Go always enables all of them.
+// and have no effect: Go always enables all of them. A refused value is a
+// *PolicyError.
 func ParsePolicy(minVersion string, cipherSuites []string) (Policy, error) {
 	p := DefaultPolicy()
 	switch strings.TrimPrefix(strings.ToLower(strings.TrimSpace(minVersion)), "tls") {
@@ -36,9 +43,9 @@ func ParsePolicy(minVersion string, cipherSuites []string) (Policy, error) {
 	case "1.3":
 		p.MinVersion = tls.VersionTLS13
 	case "1.0", "1.1":
-		return Policy{}, fmt.Errorf("tls: minimum version %s is insecure; use 1.2 or 1.3", minVersion)
+		return Policy{}, &PolicyError{Msg: fmt.Sprintf("tls: minimum version %s is insecure; use 1.2 or 1.3", minVersion)}
 	default:
-		return Policy{}, fmt.Errorf("tls: unknown minimum version %q; use 1.2 or 1.3", minVersion)
+		return Policy{}, &PolicyError{Msg: fmt.Sprintf("tls: unknown minimum version %q; use 1.2 or 1.3", minVersion)}
 	}
 
 	for _, name := range cipherSuites {
@@ -47,11 +54,11 @@ func ParsePolicy(minVersion string, cipherSuites []string) (Policy, error) {
 			continue
 		}
 		if i := slices.IndexFunc(tls.InsecureCipherSuites(), func(s *tls.CipherSuite) bool { return s.Name == name }); i >= 0 {
-			return Policy{}, fmt.Errorf("tls: cipher suite %s is insecure; choose from %s", name, secureSuiteNames())
+			return Policy{}, &PolicyError{Msg: fmt.Sprintf("tls: cipher suite %s is insecure; choose from %s", name, secureSuiteNames())}
 		}
 		i := slices.IndexFunc(tls.CipherSuites(), func(s *tls.CipherSuite) bool { return s.Name == name })
 		if i < 0 {
-			return Policy{}, fmt.Errorf("tls: unknown cipher suite %q; choose from %s", name, secureSuiteNames())
+			return Policy{}, &PolicyError{Msg: fmt.Sprintf("tls: unknown cipher suite %q; choose from %s", name, secureSuiteNames())}
 		}
 		s := tls.CipherSuites()[i]
 		if !slices.Contains(s.SupportedVersions, tls.VersionTLS12) {

@@ -42,6 +42,9 @@ func TestParsePolicy(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
 				t.Errorf("ParsePolicy(%q, %q) error = %v; want %q", tt.min, tt.suites, err, tt.wantErr)
 			}
+			if _, ok := errors.AsType[*PolicyError](err); !ok {
+				t.Errorf("ParsePolicy(%q, %q) error %T, want a *PolicyError", tt.min, tt.suites, err)
+			}
 			continue
 		}
 		if err != nil || got.MinVersion != tt.want.MinVersion || len(got.CipherSuites) != len(tt.want.CipherSuites) {
