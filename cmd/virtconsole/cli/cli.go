@@ -1,5 +1,6 @@
 // Package cli is virtconsole's command tree. Main runs it and is the one
-// place where errors become messages and exit codes.
+// place where errors become messages (printed once, on one line) and exit
+// codes (cmdutil.ExitCode's table).
 package cli
 
 import (
@@ -14,17 +15,12 @@ import (
 // Main runs virtconsole with args on the given streams and returns the
 // process exit code. The error, if any, is printed once, on one line.
 func Main(ctx context.Context, io *cmdutil.IOStreams, args []string) int {
-	f := cmdutil.NewFactory(io)
-	cmd := root.NewCmdRoot(f)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(ctx)
+	err := cmdutil.Execute(ctx, root.NewCmdRoot(cmdutil.NewFactory(io)), args)
 	if err == nil {
 		return cmdutil.ExitOK
 	}
-	code := cmdutil.ExitCode(err)
-	var silent *cmdutil.SilentError
-	if !errors.As(err, &silent) {
+	if _, reported := errors.AsType[*cmdutil.SilentError](err); !reported {
 		fmt.Fprintf(io.ErrOut, "virtconsole: %s\n", cmdutil.OneLine(err))
 	}
-	return code
+	return cmdutil.ExitCode(err)
 }

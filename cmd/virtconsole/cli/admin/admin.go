@@ -29,15 +29,14 @@ both and follow changes at once.
 
 `
 
-// withLibvirt connects to uri, runs op and closes the connection, mapping
-// libvirt errors to exit codes.
+// withLibvirt connects to uri, runs op and closes the connection.
 func withLibvirt(ctx context.Context, f *cmdutil.Factory, uri string, op func(*libvirtresolver.Conn) error) error {
 	c, err := f.Libvirt(ctx, uri)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return cmdutil.LibvirtError(op(c))
+	return op(c)
 }
 
 // domainArg is the Args of a command taking one DOMAIN: what is missing
@@ -55,19 +54,16 @@ func domainArg(what string) cobra.PositionalArgs {
 	}
 }
 
-// addConnect registers -c/--connect.
-func addConnect(cmd *cobra.Command, uri *string) {
-	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
-}
-
 // EnableOptions are the flags of "virtconsole enable".
 type EnableOptions struct {
-	URI      string
-	Domain   string
-	Types    []string
-	Host     string
-	Insecure bool
-	JSON     bool
+	URI    string
+	Domain string
+	Types  []string
+	Host   string
+	// Cleartext marks the consoles insecure: the proxy may reach them
+	// without TLS (with --connect-insecure).
+	Cleartext bool
+	JSON      bool
 }
 
 // NewCmdEnable returns "virtconsole enable".
@@ -96,10 +92,12 @@ twice is harmless; if a step fails, the secrets it created are removed.
 			return runEnable(cmd.Context(), f, opts)
 		},
 	}
-	addConnect(cmd, &opts.URI)
+	cmdutil.AddLibvirtURIFlag(cmd, &opts.URI)
 	cmd.Flags().StringSliceVar(&opts.Types, "type", []string{"vnc", "spice", "serial", "console"}, "console `TYPES` to enable (comma-separated: vnc, spice, serial, console)")
 	cmd.Flags().StringVar(&opts.Host, "host", "", "the proxy dials `NAME_OR_IP` instead of the domain's listen address")
-	cmd.Flags().BoolVar(&opts.Insecure, "insecure", false, "mark the consoles insecure: the proxy may talk cleartext to QEMU")
+	cmd.Flags().BoolVar(&opts.Cleartext, "cleartext", false, "mark the consoles insecure: a proxy started with --connect-insecure talks cleartext to QEMU")
+	// Former name: --insecure means "allow a ws:// URL" on the clients.
+	cmdutil.DeprecatedAlias(cmd.Flags(), "insecure", "cleartext")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
 	return cmd
 }
@@ -114,7 +112,7 @@ func runEnable(ctx context.Context, f *cmdutil.Factory, opts *EnableOptions) err
 		kinds = append(kinds, k)
 	}
 	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
-		consoles, err := c.Enable(ctx, opts.Domain, kinds, opts.Host, opts.Insecure)
+		consoles, err := c.Enable(ctx, opts.Domain, kinds, opts.Host, opts.Cleartext)
 		if err != nil {
 			return err
 		}
@@ -149,7 +147,7 @@ harmless.
 			return runDisable(cmd.Context(), f, opts)
 		},
 	}
-	addConnect(cmd, &opts.URI)
+	cmdutil.AddLibvirtURIFlag(cmd, &opts.URI)
 	return cmd
 }
 
@@ -190,7 +188,7 @@ tokens stop resolving at once, sessions already open go on.
 			return runRotate(cmd.Context(), f, opts)
 		},
 	}
-	addConnect(cmd, &opts.URI)
+	cmdutil.AddLibvirtURIFlag(cmd, &opts.URI)
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
 	return cmd
 }
@@ -235,7 +233,7 @@ Token values are shown only with --show-tokens.
 			return runConsoles(cmd.Context(), f, opts)
 		},
 	}
-	addConnect(cmd, &opts.URI)
+	cmdutil.AddLibvirtURIFlag(cmd, &opts.URI)
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the consoles as JSON")
 	cmd.Flags().BoolVar(&opts.ShowTokens, "show-tokens", false, "include token values (secrets: mind your terminal and logs)")
 	return cmd

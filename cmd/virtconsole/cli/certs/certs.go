@@ -244,6 +244,9 @@ func runCheck(opts *CheckOptions) error {
 		}
 		roles = []tlscreds.Role{r}
 	} else {
+		// A directory that cannot be checked fails as a check does
+		// (ExitTLS, as the help says): an outcome of this command, not a
+		// class of error.
 		fi, err := os.Stat(opts.Dir)
 		if err != nil {
 			return cmdutil.WithCode(cmdutil.ExitTLS, fmt.Errorf("tls: cannot read certificate directory: %w", err))

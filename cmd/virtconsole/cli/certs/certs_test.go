@@ -2,6 +2,7 @@ package certs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -25,8 +26,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	cmd.SilenceErrors = true
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
-	cmd.SetArgs(args)
-	err = cmd.Execute()
+	err = cmdutil.Execute(context.Background(), cmd, args)
 	return out.String(), errOut.String(), err
 }
 

@@ -2,12 +2,21 @@ package cmdutil
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"syscall"
 
+	"github.com/spf13/pflag"
+
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
 // Exit codes, documented in the help topic "virtconsole help exit-codes"
@@ -44,37 +53,49 @@ tell why it failed; the message on standard error is one line.
     7    not found: no such domain or console device, or consoles not enabled
     130  interrupted (SIGINT/SIGTERM)`
 
-// LibvirtError maps an error of the libvirt layer to an exit code.
-func LibvirtError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, libvirtresolver.ErrUnreachable):
-		return WithCode(ExitUnreachable, err)
-	case errors.Is(err, libvirtresolver.ErrDomainNotFound), errors.Is(err, libvirtresolver.ErrNoConsoles),
-		errors.Is(err, libvirtresolver.ErrNotEnabled), errors.Is(err, libvirtresolver.ErrNoConsoleDevice):
-		return WithCode(ExitNotFound, err)
-	case errors.Is(err, libvirtresolver.ErrConsoleBusy):
-		return WithCode(ExitRefused, err)
-	}
-	var ee *ExitError
-	if errors.As(err, &ee) {
-		return err
-	}
-	return WithCode(ExitFailure, err)
+// The errors of the command layer itself. Packages below it return their
+// own typed or sentinel errors; these say what only a command knows: that
+// a flag was wrong, that a connection was being opened, that a session had
+// been established.
+
+// FlagError is a usage error: bad flags or arguments, or a file a flag
+// names that cannot be read.
+type FlagError struct{ Err error }
+
+func (e *FlagError) Error() string { return e.Err.Error() }
+func (e *FlagError) Unwrap() error { return e.Err }
+
+// DialError is a failure to open a connection to a console: to the proxy,
+// to QEMU, or their handshake. It is ExitUnreachable unless its cause says
+// more (refused, not found, TLS). Msg, when set, replaces the cause's text.
+type DialError struct {
+	Msg string
+	Err error
 }
 
-// ListenError maps a failure to listen on addr to an exit code. A busy
-// address is a usage error (ExitUsage) whose message says what to do:
-// choose another value of flag, or stop the program holding it.
-func ListenError(addr, flag string, err error) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return WithCode(ExitUsage, fmt.Errorf("listen on %s: address already in use; choose another %s or stop the program using it", addr, flag))
+func (e *DialError) Error() string {
+	if e.Msg != "" {
+		return e.Msg
 	}
-	return WithCode(ExitFailure, fmt.Errorf("listen on %s: %w", addr, err))
+	return e.Err.Error()
 }
 
-// ExitError carries an exit code with an error.
+func (e *DialError) Unwrap() error { return e.Err }
+
+// LostError is the failure of a session that had been established: the
+// console connection broke before either side closed it.
+type LostError struct{ Err error }
+
+func (e *LostError) Error() string { return e.Err.Error() }
+func (e *LostError) Unwrap() error { return e.Err }
+
+// ErrNoToken means a client had no token to present: none given, or an
+// empty one.
+var ErrNoToken = errors.New("no token")
+
+// ExitError carries an exit code with an error, for the rare outcome that
+// only the command can classify. Prefer a typed error and a row in
+// exitTable.
 type ExitError struct {
 	Code int
 	Err  error
@@ -91,50 +112,147 @@ func WithCode(code int, err error) error {
 	return &ExitError{Code: code, Err: err}
 }
 
-// SilentError exits with Code without printing anything: the command has
-// already reported (e.g. certs check printing each failed check).
-type SilentError struct{ Code int }
+// SilentError is a failure that has already been reported: Main prints
+// nothing more. The exit code is Code, or when Code is 0 that of Err
+// (e.g. a viewer connection's failure, printed when it happened).
+type SilentError struct {
+	Code int
+	Err  error
+}
 
-func (e *SilentError) Error() string { return "exit status" }
+func (e *SilentError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return "exit status"
+}
 
-// ExitCode maps err to a process exit code.
+func (e *SilentError) Unwrap() error { return e.Err }
+
+// Reported marks err as printed already: it keeps its exit code and Main
+// does not print it again. A nil err stays nil.
+func Reported(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &SilentError{Err: err}
+}
+
+// ListenError describes a failure to listen on addr. A busy address is a
+// usage error whose message says what to do: choose another value of
+// flag, or stop the program holding it.
+func ListenError(addr, flag string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return &FlagError{Err: fmt.Errorf("listen on %s: address already in use; choose another %s or stop the program using it", addr, flag)}
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
+}
+
+// exitTable is the one table from errors to exit codes. The first row
+// that finds one of its errors anywhere in err's chain (errors.Is/As)
+// gives the code; an error no row knows is ExitFailure. Rows go from the
+// outcome that explains most to the one that explains least: a lost
+// session may wrap a network error, a failed dial may wrap a refusal, a
+// TLS failure or libvirt's unreachable daemon.
+var exitTable = []struct {
+	code  int
+	match func(error) bool
+}{
+	{ExitInterrupted, is(context.Canceled)},
+	{ExitUsage, anyOf(as[*FlagError], as[*pflag.NotExistError], as[*pflag.ValueRequiredError],
+		as[*pflag.InvalidValueError], as[*pflag.InvalidSyntaxError], as[*tlscreds.PolicyError])},
+	{ExitLost, as[*LostError]},
+	{ExitRefused, anyOf(is(ErrNoToken), as[*protocols.HandshakeError], is(libvirtresolver.ErrConsoleBusy),
+		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests))},
+	{ExitNotFound, is(libvirtresolver.ErrDomainNotFound, libvirtresolver.ErrNoConsoles,
+		libvirtresolver.ErrNotEnabled, libvirtresolver.ErrNoConsoleDevice)},
+	// libvirt's errors say what failed on its connection, TLS included.
+	{ExitUnreachable, anyOf(is(libvirtresolver.ErrUnreachable),
+		proxyStatus(http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))},
+	// Any other answer of the proxy: it was reached and said no.
+	{ExitFailure, as[*wsconn.HandshakeError]},
+	{ExitTLS, IsTLS},
+	{ExitUnreachable, as[*DialError]},
+}
+
+// ExitCode maps err to a process exit code: the code of an ExitError or
+// SilentError that carries one, else exitTable's.
 func ExitCode(err error) int {
-	var ee *ExitError
-	var se *SilentError
-	switch {
-	case err == nil:
+	if err == nil {
 		return ExitOK
-	case errors.As(err, &se):
-		return se.Code
-	case errors.As(err, &ee):
+	}
+	if ee, ok := errors.AsType[*ExitError](err); ok {
 		return ee.Code
-	case errors.Is(err, context.Canceled):
-		return ExitInterrupted
-	case isFlagError(err):
-		return ExitUsage
+	}
+	if se, ok := errors.AsType[*SilentError](err); ok && se.Code != 0 {
+		return se.Code
+	}
+	for _, row := range exitTable {
+		if row.match(err) {
+			return row.code
+		}
 	}
 	return ExitFailure
 }
 
-// FlagError is a usage error found while checking flags and arguments.
-type FlagError struct{ Err error }
-
-func (e *FlagError) Error() string { return e.Err.Error() }
-func (e *FlagError) Unwrap() error { return e.Err }
-
-func isFlagError(err error) bool {
-	var fe *FlagError
-	if errors.As(err, &fe) {
+// IsTLS reports whether err is a failure of TLS credentials or of a TLS
+// handshake (the table's ExitTLS): this side's checks (tlscreds), the
+// peer's certificate (crypto/x509, as crypto/tls reports it) or an alert
+// the peer sent.
+func IsTLS(err error) bool {
+	if anyOf(as[*tlscreds.CheckError], as[*tlscreds.HandshakeError], as[*tls.CertificateVerificationError],
+		as[x509.UnknownAuthorityError], as[x509.CertificateInvalidError], as[x509.HostnameError],
+		as[tls.RecordHeaderError], as[tls.AlertError])(err) {
 		return true
 	}
-	// cobra's own argument and flag errors are plain errors.
-	msg := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand", "unknown command", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag", "if any flags in the group"} {
-		if strings.HasPrefix(msg, p) || strings.Contains(msg, p) {
-			return true
+	// crypto/tls reports an alert from the peer as a *net.OpError with Op
+	// "remote error" (its alert type is unexported).
+	oe, ok := errors.AsType[*net.OpError](err)
+	return ok && oe.Op == "remote error"
+}
+
+func is(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
 		}
+		return false
 	}
-	return false
+}
+
+func as[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
+}
+
+func anyOf(matches ...func(error) bool) func(error) bool {
+	return func(err error) bool {
+		for _, m := range matches {
+			if m(err) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// proxyStatus matches a websocket handshake the proxy answered with one
+// of statuses.
+func proxyStatus(statuses ...int) func(error) bool {
+	return func(err error) bool {
+		he, ok := errors.AsType[*wsconn.HandshakeError](err)
+		if !ok {
+			return false
+		}
+		for _, s := range statuses {
+			if he.StatusCode == s {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // OneLine folds an error's text onto one line.

@@ -1,5 +1,6 @@
 // Package cmdutil holds what every command shares: the Factory of lazy
-// dependencies, I/O streams, exit codes and flag helpers.
+// dependencies, I/O streams, the command layer's errors and the one table
+// that maps errors to exit codes (exit.go), and flag helpers (flags.go).
 package cmdutil
 
 import (
@@ -33,11 +34,7 @@ func NewFactory(io *IOStreams) *Factory {
 		return slog.New(slog.NewTextHandler(io.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
 	f.Libvirt = func(ctx context.Context, uri string) (*libvirtresolver.Conn, error) {
-		c, err := libvirtresolver.Connect(ctx, f.LibvirtURI(uri))
-		if err != nil {
-			return nil, LibvirtError(err)
-		}
-		return c, nil
+		return libvirtresolver.Connect(ctx, f.LibvirtURI(uri))
 	}
 	return f
 }

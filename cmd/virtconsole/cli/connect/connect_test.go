@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
@@ -18,8 +17,9 @@ import (
 func TestUntrustedProxyNamesCAFile(t *testing.T) {
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	defer srv.Close()
-	o := &ProxyOptions{Proxy: "wss://" + srv.Listener.Addr().String() + "/websockify", Timeout: 10 * time.Second}
-	_, err := o.Dial(context.Background(), "tok")
+	f := testFactory(t, map[string]string{EnvToken: "tok"})
+	r := resolveArgs(t, f, nil, "--proxy", "wss://"+srv.Listener.Addr().String(), "--proxy-timeout", "10s")
+	_, err := r.Dial(context.Background())
 	if err == nil {
 		t.Fatal("dial succeeded")
 	}

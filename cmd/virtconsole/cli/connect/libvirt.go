@@ -3,44 +3,42 @@ package connect
 import (
 	"context"
 	"fmt"
-
-	"github.com/spf13/cobra"
+	"net"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 )
 
-// DomainOptions are the flags of client commands that take a DOMAIN.
-type DomainOptions struct {
-	URI   string
-	Index int
+// NoDeviceError means DOMAIN has no console device of the kind and index
+// asked for. It is a libvirtresolver.ErrNoConsoleDevice (ExitNotFound).
+type NoDeviceError struct {
+	Domain string
+	Kind   protocols.Kind
+	Index  int
 }
 
-// AddDomainFlags registers -c/--connect and --index.
-func AddDomainFlags(cmd *cobra.Command, o *DomainOptions) {
-	cmd.Flags().StringVarP(&o.URI, "connect", "c", "", "libvirt `URI` for DOMAIN (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
-	cmd.Flags().IntVar(&o.Index, "index", 0, "which console device of the type: `N` (0 is the first)")
+func (e *NoDeviceError) Error() string {
+	return fmt.Sprintf("domain %s has no %s device with index %d; see 'virtconsole consoles %s'", e.Domain, e.Kind, e.Index, e.Domain)
 }
 
-// DomainToken reads the token of a domain's console from libvirt (the
+func (e *NoDeviceError) Unwrap() error { return libvirtresolver.ErrNoConsoleDevice }
+
+// domainToken reads the token of a domain's console from libvirt (the
 // secret named in its console-proxy metadata).
-func (o *DomainOptions) DomainToken(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (string, error) {
+func (o *DomainOptions) domainToken(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (string, error) {
 	c, err := f.Libvirt(ctx, o.URI)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
 	tok, _, err := c.Token(ctx, domain, kind, o.Index)
-	if err != nil {
-		return "", cmdutil.LibvirtError(err)
-	}
-	return tok, nil
+	return tok, err
 }
 
-// DomainConsole finds a domain's console device for direct mode. The
+// domainConsole finds a domain's console device for direct mode. The
 // caller closes the returned connection.
-func (o *DomainOptions) DomainConsole(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (*libvirtresolver.Conn, libvirtresolver.Console, error) {
+func (o *DomainOptions) domainConsole(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (*libvirtresolver.Conn, libvirtresolver.Console, error) {
 	c, err := f.Libvirt(ctx, o.URI)
 	if err != nil {
 		return nil, libvirtresolver.Console{}, err
@@ -48,7 +46,7 @@ func (o *DomainOptions) DomainConsole(ctx context.Context, f *cmdutil.Factory, d
 	cons, err := c.Consoles(ctx, domain, false)
 	if err != nil {
 		c.Close()
-		return nil, libvirtresolver.Console{}, cmdutil.LibvirtError(err)
+		return nil, libvirtresolver.Console{}, err
 	}
 	for _, con := range cons {
 		if con.Kind != kind || con.Index != o.Index {
@@ -56,11 +54,24 @@ func (o *DomainOptions) DomainConsole(ctx context.Context, f *cmdutil.Factory, d
 		}
 		if con.Address == "" {
 			c.Close()
-			return nil, con, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("%s %d of domain %s cannot be reached: %s", kind, o.Index, domain, con.Problem))
+			return nil, con, &cmdutil.DialError{Msg: fmt.Sprintf("%s %d of domain %s cannot be reached: %s", kind, o.Index, domain, con.Problem)}
 		}
 		return c, con, nil
 	}
 	c.Close()
-	return nil, libvirtresolver.Console{}, cmdutil.WithCode(cmdutil.ExitNotFound,
-		fmt.Errorf("domain %s has no %s device with index %d; see 'virtconsole consoles %s'", domain, kind, o.Index, domain))
+	return nil, libvirtresolver.Console{}, &NoDeviceError{Domain: domain, Kind: kind, Index: o.Index}
+}
+
+// isStream reports whether t is a pty console, which only libvirt's
+// console stream reaches.
+func isStream(t protocols.Target) bool {
+	return t.Dial != nil || t.Network == libvirtresolver.Network
+}
+
+// streamDial returns the dial of a domain's pty console over libvirt's
+// console stream (force takes it over from another client).
+func streamDial(lc *libvirtresolver.Conn, domain, device string, force bool) func(context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		return lc.OpenConsole(ctx, domain, device, force)
+	}
 }

@@ -39,6 +39,7 @@ func AddLocalFlags(cmd *cobra.Command, o *LocalOptions, scheme string) {
 	fl.BoolVar(&o.JSON, "json", false, `print the listening address as JSON ({"address":…,"port":…})`)
 	fl.BoolVar(&o.Once, "once", false, "exit when the first viewer connection ends")
 	fl.StringVar(&o.Viewer, "viewer", "none", "start a viewer: auto, none, remote-viewer, vncviewer, or a `COMMAND` with {host} and {port} (and {uri})")
+	cmdutil.SetFlagGroup(fl, cmdutil.GroupListener, "local-port", "listen-address", "allow-remote", "json", "once", "viewer")
 }
 
 // Listen opens the local listener after checking the address policy.
@@ -142,24 +143,23 @@ func StartViewer(ctx context.Context, argv []string, errOut io.Writer) (<-chan e
 	return done, nil
 }
 
-// Opener opens the pair of conns to join for one accepted viewer
-// connection (usually local itself and an upstream conn).
-type Opener func(ctx context.Context, local net.Conn) (client, server net.Conn, err error)
-
-// Handler returns the forward.Handler that serves one viewer: it opens the
-// upstream, joins the two, and reports a failure on errOut. When opening
+// Handler returns the forward.Handler that serves one viewer connection
+// along route: it dials, attaches the viewer and joins the two. When that
 // fails, refuse (if set) tells the viewer why in its own protocol before
-// the connection is closed.
-func Handler(errOut io.Writer, open Opener, refuse func(context.Context, net.Conn, error)) forward.Handler {
+// the connection is closed. A failure is printed on errOut, once, when it
+// happens, and returned marked as reported (cmdutil.Reported): with
+// --once it becomes the command's exit code without being printed again.
+func Handler(errOut io.Writer, route *Route, refuse func(context.Context, net.Conn, error)) forward.Handler {
 	return func(ctx context.Context, local net.Conn) error {
 		defer local.Close()
 		report := func(err error) error {
-			if !errors.Is(err, context.Canceled) {
-				fmt.Fprintf(errOut, "virtconsole: viewer %s: %s\n", local.RemoteAddr(), cmdutil.OneLine(err))
+			if errors.Is(err, context.Canceled) {
+				return err
 			}
-			return err
+			fmt.Fprintf(errOut, "virtconsole: viewer %s: %s\n", local.RemoteAddr(), cmdutil.OneLine(err))
+			return cmdutil.Reported(err)
 		}
-		client, server, err := open(ctx, local)
+		client, server, err := open(ctx, route, local)
 		if err != nil {
 			if refuse != nil {
 				refuse(ctx, local, err)
@@ -167,8 +167,17 @@ func Handler(errOut io.Writer, open Opener, refuse func(context.Context, net.Con
 			return report(err)
 		}
 		if _, err := tunnel.Join(ctx, client, server); err != nil && ctx.Err() == nil {
-			return report(cmdutil.WithCode(cmdutil.ExitLost, err))
+			return report(&cmdutil.LostError{Err: err})
 		}
 		return nil
 	}
+}
+
+// open dials the console for the viewer local and attaches it.
+func open(ctx context.Context, route *Route, local net.Conn) (client, server net.Conn, err error) {
+	up, err := route.Dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return up.Attach(ctx, local)
 }

@@ -70,7 +70,7 @@ func TestProxyURL(t *testing.T) {
 		want     string
 	}{
 		{"https://proxy.example:6443", false, `proxy URL "https://proxy.example:6443": use wss://proxy.example:6443 (the proxy's websocket URL)`},
-		{"http://h:1/ws", false, `proxy URL "http://h:1/ws": use ws://h:1/ws (the proxy's websocket URL) with --insecure`},
+		{"http://h:1/ws", false, `proxy URL "http://h:1/ws": use ws://h:1/ws (the proxy's websocket URL) with --proxy-insecure`},
 		{"http://h:1", true, `proxy URL "http://h:1": use ws://h:1 (the proxy's websocket URL)`},
 	} {
 		if _, err := ProxyURL(tc.in, tc.insecure); err == nil || err.Error() != tc.want {

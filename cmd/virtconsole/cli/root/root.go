@@ -39,6 +39,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.SetErr(f.IOStreams.ErrOut)
 	cmd.SetIn(f.IOStreams.In)
 	cmd.SetFlagErrorFunc(flagError)
+	cmd.SetUsageTemplate(usageTemplate)
 	// --version prints the line "virtconsole version" prints. The flag is
 	// declared here rather than left to cobra so that it has no -v
 	// shorthand and appears in the man page.
@@ -59,5 +60,10 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.AddCommand(certs.NewCmdCerts(f))
 	cmd.AddCommand(version.NewCmdVersion(f, nil))
 	cmd.AddCommand(newCmdExitCodes())
+	cmdutil.Walk(cmd, func(c *cobra.Command) {
+		// pflag prints a deprecated flag's notice there; cobra would print
+		// it on Out, where the console's output or --json goes.
+		c.Flags().SetOutput(f.IOStreams.ErrOut)
+	})
 	return cmd
 }

@@ -2,6 +2,7 @@ package root
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -18,19 +19,11 @@ func testRoot() *cobra.Command {
 	return cmd
 }
 
-// walk calls fn on cmd and every command below it.
-func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
-	fn(cmd)
-	for _, c := range cmd.Commands() {
-		walk(c, fn)
-	}
-}
-
 // TestFlagPlaceholders: every flag that takes a value shows an upper-case
 // placeholder in --help ("--host NAME_OR_IP"), never pflag's type name
 // ("--host stringArray", "--days int").
 func TestFlagPlaceholders(t *testing.T) {
-	walk(testRoot(), func(c *cobra.Command) {
+	cmdutil.Walk(testRoot(), func(c *cobra.Command) {
 		c.Flags().VisitAll(func(f *pflag.Flag) {
 			if f.Value.Type() == "bool" {
 				return
@@ -49,9 +42,7 @@ func execute(args ...string) (stdout string, err error) {
 	io := cmdutil.Test(strings.NewReader(""), &out, &bytes.Buffer{})
 	f := cmdutil.NewFactory(io)
 	f.Getenv = func(string) string { return "" } // no VIRTCONSOLE_PROXY
-	cmd := NewCmdRoot(f)
-	cmd.SetArgs(args)
-	err = cmd.Execute()
+	err = cmdutil.Execute(context.Background(), NewCmdRoot(f), args)
 	return out.String(), err
 }
 
@@ -67,6 +58,7 @@ func TestFlagErrorPointsToHelp(t *testing.T) {
 		{[]string{"server", "proxy", "--listne", ":1"}, "unknown flag: --listne (did you mean --listen?); see 'virtconsole server proxy --help'"},
 		{[]string{"certs", "create", "--day", "3"}, "unknown flag: --day (did you mean --days?); see 'virtconsole certs create --help'"},
 		{[]string{"enable", "--zzz", "vm"}, "unknown flag: --zzz; see 'virtconsole enable --help'"},
+		{[]string{"serial", "--proxy-timeout", "3"}, `invalid argument "3" for "--proxy-timeout" flag: time: missing unit in duration "3"; see 'virtconsole serial --help'`},
 		{[]string{"serial", "--connect-timeout", "3"}, `invalid argument "3" for "--connect-timeout" flag: time: missing unit in duration "3"; see 'virtconsole serial --help'`},
 	} {
 		_, err := execute(tc.args...)
@@ -116,7 +108,7 @@ func TestMissingArguments(t *testing.T) {
 		{[]string{"consoles", "--json"}, "consoles: give the DOMAIN (name, UUID or ID) whose consoles to list"},
 		{[]string{"enable", "vm1", "vm2"}, "enable: one DOMAIN at a time, got 2: vm1 vm2"},
 		{[]string{"serial", "--proxy", "https://proxy.example:6443", "--token-file", "t"}, `proxy URL "https://proxy.example:6443": use wss://proxy.example:6443 (the proxy's websocket URL)`},
-		{[]string{"vnc", "--proxy", "http://proxy.example:80"}, `proxy URL "http://proxy.example:80": use ws://proxy.example:80 (the proxy's websocket URL) with --insecure`},
+		{[]string{"vnc", "--proxy", "http://proxy.example:80"}, `proxy URL "http://proxy.example:80": use ws://proxy.example:80 (the proxy's websocket URL) with --proxy-insecure`},
 	} {
 		_, err := execute(tc.args...)
 		if err == nil || err.Error() != tc.want {
@@ -126,5 +118,78 @@ func TestMissingArguments(t *testing.T) {
 		if code := cmdutil.ExitCode(err); code != cmdutil.ExitUsage {
 			t.Errorf("%v: exit code %d, want %d", tc.args, code, cmdutil.ExitUsage)
 		}
+	}
+}
+
+// TestCobraErrorsAreUsage: cobra's own refusals (arguments, commands,
+// required flags) are usage errors although cobra gives them no type.
+func TestCobraErrorsAreUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"serial", "vm1", "vm2"},
+		{"no-such-command"},
+		{"version", "extra"},
+		{"certs", "check"},
+	} {
+		_, err := execute(args...)
+		if code := cmdutil.ExitCode(err); err == nil || code != cmdutil.ExitUsage {
+			t.Errorf("%v: exit code %d (%v), want %d", args, code, err, cmdutil.ExitUsage)
+		}
+	}
+}
+
+// TestDeprecatedFlags: the former names of renamed flags still work and
+// say on standard error (never on standard output, where a console's
+// output goes) which name to use now.
+func TestDeprecatedFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serial", "--tls-dir", "/pki", "--help"}, "Flag --tls-dir has been deprecated, use --proxy-tls-dir instead\n"},
+		{[]string{"vnc", "--insecure", "--help"}, "Flag --insecure has been deprecated, use --proxy-insecure instead\n"},
+		{[]string{"spice", "--connect-timeout", "5s", "--help"}, "Flag --connect-timeout has been deprecated, use --proxy-timeout instead\n"},
+		{[]string{"enable", "--insecure", "--help"}, "Flag --insecure has been deprecated, use --cleartext instead\n"},
+	} {
+		var out, errOut bytes.Buffer
+		f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &out, &errOut))
+		if err := cmdutil.Execute(context.Background(), NewCmdRoot(f), tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if errOut.String() != tc.want || strings.Contains(out.String(), "deprecated") {
+			t.Errorf("%v: stderr %q, want %q; stdout has it: %v", tc.args, errOut.String(), tc.want, strings.Contains(out.String(), "deprecated"))
+		}
+		if name := strings.Fields(tc.want)[1]; strings.Contains(out.String(), name+" ") {
+			t.Errorf("%v: help shows %s", tc.args, name)
+		}
+	}
+}
+
+// TestHelpFlagSections: the client commands show their flags by group,
+// the same groups in the same order; other commands keep cobra's one
+// alphabetical list.
+func TestHelpFlagSections(t *testing.T) {
+	for _, c := range []string{"serial", "vnc", "spice"} {
+		out, err := execute(c, "--help")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{cmdutil.GroupProxy, cmdutil.GroupDomain, cmdutil.GroupDirect, cmdutil.GroupTLS, cmdutil.GroupTimeouts}
+		if c != "serial" {
+			want = append(want, cmdutil.GroupListener)
+		}
+		want = append(want, "Other flags")
+		last := -1
+		for _, w := range want {
+			i := strings.Index(out, "\n"+w+":\n")
+			if i <= last {
+				t.Errorf("%s --help: section %q missing or out of order:\n%s", c, w, out)
+				break
+			}
+			last = i
+		}
+	}
+	out, _ := execute("enable", "--help")
+	if !strings.Contains(out, "\nFlags:\n") || strings.Contains(out, "Other flags") {
+		t.Errorf("enable --help:\n%s", out)
 	}
 }

@@ -4,11 +4,9 @@ package serial
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,28 +14,16 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
 	"github.com/virtconsole/virtconsole/protocols"
-	pserial "github.com/virtconsole/virtconsole/protocols/serial"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
-	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/termio"
-	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // Options are the flags of "virtconsole serial".
 type Options struct {
-	IO     *cmdutil.IOStreams
-	Proxy  connect.ProxyOptions
-	Domain connect.DomainOptions
+	IO    *cmdutil.IOStreams
+	Route connect.Options
 
-	DomainName      string
-	Type            string
-	Force           bool
-	ConnectTLSDir   string
-	ConnectInsecure bool
-	Escape          string
-	Drain           time.Duration
-
-	useProxy bool
+	Escape string
+	Drain  time.Duration
 }
 
 // NewCmdSerial returns "virtconsole serial". runF replaces the run
@@ -90,18 +76,8 @@ that think longer before answering.
   virtconsole serial myvm --escape '^A'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.DomainName = args[0]
-				use, err := opts.Proxy.ResolveOptional(f)
-				if err != nil {
-					return err
-				}
-				opts.useProxy = use
-			} else {
-				if err := opts.Proxy.Resolve(f, cmd, "give DOMAIN (on a libvirt host) or --proxy URL (or "+connect.EnvProxy+") with --token-file"); err != nil {
-					return err
-				}
-				opts.useProxy = true
+			if err := opts.Route.Check(f, cmd, args); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -109,15 +85,10 @@ that think longer before answering.
 			return runSerial(cmd.Context(), f, opts)
 		},
 	}
-	connect.AddProxyFlags(cmd, &opts.Proxy)
-	connect.AddDomainFlags(cmd, &opts.Domain)
+	connect.AddFlags(cmd, &opts.Route, protocols.KindSerial)
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Escape, "escape", "^]", "`KEY` that ends an interactive session: ^X for Ctrl+X, or none")
 	fl.DurationVar(&opts.Drain, "drain", termio.DefaultDrain, "when standard input is not a terminal: after it ends, wait until the console has been silent for `DURATION`")
-	fl.StringVar(&opts.Type, "type", "serial", "with DOMAIN: the device `TYPE`, serial or console")
-	fl.BoolVar(&opts.Force, "force", false, "with DOMAIN, direct: take the console over from another client")
-	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "with DOMAIN, direct: credentials for a TLS chardev in `DIR`")
-	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "with DOMAIN, direct: allow a cleartext TCP chardev")
 	return cmd
 }
 
@@ -129,97 +100,20 @@ func runSerial(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 	if opts.Drain <= 0 {
 		return &cmdutil.FlagError{Err: fmt.Errorf("--drain %v: want a positive duration, e.g. 1s", opts.Drain)}
 	}
-	kind := protocols.Kind(opts.Type)
+	kind := protocols.Kind(opts.Route.Domain.Type)
 	if !kind.IsText() {
-		return &cmdutil.FlagError{Err: fmt.Errorf("--type %q: want serial or console", opts.Type)}
+		return &cmdutil.FlagError{Err: fmt.Errorf("--type %q: want serial or console", opts.Route.Domain.Type)}
 	}
-	var conn net.Conn
-	switch {
-	case opts.DomainName == "":
-		token, err := opts.Proxy.ReadToken(f)
-		if err != nil {
-			return err
-		}
-		if conn, err = opts.Proxy.Dial(ctx, token); err != nil {
-			return err
-		}
-	case opts.useProxy:
-		token, err := opts.Domain.DomainToken(ctx, f, opts.DomainName, kind)
-		if err != nil {
-			return err
-		}
-		if conn, err = opts.Proxy.Dial(ctx, token); err != nil {
-			return err
-		}
-	default:
-		if conn, err = direct(ctx, f, opts, kind); err != nil {
-			return err
-		}
+	route, err := opts.Route.Resolve(ctx, f, kind)
+	if err != nil {
+		return err
+	}
+	defer route.Close()
+	conn, err := route.Dial(ctx)
+	if err != nil {
+		return err
 	}
 	return Session(ctx, opts.IO, conn, esc, opts.Drain)
-}
-
-// direct opens a domain's console without a proxy.
-func direct(ctx context.Context, f *cmdutil.Factory, opts *Options, kind protocols.Kind) (net.Conn, error) {
-	lc, con, err := opts.Domain.DomainConsole(ctx, f, opts.DomainName, kind)
-	if err != nil {
-		return nil, err
-	}
-	t := con.Target
-	if t.Network == libvirtresolver.Network {
-		// The stream runs over this libvirt connection: it stays open for
-		// the session and closes with the stream.
-		c, err := lc.OpenConsole(ctx, opts.DomainName, con.Device, opts.Force)
-		if err != nil {
-			lc.Close()
-			return nil, cmdutil.LibvirtError(err)
-		}
-		return closeBoth{c, lc}, nil
-	}
-	lc.Close()
-	dctx, cancel := context.WithTimeout(ctx, opts.Proxy.Timeout)
-	defer cancel()
-	// Direct mode follows the chardev itself (Backend ends in " tls" when
-	// QEMU serves TLS), not the proxy metadata.
-	t.Insecure = !strings.HasSuffix(con.Backend, " tls")
-	var creds *tlscreds.Creds
-	var cfg *tls.Config
-	switch {
-	case t.Insecure && !opts.ConnectInsecure:
-		return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a cleartext TCP chardev at %s; pass --connect-insecure to use it", kind, opts.Domain.Index, opts.DomainName, t.Address)}
-	case !t.Insecure && opts.ConnectTLSDir == "":
-		return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s %d of %s is a TLS chardev at %s; give --connect-tls-dir DIR", kind, opts.Domain.Index, opts.DomainName, t.Address)}
-	case !t.Insecure:
-		if creds, err = connect.ClientCreds(opts.ConnectTLSDir); err != nil {
-			return nil, err
-		}
-		cfg = creds.ClientConfig(tlscreds.DefaultPolicy(), t.Host())
-	}
-	c, err := tunnel.DialTarget(dctx, nil, t, cfg)
-	if err != nil && creds != nil {
-		err = tlscreds.ExplainHandshakeError(err, creds, "QEMU at "+t.Address)
-	}
-	if err != nil {
-		code := cmdutil.ExitUnreachable
-		if connect.IsTLSError(err) {
-			code = cmdutil.ExitTLS
-		}
-		return nil, cmdutil.WithCode(code, fmt.Errorf("%s %d of %s at %s: %w", kind, opts.Domain.Index, opts.DomainName, t.Address, err))
-	}
-	c, _, err = pserial.Handshaker{}.Server(ctx, c, t)
-	return c, err
-}
-
-// closeBoth is a console stream that also closes its libvirt connection.
-type closeBoth struct {
-	net.Conn
-	lc interface{ Close() error }
-}
-
-func (c closeBoth) Close() error {
-	err := c.Conn.Close()
-	c.lc.Close()
-	return err
 }
 
 // Session runs an interactive (or piped) session on an open console
@@ -249,5 +143,5 @@ func Session(ctx context.Context, io *cmdutil.IOStreams, conn net.Conn, esc int,
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	return cmdutil.WithCode(cmdutil.ExitLost, fmt.Errorf("console connection lost: %w", err))
+	return &cmdutil.LostError{Err: fmt.Errorf("console connection lost: %w", err)}
 }

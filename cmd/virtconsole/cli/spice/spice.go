@@ -5,8 +5,6 @@ package spice
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"net"
 	"time"
 
@@ -53,10 +51,6 @@ accepting until Ctrl+C (or --once, or the viewer it started exits).`,
 
   # direct to QEMU's SPICE TLS port
   virtconsole spice --target 10.0.0.5:5902 --connect-tls-dir /etc/pki/qemu --local-port 5930`,
-	Handshaker: func(func(string) *tls.Config) protocols.Handshaker {
-		// TLS toward QEMU is from the first byte (dialled by the caller).
-		return &spice.Handshaker{}
-	},
 	Refuse: func(ctx context.Context, viewer net.Conn, err error) {
 		// Answer the viewer's link message with a link error.
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -65,13 +59,11 @@ accepting until Ctrl+C (or --once, or the viewer it started exits).`,
 			return
 		}
 		code := spice.LinkErrError
-		var ee *cmdutil.ExitError
-		if errors.As(err, &ee) && ee.Code == cmdutil.ExitRefused {
+		if cmdutil.ExitCode(err) == cmdutil.ExitRefused {
 			code = spice.LinkErrPermissionDenied
 		}
 		spice.Refuse(rctx, viewer, code)
 	},
-	SessionSpansConnections: true,
 }
 
 // NewCmdSPICE returns "virtconsole spice".

@@ -87,7 +87,7 @@ func runNew(opts *NewOptions) error {
 	}
 	b := make([]byte, Bytes)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return cmdutil.WithCode(cmdutil.ExitFailure, fmt.Errorf("reading random bytes: %w", err))
+		return fmt.Errorf("reading random bytes: %w", err)
 	}
 	tok := base64.RawURLEncoding.EncodeToString(b)
 	if opts.JSON {

@@ -5,7 +5,6 @@ package vnc
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"time"
 
@@ -57,9 +56,6 @@ When QEMU or the proxy refuses, the viewer is told why in the VNC handshake.`,
 
   # direct to QEMU's VeNCrypt port with client certificates and a VNC password
   virtconsole vnc --target 10.0.0.5:5901 --connect-tls-dir /etc/pki/qemu --password-file ./vncpass --local-port 0 --json`,
-	Handshaker: func(tlsConfig func(string) *tls.Config) protocols.Handshaker {
-		return &vnc.Handshaker{TLSConfig: tlsConfig}
-	},
 	Refuse: func(ctx context.Context, viewer net.Conn, err error) {
 		// Tell the viewer why, in RFB, instead of dropping it.
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -1,0 +1,56 @@
+package cmdutil
+
+import (
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// FlagGroupAnnotation is the flag annotation naming a flag's group: help
+// shows each group as a section of its own (see root's usage template).
+const FlagGroupAnnotation = "virtconsole_flag_group"
+
+// The flag groups of the client commands, each registered in one place
+// (package connect) with the same names and meanings on every command.
+const (
+	GroupProxy    = "Proxy flags (through a virtconsole proxy)"
+	GroupDomain   = "Domain flags (DOMAIN on a libvirt host)"
+	GroupDirect   = "Direct flags (straight to QEMU, no proxy)"
+	GroupTLS      = "TLS policy flags (every TLS connection: to the proxy and to QEMU)"
+	GroupTimeouts = "Timeout flags"
+	GroupListener = "Local listener flags (for viewers)"
+)
+
+// FlagGroups are the groups in the order help shows them; flags in none
+// of them come last, under "Flags:".
+var FlagGroups = []string{GroupProxy, GroupDomain, GroupDirect, GroupTLS, GroupTimeouts, GroupListener}
+
+// SetFlagGroup puts the named flags of fl in group.
+func SetFlagGroup(fl *pflag.FlagSet, group string, names ...string) {
+	for _, n := range names {
+		_ = fl.SetAnnotation(n, FlagGroupAnnotation, []string{group})
+	}
+}
+
+// FlagGroup returns the group of f, or "" for none.
+func FlagGroup(f *pflag.Flag) string {
+	if g := f.Annotations[FlagGroupAnnotation]; len(g) > 0 {
+		return g[0]
+	}
+	return ""
+}
+
+// DeprecatedAlias registers old as a former name of the flag name: bound
+// to the same value, it keeps working, and cobra prints a deprecation
+// notice (on standard error: see root) when it is used. Help, man pages
+// and completions show only name.
+func DeprecatedAlias(fl *pflag.FlagSet, old, name string) {
+	f := fl.Lookup(name)
+	fl.AddFlag(&pflag.Flag{Name: old, Usage: f.Usage, Value: f.Value, DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal})
+	_ = fl.MarkDeprecated(old, "use --"+name+" instead")
+}
+
+// AddLibvirtURIFlag registers -c/--connect, the libvirt URI of every
+// command that takes a DOMAIN.
+func AddLibvirtURIFlag(cmd *cobra.Command, uri *string) {
+	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` of DOMAIN (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
+}
