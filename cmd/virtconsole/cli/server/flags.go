@@ -4,14 +4,21 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
-// ListenTLS are the flags of a TLS listener, shared by every daemon.
+// ListenTLS are the flags of a TLS listener, shared by every daemon:
+// --tls-dir is the daemon's own (server) credentials, as --connect-tls-dir
+// and --resolver-tls-dir are its client credentials toward QEMU and a
+// resolver.
 type ListenTLS struct {
 	TLSDir            string
 	ClientCA          string
@@ -66,3 +73,72 @@ func (o *ListenTLS) config(p tlscreds.Policy) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// The daemons' flags are registered here, each name once, so that it
+// means the same on every daemon that has it.
+
+// addProxyFlags registers the flags "server proxy" and "server" share.
+func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
+	addListenFlags(fl, &opts.Listen, &opts.TLS, "127.0.0.1:6443")
+	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "connect to QEMU with TLS using ca-cert.pem (and client-cert.pem, client-key.pem) from `DIR`")
+	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "allow cleartext to consoles the resolver marks insecure")
+	fl.StringArrayVar(&opts.AllowedOrigins, "allowed-origin", nil, "also accept websockets from `ORIGIN` (scheme://host[:port]; repeatable)")
+	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "give up resolving, connecting and handshaking a session after `DURATION`")
+	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, running sessions may go on for `DURATION`")
+	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "`N` refused tokens allowed per client address per minute before 429")
+	fl.BoolVar(&opts.TrustForwarded, "trust-forwarded", false, "honour X-Forwarded-Host/-For from a front proxy (only if every request comes through one)")
+	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "`N` sessions open or opening at once before 503 (0: no bound)")
+	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
+}
+
+// addListenFlags registers --listen (default addr) and the listener's TLS
+// flags.
+func addListenFlags(fl *pflag.FlagSet, listen *string, t *ListenTLS, addr string) {
+	_, port, _ := net.SplitHostPort(addr)
+	fl.StringVar(listen, "listen", addr, "listen on `ADDR` (host:port; :"+port+" for every address)")
+	t.addFlags(fl)
+}
+
+// addTokensFlag registers --tokens, the static token file.
+func addTokensFlag(fl *pflag.FlagSet, path *string) {
+	fl.StringVar(path, "tokens", "", "resolve tokens with the static token `FILE` (JSON; reloaded when it changes)")
+}
+
+// addConnectFlag registers -c/--connect, the libvirt URIs tokens are
+// resolved from; def says what none means.
+func addConnectFlag(fl *pflag.FlagSet, uris *[]string, def string) {
+	fl.StringArrayVarP(uris, "connect", "c", nil, "libvirt `URI` to resolve tokens from: its domains' console-proxy metadata and secrets (repeatable; "+def+")")
+}
+
+// addSingleUseFlag registers --single-use. Its default depends on where
+// tokens come from (off for a static file, on for libvirt); how says how
+// a token is retired.
+func addSingleUseFlag(fl *pflag.FlagSet, singleUse *bool, def bool, how string) {
+	fl.BoolVar(singleUse, "single-use", def, "each token opens one session only: "+how)
+}
+
+// addReusableTokensAlias registers "server"'s former --reusable-tokens,
+// which is --single-use=false: it keeps working, and cobra prints a
+// deprecation notice when it is used.
+func addReusableTokensAlias(fl *pflag.FlagSet, singleUse *bool) {
+	fl.Var((*notBool)(singleUse), "reusable-tokens", "let a token open more than one session (--single-use=false)")
+	fl.Lookup("reusable-tokens").NoOptDefVal = "true"
+	_ = fl.MarkDeprecated("reusable-tokens", "use --single-use=false")
+}
+
+// notBool is a bool flag that stores the negation of what it is given:
+// an old name that said the opposite of the new one.
+type notBool bool
+
+func (b *notBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b = notBool(!v)
+	return nil
+}
+
+func (b *notBool) String() string   { return strconv.FormatBool(!bool(*b)) }
+func (b *notBool) Type() string     { return "bool" }
+func (b *notBool) IsBoolFlag() bool { return true }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
@@ -35,10 +34,9 @@ type ProxyOptions struct {
 	ResolverTLSDir string
 	// Connect are libvirt URIs (bundled mode, "virtconsole server").
 	Connect []string
-	// SingleUse makes static tokens single-use; ReusableTokens makes
-	// libvirt tokens reusable (their defaults are the other way round).
-	SingleUse      bool
-	ReusableTokens bool
+	// SingleUse lets each token open one session only (--single-use: off
+	// by default for a static token file, on for libvirt).
+	SingleUse bool
 
 	AllowedOrigins   []string
 	HandshakeTimeout time.Duration
@@ -93,26 +91,11 @@ end before closing them.`,
 	}
 	fl := cmd.Flags()
 	addProxyFlags(fl, opts)
-	fl.StringVar(&opts.Tokens, "tokens", "", "resolve tokens with the static token `FILE` (JSON)")
+	addTokensFlag(fl, &opts.Tokens)
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
-	fl.BoolVar(&opts.SingleUse, "single-use", false, "with --tokens: each token opens one session only (spent tokens are remembered until restart)")
+	addSingleUseFlag(fl, &opts.SingleUse, false, "with --tokens, spent tokens are remembered until restart (a --resolver cannot retire tokens)")
 	return cmd
-}
-
-// addProxyFlags registers the flags "server proxy" and "server" share.
-func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
-	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:6443", "listen on `ADDR` (host:port; :6443 for every address)")
-	opts.TLS.addFlags(fl)
-	fl.StringVar(&opts.ConnectTLSDir, "connect-tls-dir", "", "connect to QEMU with TLS using ca-cert.pem (and client-cert.pem, client-key.pem) from `DIR`")
-	fl.BoolVar(&opts.ConnectInsecure, "connect-insecure", false, "allow cleartext to consoles the resolver marks insecure")
-	fl.StringArrayVar(&opts.AllowedOrigins, "allowed-origin", nil, "also accept websockets from `ORIGIN` (scheme://host[:port]; repeatable)")
-	fl.DurationVar(&opts.HandshakeTimeout, "handshake-timeout", 15*time.Second, "give up resolving, connecting and handshaking a session after `DURATION`")
-	fl.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, running sessions may go on for `DURATION`")
-	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "`N` refused tokens allowed per client address per minute before 429")
-	fl.BoolVar(&opts.TrustForwarded, "trust-forwarded", false, "honour X-Forwarded-Host/-For from a front proxy (only if every request comes through one)")
-	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "`N` sessions open or opening at once before 503 (0: no bound)")
-	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 }
 
 func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
@@ -133,7 +116,50 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		Limiter:              proxy.NewLimiter(opts.MaxFailures, time.Minute),
 		MaxSessions:          opts.MaxSessions,
 		TrustForwarded:       opts.TrustForwarded,
+		SPICE:                &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log},
 	}
+	if err := connectTLS(p, opts, policy, log); err != nil {
+		return err
+	}
+
+	if len(opts.Connect) > 0 {
+		// Bundled mode: the libvirt resolver in this process, which also
+		// dials pty consoles over libvirt's console stream.
+		lopts := []libvirtresolver.Option{libvirtresolver.WithLogger(log), libvirtresolver.WithConsoleStreams()}
+		if !opts.SingleUse {
+			lopts = append(lopts, libvirtresolver.WithReusableTokens())
+		}
+		lr, err := libvirtresolver.New(opts.Connect, lopts...)
+		if err != nil {
+			return &cmdutil.FlagError{Err: err}
+		}
+		defer lr.Close()
+		p.Resolver = lr
+		p.Dialer = lr
+	} else {
+		res, err := newResolver(f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
+		if err != nil {
+			return err
+		}
+		if st, ok := res.(*resolver.Static); ok {
+			st.SetSingleUse(opts.SingleUse)
+		} else if opts.SingleUse {
+			return &cmdutil.FlagError{Err: errors.New("--single-use goes with --tokens (a REST resolver cannot retire tokens)")}
+		}
+		p.Resolver = res
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/websockify", p)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, handler: mux, ready: opts.Ready,
+		background: watchTokens(p.Resolver, log), drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
+	return d.serve(ctx, log)
+}
+
+// connectTLS gives p the client credentials toward QEMU that the flags
+// name, or checks that it may go without.
+func connectTLS(p *proxy.Proxy, opts *ProxyOptions, policy tlscreds.Policy, log *slog.Logger) error {
 	switch {
 	case opts.ConnectTLSDir != "":
 		creds, err := connect.ClientCreds(opts.ConnectTLSDir)
@@ -151,41 +177,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	case !opts.ConnectInsecure:
 		return &cmdutil.FlagError{Err: errors.New("no TLS credentials toward QEMU: give --connect-tls-dir DIR, or --connect-insecure for cleartext consoles")}
 	}
-	p.SPICE = &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log}
-
-	if len(opts.Connect) > 0 {
-		// Bundled mode: the libvirt resolver in this process, which also
-		// dials pty consoles over libvirt's console stream.
-		lopts := []libvirtresolver.Option{libvirtresolver.WithLogger(log), libvirtresolver.WithConsoleStreams()}
-		if opts.ReusableTokens {
-			lopts = append(lopts, libvirtresolver.WithReusableTokens())
-		}
-		lr, err := libvirtresolver.New(opts.Connect, lopts...)
-		if err != nil {
-			return &cmdutil.FlagError{Err: err}
-		}
-		defer lr.Close()
-		p.Resolver = lr
-		p.Dialer = lr
-	} else {
-		res, err := newResolver(ctx, f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
-		if err != nil {
-			return err
-		}
-		if st, ok := res.(*resolver.Static); ok {
-			st.SetSingleUse(opts.SingleUse)
-		} else if opts.SingleUse {
-			return &cmdutil.FlagError{Err: errors.New("--single-use goes with --tokens (a REST resolver cannot retire tokens)")}
-		}
-		p.Resolver = res
-	}
-
-	mux := http.NewServeMux()
-	mux.Handle("/websockify", p)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	return serve(ctx, f, opts.Listen, listenTLS, mux, opts.Ready, "proxy", func(drain context.Context) error {
-		return p.Shutdown(drain)
-	}, opts.DrainTimeout)
+	return nil
 }
 
 // orCleartext names the cleartext consoles --connect-insecure allows.
@@ -196,20 +188,20 @@ func orCleartext(insecure bool) string {
 	return ""
 }
 
-// newResolver builds the static or REST resolver the flags name.
-func newResolver(ctx context.Context, f *cmdutil.Factory, tokens, url, tlsDir string, policy tlscreds.Policy) (resolver.Resolver, error) {
+// newResolver builds the static or REST resolver the flags name. It
+// starts nothing: watchTokens says what runs alongside it.
+func newResolver(f *cmdutil.Factory, tokens, url, tlsDir string, policy tlscreds.Policy) (resolver.Resolver, error) {
 	switch {
 	case tokens != "" && url != "":
 		return nil, &cmdutil.FlagError{Err: errors.New("give --tokens or --resolver, not both")}
 	case tokens != "":
 		st, err := resolver.LoadFile(tokens)
 		if err != nil {
-			return nil, cmdutil.WithCode(cmdutil.ExitUsage, err)
+			return nil, &cmdutil.FlagError{Err: err} // a file a flag names
 		}
 		if w := resolver.ExposedFileWarning(tokens); w != "" {
 			f.Logger().Warn(w)
 		}
-		go st.Watch(ctx, 2*time.Second, f.Logger())
 		return st, nil
 	case url != "":
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -227,46 +219,4 @@ func newResolver(ctx context.Context, f *cmdutil.Factory, tokens, url, tlsDir st
 		return c, nil
 	}
 	return nil, &cmdutil.FlagError{Err: errors.New("no resolver: give --tokens FILE (static token file) or --resolver URL")}
-}
-
-// serve runs an HTTP(S) server until ctx ends, then stops accepting,
-// calls drain with a context bounded by drainTimeout, and returns nil:
-// a signal is a normal way for a daemon to stop.
-func serve(ctx context.Context, f *cmdutil.Factory, addr string, cfg *tls.Config, h http.Handler, ready func(net.Addr), what string, drain func(context.Context) error, drainTimeout time.Duration) error {
-	log := f.Logger()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return cmdutil.ListenError(addr, "--listen address", err)
-	}
-	if cfg != nil {
-		l = tls.NewListener(l, cfg)
-	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	log.Info(what+" listening", "address", l.Addr().String(), "tls", cfg != nil)
-	if ready != nil {
-		ready(l.Addr())
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return cmdutil.WithCode(cmdutil.ExitFailure, fmt.Errorf("%s: %w", what, err))
-	case <-ctx.Done():
-	}
-	log.Info(what+" stopping", "drain_timeout", drainTimeout)
-	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	srv.Shutdown(dctx)
-	if drain != nil {
-		if err := drain(dctx); err != nil {
-			log.Warn("sessions closed at the end of the drain period")
-		}
-	}
-	log.Info(what + " stopped")
-	return nil
 }

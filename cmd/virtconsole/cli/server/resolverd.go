@@ -55,10 +55,9 @@ Serve it with TLS and require client certificates (--require-client-cert or
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8081", "listen on `ADDR` (host:port)")
-	opts.TLS.addFlags(fl)
-	fl.StringVar(&opts.Tokens, "tokens", "", "serve the static token `FILE` (JSON)")
-	fl.StringArrayVarP(&opts.Connect, "connect", "c", nil, "resolve from libvirt `URI`s' console-proxy metadata and secrets (repeatable)")
+	addListenFlags(fl, &opts.Listen, &opts.TLS, "127.0.0.1:8081")
+	addTokensFlag(fl, &opts.Tokens)
+	addConnectFlag(fl, &opts.Connect, "give it or --tokens")
 	return cmd
 }
 
@@ -83,9 +82,10 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 		}
 		defer lr.Close()
 		res = lr
-	} else if res, err = newResolver(ctx, f, opts.Tokens, "", "", policy); err != nil {
+	} else if res, err = newResolver(f, opts.Tokens, "", "", policy); err != nil {
 		return err
 	}
-	h := resolver.NewHandler(res, f.Logger())
-	return serve(ctx, f, opts.Listen, cfg, h, opts.Ready, "resolver", nil, 5*time.Second)
+	d := &daemon{name: "resolver", addr: opts.Listen, tls: cfg, handler: resolver.NewHandler(res, f.Logger()), ready: opts.Ready,
+		background: watchTokens(res, f.Logger()), drainTimeout: 5 * time.Second}
+	return d.serve(ctx, f.Logger())
 }

@@ -24,9 +24,10 @@ libvirt resolver in one process: tokens are the values of the secrets named
 in the domains' console-proxy metadata (see "virtconsole enable"), followed
 live, and pty serial consoles are served through libvirt's console stream
 (only this bundled mode can: the proxy alone has no libvirt access).
-Tokens are single-use: when a session starts, its secret gets a new value,
-so the used token is dead for every proxy reading the same libvirtd (the
-client commands read a fresh one per session). A SPICE session's further
+Tokens are single-use (--single-use, on by default here): when a session
+starts, its secret gets a new value, so the used token is dead for every
+proxy reading the same libvirtd (the client commands read a fresh one per
+session); --single-use=false makes them reusable. A SPICE session's further
 channels join it with the same token while it lives. Without
 --connect-tls-dir it still starts, serves the consoles that need no TLS
 toward QEMU (pty consoles through libvirt) and refuses the others (VNC,
@@ -54,9 +55,11 @@ The proxy's flags, statuses and logging are described in "server proxy
 			return runProxy(cmd.Context(), f, opts)
 		},
 	}
-	addProxyFlags(cmd.Flags(), opts)
-	cmd.Flags().BoolVar(&opts.ReusableTokens, "reusable-tokens", false, "let a token open more than one session (default: single-use, the secret is rotated when a session starts)")
-	cmd.Flags().StringArrayVarP(&opts.Connect, "connect", "c", nil, "libvirt `URI` to resolve tokens from (repeatable; default $LIBVIRT_DEFAULT_URI or qemu:///system)")
+	fl := cmd.Flags()
+	addProxyFlags(fl, opts)
+	addConnectFlag(fl, &opts.Connect, "default $LIBVIRT_DEFAULT_URI or qemu:///system")
+	addSingleUseFlag(fl, &opts.SingleUse, true, "its secret gets a new value when a session starts; --single-use=false makes tokens reusable")
+	addReusableTokensAlias(fl, &opts.SingleUse)
 	cmd.AddCommand(NewCmdProxy(f, nil))
 	cmd.AddCommand(NewCmdResolver(f, nil))
 	return cmd

@@ -39,9 +39,7 @@ func TestNewResolverWarnsAboutReadableTokenFile(t *testing.T) {
 		}
 		var errOut bytes.Buffer
 		f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &bytes.Buffer{}, &errOut))
-		ctx, cancel := context.WithCancel(context.Background())
-		res, err := newResolver(ctx, f, path, "", "", tlscreds.DefaultPolicy())
-		cancel()
+		res, err := newResolver(f, path, "", "", tlscreds.DefaultPolicy())
 		if err != nil {
 			t.Fatalf("mode %04o: %v", tc.mode, err)
 		}

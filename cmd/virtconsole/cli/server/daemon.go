@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/resolver"
+)
+
+// daemon is one of the HTTP(S) daemons: a handler behind a listener, the
+// goroutines it runs alongside, and how it stops.
+type daemon struct {
+	name    string // "proxy" or "resolver", as in "proxy listening"
+	addr    string // --listen
+	tls     *tls.Config
+	handler http.Handler
+	ready   func(net.Addr) // called with the listening address (tests)
+
+	// background runs alongside the server until it stops (the token
+	// file's watch); serve returns only when every one has.
+	background []func(context.Context)
+
+	// drain, if set, waits for the handler's work that outlives its HTTP
+	// exchange (the proxy's sessions); drainTimeout bounds it.
+	drain        func(context.Context) error
+	drainTimeout time.Duration
+}
+
+// serve runs the daemon until ctx ends, then stops accepting, drains,
+// waits for its goroutines and returns nil: a signal is a normal way for
+// a daemon to stop.
+func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
+	l, err := net.Listen("tcp", d.addr)
+	if err != nil {
+		return cmdutil.ListenError(d.addr, "--listen address", err)
+	}
+	if d.tls != nil {
+		l = tls.NewListener(l, d.tls)
+	}
+	srv := &http.Server{
+		Handler:           d.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	bctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	for _, run := range d.background {
+		wg.Go(func() { run(bctx) })
+	}
+
+	log.Info(d.name+" listening", "address", l.Addr().String(), "tls", d.tls != nil)
+	if d.ready != nil {
+		d.ready(l.Addr())
+	}
+	errc := make(chan error, 1)
+	wg.Go(func() { errc <- srv.Serve(l) })
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s: %w", d.name, err) // ExitFailure
+	case <-ctx.Done():
+	}
+	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout)
+	defer cancel()
+	srv.Shutdown(dctx)
+	if d.drain != nil {
+		if err := d.drain(dctx); err != nil {
+			log.Warn("sessions closed at the end of the drain period")
+		}
+	}
+	stop()
+	wg.Wait() // Serve and the background work have returned
+	log.Info(d.name + " stopped")
+	return nil
+}
+
+// watchTokens returns the background work of a static token file: reload
+// it when it changes. Other resolvers have none here.
+func watchTokens(res resolver.Resolver, log *slog.Logger) []func(context.Context) {
+	st, ok := res.(*resolver.Static)
+	if !ok || st.Path() == "" {
+		return nil
+	}
+	return []func(context.Context){func(ctx context.Context) { st.Watch(ctx, 2*time.Second, log) }}
+}
