@@ -58,14 +58,14 @@ func (o *ListenTLS) config(p tlscreds.Policy) (*tls.Config, error) {
 	}
 	creds, err := tlscreds.Load(o.TLSDir, tlscreds.RoleServer)
 	if err != nil {
-		return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
+		return nil, err // a *tlscreds.CheckError: ExitTLS
 	}
 	require := o.RequireClientCert || o.ClientCA != ""
 	cfg := creds.ServerConfig(p, require)
 	if o.ClientCA != "" {
 		ca, err := tlscreds.LoadCAFile(o.ClientCA)
 		if err != nil {
-			return nil, cmdutil.WithCode(cmdutil.ExitTLS, err)
+			return nil, err // a *tlscreds.CheckError: ExitTLS
 		}
 		cfg.ClientCAs = ca.CAs
 	} else if require && creds.CAs == nil {
