@@ -62,13 +62,12 @@ type Proxy struct {
 
 	// Handshake returns the handshaker for one connection to t, and
 	// release, which the proxy calls once when that connection ends or
-	// fails to open, an error from Handshake included (nil: nothing to
-	// release). token is what the connection presented, and
-	// singleUse whether opening it consumed the token: protocols whose
-	// sessions span several connections admit the later ones by it. The
-	// proxy calls it after resolving and before dialling; an error refuses
-	// the request with 502 "console type <kind> is not supported by this
-	// proxy".
+	// fails to open (nil: nothing to release). token is what the
+	// connection presented, and singleUse whether opening it consumed the
+	// token: protocols whose sessions span several connections admit the
+	// later ones by them. The proxy calls it after resolving and before
+	// dialling; an error refuses the request with 502 "console type
+	// <kind> is not supported by this proxy".
 	//
 	// Nil means DefaultHandshake, which serves serial, console, VNC and
 	// SPICE targets. A hook that only adds to it (a recorder, a view-only
@@ -76,11 +75,13 @@ type Proxy struct {
 	Handshake func(ctx context.Context, t protocols.Target, token string, singleUse bool) (hs protocols.Handshaker, release func(), err error)
 
 	// SPICE follows SPICE sessions across their connections (one per
-	// channel): a session's later channels join it by their token without
-	// resolving it again, since a single-use token was consumed by the
-	// first. DefaultHandshake admits SPICE connections through it; a
-	// Handshake of one's own should too, or later channels cannot join.
-	// Nil means one of the proxy's own with spice's defaults.
+	// channel): before resolving a token the proxy asks it whether the
+	// token's session is live, and if so the connection joins it without
+	// resolving the token again (a single-use token was consumed by the
+	// session's first connection). DefaultHandshake takes SPICE
+	// handshakers from it; a Handshake of one's own must too, or later
+	// channels cannot join. Nil means one of the proxy's own with spice's
+	// defaults.
 	SPICE *spice.Sessions
 
 	// ErrorHandler answers a request refused before the websocket
