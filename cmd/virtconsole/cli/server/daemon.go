@@ -83,6 +83,10 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
+// tokenWatchInterval is how often a static token file is checked for
+// changes (tests shorten it).
+var tokenWatchInterval = 2 * time.Second
+
 // watchTokens returns the background work of a static token file: reload
 // it when it changes. Other resolvers have none here.
 func watchTokens(res resolver.Resolver, log *slog.Logger) []func(context.Context) {
@@ -90,5 +94,6 @@ func watchTokens(res resolver.Resolver, log *slog.Logger) []func(context.Context
 	if !ok || st.Path() == "" {
 		return nil
 	}
-	return []func(context.Context){func(ctx context.Context) { st.Watch(ctx, 2*time.Second, log) }}
+	interval := tokenWatchInterval
+	return []func(context.Context){func(ctx context.Context) { st.Watch(ctx, interval, log) }}
 }

@@ -139,6 +139,8 @@ func TestWatchTokens(t *testing.T) {
 		}
 	}
 	write("one")
+	defer func(d time.Duration) { tokenWatchInterval = d }(tokenWatchInterval)
+	tokenWatchInterval = 20 * time.Millisecond
 	f := testFactory(io.Discard)
 	res, err := newResolver(f, path, "", "", tlscreds.DefaultPolicy())
 	if err != nil {
