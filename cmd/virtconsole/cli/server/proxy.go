@@ -183,7 +183,7 @@ func connectTLS(p *proxy.Proxy, opts *ProxyOptions, policy tlscreds.Policy, log 
 // orCleartext names the cleartext consoles --connect-insecure allows.
 func orCleartext(insecure bool) string {
 	if insecure {
-		return ", and consoles enabled with --insecure"
+		return ", and consoles enabled with --cleartext"
 	}
 	return ""
 }
