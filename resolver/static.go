@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,16 +33,15 @@ const DefaultWatchInterval = 2 * time.Second
 // resolver): a table of tokens loaded from a JSON file mapping each token
 // to a Console, or built with NewStatic.
 //
-// Lookups take constant time with respect to the token's content: the
-// table is indexed by the SHA-256 of each token and a hit is confirmed
-// with a constant-time comparison. The table is immutable and swapped
-// atomically on reload, so a Static is safe for concurrent use.
+// Its tokens are in a TokenTable (lookups in constant time with respect
+// to the token), replaced as a whole on reload; a Static is safe for
+// concurrent use.
 //
 // Tokens are reusable by default; SetSingleUse(true) makes them
 // single-use (see Consume).
 type Static struct {
 	path      string
-	table     atomic.Pointer[staticTable]
+	tokens    TokenTable[staticFile, protocols.Target]
 	singleUse atomic.Bool
 
 	// spent holds the SHA-256 of every consumed token (never the token):
@@ -56,25 +54,19 @@ type Static struct {
 	statErr   string     // last stat error Watch logged, to log it once
 }
 
-type staticTable struct {
-	entries map[[sha256.Size]byte]staticEntry
-}
-
-type staticEntry struct {
-	token  []byte
-	target protocols.Target
-}
+// staticFile is the one group of a Static's table: its file or map.
+type staticFile struct{}
 
 // NewStatic returns a Static serving tokens, which map each token to its
 // console. It has no file: Reload fails and Watch returns at once.
 // Errors identify a bad console by its address, never by its token.
 func NewStatic(tokens map[string]Console) (*Static, error) {
-	t, err := buildFromMap(tokens)
+	entries, err := buildFromMap(tokens)
 	if err != nil {
 		return nil, fmt.Errorf("static tokens: %w", err)
 	}
 	s := &Static{}
-	s.table.Store(t)
+	s.tokens.Set(staticFile{}, entries)
 	return s, nil
 }
 
@@ -98,7 +90,7 @@ func LoadFile(path string) (*Static, error) {
 func (s *Static) Path() string { return s.path }
 
 // Len returns the number of tokens in the current table.
-func (s *Static) Len() int { return len(s.table.Load().entries) }
+func (s *Static) Len() int { return s.tokens.Len() }
 
 // Resolve returns the console token opens, or an error wrapping
 // ErrNotFound.
@@ -106,23 +98,11 @@ func (s *Static) Resolve(ctx context.Context, token string) (protocols.Target, e
 	if err := ctx.Err(); err != nil {
 		return protocols.Target{}, err
 	}
-	sum := sha256.Sum256([]byte(token))
-	e, ok := s.lookup(sum, token)
-	if !ok || s.isSpent(sum) {
+	t, ok := s.tokens.Lookup(token)
+	if !ok || s.isSpent(sha256.Sum256([]byte(token))) {
 		return protocols.Target{}, ErrNotFound
 	}
-	return e.target, nil
-}
-
-// lookup finds token, whose SHA-256 is sum, in the current table. The map
-// is keyed by the digest, so a lookup reveals nothing usable about the
-// token; the comparison confirms the hit in constant time.
-func (s *Static) lookup(sum [sha256.Size]byte, token string) (staticEntry, bool) {
-	e, ok := s.table.Load().entries[sum]
-	if !ok || subtle.ConstantTimeCompare(e.token, []byte(token)) != 1 {
-		return staticEntry{}, false
-	}
-	return e, true
+	return t, nil
 }
 
 func (s *Static) isSpent(sum [sha256.Size]byte) bool {
@@ -157,7 +137,7 @@ func (s *Static) Consume(ctx context.Context, token string) error {
 	sum := sha256.Sum256([]byte(token))
 	s.spentMu.Lock()
 	defer s.spentMu.Unlock()
-	if _, ok := s.lookup(sum, token); !ok {
+	if _, ok := s.tokens.Lookup(token); !ok {
 		return ErrNotFound
 	}
 	if _, spent := s.spent[sum]; spent {
@@ -195,11 +175,11 @@ func (s *Static) loadLocked() error {
 	if err != nil {
 		return s.fileErr(err)
 	}
-	t, err := parseTokenFile(data)
+	entries, err := parseTokenFile(data)
 	if err != nil {
 		return fmt.Errorf("token file %s: %w", s.path, err)
 	}
-	s.table.Store(t)
+	s.tokens.Set(staticFile{}, entries)
 	return nil
 }
 
@@ -326,7 +306,7 @@ const tokenFileExample = `{"<token>": {"type":"vnc","address":"127.0.0.1:5901","
 
 // parseTokenFile parses the static token file format. Its errors say
 // where the problem is and never contain a token.
-func parseTokenFile(data []byte) (*staticTable, error) {
+func parseTokenFile(data []byte) ([]Token[protocols.Target], error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("file is empty; want a JSON object mapping each token to a console, e.g. %s", tokenFileExample)
@@ -375,7 +355,7 @@ func parseTokenFile(data []byte) (*staticTable, error) {
 
 	// Pass 2: validate and index.
 	type seenToken struct{ entry, line int }
-	entries := make(map[[sha256.Size]byte]staticEntry, len(raws))
+	entries := make([]Token[protocols.Target], 0, len(raws))
 	seen := make(map[[sha256.Size]byte]seenToken, len(raws))
 	for i, re := range raws {
 		n := i + 1
@@ -404,12 +384,12 @@ func parseTokenFile(data []byte) (*staticTable, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s", where, targetErr(c, err, tokens))
 		}
-		entries[sum] = staticEntry{token: []byte(re.token), target: t}
+		entries = append(entries, Token[protocols.Target]{Token: re.token, Value: t})
 	}
-	return &staticTable{entries: entries}, nil
+	return entries, nil
 }
 
-func buildFromMap(tokens map[string]Console) (*staticTable, error) {
+func buildFromMap(tokens map[string]Console) ([]Token[protocols.Target], error) {
 	keys := make([]string, 0, len(tokens))
 	for k := range tokens {
 		keys = append(keys, k)
@@ -422,7 +402,7 @@ func buildFromMap(tokens map[string]Console) (*staticTable, error) {
 		}
 		return a.Type < b.Type
 	})
-	entries := make(map[[sha256.Size]byte]staticEntry, len(tokens))
+	entries := make([]Token[protocols.Target], 0, len(tokens))
 	for _, token := range keys {
 		c := tokens[token]
 		where := "a console"
@@ -436,9 +416,9 @@ func buildFromMap(tokens map[string]Console) (*staticTable, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s", where, targetErr(c, err, keys))
 		}
-		entries[sha256.Sum256([]byte(token))] = staticEntry{token: []byte(token), target: t}
+		entries = append(entries, Token[protocols.Target]{Token: token, Value: t})
 	}
-	return &staticTable{entries: entries}, nil
+	return entries, nil
 }
 
 // withhold returns v, or "" if v contains one of tokens (so that an error

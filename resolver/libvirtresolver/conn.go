@@ -2,8 +2,6 @@ package libvirtresolver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
@@ -398,18 +396,11 @@ func (c *Conn) newSecret(dev device, domUUID string) (libvirt.Secret, error) {
 	if err != nil {
 		return s, fmt.Errorf("create the secret for %s %d: %w", dev.kind, dev.index, c.rpcErr(err))
 	}
-	if err := c.l.SecretSetValue(s, []byte(newToken()), 0); err != nil {
+	if err := c.l.SecretSetValue(s, []byte(resolver.NewToken()), 0); err != nil {
 		c.l.SecretUndefine(s)
 		return s, fmt.Errorf("set the secret for %s %d: %w", dev.kind, dev.index, c.rpcErr(err))
 	}
 	return s, nil
-}
-
-// newToken returns 32 random bytes in unpadded base64url.
-func newToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // writeMetadata writes (or with an empty meta removes) the metadata on the
@@ -521,7 +512,7 @@ func (c *Conn) Rotate(ctx context.Context, domain string) ([]Console, error) {
 		if err != nil {
 			return nil, fmt.Errorf("secret %s of %s %s: %w; run enable to recreate it", m.Token, m.Type, m.Port, c.rpcErr(err))
 		}
-		if err := c.l.SecretSetValue(s, []byte(newToken()), 0); err != nil {
+		if err := c.l.SecretSetValue(s, []byte(resolver.NewToken()), 0); err != nil {
 			return nil, fmt.Errorf("set secret %s: %w", m.Token, c.rpcErr(err))
 		}
 	}

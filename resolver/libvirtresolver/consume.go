@@ -2,11 +2,10 @@ package libvirtresolver
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	libvirt "github.com/digitalocean/go-libvirt"
 
@@ -55,120 +54,150 @@ func (r *Resolver) Consume(ctx context.Context, token string) error {
 	}
 }
 
+// consume does Consume's work: take the token out of every table, give
+// each of its secrets a new value (the new token goes into the tables),
+// then, with the tables free again, poke the domains for other resolvers.
 func (r *Resolver) consume(token string) error {
-	if token == "" {
-		return resolver.ErrNotFound
+	unlock := r.lockRefresh()
+	defer unlock()
+	hits := r.take(token)
+	if len(hits) == 0 {
+		return r.missing()
 	}
-	// Holding every watcher's refresh lock keeps reloads out until the
-	// secrets have their new values: a reload in between would read the
-	// old value and put the consumed token back. While it is held, a
-	// watcher's connection can only go (to nil), never come back.
+	var (
+		pokes []poke
+		errs  []error
+	)
+	for _, same := range bySecret(hits) {
+		p, err := rotate(same)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if p.l != nil {
+			pokes = append(pokes, p)
+		}
+	}
+	unlock()
+	return errors.Join(append(errs, pokeAll(pokes)...)...)
+}
+
+// hit is a consumed entry and the watcher whose table held it.
+type hit struct {
+	w *watcher
+	e *entry
+}
+
+// lockRefresh holds every watcher's refresh lock, so that no reload can
+// read a consumed token's old secret value and put it back before the
+// secret has a new one; while it is held, a watcher's connection can
+// only go (to nil), never come back. unlock may be called more than once.
+func (r *Resolver) lockRefresh() (unlock func()) {
 	for _, w := range r.watchers {
 		w.refresh.Lock()
 	}
-	locked := true
-	unlock := func() {
-		if locked {
-			locked = false
+	var once sync.Once
+	return func() {
+		once.Do(func() {
 			for i := len(r.watchers) - 1; i >= 0; i-- {
 				r.watchers[i].refresh.Unlock()
 			}
-		}
+		})
 	}
-	defer unlock()
+}
 
-	hits := r.take(token)
-	if len(hits) == 0 {
-		var down []string
-		for _, w := range r.watchers {
-			if why := w.down(); why != "" {
-				down = append(down, why)
-			}
+// take removes token's entries from every table; callers hold the
+// refresh locks.
+func (r *Resolver) take(token string) []hit {
+	var hits []hit
+	for _, w := range r.watchers {
+		for _, e := range w.tokens.Take(token) {
+			hits = append(hits, hit{w, e})
 		}
-		if len(down) > 0 {
-			return fmt.Errorf("%w: %s", resolver.ErrUnavailable, strings.Join(down, "; "))
-		}
-		return resolver.ErrNotFound
 	}
+	return hits
+}
 
-	// One new value per secret (consoles may share one), set through a
-	// connection of a watcher that holds it.
-	type rotated struct {
-		l     libvirtapi.Libvirt
-		dom   libvirt.Domain
-		fresh []*entry
+// bySecret groups hits by their secret (consoles may share one), in the
+// order of their first hit.
+func bySecret(hits []hit) [][]hit {
+	var groups [][]hit
+	index := map[libvirt.UUID]int{}
+	for _, h := range hits {
+		i, ok := index[h.e.secret]
+		if !ok {
+			i = len(groups)
+			index[h.e.secret] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], h)
 	}
-	var (
-		done  = map[libvirt.UUID]bool{}
-		pokes []rotated
-		errs  []error
-	)
-	for _, e := range hits {
-		if done[e.secret] {
-			continue
-		}
-		done[e.secret] = true
-		var same []*entry
-		for _, x := range hits {
-			if x.secret == e.secret {
-				same = append(same, x)
-			}
-		}
-		var l libvirtapi.Libvirt
-		for _, x := range same {
-			if l = x.w.conn(); l != nil {
-				break
-			}
-		}
-		what := fmt.Sprintf("%s %d of domain %s (secret %s)", e.kind, e.index, e.dom.Name, uuidString(e.secret))
-		if l == nil {
-			errs = append(errs, fmt.Errorf("%w: rotate the token of %s: %s", resolver.ErrUnavailable, what, e.w.down()))
-			continue
-		}
-		val := newToken()
-		s, err := l.SecretLookupByUUID(e.secret)
-		if err == nil {
-			err = l.SecretSetValue(s, []byte(val), 0)
-		}
-		switch {
-		case hasCode(err, libvirt.ErrNoSecret):
-			// The secret is gone (disabled meanwhile): so is the token.
-			// Still poke the domain so that others notice at once.
-			pokes = append(pokes, rotated{l: l, dom: e.dom})
-			continue
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%w: rotate the token of %s: libvirt %s: %s",
-				resolver.ErrUnavailable, what, e.w.t.raw, oneLine(err.Error())))
-			continue
-		}
-		p := rotated{l: l, dom: e.dom}
-		for _, x := range same {
-			n := *x
-			n.token = []byte(val)
-			p.fresh = append(p.fresh, &n)
-		}
-		pokes = append(pokes, p)
-	}
+	return groups
+}
 
-	// The fresh tokens resolve here at once; the metadata-change event
-	// our own write raises re-reads them anyway.
-	r.mu.Lock()
-	for _, p := range pokes {
-		for _, n := range p.fresh {
-			if n.w.conn() == nil {
-				continue // disconnected: its table is being emptied
-			}
-			n.w.domains[n.dom.UUID] = append(n.w.domains[n.dom.UUID], n)
-			h := sha256.Sum256(n.token)
-			r.byHash[h] = append(r.byHash[h], n)
+// poke is a domain whose metadata to rewrite, and the connection to do it.
+type poke struct {
+	l   libvirtapi.Libvirt
+	dom libvirt.Domain
+}
+
+// rotate gives the secret of same (hits sharing one secret) a new value,
+// through a connection of a watcher that held it, and puts the new token
+// into those watchers' tables at once. It returns the domain to poke
+// (with a nil connection when there is none).
+func rotate(same []hit) (poke, error) {
+	e := same[0].e
+	what := fmt.Sprintf("%s %d of domain %s (secret %s)", e.kind, e.index, e.dom.Name, uuidString(e.secret))
+	w, l := connected(same)
+	if l == nil {
+		return poke{}, fmt.Errorf("%w: rotate the token of %s: %s", resolver.ErrUnavailable, what, same[0].w.down())
+	}
+	val := resolver.NewToken()
+	s, err := l.SecretLookupByUUID(e.secret)
+	if err == nil {
+		err = l.SecretSetValue(s, []byte(val), 0)
+	}
+	switch {
+	case hasCode(err, libvirt.ErrNoSecret):
+		// The secret is gone (disabled meanwhile): so is the token.
+		// Still poke the domain so that others notice at once.
+		return poke{l, e.dom}, nil
+	case err != nil:
+		return poke{}, fmt.Errorf("%w: rotate the token of %s: libvirt %s: %s",
+			resolver.ErrUnavailable, what, w.t.raw, oneLine(err.Error()))
+	}
+	// The fresh token resolves here at once; the metadata-change event
+	// of the poke re-reads it anyway.
+	for _, h := range same {
+		h.w.addFresh(val, h.e)
+	}
+	return poke{l, e.dom}, nil
+}
+
+// connected returns the first of hits' watchers that is connected.
+func connected(hits []hit) (*watcher, libvirtapi.Libvirt) {
+	for _, h := range hits {
+		if l := h.w.conn(); l != nil {
+			return h.w, l
 		}
 	}
-	r.mu.Unlock()
-	unlock()
+	return nil, nil
+}
 
-	// Rewrite each domain's live metadata unchanged (as Rotate does),
-	// only to raise a metadata-change event for every resolver watching
-	// this libvirtd.
+// addFresh puts a copy of consumed entry e back with its new token;
+// callers hold w.refresh. A disconnected watcher's table stays empty.
+func (w *watcher) addFresh(token string, e *entry) {
+	if w.conn() == nil {
+		return
+	}
+	n := *e
+	w.tokens.Add(n.dom.UUID, tokenEntries{{Token: token, Value: &n}})
+}
+
+// pokeAll rewrites each domain's live metadata unchanged (as Rotate does),
+// only to raise a metadata-change event for every resolver watching the
+// same libvirtd: the used token is dead there too.
+func pokeAll(pokes []poke) []error {
+	var errs []error
 	poked := map[libvirt.UUID]bool{}
 	for _, p := range pokes {
 		if poked[p.dom.UUID] {
@@ -180,40 +209,7 @@ func (r *Resolver) consume(token string) error {
 				resolver.ErrUnavailable, p.dom.Name, oneLine(err.Error())))
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// take removes every entry whose token is token from the table and
-// returns them. Each candidate is compared in constant time.
-func (r *Resolver) take(token string) []*entry {
-	h := sha256.Sum256([]byte(token))
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var hits []*entry
-	for _, e := range r.byHash[h] {
-		if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
-			hits = append(hits, e)
-		}
-	}
-	if len(hits) == 0 {
-		return nil
-	}
-	r.removeLocked(hits)
-	for _, e := range hits {
-		list := e.w.domains[e.dom.UUID]
-		for i, x := range list {
-			if x == e {
-				list = append(list[:i:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(list) == 0 {
-			delete(e.w.domains, e.dom.UUID)
-		} else {
-			e.w.domains[e.dom.UUID] = list
-		}
-	}
-	return hits
+	return errs
 }
 
 // pokeMetadata writes a running domain's live console-proxy metadata back

@@ -3,6 +3,11 @@ package libvirtresolver
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +133,330 @@ func TestFakeResolve(t *testing.T) {
 	waitFor(t, "token gone after disable", time.Second, failsWith(r, rotated, resolver.ErrNotFound))
 	if n := f.h.Secrets(); n != 0 {
 		t.Errorf("%d secrets left after disable", n)
+	}
+}
+
+// blockOnce makes the first call of method block until release is
+// closed; entered is closed when it arrives. Later calls pass.
+func blockOnce(h *libvirtfake.Hypervisor, method string) (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	h.SetHook(func(m string) error {
+		if m == method && first.CompareAndSwap(false, true) {
+			close(entered)
+			<-release
+		}
+		return nil
+	})
+	return entered, release
+}
+
+func consumeAsync(r *Resolver, token string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- r.Consume(context.Background(), token) }()
+	return done
+}
+
+// TestFakeConsumeRace: of 8 concurrent Consume calls with one token,
+// exactly one succeeds, while Resolve calls and the events of enable,
+// device changes and other consumes run alongside; afterwards the
+// consumed token is dead and the fresh one resolves.
+func TestFakeConsumeRace(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	ctx := context.Background()
+	// Calls yield, so that racers interleave inside consume too.
+	f.h.SetHook(func(string) error { runtime.Gosched(); return nil })
+	for round := range 5 {
+		waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+		const racers = 8
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := range racers {
+			wg.Go(func() {
+				<-gate
+				errs[i] = r.Consume(ctx, tok)
+			})
+		}
+		wg.Go(func() {
+			<-gate
+			for range 20 {
+				r.Resolve(ctx, tok)
+			}
+		})
+		wg.Go(func() {
+			<-gate
+			// Metadata-change events: enable again rewrites the metadata.
+			f.c.Enable(ctx, "web", nil, "", false)
+		})
+		close(gate)
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, resolver.ErrNotFound):
+				t.Errorf("round %d: Consume: %v, want nil or ErrNotFound", round, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d of %d concurrent Consume calls succeeded, want 1: %v", round, wins, racers, errs)
+		}
+		failsWithNow(t, r, tok, resolver.ErrNotFound)
+		fresh := f.token(t, protocols.KindVNC)
+		if fresh == tok {
+			t.Fatalf("round %d: Consume did not change the token", round)
+		}
+		tok = fresh
+	}
+}
+
+func failsWithNow(t *testing.T, r *Resolver, token string, want error) {
+	t.Helper()
+	if g, err := r.Resolve(context.Background(), token); !errors.Is(err, want) {
+		t.Fatalf("Resolve: %+v, %v; want %v", g, err, want)
+	}
+}
+
+// TestFakeConsumeAcrossReplicas: a token consumed on one of two resolvers
+// stops resolving there at once and on the other with the metadata-change
+// event; the fresh token resolves on both; the metadata is unchanged; a
+// consumed token cannot be consumed again on either.
+func TestFakeConsumeAcrossReplicas(t *testing.T) {
+	f := newFake(t)
+	a, b := f.resolver(t), f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	serial := f.token(t, protocols.KindSerial)
+	before := f.h.Metadata(f.dom, Namespace, true)
+	waitFor(t, "token on A", time.Second, resolvesTo(a, tok, nil))
+	waitFor(t, "token on B", time.Second, resolvesTo(b, tok, nil))
+
+	if err := a.Consume(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	failsWithNow(t, a, tok, resolver.ErrNotFound)
+	waitFor(t, "consumed token gone on B", time.Second, failsWith(b, tok, resolver.ErrNotFound))
+	fresh := f.token(t, protocols.KindVNC)
+	resolvesNow(t, a, fresh, "fresh token on A")
+	waitFor(t, "fresh token on B", time.Second, resolvesTo(b, fresh, nil))
+	if got := f.token(t, protocols.KindSerial); got != serial {
+		t.Error("consuming the VNC token changed the serial token")
+	}
+	if got := f.h.Metadata(f.dom, Namespace, true); got != before {
+		t.Errorf("metadata changed:\n%s\n%s", before, got)
+	}
+	for name, r := range map[string]*Resolver{"A": a, "B": b} {
+		err := r.Consume(context.Background(), tok)
+		if !errors.Is(err, resolver.ErrNotFound) || strings.Contains(err.Error(), tok) {
+			t.Errorf("consume again on %s: %v", name, err)
+		}
+	}
+}
+
+// TestFakeRotateMidConsume: events that land between Consume's taking
+// the token and setting the secret's new value do not put the consumed
+// token back, and an admin rotate there leaves the table with the
+// secret's final value: neither the consumed nor the intermediate token
+// resolves.
+func TestFakeRotateMidConsume(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+	entered, release := blockOnce(f.h, "SecretSetValue")
+	done := consumeAsync(r, tok)
+	select {
+	case <-entered:
+	case err := <-done:
+		t.Fatalf("Consume ended before setting the secret: %v", err)
+	}
+	failsWithNow(t, r, tok, resolver.ErrNotFound) // taken before the new value is set
+	// A reload now would read the old value: it must wait for Consume.
+	if _, err := f.c.Enable(context.Background(), "web", nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	failsWithNow(t, r, tok, resolver.ErrNotFound)
+	if _, err := f.c.Rotate(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	rotated := f.token(t, protocols.KindVNC)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	final := f.token(t, protocols.KindVNC)
+	if final == rotated {
+		t.Fatal("Consume's value did not land after the rotate")
+	}
+	waitFor(t, "final token", time.Second, resolvesTo(r, final, nil))
+	failsWithNow(t, r, tok, resolver.ErrNotFound)
+	failsWithNow(t, r, rotated, resolver.ErrNotFound)
+}
+
+// TestFakeStopMidConsume: a domain that stops while Consume sets its
+// secret's new value: the consume succeeds, and neither the old nor the
+// new token resolves once the stop event is in.
+func TestFakeStopMidConsume(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+	entered, release := blockOnce(f.h, "SecretSetValue")
+	done := consumeAsync(r, tok)
+	select {
+	case <-entered:
+	case err := <-done:
+		t.Fatalf("Consume ended before setting the secret: %v", err)
+	}
+	f.h.Destroy(f.dom)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Consume of a token whose domain stopped meanwhile: %v", err)
+	}
+	fresh := f.token(t, protocols.KindVNC)
+	// Verify refuses the fresh token even before the stop event is in.
+	failsWithNow(t, r, fresh, resolver.ErrNotFound)
+	failsWithNow(t, r, tok, resolver.ErrNotFound)
+	waitFor(t, "table emptied", time.Second, func() (bool, string) {
+		n := r.tokens(uuidString(f.dom.UUID))
+		return n == 0, fmt.Sprint(n, " tokens")
+	})
+	// The domain runs again: its fresh token with it.
+	f.dom = f.h.Start(f.dom)
+	waitFor(t, "fresh token after restart", time.Second, resolvesTo(r, fresh, nil))
+}
+
+// TestFakeVerify: without events, Resolve still checks that the token's
+// domain is the same running instance: a restarted domain is re-read, a
+// stopped or vanished one is dropped, and a check that outlasts the
+// caller's context ends with it.
+func TestFakeVerify(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+	f.h.Quiet(true)
+
+	f.h.Destroy(f.dom)
+	f.dom = f.h.Start(f.dom)
+	resolvesNow(t, r, tok, "token of the restarted domain")
+
+	f.h.Destroy(f.dom)
+	failsWithNow(t, r, tok, resolver.ErrNotFound)
+	if n := r.tokens(uuidString(f.dom.UUID)); n != 0 {
+		t.Errorf("%d tokens of the stopped domain left", n)
+	}
+
+	f.dom = f.h.Start(f.dom)
+	r2 := f.resolver(t)
+	resolvesNow(t, r2, tok, "token after a quiet start")
+	f.h.Destroy(f.dom)
+	f.h.Undefine(f.dom)
+	failsWithNow(t, r2, tok, resolver.ErrNotFound)
+	if n := r2.tokens(uuidString(f.dom.UUID)); n != 0 {
+		t.Errorf("%d tokens of the undefined domain left", n)
+	}
+
+	// A lookup that hangs: Resolve ends with its context.
+	g := newFake(t)
+	r3 := g.resolver(t)
+	tok3 := g.enable(t, protocols.KindVNC)
+	waitFor(t, "token", time.Second, resolvesTo(r3, tok3, nil))
+	entered, release := blockOnce(g.h, "DomainLookupByUUID")
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-entered; cancel() }()
+	if _, err := r3.Resolve(ctx, tok3); !errors.Is(err, resolver.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Resolve whose check outlasts its context: %v", err)
+	}
+}
+
+// TestFakeReconnect: while libvirtd is away the resolver answers
+// ErrUnavailable (for unknown tokens too, and Consume); when it is back
+// the resolver re-reads everything, including a secret value changed
+// meanwhile.
+func TestFakeReconnect(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	_, con, err := f.c.Token(context.Background(), "web", protocols.KindVNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := parseUUID(con.Secret)
+	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+
+	f.h.Refuse(errors.New("connection refused"))
+	f.h.CutAll()
+	// Once the resolver has noticed (a lookup may notice first).
+	waitFor(t, "unavailable while down", time.Second, failsWith(r, "unknown", resolver.ErrUnavailable))
+	failsWithNow(t, r, tok, resolver.ErrUnavailable)
+	if err := r.Consume(context.Background(), tok); !errors.Is(err, resolver.ErrUnavailable) {
+		t.Errorf("Consume while down: %v", err)
+	}
+	f.h.SetSecretValue(secret, "changed-while-down")
+
+	f.h.Refuse(nil)
+	waitFor(t, "new value after reconnect", time.Second, resolvesTo(r, "changed-while-down", nil))
+	failsWithNow(t, r, tok, resolver.ErrNotFound)
+}
+
+// TestFakeResync: a secret value changed behind the resolver's back (no
+// event) is picked up by the periodic resync.
+func TestFakeResync(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t, WithResync(20*time.Millisecond))
+	tok := f.enable(t, protocols.KindVNC)
+	_, con, _ := f.c.Token(context.Background(), "web", protocols.KindVNC, 0)
+	secret, _ := parseUUID(con.Secret)
+	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+	f.h.SetSecretValue(secret, "behind-its-back")
+	waitFor(t, "resync", time.Second, resolvesTo(r, "behind-its-back", nil))
+}
+
+// TestFakeFirstSync: a Resolve right after New waits for the first sync
+// instead of answering ErrUnavailable.
+func TestFakeFirstSync(t *testing.T) {
+	f := newFake(t)
+	tok := f.enable(t, protocols.KindVNC)
+	f.h.SetHook(func(m string) error {
+		if m == "ConnectListAllDomains" {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	})
+	r, err := New([]string{fakeURI}, WithConnector(f.h.Connect))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	resolvesNow(t, r, tok, "resolve right after New")
+}
+
+// TestFakeConsumeErrors: unknown tokens and an ended context; errors
+// never contain the token.
+func TestFakeConsumeErrors(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	if !r.SingleUse() {
+		t.Error("SingleUse() = false by default")
+	}
+	if f.resolver(t, WithReusableTokens()).SingleUse() {
+		t.Error("WithReusableTokens: SingleUse() = true")
+	}
+	for _, tok := range []string{"", "no-such-token-SECRET"} {
+		err := r.Consume(context.Background(), tok)
+		if !errors.Is(err, resolver.ErrNotFound) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("Consume(%q): %v", tok, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Consume(ctx, "x"); !errors.Is(err, resolver.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Consume with a cancelled context: %v", err)
 	}
 }
