@@ -42,7 +42,7 @@ func (k Kind) IsText() bool { return k == KindSerial || k == KindConsole }
 // how to reach it securely.
 type Target struct {
 	Kind Kind
-	// Address is QEMU's "host:port".
+	// Address is QEMU's "host:port", or with Dial a description.
 	Address string
 	// Insecure allows cleartext toward QEMU. Without it every byte to QEMU
 	// is inside TLS: from the first byte for serial, console, SPICE and
@@ -53,14 +53,6 @@ type Target struct {
 	TLSTunnel bool
 	// Password is the VNC or SPICE password QEMU wants, if any.
 	Password string
-	// Network says how Address is dialled. Empty means TCP ("host:port").
-	// "libvirt-console" (libvirtresolver.Network) is a pty serial console
-	// reached through libvirt's console stream: Address is then
-	// "<libvirt URI>#<domain UUID>/<device alias>", only the libvirt
-	// resolver of the same process can dial it (its DialContext), no TLS
-	// is layered on it (the libvirt connection protects it, so Insecure
-	// and TLSTunnel do not apply), and it cannot travel over the REST API.
-	Network string
 	// Dial, if set, reaches a console that is not a network address (a
 	// pty console through libvirt's console stream): the resolver that
 	// returned the target dials it, Address only describes it for logs,
@@ -82,7 +74,7 @@ func (t Target) Host() string {
 // TLSFromFirstByte reports whether the connection to QEMU must be wrapped
 // in TLS before any protocol byte is exchanged.
 func (t Target) TLSFromFirstByte() bool {
-	if t.Dial != nil || (t.Network != "" && t.Network != "tcp") {
+	if t.Dial != nil {
 		return false // a transport of its own, secured by whoever dials it
 	}
 	if t.TLSTunnel {

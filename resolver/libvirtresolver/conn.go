@@ -72,8 +72,11 @@ type Console struct {
 	// Backend describes the device: "vnc", "spice", "pty",
 	// "tcp 127.0.0.1:4555 tls", …
 	Backend string `json:"backend"`
-	// Target is where the console is reached now; Address is empty when
-	// it cannot be (Problem says why, e.g. the domain is not running).
+	// Target is where the console is reached now: a network address, or
+	// for a pty the console stream, which Target.Dial opens. Address says
+	// where, for listings ("127.0.0.1:5901", "qemu:///system#UUID/serial0");
+	// it is empty when the console cannot be reached (Problem says why,
+	// e.g. the domain is not running).
 	Target  protocols.Target `json:"-"`
 	Address string           `json:"target,omitempty"`
 	Problem string           `json:"problem,omitempty"`
@@ -224,10 +227,14 @@ func (c *Conn) Consoles(ctx context.Context, domain string, withTokens bool) ([]
 			}
 		}
 		if st.running {
-			t, err := deviceTarget(dev, con.Host, con.Insecure, c.t, uuidString(st.dom.UUID))
-			if err != nil {
+			t, err := deviceTarget(dev, con.Host, con.Insecure, c.t.host)
+			switch {
+			case err != nil:
 				con.Problem = joinProblem(con.Problem, err.Error())
-			} else {
+			case dev.stream():
+				con.Target = streamTarget(dev.kind, c.t, st.dom, dev.alias, c.o.forceConsoles)
+				con.Address = c.t.raw + "#" + uuidString(st.dom.UUID) + "/" + dev.alias
+			default:
 				con.Target, con.Address = t, t.Address
 			}
 		} else {

@@ -15,6 +15,8 @@ import (
 
 	libvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket"
+
+	"github.com/virtconsole/virtconsole/protocols"
 )
 
 // The console stream is driven on a libvirt connection of its own, with
@@ -51,18 +53,39 @@ var (
 	ErrNoConsoleDevice = errors.New("no such console device")
 )
 
-// consoleAddr is the net.Addr of a console stream.
-type consoleAddr string
+// streamAddr is the net.Addr of a console stream, and the Address of its
+// target: a description for logs, which nothing parses.
+type streamAddr struct{ uri, domain, device string }
 
-func (consoleAddr) Network() string  { return Network }
-func (a consoleAddr) String() string { return string(a) }
+func (streamAddr) Network() string { return "libvirt-console" }
+
+func (a streamAddr) String() string {
+	device := a.device
+	if device == "" {
+		device = "default console"
+	}
+	return "libvirt " + a.uri + " domain " + a.domain + " " + device
+}
+
+// streamTarget is the target of a pty console of a running domain: its
+// Dial opens the console stream on a libvirt connection of its own (with
+// force, taking it over from another client).
+func streamTarget(kind protocols.Kind, lt *target, dom libvirt.Domain, device string, force bool) protocols.Target {
+	return protocols.Target{
+		Kind:    kind,
+		Address: streamAddr{lt.raw, dom.Name, device}.String(),
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			return openConsole(ctx, lt, dom, device, force)
+		},
+	}
+}
 
 // openConsole dials lt, opens the console stream of dom's device (the
 // first console when device is empty) and returns it as a net.Conn.
 func openConsole(ctx context.Context, lt *target, dom libvirt.Domain, device string, force bool) (net.Conn, error) {
 	c := &consoleConn{
 		lt:      lt,
-		addr:    consoleAddr(StreamAddress(lt.raw, uuidString(dom.UUID), device)),
+		addr:    streamAddr{lt.raw, dom.Name, device},
 		replies: make(map[int32]chan rpcReply),
 		data:    make(chan streamMsg, 64),
 		closed:  make(chan struct{}),
@@ -186,7 +209,7 @@ type streamMsg struct {
 // socket.Router of the connection it runs on.
 type consoleConn struct {
 	lt   *target
-	addr consoleAddr
+	addr streamAddr
 	sock *socket.Socket
 	raw  *capturingDialer
 

@@ -42,7 +42,8 @@ func shell(t *testing.T, c net.Conn, cmd, want string) {
 
 // TestConsoleStream boots the tiny Linux guest with a pty serial console
 // and talks to its shell over libvirt's console stream: directly, when
-// busy (with and without force), and through the resolver's DialContext.
+// busy (with and without force), and through the Dial of the resolver's
+// target and of Consoles' target.
 func TestConsoleStream(t *testing.T) {
 	d, c := connect(t)
 	ctx := ctxT(t)
@@ -54,7 +55,7 @@ func TestConsoleStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer con.Close()
-	if con.RemoteAddr().Network() != Network {
+	if con.RemoteAddr().Network() != "libvirt-console" || con.RemoteAddr().String() != "libvirt "+d.URI+" domain "+dom.Name+" default console" {
 		t.Errorf("RemoteAddr %v", con.RemoteAddr())
 	}
 	start := time.Now()
@@ -118,12 +119,31 @@ func TestConsoleStream(t *testing.T) {
 		target, err = r.Resolve(ctx, tok)
 		return err == nil, ""
 	})
-	sc, err := r.DialContext(ctx, target.Network, target.Address)
+	if want := "libvirt " + d.URI + " domain " + dom.Name + " serial0"; target.Address != want || target.Dial == nil {
+		t.Fatalf("target %+v, want Address %q and a Dial", target, want)
+	}
+	sc, err := target.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sc.Close()
 	shell(t, sc, "echo $((6*7))", "42")
+	sc.Close()
+
+	// Consoles' target of the same console dials the same stream.
+	cons, err := c.Consoles(ctx, dom.Name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := tokenOf(t, cons, protocols.KindSerial, 0)
+	if listed.Address != d.URI+"#"+dom.UUID+"/serial0" || listed.Target.Address != target.Address {
+		t.Errorf("Consoles lists %q with target %q", listed.Address, listed.Target.Address)
+	}
+	lc, err := listed.Target.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	shell(t, lc, "echo $((6*7))", "42")
 }
 
 func isTimeout(err error) bool {

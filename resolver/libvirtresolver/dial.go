@@ -97,15 +97,16 @@ func WithBackoff(min, max time.Duration) Option {
 func WithResync(d time.Duration) Option { return func(o *options) { o.resync = d } }
 
 // WithConsoleStreams lets the resolver answer tokens of pty serial
-// consoles with console-stream targets (Target.Network == Network), which
-// only its own DialContext can open: for a proxy running in the same
-// process. Without it such tokens fail with an error wrapping
+// consoles with targets whose Dial opens libvirt's console stream: for a
+// proxy running in the same process (such a target cannot travel over the
+// REST API). Without it such tokens fail with an error wrapping
 // ErrStreamOnly.
 func WithConsoleStreams() Option { return func(o *options) { o.streams = true } }
 
-// WithForceConsoles makes the resolver's DialContext take over console
-// streams that another client holds (virsh console --force) instead of
-// failing with ErrConsoleBusy.
+// WithForceConsoles makes the Dial of console-stream targets (of the
+// resolver and of Conn.Consoles) take over a console stream that another
+// client holds (virsh console --force) instead of failing with
+// ErrConsoleBusy.
 func WithForceConsoles() Option { return func(o *options) { o.forceConsoles = true } }
 
 // WithReusableTokens turns the resolver's single-use policy off: its

@@ -97,7 +97,7 @@ func TestFakeResolve(t *testing.T) {
 	waitFor(t, "vnc token", time.Second, resolvesTo(r, vnc, func(g protocols.Target) bool {
 		return g.Kind == protocols.KindVNC && g.Address == "127.0.0.1:5901" && !g.Insecure
 	}))
-	if g, err := r.Resolve(ctx, serial); err != nil || g.Network != Network {
+	if g, err := r.Resolve(ctx, serial); err != nil || g.Dial == nil || g.Address != "libvirt qemu:///system domain web serial0" {
 		t.Errorf("pty serial: %+v, %v", g, err)
 	}
 	tcp, _, err := f.c.Token(ctx, "web", protocols.KindSerial, 1)

@@ -170,19 +170,19 @@ func TestEnableResolve(t *testing.T) {
 		want  func(protocols.Target) error
 	}{
 		{protocols.KindVNC, 0, func(g protocols.Target) error {
-			if g.Address != "127.0.0.1:"+strconv.Itoa(vncPort) || g.Password != "s3cret" || g.Insecure || g.Network != "" {
+			if g.Address != "127.0.0.1:"+strconv.Itoa(vncPort) || g.Password != "s3cret" || g.Insecure || g.Dial != nil {
 				return errors.New("want 127.0.0.1:VNCPORT with the password, secure")
 			}
 			return nil
 		}},
 		{protocols.KindSerial, 0, func(g protocols.Target) error {
-			if g.Network != Network || g.Address != StreamAddress(d.URI, dom.UUID, "serial0") {
+			if g.Dial == nil || g.Address != "libvirt "+d.URI+" domain "+dom.Name+" serial0" {
 				return errors.New("want the console stream of serial0")
 			}
 			return nil
 		}},
 		{protocols.KindSerial, 1, func(g protocols.Target) error {
-			if g.Network != "" || g.Address != "127.0.0.1:"+strconv.Itoa(dom.TCPPort) {
+			if g.Dial != nil || g.Address != "127.0.0.1:"+strconv.Itoa(dom.TCPPort) {
 				return errors.New("want the TCP chardev")
 			}
 			return nil
@@ -195,7 +195,7 @@ func TestEnableResolve(t *testing.T) {
 			return nil
 		}},
 		{protocols.KindConsole, 0, func(g protocols.Target) error {
-			if g.Network != Network || !strings.HasPrefix(g.Address, d.URI+"#"+dom.UUID+"/") {
+			if g.Dial == nil || !strings.HasPrefix(g.Address, "libvirt "+d.URI+" domain "+dom.Name+" ") {
 				return errors.New("want a console stream")
 			}
 			return nil

@@ -125,8 +125,10 @@ func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []dev
 	e := &entry{secret: su, dom: d, kind: kind, index: index}
 	if dev, ok := findDevice(devs, kind, index); !ok {
 		e.err = fmt.Errorf("%w: domain %s has no %s device with index %d", resolver.ErrNotFound, d.Name, kind, index)
-	} else if t, err := deviceTarget(dev, m.Host, m.insecure(), w.t, uuidString(d.UUID)); err != nil {
+	} else if t, err := deviceTarget(dev, m.Host, m.insecure(), w.t.host); err != nil {
 		e.err = fmt.Errorf("domain %s: %w", d.Name, err)
+	} else if dev.stream() {
+		e.target = streamTarget(kind, w.t, d, dev.alias, w.r.o.forceConsoles)
 	} else {
 		e.target = t
 	}

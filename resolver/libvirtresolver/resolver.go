@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -193,7 +192,7 @@ func (r *Resolver) serve(e *entry) (protocols.Target, error) {
 	if e.err != nil {
 		return protocols.Target{}, e.err
 	}
-	if e.target.Network == Network && !r.o.streams {
+	if e.target.Dial != nil && !r.o.streams {
 		return protocols.Target{}, fmt.Errorf("%w: %s %d of domain %s is a pty; serve it with the proxy and resolver in one process",
 			ErrStreamOnly, e.kind, e.index, e.dom.Name)
 	}
@@ -208,39 +207,4 @@ func (r *Resolver) tokens(domainUUID string) int {
 		n += w.tokens.GroupLen(u)
 	}
 	return n
-}
-
-// DialContext dials a target's Address on its Network: console streams
-// (Network) through the libvirt connection they belong to, anything else
-// with a net.Dialer. It has the shape of tunnel.Dialer, so the proxy of a
-// process that also runs this resolver can use it as its dialer.
-func (r *Resolver) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	if network != Network {
-		var d net.Dialer
-		return d.DialContext(ctx, network, address)
-	}
-	uri, domUUID, device, err := ParseStreamAddress(address)
-	if err != nil {
-		return nil, err
-	}
-	var w *watcher
-	for _, x := range r.watchers {
-		if x.t.raw == uri {
-			w = x
-		}
-	}
-	if w == nil {
-		return nil, fmt.Errorf("console stream %s: libvirt URI %s is not one this resolver watches", address, uri)
-	}
-	u, ok := parseUUID(domUUID)
-	if !ok {
-		return nil, fmt.Errorf("console stream %s: bad domain UUID", address)
-	}
-	dom := libvirt.Domain{UUID: u}
-	if l := w.conn(); l != nil {
-		if d, err := l.DomainLookupByUUID(u); err == nil {
-			dom = d
-		}
-	}
-	return openConsole(ctx, w.t, dom, device, r.o.forceConsoles)
 }

@@ -4,39 +4,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtconsole/virtconsole/protocols"
 )
-
-// Network is the protocols.Target.Network of a console reached through
-// libvirt's console stream (virDomainOpenConsole) rather than TCP. The
-// target's Address is "<libvirt URI>#<domain UUID>/<device alias>"; only a
-// Resolver's DialContext (or Conn.OpenConsole) opens it, and the conn it
-// returns is protected by the libvirt connection itself, so no TLS is
-// layered on it.
-const Network = "libvirt-console"
-
-// StreamAddress returns the Target.Address of a console stream.
-func StreamAddress(uri, domainUUID, device string) string {
-	return uri + "#" + domainUUID + "/" + device
-}
-
-// ParseStreamAddress splits a console-stream Target.Address.
-func ParseStreamAddress(addr string) (uri, domainUUID, device string, err error) {
-	i := strings.LastIndexByte(addr, '#')
-	if i < 0 {
-		return "", "", "", fmt.Errorf("console stream address %q: want URI#UUID/DEVICE", addr)
-	}
-	uri = addr[:i]
-	domainUUID, device, ok := strings.Cut(addr[i+1:], "/")
-	if !ok || uri == "" || domainUUID == "" || device == "" {
-		return "", "", "", fmt.Errorf("console stream address %q: want URI#UUID/DEVICE", addr)
-	}
-	return uri, domainUUID, device, nil
-}
 
 // device is one console-capable device of a domain: a VNC or SPICE
 // <graphics>, a <serial> or a <console>, with its index among the devices
@@ -179,10 +151,17 @@ func pickHost(metaHost, listen, libvirtHost string) string {
 	return libvirtHost
 }
 
+// stream reports whether dev is reached through libvirt's console stream
+// (a pty chardev, libvirt's default) rather than at a network address.
+func (d device) stream() bool {
+	return d.kind.IsText() && (d.chardev == nil || d.chardev.Pty != nil)
+}
+
 // deviceTarget computes where dev of a running domain is reached. host and
-// insecure come from the device's metadata entry; lt is the libvirt
-// connection the domain lives on.
-func deviceTarget(dev device, metaHost string, insecure bool, lt *target, domUUID string) (protocols.Target, error) {
+// insecure come from the device's metadata entry; libvirtHost is the
+// hypervisor's address as the libvirt URI names it. For a stream device
+// it returns the kind only: the caller adds the stream's address and dial.
+func deviceTarget(dev device, metaHost string, insecure bool, libvirtHost string) (protocols.Target, error) {
 	t := protocols.Target{Kind: dev.kind, Insecure: insecure}
 	switch {
 	case dev.vnc != nil:
@@ -193,7 +172,7 @@ func deviceTarget(dev device, metaHost string, insecure bool, lt *target, domUUI
 		if g.Port <= 0 {
 			return t, fmt.Errorf("vnc %d has no port yet (domain not running?)", dev.index)
 		}
-		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), lt.host), strconv.Itoa(g.Port))
+		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(g.Port))
 		t.Password = g.Passwd
 		return t, nil
 	case dev.spice != nil:
@@ -209,19 +188,16 @@ func deviceTarget(dev device, metaHost string, insecure bool, lt *target, domUUI
 		} else {
 			t.Insecure = false // only the TLS port exists
 		}
-		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), lt.host), strconv.Itoa(port))
+		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(port))
 		t.Password = g.Passwd
 		return t, nil
 	}
+	if dev.stream() {
+		// Secured by the libvirt connection it runs on.
+		return protocols.Target{Kind: dev.kind}, nil
+	}
 	src := dev.chardev
 	switch {
-	case src == nil || src.Pty != nil:
-		// libvirt's default chardev; reachable only through the console
-		// stream of the libvirt connection.
-		t.Network = Network
-		t.Address = StreamAddress(lt.raw, domUUID, dev.alias)
-		t.Insecure = false
-		return t, nil
 	case src.TCP != nil:
 		tcp := src.TCP
 		if tcp.Mode == "connect" {
@@ -230,7 +206,7 @@ func deviceTarget(dev device, metaHost string, insecure bool, lt *target, domUUI
 		if _, err := strconv.Atoi(tcp.Service); err != nil {
 			return t, fmt.Errorf("%s %d: TCP service %q is not a port number", dev.kind, dev.index, tcp.Service)
 		}
-		t.Address = net.JoinHostPort(pickHost(metaHost, tcp.Host, lt.host), tcp.Service)
+		t.Address = net.JoinHostPort(pickHost(metaHost, tcp.Host, libvirtHost), tcp.Service)
 		if tcp.TLS == "yes" {
 			t.Insecure = false
 		}

@@ -51,7 +51,6 @@ func TestDeviceTargets(t *testing.T) {
 	local, _ := parseURI("qemu:///system", &options{})
 	remote, _ := parseURI("qemu+tcp://hv1.example/system", &options{})
 	devs := devices(&def)
-	uuid := "6f1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5b"
 	tests := []struct {
 		name     string
 		kind     protocols.Kind
@@ -77,7 +76,7 @@ func TestDeviceTargets(t *testing.T) {
 		{"spice without TLS port, insecure", protocols.KindSPICE, 1, "", true, local,
 			protocols.Target{Kind: "spice", Address: "127.0.0.1:5904", Insecure: true}, ""},
 		{"serial pty", protocols.KindSerial, 0, "", false, local,
-			protocols.Target{Kind: "serial", Network: Network, Address: "qemu:///system#" + uuid + "/serial0"}, ""},
+			protocols.Target{Kind: "serial"}, ""},
 		{"serial tcp tls", protocols.KindSerial, 1, "", true, local,
 			protocols.Target{Kind: "serial", Address: "127.0.0.1:4555"}, ""},
 		{"serial tcp connect mode", protocols.KindSerial, 2, "", false, local, protocols.Target{}, "mode='connect'"},
@@ -85,9 +84,9 @@ func TestDeviceTargets(t *testing.T) {
 		{"serial tcp wildcard, remote", protocols.KindSerial, 4, "", true, remote,
 			protocols.Target{Kind: "serial", Address: "hv1.example:4557", Insecure: true}, ""},
 		{"console mirroring serial0", protocols.KindConsole, 0, "", false, local,
-			protocols.Target{Kind: "console", Network: Network, Address: "qemu:///system#" + uuid + "/serial0"}, ""},
+			protocols.Target{Kind: "console"}, ""},
 		{"virtio console", protocols.KindConsole, 1, "", false, remote,
-			protocols.Target{Kind: "console", Network: Network, Address: "qemu+tcp://hv1.example/system#" + uuid + "/console1"}, ""},
+			protocols.Target{Kind: "console"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +94,7 @@ func TestDeviceTargets(t *testing.T) {
 			if !ok {
 				t.Fatalf("no %s %d", tt.kind, tt.index)
 			}
-			got, err := deviceTarget(dev, tt.host, tt.insecure, tt.lt, uuid)
+			got, err := deviceTarget(dev, tt.host, tt.insecure, tt.lt.host)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
@@ -112,6 +111,13 @@ func TestDeviceTargets(t *testing.T) {
 	}
 	if _, ok := findDevice(devs, protocols.KindSerial, 5); ok {
 		t.Error("serial 5 found")
+	}
+	// pty chardevs are reached through the console stream, nothing else.
+	for _, dev := range devs {
+		want := dev.kind.IsText() && (dev.alias == "serial0" || dev.alias == "console1")
+		if dev.stream() != want {
+			t.Errorf("%s %d (%s): stream() = %v", dev.kind, dev.index, dev.describe(), dev.stream())
+		}
 	}
 }
 
@@ -161,21 +167,6 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 	if _, err := (metaConsole{Port: "x"}).index(); err == nil {
 		t.Error("bad port accepted")
-	}
-}
-
-func TestStreamAddress(t *testing.T) {
-	for _, uri := range []string{"qemu:///system", "qemu+tls://h:16514/system?pkipath=/x#y"} {
-		a := StreamAddress(uri, "6f1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5b", "serial0")
-		u, d, dev, err := ParseStreamAddress(a)
-		if err != nil || u != uri || d != "6f1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5b" || dev != "serial0" {
-			t.Errorf("%s: %q %q %q %v", a, u, d, dev, err)
-		}
-	}
-	for _, bad := range []string{"", "qemu:///system", "#u/d", "qemu:///system#u", "qemu:///system#/d"} {
-		if _, _, _, err := ParseStreamAddress(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
 	}
 }
 

@@ -88,14 +88,10 @@ func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protoco
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	if target.Dial != nil || (target.Network != "" && target.Network != "tcp") {
+	if target.Dial != nil {
 		// A transport of its own (libvirt's console stream), as secure as
 		// the connection it runs over.
-		dial := target.Dial
-		if dial == nil {
-			dial = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, target.Network, target.Address) }
-		}
-		raw, err := dial(ctx)
+		raw, err := target.Dial(ctx)
 		if err != nil {
 			return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
 		}

@@ -65,7 +65,7 @@ func (o *DomainOptions) domainConsole(ctx context.Context, f *cmdutil.Factory, d
 // isStream reports whether t is a pty console, which only libvirt's
 // console stream reaches.
 func isStream(t protocols.Target) bool {
-	return t.Dial != nil || t.Network == libvirtresolver.Network
+	return t.Dial != nil
 }
 
 // streamDial returns the dial of a domain's pty console over libvirt's

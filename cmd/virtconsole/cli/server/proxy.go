@@ -135,7 +135,6 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		defer lr.Close()
 		p.Resolver = lr
-		p.Dialer = lr
 	} else {
 		res, err := newResolver(f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
 		if err != nil {
