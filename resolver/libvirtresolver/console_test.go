@@ -11,6 +11,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
 )
 
@@ -78,8 +79,8 @@ func TestConsoleStream(t *testing.T) {
 
 	// Busy without force: a clear error. With force: taken over.
 	_, err = c.OpenConsole(ctx, dom.UUID, "serial0", false)
-	if !errors.Is(err, ErrConsoleBusy) {
-		t.Fatalf("second open without force: %v, want ErrConsoleBusy", err)
+	if !errors.Is(err, consolestream.ErrConsoleBusy) {
+		t.Fatalf("second open without force: %v, want consolestream.ErrConsoleBusy", err)
 	}
 	checkOneLine(t, err)
 	con2, err := c.OpenConsole(ctx, dom.UUID, "serial0", true)

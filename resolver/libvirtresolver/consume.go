@@ -10,6 +10,7 @@ import (
 	libvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/domainxml"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 )
 
@@ -28,7 +29,8 @@ func (r *Resolver) SingleUse() bool { return !r.o.reusable }
 // once; and the domain's live metadata is rewritten unchanged, so that
 // every other resolver watching the same libvirtd gets a metadata-change
 // event and re-reads the secrets: the used token is dead everywhere, not
-// only here. Clients fetch the fresh token through libvirt (Conn.Token).
+// only here. Clients fetch the fresh token through libvirt
+// (libvirtadmin.Conn.Token).
 //
 // Lookups take constant time with respect to the token, as in Resolve.
 // Concurrent calls with one token serialise: exactly one returns nil, the
@@ -146,7 +148,7 @@ type poke struct {
 // (with a nil connection when there is none).
 func rotate(same []hit) (poke, error) {
 	e := same[0].e
-	what := fmt.Sprintf("%s %d of domain %s (secret %s)", e.kind, e.index, e.dom.Name, uuidString(e.secret))
+	what := fmt.Sprintf("%s %d of domain %s (secret %s)", e.kind, e.index, e.dom.Name, libvirtapi.UUIDString(e.secret))
 	w, l := connected(same)
 	if l == nil {
 		return poke{}, fmt.Errorf("%w: rotate the token of %s: %s", resolver.ErrUnavailable, what, same[0].w.down())
@@ -163,7 +165,7 @@ func rotate(same []hit) (poke, error) {
 		return poke{l, e.dom}, nil
 	case err != nil:
 		return poke{}, fmt.Errorf("%w: rotate the token of %s: libvirt %s: %s",
-			resolver.ErrUnavailable, what, w.t.raw, oneLine(err.Error()))
+			resolver.ErrUnavailable, what, w.u.Raw, libvirtapi.OneLine(err.Error()))
 	}
 	// The fresh token resolves here at once; the metadata-change event
 	// of the poke re-reads it anyway.
@@ -206,7 +208,7 @@ func pokeAll(pokes []poke) []error {
 		poked[p.dom.UUID] = true
 		if err := pokeMetadata(p.l, p.dom); err != nil {
 			errs = append(errs, fmt.Errorf("%w: tell other resolvers that a token of domain %s changed: %s",
-				resolver.ErrUnavailable, p.dom.Name, oneLine(err.Error())))
+				resolver.ErrUnavailable, p.dom.Name, libvirtapi.OneLine(err.Error())))
 		}
 	}
 	return errs
@@ -217,7 +219,7 @@ func pokeAll(pokes []poke) []error {
 // us (stopping or disabling raised one).
 func pokeMetadata(l libvirtapi.Libvirt, d libvirt.Domain) error {
 	cur, err := l.DomainGetMetadata(d, int32(libvirt.DomainMetadataElement),
-		libvirt.OptString{Namespace}, libvirt.DomainAffectLive)
+		libvirt.OptString{domainxml.Namespace}, libvirt.DomainAffectLive)
 	if err != nil {
 		if isGone(err) {
 			return nil
@@ -228,7 +230,7 @@ func pokeMetadata(l libvirtapi.Libvirt, d libvirt.Domain) error {
 		return nil
 	}
 	err = l.DomainSetMetadata(d, int32(libvirt.DomainMetadataElement), libvirt.OptString{cur},
-		libvirt.OptString{MetadataKey}, libvirt.OptString{Namespace}, libvirt.DomainAffectLive)
+		libvirt.OptString{domainxml.MetadataKey}, libvirt.OptString{domainxml.Namespace}, libvirt.DomainAffectLive)
 	if isGone(err) {
 		return nil
 	}

@@ -15,6 +15,9 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/domainxml"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtfake"
 )
 
@@ -31,7 +34,7 @@ const fakeURI = "qemu:///system"
 
 type fakeEnv struct {
 	h   *libvirtfake.Hypervisor
-	c   *Conn
+	c   *libvirtadmin.Conn
 	dom libvirt.Domain
 }
 
@@ -41,7 +44,7 @@ func newFake(t *testing.T) *fakeEnv {
 	t.Helper()
 	h := libvirtfake.New()
 	dom := h.Start(h.Define("web", fakeDevices))
-	c, err := Connect(context.Background(), fakeURI, WithConnector(h.Connect))
+	c, err := libvirtadmin.Connect(context.Background(), fakeURI, libvirtadmin.WithConnector(h.Connect))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +124,7 @@ func TestFakeResolve(t *testing.T) {
 
 	f.h.Destroy(f.dom)
 	waitFor(t, "token gone after destroy", time.Second, failsWith(r, rotated, resolver.ErrNotFound))
-	if n := r.tokens(uuidString(f.dom.UUID)); n != 0 {
+	if n := r.tokens(libvirtapi.UUIDString(f.dom.UUID)); n != 0 {
 		t.Errorf("%d tokens of a stopped domain in the table", n)
 	}
 	f.dom = f.h.Start(f.dom)
@@ -230,7 +233,7 @@ func TestFakeConsumeAcrossReplicas(t *testing.T) {
 	a, b := f.resolver(t), f.resolver(t)
 	tok := f.enable(t, protocols.KindVNC)
 	serial := f.token(t, protocols.KindSerial)
-	before := f.h.Metadata(f.dom, Namespace, true)
+	before := f.h.Metadata(f.dom, domainxml.Namespace, true)
 	waitFor(t, "token on A", time.Second, resolvesTo(a, tok, nil))
 	waitFor(t, "token on B", time.Second, resolvesTo(b, tok, nil))
 
@@ -245,7 +248,7 @@ func TestFakeConsumeAcrossReplicas(t *testing.T) {
 	if got := f.token(t, protocols.KindSerial); got != serial {
 		t.Error("consuming the VNC token changed the serial token")
 	}
-	if got := f.h.Metadata(f.dom, Namespace, true); got != before {
+	if got := f.h.Metadata(f.dom, domainxml.Namespace, true); got != before {
 		t.Errorf("metadata changed:\n%s\n%s", before, got)
 	}
 	for name, r := range map[string]*Resolver{"A": a, "B": b} {
@@ -322,7 +325,7 @@ func TestFakeStopMidConsume(t *testing.T) {
 	failsWithNow(t, r, fresh, resolver.ErrNotFound)
 	failsWithNow(t, r, tok, resolver.ErrNotFound)
 	waitFor(t, "table emptied", time.Second, func() (bool, string) {
-		n := r.tokens(uuidString(f.dom.UUID))
+		n := r.tokens(libvirtapi.UUIDString(f.dom.UUID))
 		return n == 0, fmt.Sprint(n, " tokens")
 	})
 	// The domain runs again: its fresh token with it.
@@ -347,7 +350,7 @@ func TestFakeVerify(t *testing.T) {
 
 	f.h.Destroy(f.dom)
 	failsWithNow(t, r, tok, resolver.ErrNotFound)
-	if n := r.tokens(uuidString(f.dom.UUID)); n != 0 {
+	if n := r.tokens(libvirtapi.UUIDString(f.dom.UUID)); n != 0 {
 		t.Errorf("%d tokens of the stopped domain left", n)
 	}
 
@@ -357,7 +360,7 @@ func TestFakeVerify(t *testing.T) {
 	f.h.Destroy(f.dom)
 	f.h.Undefine(f.dom)
 	failsWithNow(t, r2, tok, resolver.ErrNotFound)
-	if n := r2.tokens(uuidString(f.dom.UUID)); n != 0 {
+	if n := r2.tokens(libvirtapi.UUIDString(f.dom.UUID)); n != 0 {
 		t.Errorf("%d tokens of the undefined domain left", n)
 	}
 
@@ -387,7 +390,7 @@ func TestFakeReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, _ := parseUUID(con.Secret)
+	secret, _ := libvirtapi.ParseUUID(con.Secret)
 	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
 
 	f.h.Refuse(errors.New("connection refused"))
@@ -412,7 +415,7 @@ func TestFakeResync(t *testing.T) {
 	r := f.resolver(t, WithResync(20*time.Millisecond))
 	tok := f.enable(t, protocols.KindVNC)
 	_, con, _ := f.c.Token(context.Background(), "web", protocols.KindVNC, 0)
-	secret, _ := parseUUID(con.Secret)
+	secret, _ := libvirtapi.ParseUUID(con.Secret)
 	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
 	f.h.SetSecretValue(secret, "behind-its-back")
 	waitFor(t, "resync", time.Second, resolvesTo(r, "behind-its-back", nil))

@@ -19,19 +19,23 @@ import (
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/domainxml"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/transport"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // These tests run against a real libvirtd (libvirttest.Start) with small
 // TCG domains. They are not parallel: one of them restarts libvirtd.
 
-func connect(t *testing.T) (*libvirttest.Daemon, *Conn) {
+func connect(t *testing.T) (*libvirttest.Daemon, *libvirtadmin.Conn) {
 	t.Helper()
 	d := libvirttest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, d.URI)
+	c, err := libvirtadmin.Connect(ctx, d.URI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +100,7 @@ func failsWith(r *Resolver, token string, target error) func() (bool, string) {
 	}
 }
 
-func tokenOf(t *testing.T, cons []Console, kind protocols.Kind, index int) Console {
+func tokenOf(t *testing.T, cons []libvirtadmin.Console, kind protocols.Kind, index int) libvirtadmin.Console {
 	t.Helper()
 	for _, c := range cons {
 		if c.Kind == kind && c.Index == index {
@@ -104,7 +108,7 @@ func tokenOf(t *testing.T, cons []Console, kind protocols.Kind, index int) Conso
 		}
 	}
 	t.Fatalf("no %s %d in %+v", kind, index, cons)
-	return Console{}
+	return libvirtadmin.Console{}
 }
 
 // sameTarget compares targets but for their Dial functions, which
@@ -154,7 +158,7 @@ func TestEnableResolve(t *testing.T) {
 	// Metadata live and in the config.
 	for _, inactive := range []bool{false, true} {
 		x := dom.XML(t, inactive)
-		if !strings.Contains(x, Namespace) || strings.Count(x, "<lcp:console ") != 5 {
+		if !strings.Contains(x, domainxml.Namespace) || strings.Count(x, "<lcp:console ") != 5 {
 			t.Errorf("metadata (inactive=%v) missing:\n%s", inactive, x)
 		}
 	}
@@ -355,15 +359,15 @@ func TestDisableRotate(t *testing.T) {
 		t.Errorf("secret %s still defined after disable", nu.Secret)
 	}
 	for _, inactive := range []bool{false, true} {
-		if x := dom.XML(t, inactive); strings.Contains(x, Namespace) {
+		if x := dom.XML(t, inactive); strings.Contains(x, domainxml.Namespace) {
 			t.Errorf("metadata left (inactive=%v):\n%s", inactive, x)
 		}
 	}
 	if err := c.Disable(ctx, dom.Name); err != nil {
 		t.Errorf("disable again: %v", err)
 	}
-	if _, err := c.Rotate(ctx, dom.Name); !errors.Is(err, ErrNotEnabled) {
-		t.Errorf("rotate disabled domain: err = %v, want ErrNotEnabled", err)
+	if _, err := c.Rotate(ctx, dom.Name); !errors.Is(err, libvirtadmin.ErrNotEnabled) {
+		t.Errorf("rotate disabled domain: err = %v, want libvirtadmin.ErrNotEnabled", err)
 	} else {
 		checkOneLine(t, err)
 	}
@@ -520,7 +524,7 @@ func TestLibvirtdRestart(t *testing.T) {
 	cons, _ := c.Consoles(ctx, dom.Name, true)
 	tok := tokenOf(t, cons, protocols.KindVNC, 0).Token
 	t.Cleanup(func() {
-		c2, err := Connect(context.Background(), d.URI)
+		c2, err := libvirtadmin.Connect(context.Background(), d.URI)
 		if err == nil {
 			c2.Disable(context.Background(), dom.UUID)
 			c2.Close()
@@ -563,7 +567,7 @@ func TestRemoteTransports(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			c, err := Connect(ctx, tc.uri)
+			c, err := libvirtadmin.Connect(ctx, tc.uri)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -603,9 +607,9 @@ func TestRemoteTransports(t *testing.T) {
 		q := u.Query()
 		q.Set(tc.param, tc.value)
 		u.RawQuery = q.Encode()
-		_, err := Connect(ctx, u.String())
-		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ssh with %s=%s: %v, want ErrUnreachable mentioning %q", tc.param, tc.value, err, tc.want)
+		_, err := libvirtadmin.Connect(ctx, u.String())
+		if !errors.Is(err, libvirtapi.ErrUnreachable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ssh with %s=%s: %v, want libvirtapi.ErrUnreachable mentioning %q", tc.param, tc.value, err, tc.want)
 		} else {
 			checkOneLine(t, err)
 		}
@@ -626,20 +630,20 @@ func TestErrors(t *testing.T) {
 	ctx := ctxT(t)
 	bare := d.NewDomain(t, libvirttest.DomainOptions{NoPTY: true, NoStart: true})
 	_, err := c.Enable(ctx, bare.Name, nil, "", false)
-	if !errors.Is(err, ErrNoConsoles) {
+	if !errors.Is(err, libvirtadmin.ErrNoConsoles) {
 		t.Errorf("no consoles: %v", err)
 	}
 	checkOneLine(t, err)
 	vncOnly := d.NewDomain(t, libvirttest.DomainOptions{VNC: true, NoPTY: true, NoStart: true})
 	_, err = c.Enable(ctx, vncOnly.Name, []protocols.Kind{protocols.KindSPICE}, "", false)
-	if !errors.Is(err, ErrNoConsoles) {
+	if !errors.Is(err, libvirtadmin.ErrNoConsoles) {
 		t.Errorf("no spice: %v", err)
 	}
 	checkOneLine(t, err)
 	// Enabling a stopped persistent domain writes its config only.
 	if _, err := c.Enable(ctx, vncOnly.UUID, nil, "", false); err != nil {
 		t.Errorf("enable stopped domain: %v", err)
-	} else if x := vncOnly.XML(t, true); !strings.Contains(x, Namespace) {
+	} else if x := vncOnly.XML(t, true); !strings.Contains(x, domainxml.Namespace) {
 		t.Errorf("config has no metadata:\n%s", x)
 	}
 	if err := c.Disable(ctx, vncOnly.Name); err != nil {
@@ -648,18 +652,18 @@ func TestErrors(t *testing.T) {
 
 	for _, name := range []string{"no-such-domain-xyz", "00000000-0000-0000-0000-000000000001", "99999"} {
 		_, err = c.Enable(ctx, name, nil, "", false)
-		if !errors.Is(err, ErrDomainNotFound) {
+		if !errors.Is(err, libvirtapi.ErrDomainNotFound) {
 			t.Errorf("unknown domain %s: %v", name, err)
 		}
 		checkOneLine(t, err)
 	}
-	if _, err := c.Consoles(ctx, "no-such-domain-xyz", false); !errors.Is(err, ErrDomainNotFound) {
+	if _, err := c.Consoles(ctx, "no-such-domain-xyz", false); !errors.Is(err, libvirtapi.ErrDomainNotFound) {
 		t.Errorf("consoles of unknown domain: %v", err)
 	}
 
 	for _, uri := range []string{"qemu+unix:///system?socket=/nonexistent/libvirt-sock", "qemu+tcp://127.0.0.1:1/system"} {
-		_, err := Connect(ctx, uri)
-		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, resolver.ErrUnavailable) {
+		_, err := libvirtadmin.Connect(ctx, uri)
+		if !errors.Is(err, libvirtapi.ErrUnreachable) || !errors.Is(err, resolver.ErrUnavailable) {
 			t.Errorf("%s: %v", uri, err)
 		}
 		checkOneLine(t, err)
@@ -687,15 +691,15 @@ func TestErrors(t *testing.T) {
 		{"qemu+tls://127.0.0.1/system?pkipath=" + noPKI, "clientcert.pem"},
 		{"qemu+tls://127.0.0.1/system?pkipath=" + otherCA, "does not accept clientcert.pem"},
 	} {
-		_, err := Connect(ctx, tc.uri)
-		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want ErrUnreachable mentioning %q", tc.uri, err, tc.want)
+		_, err := libvirtadmin.Connect(ctx, tc.uri)
+		if !errors.Is(err, libvirtapi.ErrUnreachable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want libvirtapi.ErrUnreachable mentioning %q", tc.uri, err, tc.want)
 		}
 		if err != nil {
 			checkOneLine(t, err)
 		}
 	}
-	if _, err := Connect(ctx, "qemu+bogus://x/system"); err == nil {
+	if _, err := libvirtadmin.Connect(ctx, "qemu+bogus://x/system"); err == nil {
 		t.Error("bogus transport accepted")
 	} else {
 		checkOneLine(t, err)
@@ -744,7 +748,7 @@ func TestEnableRollback(t *testing.T) {
 	d := libvirttest.Start(t)
 	ctx := ctxT(t)
 	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true, TCPSerial: true, NoStart: true})
-	c, err := Connect(ctx, d.URI, WithDialer(DialerFunc(func() (net.Conn, error) {
+	c, err := libvirtadmin.Connect(ctx, d.URI, libvirtadmin.WithDialer(transport.DialerFunc(func() (net.Conn, error) {
 		conn, err := net.Dial("unix", d.Socket)
 		if err != nil {
 			return nil, err
@@ -764,7 +768,7 @@ func TestEnableRollback(t *testing.T) {
 	if after := d.Virsh(t, "secret-list"); after != before {
 		t.Errorf("secrets left behind:\n%s\n->\n%s", before, after)
 	}
-	if x := dom.XML(t, true); strings.Contains(x, Namespace) {
+	if x := dom.XML(t, true); strings.Contains(x, domainxml.Namespace) {
 		t.Errorf("metadata written:\n%s", x)
 	}
 }

@@ -5,9 +5,10 @@ import (
 	"fmt"
 
 	libvirt "github.com/digitalocean/go-libvirt"
-	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/domainxml"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 )
 
@@ -63,27 +64,18 @@ func (w *watcher) load(l libvirtapi.Libvirt, d libvirt.Domain) (tokenEntries, er
 	if err != nil {
 		return nil, err
 	}
-	var def libvirtxml.Domain
-	if err := def.Unmarshal(raw); err != nil {
-		w.log.Warn("cannot parse domain XML", "domain", d.Name, "err", err)
-		return nil, nil
-	}
-	if def.ID == nil || *def.ID <= 0 || def.Metadata == nil {
-		return nil, nil
-	}
-	d.ID = int32(*def.ID)
-	meta, err := domainMetadata(def.Metadata.XML)
+	x, err := domainxml.Parse(raw)
 	if err != nil {
-		w.log.Warn("bad console metadata", "domain", d.Name, "err", err)
+		w.log.Warn("cannot read the domain's consoles", "domain", d.Name, "err", err)
 		return nil, nil
 	}
-	if meta == nil {
+	if !x.Running() || x.Metadata == nil {
 		return nil, nil
 	}
-	devs := devices(&def)
+	d.ID = int32(x.ID)
 	var out tokenEntries
-	for _, m := range meta.Consoles {
-		tok, err := w.loadConsole(l, d, devs, m)
+	for _, m := range x.Metadata.Consoles {
+		tok, err := w.loadConsole(l, d, x.Devices, m)
 		if err != nil {
 			return nil, err
 		}
@@ -97,19 +89,19 @@ func (w *watcher) load(l libvirtapi.Libvirt, d libvirt.Domain) (tokenEntries, er
 // loadConsole computes the token of one console of the metadata; none
 // (a nil Value) when it cannot have one. Only a lost connection is an
 // error.
-func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []device, m metaConsole) (resolver.Token[*entry], error) {
+func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []domainxml.Device, m domainxml.MetaConsole) (resolver.Token[*entry], error) {
 	var none resolver.Token[*entry]
-	kind, err := m.kind()
+	kind, err := m.Kind()
 	if err != nil {
 		w.log.Warn("bad console in metadata", "domain", d.Name, "err", err)
 		return none, nil
 	}
-	index, err := m.index()
+	index, err := m.Index()
 	if err != nil {
 		w.log.Warn("bad console in metadata", "domain", d.Name, "type", kind, "err", err)
 		return none, nil
 	}
-	su, ok := parseUUID(m.Token)
+	su, ok := libvirtapi.ParseUUID(m.Token)
 	if !ok {
 		w.log.Warn("console metadata token is not a secret UUID", "domain", d.Name, "type", kind, "index", index)
 		return none, nil
@@ -123,12 +115,12 @@ func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []dev
 		return none, nil
 	}
 	e := &entry{secret: su, dom: d, kind: kind, index: index}
-	if dev, ok := findDevice(devs, kind, index); !ok {
+	if dev, ok := domainxml.FindDevice(devs, kind, index); !ok {
 		e.err = fmt.Errorf("%w: domain %s has no %s device with index %d", resolver.ErrNotFound, d.Name, kind, index)
-	} else if t, err := deviceTarget(dev, m.Host, m.insecure(), w.t.host); err != nil {
+	} else if t, err := dev.Target(m.Host, m.IsInsecure(), w.u.Host); err != nil {
 		e.err = fmt.Errorf("domain %s: %w", d.Name, err)
-	} else if dev.stream() {
-		e.target = streamTarget(kind, w.t, d, dev.alias, w.r.o.forceConsoles)
+	} else if dev.Stream() {
+		e.target = consolestream.Target(kind, w.u, d, dev.Alias, w.r.o.forceConsoles)
 	} else {
 		e.target = t
 	}
@@ -171,12 +163,12 @@ func (w *watcher) verify(ctx context.Context, e *entry) (fresh bool, err error) 
 		w.drop(e.dom.UUID)
 		return false, nil
 	case rr.err != nil:
-		return false, fmt.Errorf("%w: libvirt %s: %s", resolver.ErrUnavailable, w.t.raw, oneLine(rr.err.Error()))
+		return false, fmt.Errorf("%w: libvirt %s: %s", resolver.ErrUnavailable, w.u.Raw, libvirtapi.OneLine(rr.err.Error()))
 	case rr.d.ID == e.dom.ID:
 		return true, nil
 	}
 	if err := w.reload(l, rr.d); err != nil {
-		return false, fmt.Errorf("%w: libvirt %s: %s", resolver.ErrUnavailable, w.t.raw, oneLine(err.Error()))
+		return false, fmt.Errorf("%w: libvirt %s: %s", resolver.ErrUnavailable, w.u.Raw, libvirtapi.OneLine(err.Error()))
 	}
 	return false, nil
 }

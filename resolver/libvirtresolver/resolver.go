@@ -1,9 +1,21 @@
-// Package libvirtresolver is the project's only user of go-libvirt and
-// libvirtxml. It resolves console tokens from libvirtd (the console-proxy
-// domain metadata and libvirt secrets of PROTOCOLS.md §1), keeps its token
-// table current by following domain events, administers the metadata and
-// secrets (Enable, Disable, Rotate, Consoles), and opens libvirt's console
-// stream of pty serial consoles as a net.Conn.
+// Package libvirtresolver resolves console tokens from libvirtd: the
+// values of the libvirt secrets that the console-proxy domain metadata of
+// PROTOCOLS.md §1 names. Its Resolver keeps a token table per libvirt URI
+// current by following domain events, checks each answer against the
+// running domain, and makes tokens single-use by rotating their secrets.
+//
+// Its subpackages are the rest of the project's use of go-libvirt and
+// libvirtxml, one job each:
+//
+//   - libvirtapi: the narrow interface to libvirtd the code calls, how to
+//     connect, and the errors of doing so;
+//   - libvirtfake: an in-memory libvirtd behind that interface, for tests;
+//   - transport: libvirt URIs and their unix, tcp, tls and ssh dialers;
+//   - domainxml: a domain's console devices, their targets, and the
+//     console-proxy metadata, read from its XML;
+//   - libvirtadmin: enable, disable, rotate and list consoles' tokens;
+//   - consolestream: a pty console's libvirt console stream as a net.Conn;
+//   - libvirttest: a real libvirtd and domains for end-to-end tests.
 package libvirtresolver
 
 import (
@@ -18,7 +30,16 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/transport"
 )
+
+// DefaultURI is the libvirt URI New watches when given none.
+const DefaultURI = transport.DefaultURI
+
+// ErrStreamOnly means a token names a pty console, which only a proxy in
+// the resolver's own process can reach (see WithConsoleStreams).
+var ErrStreamOnly = fmt.Errorf("%w: console reachable only through libvirt's console stream", resolver.ErrUnsupported)
 
 // Resolver maps tokens to the consoles of the running domains of one or
 // more libvirt URIs. It follows lifecycle, metadata-change and device
@@ -65,12 +86,12 @@ func New(uris []string, opts ...Option) (*Resolver, error) {
 	r := &Resolver{o: o}
 	seen := map[string]bool{}
 	for _, u := range uris {
-		t, err := parseURI(u, &o)
+		t, err := transport.Parse(u, o.dialer)
 		if err != nil {
 			return nil, err
 		}
-		if !seen[t.raw] {
-			seen[t.raw] = true
+		if !seen[t.Raw] {
+			seen[t.Raw] = true
 			r.watchers = append(r.watchers, newWatcher(r, t))
 		}
 	}
@@ -201,7 +222,7 @@ func (r *Resolver) serve(e *entry) (protocols.Target, error) {
 
 // tokens returns how many tokens of a domain are in the tables (tests).
 func (r *Resolver) tokens(domainUUID string) int {
-	u, _ := parseUUID(domainUUID)
+	u, _ := libvirtapi.ParseUUID(domainUUID)
 	n := 0
 	for _, w := range r.watchers {
 		n += w.tokens.GroupLen(u)

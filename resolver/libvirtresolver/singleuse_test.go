@@ -10,6 +10,8 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/domainxml"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
 )
 
@@ -18,7 +20,7 @@ import (
 // tests resync only hourly, so passing proves the events did it.
 const consumeBound = 5 * time.Second
 
-func mustToken(t *testing.T, c *Conn, domain string, kind protocols.Kind, index int) (string, Console) {
+func mustToken(t *testing.T, c *libvirtadmin.Conn, domain string, kind protocols.Kind, index int) (string, libvirtadmin.Console) {
 	t.Helper()
 	tok, con, err := c.Token(ctxT(t), domain, kind, index)
 	if err != nil {
@@ -131,7 +133,7 @@ func TestConsumeAcrossReplicas(t *testing.T) {
 
 func metadataOf(t *testing.T, dom *libvirttest.Domain) string {
 	t.Helper()
-	return strings.TrimSpace(dom.Virsh(t, "metadata", dom.UUID, Namespace, "--live"))
+	return strings.TrimSpace(dom.Virsh(t, "metadata", dom.UUID, domainxml.Namespace, "--live"))
 }
 
 // TestConsumeRace: of 8 concurrent Consume calls with one token, exactly

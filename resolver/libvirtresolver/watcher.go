@@ -13,13 +13,14 @@ import (
 
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/transport"
 )
 
 // watcher follows one libvirt URI and owns the token table of its
 // running domains.
 type watcher struct {
 	r   *Resolver
-	t   *target
+	u   *transport.URI
 	log *slog.Logger
 
 	// tokens maps the tokens of the URI's running domains to their
@@ -40,8 +41,8 @@ type watcher struct {
 	readyO sync.Once
 }
 
-func newWatcher(r *Resolver, t *target) *watcher {
-	return &watcher{r: r, t: t, log: r.o.logger.With("uri", t.raw), ready: make(chan struct{})}
+func newWatcher(r *Resolver, u *transport.URI) *watcher {
+	return &watcher{r: r, u: u, log: r.o.logger.With("uri", u.Raw), ready: make(chan struct{})}
 }
 
 func (w *watcher) unavailable() error {
@@ -59,13 +60,13 @@ func (w *watcher) down() string {
 	case w.l != nil:
 		return ""
 	case w.err == nil:
-		return "libvirt " + w.t.raw + ": not connected yet"
+		return "libvirt " + w.u.Raw + ": not connected yet"
 	}
-	var ce *connectError
+	var ce *libvirtapi.ConnectError
 	if errors.As(w.err, &ce) {
 		return ce.Error()
 	}
-	return "libvirt " + w.t.raw + ": " + oneLine(w.err.Error())
+	return "libvirt " + w.u.Raw + ": " + libvirtapi.OneLine(w.err.Error())
 }
 
 // conn returns the synced connection, or nil.
@@ -131,7 +132,7 @@ var errLost = errors.New("connection to libvirtd lost")
 // session connects, subscribes, syncs and follows events until the
 // connection breaks or ctx ends. synced reports whether it got that far.
 func (w *watcher) session(ctx context.Context) (synced bool, err error) {
-	l, err := w.t.connect(ctx, &w.r.o)
+	l, err := libvirtapi.Connect(ctx, w.u, w.r.o.connector)
 	if err != nil {
 		return false, err
 	}

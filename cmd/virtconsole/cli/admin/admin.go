@@ -14,7 +14,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 )
 
 // commonHelp is appended to every admin command's help.
@@ -30,7 +30,7 @@ both and follow changes at once.
 `
 
 // withLibvirt connects to uri, runs op and closes the connection.
-func withLibvirt(ctx context.Context, f *cmdutil.Factory, uri string, op func(*libvirtresolver.Conn) error) error {
+func withLibvirt(ctx context.Context, f *cmdutil.Factory, uri string, op func(*libvirtadmin.Conn) error) error {
 	c, err := f.Libvirt(ctx, uri)
 	if err != nil {
 		return err
@@ -111,7 +111,7 @@ func runEnable(ctx context.Context, f *cmdutil.Factory, opts *EnableOptions) err
 		}
 		kinds = append(kinds, k)
 	}
-	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtadmin.Conn) error {
 		consoles, err := c.Enable(ctx, opts.Domain, kinds, opts.Host, opts.Cleartext)
 		if err != nil {
 			return err
@@ -152,7 +152,7 @@ harmless.
 }
 
 func runDisable(ctx context.Context, f *cmdutil.Factory, opts *DisableOptions) error {
-	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtadmin.Conn) error {
 		if err := c.Disable(ctx, opts.Domain); err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ tokens stop resolving at once, sessions already open go on.
 }
 
 func runRotate(ctx context.Context, f *cmdutil.Factory, opts *RotateOptions) error {
-	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtadmin.Conn) error {
 		consoles, err := c.Rotate(ctx, opts.Domain)
 		if err != nil {
 			return err
@@ -240,7 +240,7 @@ Token values are shown only with --show-tokens.
 }
 
 func runConsoles(ctx context.Context, f *cmdutil.Factory, opts *ConsolesOptions) error {
-	return withLibvirt(ctx, f, opts.URI, func(c *libvirtresolver.Conn) error {
+	return withLibvirt(ctx, f, opts.URI, func(c *libvirtadmin.Conn) error {
 		consoles, err := c.Consoles(ctx, opts.Domain, opts.ShowTokens)
 		if err != nil {
 			return err
@@ -249,10 +249,10 @@ func runConsoles(ctx context.Context, f *cmdutil.Factory, opts *ConsolesOptions)
 	})
 }
 
-func printConsoles(out io.Writer, consoles []libvirtresolver.Console, asJSON bool) error {
+func printConsoles(out io.Writer, consoles []libvirtadmin.Console, asJSON bool) error {
 	if asJSON {
 		if consoles == nil {
-			consoles = []libvirtresolver.Console{}
+			consoles = []libvirtadmin.Console{}
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")

@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -162,12 +164,12 @@ var exitTable = []struct {
 	{ExitUsage, anyOf(as[*FlagError], as[*pflag.NotExistError], as[*pflag.ValueRequiredError],
 		as[*pflag.InvalidValueError], as[*pflag.InvalidSyntaxError], as[*tlscreds.PolicyError])},
 	{ExitLost, as[*LostError]},
-	{ExitRefused, anyOf(is(ErrNoToken), as[*protocols.HandshakeError], is(libvirtresolver.ErrConsoleBusy),
+	{ExitRefused, anyOf(is(ErrNoToken), as[*protocols.HandshakeError], is(consolestream.ErrConsoleBusy),
 		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests))},
-	{ExitNotFound, is(libvirtresolver.ErrDomainNotFound, libvirtresolver.ErrNoConsoles,
-		libvirtresolver.ErrNotEnabled, libvirtresolver.ErrNoConsoleDevice)},
+	{ExitNotFound, is(libvirtapi.ErrDomainNotFound, libvirtadmin.ErrNoConsoles,
+		libvirtadmin.ErrNotEnabled, consolestream.ErrNoConsoleDevice)},
 	// libvirt's errors say what failed on its connection, TLS included.
-	{ExitUnreachable, anyOf(is(libvirtresolver.ErrUnreachable),
+	{ExitUnreachable, anyOf(is(libvirtapi.ErrUnreachable),
 		proxyStatus(http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))},
 	// Any other answer of the proxy: it was reached and said no.
 	{ExitFailure, as[*wsconn.HandshakeError]},

@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -53,18 +55,18 @@ func TestExitTable(t *testing.T) {
 
 		{"no token", fmt.Errorf("%w: give --token-file", ErrNoToken), ExitRefused},
 		{"QEMU refused", &DialError{Err: wrap(&protocols.HandshakeError{Op: "vnc: QEMU", Reason: "bad password"})}, ExitRefused},
-		{"console busy", wrap(libvirtresolver.ErrConsoleBusy), ExitRefused},
+		{"console busy", wrap(consolestream.ErrConsoleBusy), ExitRefused},
 		{"proxy 401", &DialError{Msg: "proxy refused", Err: status(401)}, ExitRefused},
 		{"proxy 403", status(403), ExitRefused},
 		{"proxy 404", status(404), ExitRefused},
 		{"proxy 429", status(429), ExitRefused},
 
-		{"no domain", wrap(libvirtresolver.ErrDomainNotFound), ExitNotFound},
-		{"no consoles", wrap(libvirtresolver.ErrNoConsoles), ExitNotFound},
-		{"not enabled", wrap(libvirtresolver.ErrNotEnabled), ExitNotFound},
-		{"no device", wrap(libvirtresolver.ErrNoConsoleDevice), ExitNotFound},
+		{"no domain", wrap(libvirtapi.ErrDomainNotFound), ExitNotFound},
+		{"no consoles", wrap(libvirtadmin.ErrNoConsoles), ExitNotFound},
+		{"not enabled", wrap(libvirtadmin.ErrNotEnabled), ExitNotFound},
+		{"no device", wrap(consolestream.ErrNoConsoleDevice), ExitNotFound},
 
-		{"libvirt unreachable, TLS inside", fmt.Errorf("%w: %w", libvirtresolver.ErrUnreachable, x509.UnknownAuthorityError{}), ExitUnreachable},
+		{"libvirt unreachable, TLS inside", fmt.Errorf("%w: %w", libvirtapi.ErrUnreachable, x509.UnknownAuthorityError{}), ExitUnreachable},
 		{"proxy 502", status(502), ExitUnreachable},
 		{"proxy 503", status(503), ExitUnreachable},
 		{"proxy 504", status(504), ExitUnreachable},

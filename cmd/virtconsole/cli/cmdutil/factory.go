@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 )
 
 // Factory builds the dependencies commands need, lazily, so that a
@@ -24,7 +25,7 @@ type Factory struct {
 	Executable string
 	// Libvirt connects to a libvirt URI ("" means LIBVIRT_DEFAULT_URI or
 	// qemu:///system, as virsh does).
-	Libvirt func(ctx context.Context, uri string) (*libvirtresolver.Conn, error)
+	Libvirt func(ctx context.Context, uri string) (*libvirtadmin.Conn, error)
 }
 
 // NewFactory returns the Factory for a process with the given streams.
@@ -33,8 +34,8 @@ func NewFactory(io *IOStreams) *Factory {
 	f.Logger = sync.OnceValue(func() *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
-	f.Libvirt = func(ctx context.Context, uri string) (*libvirtresolver.Conn, error) {
-		return libvirtresolver.Connect(ctx, f.LibvirtURI(uri))
+	f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
+		return libvirtadmin.Connect(ctx, f.LibvirtURI(uri))
 	}
 	return f
 }

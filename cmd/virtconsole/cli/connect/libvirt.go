@@ -7,11 +7,12 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 )
 
 // NoDeviceError means DOMAIN has no console device of the kind and index
-// asked for. It is a libvirtresolver.ErrNoConsoleDevice (ExitNotFound).
+// asked for. It is a consolestream.ErrNoConsoleDevice (ExitNotFound).
 type NoDeviceError struct {
 	Domain string
 	Kind   protocols.Kind
@@ -22,7 +23,7 @@ func (e *NoDeviceError) Error() string {
 	return fmt.Sprintf("domain %s has no %s device with index %d; see 'virtconsole consoles %s'", e.Domain, e.Kind, e.Index, e.Domain)
 }
 
-func (e *NoDeviceError) Unwrap() error { return libvirtresolver.ErrNoConsoleDevice }
+func (e *NoDeviceError) Unwrap() error { return consolestream.ErrNoConsoleDevice }
 
 // domainToken reads the token of a domain's console from libvirt (the
 // secret named in its console-proxy metadata).
@@ -38,15 +39,15 @@ func (o *DomainOptions) domainToken(ctx context.Context, f *cmdutil.Factory, dom
 
 // domainConsole finds a domain's console device for direct mode. The
 // caller closes the returned connection.
-func (o *DomainOptions) domainConsole(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (*libvirtresolver.Conn, libvirtresolver.Console, error) {
+func (o *DomainOptions) domainConsole(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (*libvirtadmin.Conn, libvirtadmin.Console, error) {
 	c, err := f.Libvirt(ctx, o.URI)
 	if err != nil {
-		return nil, libvirtresolver.Console{}, err
+		return nil, libvirtadmin.Console{}, err
 	}
 	cons, err := c.Consoles(ctx, domain, false)
 	if err != nil {
 		c.Close()
-		return nil, libvirtresolver.Console{}, err
+		return nil, libvirtadmin.Console{}, err
 	}
 	for _, con := range cons {
 		if con.Kind != kind || con.Index != o.Index {
@@ -59,7 +60,7 @@ func (o *DomainOptions) domainConsole(ctx context.Context, f *cmdutil.Factory, d
 		return c, con, nil
 	}
 	c.Close()
-	return nil, libvirtresolver.Console{}, &NoDeviceError{Domain: domain, Kind: kind, Index: o.Index}
+	return nil, libvirtadmin.Console{}, &NoDeviceError{Domain: domain, Kind: kind, Index: o.Index}
 }
 
 // isStream reports whether t is a pty console, which only libvirt's
@@ -70,7 +71,7 @@ func isStream(t protocols.Target) bool {
 
 // streamDial returns the dial of a domain's pty console over libvirt's
 // console stream (force takes it over from another client).
-func streamDial(lc *libvirtresolver.Conn, domain, device string, force bool) func(context.Context) (net.Conn, error) {
+func streamDial(lc *libvirtadmin.Conn, domain, device string, force bool) func(context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
 		return lc.OpenConsole(ctx, domain, device, force)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
@@ -92,7 +92,7 @@ func (o *Options) resolveDirect(ctx context.Context, f *cmdutil.Factory, kind pr
 // itself how it is reached: libvirt's console stream for a pty, TLS when
 // the TCP chardev's backend ends in " tls" (not what the proxy metadata
 // says), else cleartext. lc is closed, or kept for the stream.
-func (o *Options) chardev(d *directLeg, lc *libvirtresolver.Conn, con libvirtresolver.Console) error {
+func (o *Options) chardev(d *directLeg, lc *libvirtadmin.Conn, con libvirtadmin.Console) error {
 	d.target = con.Target
 	if isStream(d.target) {
 		d.stream = streamDial(lc, o.domain, con.Device, o.Domain.Force)

@@ -1,18 +1,15 @@
-package libvirtresolver
+package domainxml
 
 import (
-	"fmt"
+	"reflect"
 	"strings"
 	"testing"
-
-	"libvirt.org/go/libvirtxml"
 
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
-// Unit tests of the pure functions: target rules on live-XML fixtures
-// (every branch, including listen addresses a test libvirtd cannot
-// produce), metadata parsing, addresses and URIs.
+// Unit tests on a live-XML fixture: every target rule (including listen
+// addresses a test libvirtd cannot produce) and the metadata.
 
 const fixtureXML = `<domain type='qemu' id='7'>
   <name>fx</name>
@@ -44,20 +41,22 @@ const fixtureXML = `<domain type='qemu' id='7'>
 </domain>`
 
 func TestDeviceTargets(t *testing.T) {
-	var def libvirtxml.Domain
-	if err := def.Unmarshal(fixtureXML); err != nil {
+	x, err := Parse(fixtureXML)
+	if err != nil {
 		t.Fatal(err)
 	}
-	local, _ := parseURI("qemu:///system", &options{})
-	remote, _ := parseURI("qemu+tcp://hv1.example/system", &options{})
-	devs := devices(&def)
+	if x.ID != 7 || !x.Running() {
+		t.Errorf("ID %d", x.ID)
+	}
+	const local, remote = "127.0.0.1", "hv1.example" // the hosts of qemu:/// and qemu+tcp://hv1.example/
+	devs := x.Devices
 	tests := []struct {
 		name     string
 		kind     protocols.Kind
 		index    int
 		host     string
 		insecure bool
-		lt       *target
+		lt       string
 		want     protocols.Target
 		err      string
 	}{
@@ -90,11 +89,11 @@ func TestDeviceTargets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dev, ok := findDevice(devs, tt.kind, tt.index)
+			dev, ok := FindDevice(devs, tt.kind, tt.index)
 			if !ok {
 				t.Fatalf("no %s %d", tt.kind, tt.index)
 			}
-			got, err := deviceTarget(dev, tt.host, tt.insecure, tt.lt.host)
+			got, err := dev.Target(tt.host, tt.insecure, tt.lt)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
@@ -104,54 +103,57 @@ func TestDeviceTargets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !sameTarget(got, tt.want) {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
 	}
-	if _, ok := findDevice(devs, protocols.KindSerial, 5); ok {
+	if _, ok := FindDevice(devs, protocols.KindSerial, 5); ok {
 		t.Error("serial 5 found")
 	}
 	// pty chardevs are reached through the console stream, nothing else.
 	for _, dev := range devs {
-		want := dev.kind.IsText() && (dev.alias == "serial0" || dev.alias == "console1")
-		if dev.stream() != want {
-			t.Errorf("%s %d (%s): stream() = %v", dev.kind, dev.index, dev.describe(), dev.stream())
+		want := dev.Kind.IsText() && (dev.Alias == "serial0" || dev.Alias == "console1")
+		if dev.Stream() != want {
+			t.Errorf("%s %d (%s): Stream() = %v", dev.Kind, dev.Index, dev.Describe(), dev.Stream())
 		}
 	}
 }
 
 func TestDomainMetadata(t *testing.T) {
-	var def libvirtxml.Domain
-	if err := def.Unmarshal(fixtureXML); err != nil {
-		t.Fatal(err)
-	}
-	m, err := domainMetadata(def.Metadata.XML)
+	x, err := Parse(fixtureXML)
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := x.Metadata
 	if m == nil || len(m.Consoles) != 2 {
 		t.Fatalf("got %+v", m)
 	}
 	c := m.Consoles[0]
-	if k, _ := c.kind(); k != protocols.KindSerial || c.Token != "0b6a3c1e-1111-4222-8333-444455556666" || !c.insecure() || c.Host != "hv.example" {
+	if k, _ := c.Kind(); k != protocols.KindSerial || c.Token != "0b6a3c1e-1111-4222-8333-444455556666" || !c.IsInsecure() || c.Host != "hv.example" {
 		t.Errorf("console 0: %+v", c)
 	}
-	if n, _ := c.index(); n != 1 {
+	if n, _ := c.Index(); n != 1 {
 		t.Errorf("index %d", n)
 	}
-	if m.Consoles[1].insecure() {
+	if m.Consoles[1].IsInsecure() {
 		t.Error("insecure by default")
 	}
+	if f := m.Find(protocols.KindSPICE, 0); f == nil || f.Token != "0b6a3c1e-1111-4222-8333-444455556667" {
+		t.Errorf("Find(spice, 0) = %+v", f)
+	}
+	if f := m.Find(protocols.KindSerial, 0); f != nil {
+		t.Errorf("Find(serial, 0) = %+v", f)
+	}
 	// Only foreign metadata: none of ours.
-	if m, err := domainMetadata(`<x:consoles xmlns:x="http://example.com/other"><x:console token="t" type="vnc"/></x:consoles>`); err != nil || m != nil {
+	if m, err := ParseMetadata(`<x:consoles xmlns:x="http://example.com/other"><x:console token="t" type="vnc"/></x:consoles>`); err != nil || m != nil {
 		t.Errorf("foreign metadata: %+v, %v", m, err)
 	}
 }
 
 func TestMetadataRoundTrip(t *testing.T) {
-	in := &metaConsoles{Consoles: []metaConsole{{Token: "u1", Type: "vnc", Port: "0", Insecure: "no"}, {Token: "u2", Type: "serial", Port: "2", Insecure: "yes", Host: "h"}}}
-	s, err := in.marshal()
+	in := &Metadata{Consoles: []MetaConsole{{Token: "u1", Type: "vnc", Port: "0", Insecure: "no"}, {Token: "u2", Type: "serial", Port: "2", Insecure: "yes", Host: "h"}}}
+	s, err := in.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,70 +163,11 @@ func TestMetadataRoundTrip(t *testing.T) {
 	// libvirt stores it as <lcp:consoles xmlns:lcp=NS>…; emulate that.
 	stored := strings.NewReplacer("<console ", "<lcp:console ", "</console>", "</lcp:console>", "</consoles>", "</lcp:consoles>",
 		"<consoles>", `<lcp:consoles xmlns:lcp="`+Namespace+`">`).Replace(s)
-	out, err := domainMetadata(stored)
+	out, err := ParseMetadata(stored)
 	if err != nil || out == nil || len(out.Consoles) != 2 || out.Consoles[1] != in.Consoles[1] {
 		t.Fatalf("round trip: %+v, %v (stored %s)", out, err, stored)
 	}
-	if _, err := (metaConsole{Port: "x"}).index(); err == nil {
+	if _, err := (MetaConsole{Port: "x"}).Index(); err == nil {
 		t.Error("bad port accepted")
 	}
 }
-
-func TestUUID(t *testing.T) {
-	u, ok := parseUUID("6f1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5b")
-	if !ok || uuidString(u) != "6f1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5b" {
-		t.Errorf("round trip: %v %s", ok, uuidString(u))
-	}
-	if u2, ok := parseUUID("6f1c0f5e8a7e4b5e9a430c1d2e3f4a5b"); !ok || u2 != u {
-		t.Error("dashless UUID")
-	}
-	for _, bad := range []string{"myvm", "12", "6f1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5", "zf1c0f5e-8a7e-4b5e-9a43-0c1d2e3f4a5b"} {
-		if _, ok := parseUUID(bad); ok {
-			t.Errorf("%q parsed", bad)
-		}
-	}
-}
-
-func TestParseURI(t *testing.T) {
-	for _, tt := range []struct{ uri, host, typ string }{
-		{"", "127.0.0.1", "*dialers.Local"},
-		{"qemu:///system", "127.0.0.1", "*dialers.Local"},
-		{"qemu+unix:///system?socket=/tmp/s", "127.0.0.1", "*dialers.Local"},
-		{"qemu+tcp://hv1:1234/system", "hv1", "*dialers.Remote"},
-		{"qemu+tls://hv2/system", "hv2", "*dialers.TLS"},
-		{"qemu://hv3/system", "hv3", "*dialers.TLS"},
-		{"qemu+ssh://root@hv4/system", "hv4", "*libvirtresolver.sshDialer"},
-	} {
-		lt, err := parseURI(tt.uri, &options{})
-		if err != nil {
-			t.Errorf("%s: %v", tt.uri, err)
-			continue
-		}
-		if lt.host != tt.host || typeName(lt.dialer) != tt.typ {
-			t.Errorf("%s: host %q dialer %s", tt.uri, lt.host, typeName(lt.dialer))
-		}
-	}
-	// The ssh transport's parameters.
-	for uri, want := range map[string]sshDialer{
-		"qemu+ssh://root@hv4/system": {addr: "hv4:22", user: "root", socket: remoteSocket},
-		"qemu+ssh://op@[2001:db8::1]:2222/system?keyfile=/k&known_hosts=/kh&socket=/s&no_verify=1": {
-			addr: "[2001:db8::1]:2222", user: "op", keyFile: "/k", knownHosts: "/kh", socket: "/s", noVerify: true},
-	} {
-		lt, err := parseURI(uri, &options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := *lt.dialer.(*sshDialer)
-		got.timeout = 0
-		if got != want {
-			t.Errorf("%s: %+v, want %+v", uri, got, want)
-		}
-	}
-	for _, bad := range []string{"qemu+carrier-pigeon://x/system", "not a uri", "qemu+tls://h/system?no_verify=maybe"} {
-		if _, err := parseURI(bad, &options{}); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func typeName(v any) string { return fmt.Sprintf("%T", v) }

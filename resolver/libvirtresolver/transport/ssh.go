@@ -1,4 +1,4 @@
-package libvirtresolver
+package transport
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package libvirtresolver
+package domainxml
 
 import (
 	"fmt"
@@ -10,63 +10,67 @@ import (
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
-// device is one console-capable device of a domain: a VNC or SPICE
+// Device is one console-capable device of a domain: a VNC or SPICE
 // <graphics>, a <serial> or a <console>, with its index among the devices
 // of its kind (the metadata's port attribute).
-type device struct {
-	kind    protocols.Kind
-	index   int
-	alias   string
+type Device struct {
+	Kind  protocols.Kind
+	Index int
+	// Alias names the device in libvirt ("serial0"); set for serials
+	// and consoles, which a console stream opens by it.
+	Alias   string
 	vnc     *libvirtxml.DomainGraphicVNC
 	spice   *libvirtxml.DomainGraphicSpice
 	chardev *libvirtxml.DomainChardevSource
 }
 
-func devices(d *libvirtxml.Domain) []device {
+// Devices lists the console devices of a domain, in the order of its XML.
+func Devices(d *libvirtxml.Domain) []Device {
 	if d == nil || d.Devices == nil {
 		return nil
 	}
-	var out []device
+	var out []Device
 	nv, ns := 0, 0
 	for _, g := range d.Devices.Graphics {
 		switch {
 		case g.VNC != nil:
-			out = append(out, device{kind: protocols.KindVNC, index: nv, vnc: g.VNC})
+			out = append(out, Device{Kind: protocols.KindVNC, Index: nv, vnc: g.VNC})
 			nv++
 		case g.Spice != nil:
-			out = append(out, device{kind: protocols.KindSPICE, index: ns, spice: g.Spice})
+			out = append(out, Device{Kind: protocols.KindSPICE, Index: ns, spice: g.Spice})
 			ns++
 		}
 	}
 	for i, s := range d.Devices.Serials {
-		dev := device{kind: protocols.KindSerial, index: i, chardev: s.Source, alias: "serial" + strconv.Itoa(i)}
+		dev := Device{Kind: protocols.KindSerial, Index: i, chardev: s.Source, Alias: "serial" + strconv.Itoa(i)}
 		if s.Alias != nil && s.Alias.Name != "" {
-			dev.alias = s.Alias.Name
+			dev.Alias = s.Alias.Name
 		}
 		out = append(out, dev)
 	}
 	for i, c := range d.Devices.Consoles {
-		dev := device{kind: protocols.KindConsole, index: i, chardev: c.Source, alias: "console" + strconv.Itoa(i)}
+		dev := Device{Kind: protocols.KindConsole, Index: i, chardev: c.Source, Alias: "console" + strconv.Itoa(i)}
 		if c.Alias != nil && c.Alias.Name != "" {
-			dev.alias = c.Alias.Name
+			dev.Alias = c.Alias.Name
 		}
 		out = append(out, dev)
 	}
 	return out
 }
 
-func findDevice(devs []device, kind protocols.Kind, index int) (device, bool) {
+// FindDevice returns the device of kind and index.
+func FindDevice(devs []Device, kind protocols.Kind, index int) (Device, bool) {
 	for _, d := range devs {
-		if d.kind == kind && d.index == index {
+		if d.Kind == kind && d.Index == index {
 			return d, true
 		}
 	}
-	return device{}, false
+	return Device{}, false
 }
 
-// describe names the device's backend for listings, e.g. "pty" or
+// Describe names the device's backend for listings, e.g. "pty" or
 // "tcp 127.0.0.1:4555 tls".
-func (d device) describe() string {
+func (d Device) Describe() string {
 	switch {
 	case d.vnc != nil:
 		return "vnc"
@@ -151,26 +155,27 @@ func pickHost(metaHost, listen, libvirtHost string) string {
 	return libvirtHost
 }
 
-// stream reports whether dev is reached through libvirt's console stream
+// Stream reports whether dev is reached through libvirt's console stream
 // (a pty chardev, libvirt's default) rather than at a network address.
-func (d device) stream() bool {
-	return d.kind.IsText() && (d.chardev == nil || d.chardev.Pty != nil)
+func (d Device) Stream() bool {
+	return d.Kind.IsText() && (d.chardev == nil || d.chardev.Pty != nil)
 }
 
-// deviceTarget computes where dev of a running domain is reached. host and
-// insecure come from the device's metadata entry; libvirtHost is the
-// hypervisor's address as the libvirt URI names it. For a stream device
-// it returns the kind only: the caller adds the stream's address and dial.
-func deviceTarget(dev device, metaHost string, insecure bool, libvirtHost string) (protocols.Target, error) {
-	t := protocols.Target{Kind: dev.kind, Insecure: insecure}
+// Target computes where dev, a device of a running domain, is reached.
+// metaHost and insecure come from the device's metadata entry;
+// libvirtHost is the hypervisor's address as the libvirt URI names it.
+// For a Stream device it returns the kind only: the caller adds the
+// stream's address and dial.
+func (dev Device) Target(metaHost string, insecure bool, libvirtHost string) (protocols.Target, error) {
+	t := protocols.Target{Kind: dev.Kind, Insecure: insecure}
 	switch {
 	case dev.vnc != nil:
 		g := dev.vnc
 		if g.Socket != "" && g.Port <= 0 {
-			return t, fmt.Errorf("vnc %d listens on a unix socket, which the proxy cannot reach; give it a TCP listen address", dev.index)
+			return t, fmt.Errorf("vnc %d listens on a unix socket, which the proxy cannot reach; give it a TCP listen address", dev.Index)
 		}
 		if g.Port <= 0 {
-			return t, fmt.Errorf("vnc %d has no port yet (domain not running?)", dev.index)
+			return t, fmt.Errorf("vnc %d has no port yet (domain not running?)", dev.Index)
 		}
 		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(g.Port))
 		t.Password = g.Passwd
@@ -182,9 +187,9 @@ func deviceTarget(dev device, metaHost string, insecure bool, libvirtHost string
 			port = g.Port
 		} else if port <= 0 {
 			if g.Port > 0 {
-				return t, fmt.Errorf("spice %d has no TLS port; set spice_tls in qemu.conf, or enable the console as insecure", dev.index)
+				return t, fmt.Errorf("spice %d has no TLS port; set spice_tls in qemu.conf, or enable the console as insecure", dev.Index)
 			}
-			return t, fmt.Errorf("spice %d has no port yet (domain not running?)", dev.index)
+			return t, fmt.Errorf("spice %d has no port yet (domain not running?)", dev.Index)
 		} else {
 			t.Insecure = false // only the TLS port exists
 		}
@@ -192,19 +197,19 @@ func deviceTarget(dev device, metaHost string, insecure bool, libvirtHost string
 		t.Password = g.Passwd
 		return t, nil
 	}
-	if dev.stream() {
+	if dev.Stream() {
 		// Secured by the libvirt connection it runs on.
-		return protocols.Target{Kind: dev.kind}, nil
+		return protocols.Target{Kind: dev.Kind}, nil
 	}
 	src := dev.chardev
 	switch {
 	case src.TCP != nil:
 		tcp := src.TCP
 		if tcp.Mode == "connect" {
-			return t, fmt.Errorf("%s %d is a TCP client chardev (mode='connect'); only mode='bind' can be reached", dev.kind, dev.index)
+			return t, fmt.Errorf("%s %d is a TCP client chardev (mode='connect'); only mode='bind' can be reached", dev.Kind, dev.Index)
 		}
 		if _, err := strconv.Atoi(tcp.Service); err != nil {
-			return t, fmt.Errorf("%s %d: TCP service %q is not a port number", dev.kind, dev.index, tcp.Service)
+			return t, fmt.Errorf("%s %d: TCP service %q is not a port number", dev.Kind, dev.Index, tcp.Service)
 		}
 		t.Address = net.JoinHostPort(pickHost(metaHost, tcp.Host, libvirtHost), tcp.Service)
 		if tcp.TLS == "yes" {
@@ -212,5 +217,5 @@ func deviceTarget(dev device, metaHost string, insecure bool, libvirtHost string
 		}
 		return t, nil
 	}
-	return t, fmt.Errorf("%s %d is a %s chardev; only tcp and pty ones can be reached", dev.kind, dev.index, chardevType(src))
+	return t, fmt.Errorf("%s %d is a %s chardev; only tcp and pty ones can be reached", dev.Kind, dev.Index, chardevType(src))
 }
