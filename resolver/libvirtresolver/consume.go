@@ -44,10 +44,13 @@ func (r *Resolver) Consume(ctx context.Context, token string) error {
 		return fmt.Errorf("%w: %w", resolver.ErrUnavailable, err)
 	}
 	r.awaitFirstSync(ctx)
-	// The libvirt calls take no context: run them apart, so that ctx
-	// bounds the wait. An abandoned consume finishes on its own.
+	// The libvirt calls take no context: run them in a worker, so that
+	// ctx bounds the wait. An abandoned consume finishes on its own, and
+	// Close waits for it.
 	done := make(chan error, 1)
-	go func() { done <- r.consume(token) }()
+	if !r.spawn(func() { done <- r.consume(token) }) {
+		return errClosed
+	}
 	select {
 	case err := <-done:
 		return err

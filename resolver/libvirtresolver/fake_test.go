@@ -463,3 +463,66 @@ func TestFakeConsumeErrors(t *testing.T) {
 		t.Errorf("Consume with a cancelled context: %v", err)
 	}
 }
+
+// workers returns the stacks of the goroutines that run this module's
+// resolver code, tests' own goroutines aside.
+func workers() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "virtconsole/resolver/libvirtresolver") && !strings.Contains(g, "_test.go") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestFakeCloseWaits: a Consume and a Resolve whose contexts ended while
+// their libvirt calls hang leave those calls to workers; Close returns
+// only when they are done, and then no goroutine of the resolver is left.
+func TestFakeCloseWaits(t *testing.T) {
+	if w := workers(); len(w) > 0 {
+		t.Fatalf("goroutines left by earlier tests:\n%s", strings.Join(w, "\n\n"))
+	}
+	for _, method := range []string{"SecretSetValue", "DomainLookupByUUID"} {
+		t.Run(method, func(t *testing.T) {
+			f := newFake(t)
+			r := f.resolver(t)
+			tok := f.enable(t, protocols.KindVNC)
+			waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+			entered, release := blockOnce(f.h, method)
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() { <-entered; cancel() }()
+			var err error
+			if method == "SecretSetValue" {
+				err = r.Consume(ctx, tok)
+			} else {
+				_, err = r.Resolve(ctx, tok)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("call whose context ended: %v", err)
+			}
+
+			closed := make(chan struct{})
+			go func() { r.Close(); close(closed) }()
+			select {
+			case <-closed:
+				t.Fatal("Close returned while a worker was still in a libvirt call")
+			case <-time.After(20 * time.Millisecond):
+			}
+			close(release)
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not return after the call ended")
+			}
+			if w := workers(); len(w) > 0 {
+				t.Fatalf("goroutines left after Close:\n%s", strings.Join(w, "\n\n"))
+			}
+			if err := r.Consume(context.Background(), tok); !errors.Is(err, resolver.ErrUnavailable) {
+				t.Errorf("Consume after Close: %v", err)
+			}
+		})
+	}
+}

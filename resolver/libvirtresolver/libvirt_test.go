@@ -550,6 +550,13 @@ func TestLibvirtdRestart(t *testing.T) {
 	restarted := time.Since(start)
 	lat = waitFor(t, "recovered after restart", 30*time.Second, resolvesTo(r, tok, nil))
 	t.Logf("libvirtd restarted in %v; resolver answered again %v after that", restarted.Round(time.Millisecond), lat)
+
+	// Close waits for the watcher and its event forwarders, whose
+	// connection go-libvirt ends.
+	r.Close()
+	if w := workers(); len(w) > 0 {
+		t.Errorf("goroutines left after Close:\n%s", strings.Join(w, "\n\n"))
+	}
 }
 
 // TestRemoteTransports: the admin calls and the resolver over libvirt's

@@ -147,11 +147,14 @@ func (w *watcher) verify(ctx context.Context, e *entry) (fresh bool, err error) 
 		d   libvirt.Domain
 		err error
 	}
+	// In a worker, so that ctx bounds the wait (see Consume).
 	ch := make(chan res, 1)
-	go func() {
+	if !w.r.spawn(func() {
 		d, err := l.DomainLookupByUUID(e.dom.UUID)
 		ch <- res{d, err}
-	}()
+	}) {
+		return false, errClosed
+	}
 	var rr res
 	select {
 	case rr = <-ch:

@@ -54,14 +54,20 @@ var ErrStreamOnly = fmt.Errorf("%w: console reachable only through libvirt's con
 // policy off). Safe for concurrent use.
 //
 // Each URI has a watcher, which owns the token table of that URI's
-// domains: only its methods write it, under its refresh lock.
+// domains: only its methods write it, under its refresh lock. Every
+// goroutine the Resolver starts is a worker that Close waits for.
 type Resolver struct {
 	o        options
 	watchers []*watcher
 
-	cancel context.CancelFunc
-	done   sync.WaitGroup // the watchers
+	cancel  context.CancelFunc
+	wmu     sync.Mutex
+	closed  bool           // no new workers
+	workers sync.WaitGroup // the watchers, and the libvirt calls of Consume and verify
 }
+
+// errClosed is the error of a call on a closed Resolver.
+var errClosed = fmt.Errorf("%w: resolver closed", resolver.ErrUnavailable)
 
 // entry is what one token of a watcher's table opens: a console of a
 // running domain instance.
@@ -98,16 +104,35 @@ func New(uris []string, opts ...Option) (*Resolver, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	for _, w := range r.watchers {
-		r.done.Go(func() { w.run(ctx) })
+		r.spawn(func() { w.run(ctx) })
 	}
 	return r, nil
 }
 
-// Close stops watching libvirtd. Resolve fails afterwards.
+// Close stops watching libvirtd and returns when every worker is done:
+// the watchers, and any libvirt call that a Consume or Resolve left
+// behind when its context ended (such a call ends when libvirtd answers,
+// or fails at once once the watcher has disconnected). Resolve and
+// Consume fail afterwards.
 func (r *Resolver) Close() error {
+	r.wmu.Lock()
+	r.closed = true
+	r.wmu.Unlock()
 	r.cancel()
-	r.done.Wait()
+	r.workers.Wait()
 	return nil
+}
+
+// spawn runs f in a worker, unless Close has begun; it reports whether it
+// did.
+func (r *Resolver) spawn(f func()) bool {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.workers.Go(f)
+	return true
 }
 
 // Ready waits until every URI has been synced once, or ctx ends; then it

@@ -137,9 +137,12 @@ func (w *watcher) session(ctx context.Context) (synced bool, err error) {
 		return false, err
 	}
 	// Ending a subscription while connected can wedge go-libvirt's
-	// router; subscriptions end only with the connection.
+	// router; subscriptions end only with the connection, and with them
+	// the goroutines that forward their events.
+	var forwarders sync.WaitGroup
+	defer forwarders.Wait()
 	defer l.Disconnect()
-	events, err := subscribe(l)
+	events, err := subscribe(l, &forwarders)
 	if err != nil {
 		return false, err
 	}
@@ -184,21 +187,21 @@ func (w *watcher) apply(l libvirtapi.Libvirt, e event) error {
 }
 
 // subscribe subscribes to the events that change what a domain's tokens
-// open, merged into one channel. The goroutines that merge them end when
-// the connection does (go-libvirt then closes its channels).
-func subscribe(l libvirtapi.Libvirt) (<-chan event, error) {
+// open, merged into one channel by goroutines of forwarders. They end
+// when the connection does (go-libvirt then closes its channels).
+func subscribe(l libvirtapi.Libvirt, forwarders *sync.WaitGroup) (<-chan event, error) {
 	events := make(chan event, 64)
 	lc, err := l.LifecycleEvents(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to lifecycle events: %w", err)
 	}
-	go forward(l, lc, events, lifecycleEvent)
+	forwarders.Go(func() { forward(l, lc, events, lifecycleEvent) })
 	for _, id := range []libvirt.DomainEventID{libvirt.DomainEventIDMetadataChange, libvirt.DomainEventIDDeviceAdded, libvirt.DomainEventIDDeviceRemoved} {
 		ch, err := l.SubscribeEvents(context.Background(), id, nil)
 		if err != nil {
 			return nil, fmt.Errorf("subscribe to domain events %d: %w", id, err)
 		}
-		go forward(l, ch, events, domainEvent)
+		forwarders.Go(func() { forward(l, ch, events, domainEvent) })
 	}
 	return events, nil
 }

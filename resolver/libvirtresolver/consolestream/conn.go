@@ -31,7 +31,7 @@ type conn struct {
 	u    *transport.URI
 	addr Addr
 	sock *socket.Socket
-	raw  *capturingDialer
+	raw  *transport.Captured
 
 	mu           sync.Mutex
 	serial       int32
@@ -213,7 +213,7 @@ func (c *conn) Close() error {
 	stream := c.streamSerial
 	c.mu.Unlock()
 	if stream != 0 {
-		if conn := c.raw.get(); conn != nil {
+		if conn := c.raw.Conn(); conn != nil {
 			conn.SetWriteDeadline(time.Now().Add(time.Second))
 		}
 		// Abort the stream so that libvirtd frees the console at once,
@@ -241,33 +241,10 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 // that times out may have sent part of a packet, after which the stream
 // is unusable.
 func (c *conn) SetWriteDeadline(t time.Time) error {
-	if conn := c.raw.get(); conn != nil {
+	if conn := c.raw.Conn(); conn != nil {
 		return conn.SetWriteDeadline(t)
 	}
 	return nil
-}
-
-// capturingDialer remembers the conn it dialled, for write deadlines.
-type capturingDialer struct {
-	d    transport.Dialer
-	mu   sync.Mutex
-	conn net.Conn
-}
-
-func (d *capturingDialer) Dial() (net.Conn, error) {
-	c, err := d.d.Dial()
-	if err == nil {
-		d.mu.Lock()
-		d.conn = c
-		d.mu.Unlock()
-	}
-	return c, err
-}
-
-func (d *capturingDialer) get() net.Conn {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.conn
 }
 
 // deadline is a settable read deadline, as in net.Pipe.

@@ -102,13 +102,17 @@ func Open(ctx context.Context, u *transport.URI, dom libvirt.Domain, device stri
 		closed:  make(chan struct{}),
 		rdl:     makeDeadline(),
 	}
-	d := &capturingDialer{d: u.Dialer}
-	c.sock = socket.New(d, c)
-	c.raw = d
+	c.raw = &transport.Captured{Dialer: u.Dialer}
+	c.sock = socket.New(c.raw, c)
+	// Ending ctx closes the conn: a dial or call in progress fails.
+	stop := context.AfterFunc(ctx, c.raw.Abort)
 	if err := c.sock.Connect(); err != nil {
+		stop()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, libvirtapi.Unreachable(u, err)
 	}
-	stop := context.AfterFunc(ctx, func() { c.sock.Disconnect() })
 	err := c.open(dom, device, force)
 	if !stop() || ctx.Err() != nil {
 		if err == nil {

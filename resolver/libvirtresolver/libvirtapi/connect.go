@@ -30,32 +30,24 @@ func Connect(ctx context.Context, u *transport.URI, c Connector) (Libvirt, error
 	return l, nil
 }
 
-// dial connects go-libvirt over u's transport.
+// dial connects go-libvirt over u's transport. Ending ctx closes the
+// conn, so the connect returns (a dial in progress first runs to its own
+// timeout, at most seconds).
 func dial(ctx context.Context, u *transport.URI) (Libvirt, error) {
-	type result struct {
-		l   *libvirt.Libvirt
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		l := libvirt.NewWithDialer(u.Dialer)
-		err := l.ConnectToURI(libvirt.RemoteURI(u.URL))
-		ch <- result{l, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, r.err
+	d := &transport.Captured{Dialer: u.Dialer}
+	stop := context.AfterFunc(ctx, d.Abort)
+	l := libvirt.NewWithDialer(d)
+	err := l.ConnectToURI(libvirt.RemoteURI(u.URL))
+	if !stop() {
+		if err == nil {
+			l.Disconnect()
 		}
-		return r.l, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.err == nil {
-				r.l.Disconnect()
-			}
-		}()
 		return nil, ctx.Err()
 	}
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // Unreachable wraps err, a failure to reach u's libvirtd, as a
