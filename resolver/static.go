@@ -319,19 +319,48 @@ func parseTokenFile(data []byte) ([]Token[protocols.Target], error) {
 		return nil, fmt.Errorf("the file holds %s; want a JSON object mapping each token to a console, e.g. %s",
 			jsonKind(trimmed), tokenFileExample)
 	}
-
-	// Pass 1: the entries in file order, so that every token is known
-	// before any value is echoed in an error.
-	type rawEntry struct {
-		token string
-		line  int
-		raw   json.RawMessage
+	// Every token is known before any value is echoed in an error.
+	raws, err := rawEntries(data)
+	if err != nil {
+		return nil, err
 	}
-	var (
-		dec    = json.NewDecoder(bytes.NewReader(data))
-		raws   []rawEntry
-		tokens []string
-	)
+	tokens := make([]string, len(raws))
+	for i, re := range raws {
+		tokens[i] = re.token
+	}
+	entries := make([]Token[protocols.Target], 0, len(raws))
+	seen := make(map[[sha256.Size]byte]int, len(raws))
+	for i, re := range raws {
+		c, where, err := re.console(i+1, tokens)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256([]byte(re.token))
+		if prev, dup := seen[sum]; dup {
+			return nil, fmt.Errorf("%s has the same token as entry %d (line %d); give each console its own token",
+				where, prev+1, raws[prev].line)
+		}
+		seen[sum] = i
+		t, err := c.Target()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s", where, targetErr(c, err, tokens))
+		}
+		entries = append(entries, Token[protocols.Target]{Token: re.token, Value: t})
+	}
+	return entries, nil
+}
+
+// rawEntry is one entry of the token file as written.
+type rawEntry struct {
+	token string
+	line  int
+	raw   json.RawMessage
+}
+
+// rawEntries reads the entries of the token file's object in file order.
+func rawEntries(data []byte) ([]rawEntry, error) {
+	var raws []rawEntry
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if _, err := dec.Token(); err != nil { // '{'
 		return nil, syntaxErr(data, err)
 	}
@@ -347,46 +376,38 @@ func parseTokenFile(data []byte) ([]Token[protocols.Target], error) {
 			return nil, syntaxErr(data, err)
 		}
 		raws = append(raws, rawEntry{token, line, bytes.TrimSpace(raw)})
-		tokens = append(tokens, token)
 	}
 	if _, err := dec.Token(); err != nil { // '}'
 		return nil, syntaxErr(data, err)
 	}
+	return raws, nil
+}
 
-	// Pass 2: validate and index.
-	type seenToken struct{ entry, line int }
-	entries := make([]Token[protocols.Target], 0, len(raws))
-	seen := make(map[[sha256.Size]byte]seenToken, len(raws))
-	for i, re := range raws {
-		n := i + 1
-		where := fmt.Sprintf("entry %d (line %d)", n, re.line)
-		if len(re.raw) == 0 || re.raw[0] != '{' {
-			return nil, fmt.Errorf("%s: the value is %s; want a console object, e.g. %s",
-				where, jsonKind(re.raw), `{"type":"vnc","address":"127.0.0.1:5901"}`)
-		}
-		var c Console
-		if err := json.Unmarshal(re.raw, &c); err != nil {
-			return nil, fmt.Errorf("%s: %s", where, fieldErr(err))
-		}
-		if addr := withhold(c.Address, tokens); addr != "" {
-			where = fmt.Sprintf("entry %d (line %d, address %q)", n, re.line, addr)
-		}
-		if re.token == "" {
-			return nil, fmt.Errorf("%s: empty token; use a long random string as this entry's key", where)
-		}
-		sum := sha256.Sum256([]byte(re.token))
-		if prev, dup := seen[sum]; dup {
-			return nil, fmt.Errorf("%s has the same token as entry %d (line %d); give each console its own token",
-				where, prev.entry, prev.line)
-		}
-		seen[sum] = seenToken{n, re.line}
-		t, err := c.Target()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s", where, targetErr(c, err, tokens))
-		}
-		entries = append(entries, Token[protocols.Target]{Token: re.token, Value: t})
+// where names entry n in errors: by position and line, and by address
+// unless that would show a token.
+func (re rawEntry) where(n int, address string, tokens []string) string {
+	if addr := withhold(address, tokens); addr != "" {
+		return fmt.Sprintf("entry %d (line %d, address %q)", n, re.line, addr)
 	}
-	return entries, nil
+	return fmt.Sprintf("entry %d (line %d)", n, re.line)
+}
+
+// console decodes entry n, and names it for errors.
+func (re rawEntry) console(n int, tokens []string) (Console, string, error) {
+	var c Console
+	where := re.where(n, "", nil)
+	if len(re.raw) == 0 || re.raw[0] != '{' {
+		return c, where, fmt.Errorf("%s: the value is %s; want a console object, e.g. %s",
+			where, jsonKind(re.raw), `{"type":"vnc","address":"127.0.0.1:5901"}`)
+	}
+	if err := json.Unmarshal(re.raw, &c); err != nil {
+		return c, where, fmt.Errorf("%s: %s", where, fieldErr(err))
+	}
+	where = re.where(n, c.Address, tokens)
+	if re.token == "" {
+		return c, where, fmt.Errorf("%s: empty token; use a long random string as this entry's key", where)
+	}
+	return c, where, nil
 }
 
 func buildFromMap(tokens map[string]Console) ([]Token[protocols.Target], error) {

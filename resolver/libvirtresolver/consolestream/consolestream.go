@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	libvirt "github.com/digitalocean/go-libvirt"
@@ -128,31 +129,11 @@ func Open(ctx context.Context, u *transport.URI, dom libvirt.Domain, device stri
 	return c, nil
 }
 
+// open does the remote-protocol calls of a console: authenticate, open
+// the connection, open the stream.
 func (c *conn) open(dom libvirt.Domain, device string, force bool) error {
-	// libvirtd wants AUTH_LIST before anything else, even without auth.
-	rep, err := c.call(procAuthList, nil)
-	if err != nil {
+	if err := c.authenticate(); err != nil {
 		return libvirtapi.Unreachable(c.u, err)
-	}
-	auths, err := decodeInts(rep)
-	if err != nil {
-		return libvirtapi.Unreachable(c.u, err)
-	}
-	hasNone := len(auths) == 0
-	for _, a := range auths {
-		hasNone = hasNone || a == authNone
-	}
-	if !hasNone {
-		switch {
-		case contains(auths, authPolkit):
-			if _, err := c.call(procAuthPolkit, nil); err != nil {
-				return libvirtapi.Unreachable(c.u, fmt.Errorf("polkit authentication: %w", err))
-			}
-		case contains(auths, authSASL):
-			return libvirtapi.Unreachable(c.u, errors.New("libvirtd requires SASL authentication, which is not supported"))
-		default:
-			return libvirtapi.Unreachable(c.u, fmt.Errorf("libvirtd requires an unsupported authentication type %v", auths))
-		}
 	}
 	var e xdrEncoder
 	e.optString(string(libvirt.RemoteURI(c.u.URL)))
@@ -160,8 +141,37 @@ func (c *conn) open(dom libvirt.Domain, device string, force bool) error {
 	if _, err := c.call(procConnectOpen, e.b); err != nil {
 		return libvirtapi.Unreachable(c.u, err)
 	}
+	return c.openStream(dom, device, force)
+}
 
-	e = xdrEncoder{}
+// authenticate answers what libvirtd asks first (AUTH_LIST, even without
+// auth): nothing, or polkit; SASL is not supported.
+func (c *conn) authenticate() error {
+	rep, err := c.call(procAuthList, nil)
+	if err != nil {
+		return err
+	}
+	auths, err := decodeInts(rep)
+	switch {
+	case err != nil:
+		return err
+	case len(auths) == 0 || slices.Contains(auths, authNone):
+		return nil
+	case slices.Contains(auths, authPolkit):
+		if _, err := c.call(procAuthPolkit, nil); err != nil {
+			return fmt.Errorf("polkit authentication: %w", err)
+		}
+		return nil
+	case slices.Contains(auths, authSASL):
+		return errors.New("libvirtd requires SASL authentication, which is not supported")
+	}
+	return fmt.Errorf("libvirtd requires an unsupported authentication type %v", auths)
+}
+
+// openStream opens the console stream of dom's device; its packets carry
+// the serial of this call.
+func (c *conn) openStream(dom libvirt.Domain, device string, force bool) error {
+	var e xdrEncoder
 	e.string(dom.Name)
 	e.fixed(dom.UUID[:])
 	e.int32(dom.ID)
@@ -181,31 +191,29 @@ func (c *conn) open(dom libvirt.Domain, device string, force bool) error {
 	c.streamSerial = c.serial
 	c.mu.Unlock()
 	if _, err := c.callSerial(c.streamSerial, procDomainOpenConsole, e.b); err != nil {
-		var le libvirt.Error
-		name := device
-		if name == "" {
-			name = "default console"
-		}
-		switch {
-		case errors.As(err, &le) && strings.Contains(le.Message, "Active console session exists"):
-			return fmt.Errorf("%w: %s of domain %s is open elsewhere (virsh console?); use force to take it over", ErrConsoleBusy, name, dom.Name)
-		case errors.As(err, &le) && (strings.Contains(le.Message, "cannot find character device") || strings.Contains(le.Message, "cannot find console") || strings.Contains(le.Message, "no console devices")):
-			return fmt.Errorf("%w: domain %s: %s", ErrNoConsoleDevice, dom.Name, libvirtapi.OneLine(le.Message))
-		case errors.As(err, &le) && le.Code == uint32(libvirt.ErrNoDomain):
-			return fmt.Errorf("%w: %s on %s", libvirtapi.ErrDomainNotFound, dom.Name, c.u.Raw)
-		case errors.As(err, &le) && le.Code == uint32(libvirt.ErrOperationInvalid):
-			return fmt.Errorf("open %s of domain %s: %s", name, dom.Name, libvirtapi.OneLine(le.Message))
-		}
-		return fmt.Errorf("open %s of domain %s: %w", name, dom.Name, err)
+		return c.openErr(err, dom, device)
 	}
 	return nil
 }
 
-func contains(s []int32, v int32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
+// openErr says why libvirtd did not open the console. libvirt reports a
+// busy or missing console with a generic code: its message tells.
+func (c *conn) openErr(err error, dom libvirt.Domain, device string) error {
+	name := device
+	if name == "" {
+		name = "default console"
 	}
-	return false
+	var le libvirt.Error
+	switch {
+	case !errors.As(err, &le):
+	case strings.Contains(le.Message, "Active console session exists"):
+		return fmt.Errorf("%w: %s of domain %s is open elsewhere (virsh console?); use force to take it over", ErrConsoleBusy, name, dom.Name)
+	case strings.Contains(le.Message, "cannot find character device") || strings.Contains(le.Message, "cannot find console") || strings.Contains(le.Message, "no console devices"):
+		return fmt.Errorf("%w: domain %s: %s", ErrNoConsoleDevice, dom.Name, libvirtapi.OneLine(le.Message))
+	case le.Code == uint32(libvirt.ErrNoDomain):
+		return fmt.Errorf("%w: %s on %s", libvirtapi.ErrDomainNotFound, dom.Name, c.u.Raw)
+	case le.Code == uint32(libvirt.ErrOperationInvalid):
+		return fmt.Errorf("open %s of domain %s: %s", name, dom.Name, libvirtapi.OneLine(le.Message))
+	}
+	return fmt.Errorf("open %s of domain %s: %w", name, dom.Name, err)
 }

@@ -170,52 +170,64 @@ func (dev Device) Target(metaHost string, insecure bool, libvirtHost string) (pr
 	t := protocols.Target{Kind: dev.Kind, Insecure: insecure}
 	switch {
 	case dev.vnc != nil:
-		g := dev.vnc
-		if g.Socket != "" && g.Port <= 0 {
-			return t, fmt.Errorf("vnc %d listens on a unix socket, which the proxy cannot reach; give it a TCP listen address", dev.Index)
-		}
-		if g.Port <= 0 {
-			return t, fmt.Errorf("vnc %d has no port yet (domain not running?)", dev.Index)
-		}
-		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(g.Port))
-		t.Password = g.Passwd
-		return t, nil
+		return dev.vncTarget(t, metaHost, libvirtHost)
 	case dev.spice != nil:
-		g := dev.spice
-		port := g.TLSPort
-		if insecure && g.Port > 0 {
-			port = g.Port
-		} else if port <= 0 {
-			if g.Port > 0 {
-				return t, fmt.Errorf("spice %d has no TLS port; set spice_tls in qemu.conf, or enable the console as insecure", dev.Index)
-			}
-			return t, fmt.Errorf("spice %d has no port yet (domain not running?)", dev.Index)
-		} else {
-			t.Insecure = false // only the TLS port exists
-		}
-		t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(port))
-		t.Password = g.Passwd
-		return t, nil
-	}
-	if dev.Stream() {
+		return dev.spiceTarget(t, metaHost, libvirtHost)
+	case dev.Stream():
 		// Secured by the libvirt connection it runs on.
 		return protocols.Target{Kind: dev.Kind}, nil
+	case dev.chardev.TCP != nil:
+		return dev.tcpTarget(t, metaHost, libvirtHost)
 	}
-	src := dev.chardev
+	return t, fmt.Errorf("%s %d is a %s chardev; only tcp and pty ones can be reached", dev.Kind, dev.Index, chardevType(dev.chardev))
+}
+
+func (dev Device) vncTarget(t protocols.Target, metaHost, libvirtHost string) (protocols.Target, error) {
+	g := dev.vnc
+	if g.Socket != "" && g.Port <= 0 {
+		return t, fmt.Errorf("vnc %d listens on a unix socket, which the proxy cannot reach; give it a TCP listen address", dev.Index)
+	}
+	if g.Port <= 0 {
+		return t, fmt.Errorf("vnc %d has no port yet (domain not running?)", dev.Index)
+	}
+	t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(g.Port))
+	t.Password = g.Passwd
+	return t, nil
+}
+
+// spiceTarget is the TLS port, or the plain one for a console enabled as
+// insecure.
+func (dev Device) spiceTarget(t protocols.Target, metaHost, libvirtHost string) (protocols.Target, error) {
+	g := dev.spice
+	port := g.TLSPort
 	switch {
-	case src.TCP != nil:
-		tcp := src.TCP
-		if tcp.Mode == "connect" {
-			return t, fmt.Errorf("%s %d is a TCP client chardev (mode='connect'); only mode='bind' can be reached", dev.Kind, dev.Index)
-		}
-		if _, err := strconv.Atoi(tcp.Service); err != nil {
-			return t, fmt.Errorf("%s %d: TCP service %q is not a port number", dev.Kind, dev.Index, tcp.Service)
-		}
-		t.Address = net.JoinHostPort(pickHost(metaHost, tcp.Host, libvirtHost), tcp.Service)
-		if tcp.TLS == "yes" {
-			t.Insecure = false
-		}
-		return t, nil
+	case t.Insecure && g.Port > 0:
+		port = g.Port
+	case port > 0:
+		t.Insecure = false // only the TLS port exists
+	case g.Port > 0:
+		return t, fmt.Errorf("spice %d has no TLS port; set spice_tls in qemu.conf, or enable the console as insecure", dev.Index)
+	default:
+		return t, fmt.Errorf("spice %d has no port yet (domain not running?)", dev.Index)
 	}
-	return t, fmt.Errorf("%s %d is a %s chardev; only tcp and pty ones can be reached", dev.Kind, dev.Index, chardevType(src))
+	t.Address = net.JoinHostPort(pickHost(metaHost, graphicsListen(g.Listen, g.Listeners), libvirtHost), strconv.Itoa(port))
+	t.Password = g.Passwd
+	return t, nil
+}
+
+// tcpTarget is a TCP server chardev's address; one with TLS is secure
+// whatever the metadata says.
+func (dev Device) tcpTarget(t protocols.Target, metaHost, libvirtHost string) (protocols.Target, error) {
+	tcp := dev.chardev.TCP
+	if tcp.Mode == "connect" {
+		return t, fmt.Errorf("%s %d is a TCP client chardev (mode='connect'); only mode='bind' can be reached", dev.Kind, dev.Index)
+	}
+	if _, err := strconv.Atoi(tcp.Service); err != nil {
+		return t, fmt.Errorf("%s %d: TCP service %q is not a port number", dev.Kind, dev.Index, tcp.Service)
+	}
+	t.Address = net.JoinHostPort(pickHost(metaHost, tcp.Host, libvirtHost), tcp.Service)
+	if tcp.TLS == "yes" {
+		t.Insecure = false
+	}
+	return t, nil
 }

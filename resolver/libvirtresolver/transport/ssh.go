@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"time"
 
@@ -34,6 +36,29 @@ type sshDialer struct {
 	socket     string
 	noVerify   bool
 	timeout    time.Duration
+}
+
+// newSSHDialer reads an ssh URI: user@host:port (port 22, the current
+// user by default) and ?keyfile=, ?known_hosts=, ?socket=, ?no_verify=1.
+func newSSHDialer(u *url.URL) (*sshDialer, error) {
+	q := u.Query()
+	d := &sshDialer{addr: u.Host, user: u.User.Username(), keyFile: q.Get("keyfile"),
+		knownHosts: q.Get("known_hosts"), socket: q.Get("socket"), noVerify: q.Get("no_verify") == "1",
+		timeout: 10 * time.Second}
+	if u.Port() == "" {
+		d.addr = net.JoinHostPort(u.Hostname(), "22")
+	}
+	if d.user == "" {
+		cur, err := user.Current()
+		if err != nil {
+			return nil, fmt.Errorf("no user name in the URI and no current user: %w", err)
+		}
+		d.user = cur.Username
+	}
+	if d.socket == "" {
+		d.socket = remoteSocket
+	}
+	return d, nil
 }
 
 // Dial implements Dialer.

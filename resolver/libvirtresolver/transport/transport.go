@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,65 +81,65 @@ func transportOf(u *url.URL) string {
 	return "unix"
 }
 
-// dialerForURI builds a go-libvirt dialer for the transports libvirt's
-// URIs name: unix, tcp, tls and ssh.
+// dialerFor builds the dialer of the transports libvirt's URIs name:
+// unix, tcp, tls and ssh.
 func dialerFor(u *url.URL, transport string) (Dialer, error) {
-	q := u.Query()
 	switch transport {
 	case "unix":
-		sock := q.Get("socket")
-		if sock == "" {
-			sock = DefaultSocket
-			if u.Path == "/session" {
-				dir := os.Getenv("XDG_RUNTIME_DIR")
-				if dir == "" {
-					home, _ := os.UserHomeDir()
-					dir = filepath.Join(home, ".cache")
-				}
-				sock = filepath.Join(dir, "libvirt", "libvirt-sock")
-			}
-		}
-		return dialers.NewLocal(dialers.WithSocket(sock), dialers.WithLocalTimeout(5*time.Second)), nil
+		return unixDialer(u), nil
 	case "tcp":
-		opts := []dialers.RemoteOption{dialers.WithRemoteTimeout(10 * time.Second)}
-		if p := u.Port(); p != "" {
-			opts = append(opts, dialers.UsePort(p))
-		}
-		return dialers.NewRemote(u.Hostname(), opts...), nil
+		return tcpDialer(u), nil
 	case "tls":
-		var opts []dialers.TLSOption
-		if p := u.Port(); p != "" {
-			opts = append(opts, dialers.UseTLSPort(p))
-		}
-		if pki := q.Get("pkipath"); pki != "" {
-			opts = append(opts, dialers.UsePKIPath(pki))
-		}
-		if nv := q.Get("no_verify"); nv != "" {
-			if n, err := strconv.Atoi(nv); err != nil {
-				return nil, fmt.Errorf("no_verify=%q: want 0 or 1", nv)
-			} else if n != 0 {
-				opts = append(opts, dialers.WithInsecureNoVerify())
-			}
-		}
-		return dialers.NewTLS(u.Hostname(), opts...), nil
+		return tlsDialer(u)
 	case "ssh", "libssh", "libssh2":
-		d := &sshDialer{addr: u.Host, user: u.User.Username(), keyFile: q.Get("keyfile"),
-			knownHosts: q.Get("known_hosts"), socket: q.Get("socket"), noVerify: q.Get("no_verify") == "1",
-			timeout: 10 * time.Second}
-		if u.Port() == "" {
-			d.addr = net.JoinHostPort(u.Hostname(), "22")
-		}
-		if d.user == "" {
-			cur, err := user.Current()
-			if err != nil {
-				return nil, fmt.Errorf("no user name in the URI and no current user: %w", err)
-			}
-			d.user = cur.Username
-		}
-		if d.socket == "" {
-			d.socket = remoteSocket
-		}
-		return d, nil
+		return newSSHDialer(u)
 	}
 	return nil, fmt.Errorf("transport %q is not supported; use unix, tcp, tls or ssh", transport)
+}
+
+// unixDialer dials ?socket=, else libvirtd's socket for the system or the
+// user's session.
+func unixDialer(u *url.URL) Dialer {
+	sock := u.Query().Get("socket")
+	if sock == "" {
+		sock = DefaultSocket
+		if u.Path == "/session" {
+			dir := os.Getenv("XDG_RUNTIME_DIR")
+			if dir == "" {
+				home, _ := os.UserHomeDir()
+				dir = filepath.Join(home, ".cache")
+			}
+			sock = filepath.Join(dir, "libvirt", "libvirt-sock")
+		}
+	}
+	return dialers.NewLocal(dialers.WithSocket(sock), dialers.WithLocalTimeout(5*time.Second))
+}
+
+func tcpDialer(u *url.URL) Dialer {
+	opts := []dialers.RemoteOption{dialers.WithRemoteTimeout(10 * time.Second)}
+	if p := u.Port(); p != "" {
+		opts = append(opts, dialers.UsePort(p))
+	}
+	return dialers.NewRemote(u.Hostname(), opts...)
+}
+
+// tlsDialer reads its credentials from ?pkipath= (else libvirt's default
+// places) when it dials; ?no_verify=1 skips checking libvirtd's.
+func tlsDialer(u *url.URL) (Dialer, error) {
+	q := u.Query()
+	var opts []dialers.TLSOption
+	if p := u.Port(); p != "" {
+		opts = append(opts, dialers.UseTLSPort(p))
+	}
+	if pki := q.Get("pkipath"); pki != "" {
+		opts = append(opts, dialers.UsePKIPath(pki))
+	}
+	if nv := q.Get("no_verify"); nv != "" {
+		if n, err := strconv.Atoi(nv); err != nil {
+			return nil, fmt.Errorf("no_verify=%q: want 0 or 1", nv)
+		} else if n != 0 {
+			opts = append(opts, dialers.WithInsecureNoVerify())
+		}
+	}
+	return dialers.NewTLS(u.Hostname(), opts...), nil
 }
