@@ -1,8 +1,9 @@
 // Package resolver is the contract between the console proxy and whatever
 // knows which console a token opens: the wire types of the REST API of the
 // original libvirt-console-proxy (PROTOCOLS.md §1), the Resolver
-// interface, an HTTP client and handler for that API, and the static token
-// file (the embedded default).
+// interface, an HTTP client and handler for that API, the static token
+// file (the embedded default), and TokenTable, the token table of every
+// resolver that holds tokens (the static file's, the libvirt resolver's).
 package resolver
 
 import (

@@ -4,9 +4,8 @@
 // pty console, which has no network address. Target makes the
 // protocols.Target of such a console, whose Dial opens it.
 //
-// The console stream is driven on a libvirt connection of its own, with
-// go-libvirt's exported socket package doing the framing and this package
-// doing the few remote-protocol calls it needs: go-libvirt's generated
+// go-libvirt's exported socket package does the framing and this package
+// the few remote-protocol calls it needs: go-libvirt's generated
 // DomainOpenConsole can only copy the stream into an io.Writer, with no
 // way to send keystrokes back.
 package consolestream

@@ -1,8 +1,11 @@
-// Package libvirtapi is the narrow interface to libvirtd that the resolver
-// and the admin operations call: the go-libvirt methods they use and no
-// others, with go-libvirt's own types and errors, so that a
-// *libvirt.Libvirt implements it as it is and package libvirtfake can
-// stand in for it in unit tests.
+// Package libvirtapi is how the resolver and the admin operations talk to
+// libvirtd. Libvirt is the narrow interface they call: the go-libvirt
+// methods they use and no others, with go-libvirt's own types and errors,
+// so that a *libvirt.Libvirt implements it as it is and package
+// libvirtfake can stand in for it in unit tests (a Connector injects
+// either). Connect opens one over a libvirt URI's transport; its failures
+// are ConnectErrors (ErrUnreachable). The rest is small vocabulary shared
+// by the packages beside it: ErrDomainNotFound, UUIDs, one-line messages.
 package libvirtapi
 
 import (
