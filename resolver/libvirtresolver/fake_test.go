@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,10 +153,21 @@ func blockOnce(h *libvirtfake.Hypervisor, method string) (entered, release chan 
 	return entered, release
 }
 
-func consumeAsync(r *Resolver, token string) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- r.Consume(context.Background(), token) }()
-	return done
+// consumeBlocked starts consuming token and returns once the Consume is
+// blocked in SecretSetValue, having taken the token; closing release lets
+// it go on, and done then gives its result.
+func (f *fakeEnv) consumeBlocked(t *testing.T, r *Resolver, token string) (done <-chan error, release chan<- struct{}) {
+	t.Helper()
+	waitFor(t, "token", time.Second, resolvesTo(r, token, nil))
+	entered, rel := blockOnce(f.h, "SecretSetValue")
+	ch := make(chan error, 1)
+	go func() { ch <- r.Consume(context.Background(), token) }()
+	select {
+	case <-entered:
+	case err := <-ch:
+		t.Fatalf("Consume ended before setting the secret: %v", err)
+	}
+	return ch, rel
 }
 
 // TestFakeConsumeRace: of 8 concurrent Consume calls with one token,
@@ -168,47 +178,14 @@ func TestFakeConsumeRace(t *testing.T) {
 	f := newFake(t)
 	r := f.resolver(t)
 	tok := f.enable(t, protocols.KindVNC)
-	ctx := context.Background()
 	// Calls yield, so that racers interleave inside consume too.
 	f.h.SetHook(func(string) error { runtime.Gosched(); return nil })
 	for round := range 5 {
 		waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
-		const racers = 8
-		errs := make([]error, racers)
-		var wg sync.WaitGroup
-		gate := make(chan struct{})
-		for i := range racers {
-			wg.Go(func() {
-				<-gate
-				errs[i] = r.Consume(ctx, tok)
-			})
-		}
-		wg.Go(func() {
-			<-gate
-			for range 20 {
-				r.Resolve(ctx, tok)
-			}
-		})
-		wg.Go(func() {
-			<-gate
+		raceConsume(t, r, tok, func() {
 			// Metadata-change events: enable again rewrites the metadata.
-			f.c.Enable(ctx, "web", nil, "", false)
+			f.c.Enable(context.Background(), "web", nil, "", false)
 		})
-		close(gate)
-		wg.Wait()
-		wins := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case !errors.Is(err, resolver.ErrNotFound):
-				t.Errorf("round %d: Consume: %v, want nil or ErrNotFound", round, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("round %d: %d of %d concurrent Consume calls succeeded, want 1: %v", round, wins, racers, errs)
-		}
-		failsWithNow(t, r, tok, resolver.ErrNotFound)
 		fresh := f.token(t, protocols.KindVNC)
 		if fresh == tok {
 			t.Fatalf("round %d: Consume did not change the token", round)
@@ -268,14 +245,7 @@ func TestFakeRotateMidConsume(t *testing.T) {
 	f := newFake(t)
 	r := f.resolver(t)
 	tok := f.enable(t, protocols.KindVNC)
-	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
-	entered, release := blockOnce(f.h, "SecretSetValue")
-	done := consumeAsync(r, tok)
-	select {
-	case <-entered:
-	case err := <-done:
-		t.Fatalf("Consume ended before setting the secret: %v", err)
-	}
+	done, release := f.consumeBlocked(t, r, tok)
 	failsWithNow(t, r, tok, resolver.ErrNotFound) // taken before the new value is set
 	// A reload now would read the old value: it must wait for Consume.
 	if _, err := f.c.Enable(context.Background(), "web", nil, "", false); err != nil {
@@ -307,14 +277,7 @@ func TestFakeStopMidConsume(t *testing.T) {
 	f := newFake(t)
 	r := f.resolver(t)
 	tok := f.enable(t, protocols.KindVNC)
-	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
-	entered, release := blockOnce(f.h, "SecretSetValue")
-	done := consumeAsync(r, tok)
-	select {
-	case <-entered:
-	case err := <-done:
-		t.Fatalf("Consume ended before setting the secret: %v", err)
-	}
+	done, release := f.consumeBlocked(t, r, tok)
 	f.h.Destroy(f.dom)
 	close(release)
 	if err := <-done; err != nil {

@@ -148,42 +148,53 @@ func TestConsumeRace(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Disable(context.Background(), dom.UUID) })
 
-	for round := range 3 {
+	for range 3 {
 		tok, _ := mustToken(t, c, dom.Name, protocols.KindVNC, 0)
 		waitFor(t, "token", consumeBound, resolvesTo(r, tok, nil))
-		const racers = 8
-		errs := make([]error, racers)
-		var wg sync.WaitGroup
-		gate := make(chan struct{})
-		for i := range racers {
-			wg.Go(func() {
-				<-gate
-				errs[i] = r.Consume(ctx, tok)
-			})
-		}
-		// Resolves race with them too.
+		raceConsume(t, r, tok, nil)
+	}
+}
+
+// raceConsume runs 8 concurrent Consume calls with token, and 20 Resolve
+// calls and also (if not nil) alongside; exactly one Consume must succeed,
+// the others fail with ErrNotFound, and the token must be dead after.
+func raceConsume(t *testing.T, r *Resolver, token string, also func()) {
+	t.Helper()
+	ctx := context.Background()
+	const racers = 8
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range racers {
 		wg.Go(func() {
 			<-gate
-			for range 20 {
-				r.Resolve(ctx, tok)
-			}
+			errs[i] = r.Consume(ctx, token)
 		})
-		close(gate)
-		wg.Wait()
-		wins := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case !errors.Is(err, resolver.ErrNotFound):
-				t.Errorf("round %d: Consume: %v, want nil or ErrNotFound", round, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("round %d: %d of %d concurrent Consume calls succeeded, want exactly 1: %v", round, wins, racers, errs)
-		}
-		notFoundNow(t, r, tok, "consumed token")
 	}
+	wg.Go(func() {
+		<-gate
+		for range 20 {
+			r.Resolve(ctx, token)
+		}
+	})
+	if also != nil {
+		wg.Go(func() { <-gate; also() })
+	}
+	close(gate)
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, resolver.ErrNotFound):
+			t.Errorf("Consume: %v, want nil or ErrNotFound", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of %d concurrent Consume calls succeeded, want exactly 1: %v", wins, racers, errs)
+	}
+	notFoundNow(t, r, token, "consumed token")
 }
 
 // TestReusableTokens: WithReusableTokens turns the policy off.

@@ -160,8 +160,17 @@ func (c *Conn) DomainIsPersistent(dom libvirt.Domain) (out int32, err error) {
 	return out, err
 }
 
-// targets says which metadata maps flags address, as libvirt does:
-// AffectCurrent (0) is live while running, else the config.
+// metadata returns the metadata maps of dom that flags address, as
+// libvirt does: AffectCurrent (0) is live while running, else the config.
+func (h *Hypervisor) metadata(dom libvirt.Domain, flags libvirt.DomainModificationImpact) (*domain, []map[string]string, error) {
+	d, err := h.domain(dom)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps, err := d.targets(flags)
+	return d, maps, err
+}
+
 func (d *domain) targets(flags libvirt.DomainModificationImpact) ([]map[string]string, error) {
 	if flags == libvirt.DomainAffectCurrent {
 		if d.id > 0 {
@@ -186,11 +195,7 @@ func (d *domain) targets(flags libvirt.DomainModificationImpact) ([]map[string]s
 // DomainGetMetadata implements libvirtapi.Libvirt for element metadata.
 func (c *Conn) DomainGetMetadata(dom libvirt.Domain, _ int32, uri libvirt.OptString, flags libvirt.DomainModificationImpact) (out string, err error) {
 	err = c.call("DomainGetMetadata", func(h *Hypervisor) error {
-		d, err := h.domain(dom)
-		if err != nil {
-			return err
-		}
-		maps, err := d.targets(flags)
+		_, maps, err := h.metadata(dom, flags)
 		if err != nil {
 			return err
 		}
@@ -209,11 +214,7 @@ func (c *Conn) DomainGetMetadata(dom libvirt.Domain, _ int32, uri libvirt.OptStr
 // event, as libvirt does.
 func (c *Conn) DomainSetMetadata(dom libvirt.Domain, _ int32, metadata, _, uri libvirt.OptString, flags libvirt.DomainModificationImpact) error {
 	return c.call("DomainSetMetadata", func(h *Hypervisor) error {
-		d, err := h.domain(dom)
-		if err != nil {
-			return err
-		}
-		maps, err := d.targets(flags)
+		d, maps, err := h.metadata(dom, flags)
 		if err != nil {
 			return err
 		}
