@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"slices"
 	"sync"
 )
@@ -165,10 +167,22 @@ func without[E comparable](list []E, e E) []E {
 	return list
 }
 
-// NewToken returns a new random token: 32 bytes from crypto/rand in
-// unpadded base64url, as libvirt secrets hold them.
+// TokenBytes is how many random bytes a new token holds: 256 bits.
+const TokenBytes = 32
+
+// NewToken returns a new random token: TokenBytes from crypto/rand in
+// unpadded base64url (URL-safe, so it travels in a path or a JSON key as
+// it is), as libvirt secrets hold them.
 func NewToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	t, _ := NewTokenFrom(rand.Reader) // crypto/rand.Reader does not fail
+	return t
+}
+
+// NewTokenFrom is NewToken with the bytes read from r.
+func NewTokenFrom(r io.Reader) (string, error) {
+	b := make([]byte, TokenBytes)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }

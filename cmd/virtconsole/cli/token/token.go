@@ -4,7 +4,6 @@ package token
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,11 +11,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/resolver"
 )
 
 // Bytes is how many random bytes a new token holds: 256 bits, as the
 // tokens "virtconsole enable" stores in libvirt secrets.
-const Bytes = 32
+const Bytes = resolver.TokenBytes
 
 // NewCmdToken returns "virtconsole token" with its subcommands.
 func NewCmdToken(f *cmdutil.Factory) *cobra.Command {
@@ -85,16 +85,15 @@ func runNew(opts *NewOptions) error {
 	if r == nil {
 		r = rand.Reader
 	}
-	b := make([]byte, Bytes)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return fmt.Errorf("reading random bytes: %w", err)
+	tok, err := resolver.NewTokenFrom(r)
+	if err != nil {
+		return err
 	}
-	tok := base64.RawURLEncoding.EncodeToString(b)
 	if opts.JSON {
 		return json.NewEncoder(opts.IO.Out).Encode(struct {
 			Token string `json:"token"`
 		}{tok})
 	}
-	_, err := fmt.Fprintln(opts.IO.Out, tok)
+	_, err = fmt.Fprintln(opts.IO.Out, tok)
 	return err
 }
