@@ -2,7 +2,6 @@ package certs
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,21 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // run executes "certs args..." the way the root command does.
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &out, &errOut))
-	cmd := NewCmdCerts(f)
-	cmd.SilenceUsage = true
-	cmd.SilenceErrors = true
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	err = cmdutil.Execute(context.Background(), cmd, args)
-	return out.String(), errOut.String(), err
+	return cmdtest.Run(t, NewCmdCerts, args...)
 }
 
 func TestCreateThenCheck(t *testing.T) {

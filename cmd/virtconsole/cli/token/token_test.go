@@ -13,21 +13,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
 )
 
 // run executes "token args..." the way the root command does.
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &out, &errOut))
-	cmd := NewCmdToken(f)
-	cmd.SilenceUsage = true
-	cmd.SilenceErrors = true
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	cmd.SetArgs(args)
-	err = cmd.Execute()
-	return out.String(), errOut.String(), err
+	return cmdtest.Run(t, NewCmdToken, args...)
 }
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)

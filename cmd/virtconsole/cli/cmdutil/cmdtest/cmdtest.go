@@ -1,0 +1,30 @@
+// Package cmdtest runs one command of the tree in a test the way the root
+// command runs it, with in-memory I/O streams.
+package cmdtest
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+)
+
+// Run builds the command with newCmd on a test Factory (empty stdin),
+// executes it with args as cmdutil.Execute does for the root, and returns
+// what it wrote and its error.
+func Run(t testing.TB, newCmd func(*cmdutil.Factory) *cobra.Command, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &out, &errOut))
+	cmd := newCmd(f)
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	err = cmdutil.Execute(context.Background(), cmd, args)
+	return out.String(), errOut.String(), err
+}
