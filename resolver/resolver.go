@@ -84,3 +84,17 @@ type SingleUser interface {
 	// token that no longer resolves returns an error wrapping ErrNotFound.
 	Consume(ctx context.Context, token string) error
 }
+
+// Refunder is implemented by single-use resolvers that can give a
+// consumed token back. The proxy calls Refund when the session that
+// consumed token could not start (the console was unreachable, a
+// handshake failed), so that a request that opened nothing does not
+// spend it. Between Consume and Refund the token stays spent: of
+// concurrent requests with one token at most one holds it at a time.
+// The libvirt resolver cannot refund: consuming rotated the secret.
+type Refunder interface {
+	SingleUser
+	// Refund makes token, consumed by this resolver, valid again. It is
+	// safe for concurrent use.
+	Refund(ctx context.Context, token string) error
+}

@@ -150,6 +150,18 @@ func (s *Static) Consume(ctx context.Context, token string) error {
 	return nil
 }
 
+var _ Refunder = (*Static)(nil)
+
+// Refund implements Refunder: it unmarks token spent, so that a token
+// whose session could not start can open one.
+func (s *Static) Refund(ctx context.Context, token string) error {
+	sum := sha256.Sum256([]byte(token))
+	s.spentMu.Lock()
+	defer s.spentMu.Unlock()
+	delete(s.spent, sum)
+	return nil
+}
+
 // Reload reads the file again and, if it is well-formed, replaces the
 // table. On error the current table stays in use. The error is one line
 // naming the file and never contains a token.

@@ -216,6 +216,8 @@ func TestDefaultErrorHandler(t *testing.T) {
 	req, _ := http.NewRequest("GET", srv.URL+"/websockify", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	req.Header.Set("Authorization", "Bearer nope")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

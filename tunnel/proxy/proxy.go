@@ -4,10 +4,16 @@
 // accepts the websocket and passes bytes through.
 //
 // Doing everything that can fail before the upgrade lets every failure be
-// a real HTTP status with a one-line reason (401 no token, 403 origin,
+// a real HTTP status with a one-line reason (400 or 405 not a well-formed
+// websocket upgrade, 401 no token, 403 origin,
 // 404 unknown token, 429 too many failures, 502 console unreachable or
 // its handshake failed, 503 resolver unavailable), which browsers, the
 // virtconsole client and load balancers all understand.
+//
+// A single-use token is spent only by a request that can open a session:
+// the upgrade is checked before the token is looked at, and a token whose
+// console cannot be reached or refuses the handshake is given back where
+// the resolver can (resolver.Refunder; the libvirt resolver cannot).
 //
 // Like httputil.ReverseProxy, Proxy is one struct whose optional hooks
 // have sensible nil defaults: Handshake chooses each connection's
@@ -22,6 +28,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -165,6 +172,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, fail(http.StatusBadRequest, nil, "a websocket upgrade is required at this endpoint"))
 		return
 	}
+	if err := wsconn.CheckUpgrade(r); err != nil {
+		// Before anything costly or irreversible: a request that cannot
+		// be upgraded must not dial QEMU or spend a single-use token.
+		var ue *wsconn.UpgradeError
+		errors.As(err, &ue)
+		p.refuse(w, r, log, fail(ue.Status, err, "%s", ue.Reason))
+		return
+	}
 	if !p.checkOrigin(r) {
 		p.refuse(w, r, log, fail(http.StatusForbidden, nil, "origin %q is not allowed; add it with --allowed-origin", r.Header.Get("Origin")))
 		return
@@ -214,13 +229,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, herr)
 		return
 	}
-	defer up.release()
+	started := false
+	defer func() {
+		up.release()
+		if !started && up.consumed != "" {
+			p.refund(ctx, up.consumed) // after release: the SPICE session is gone
+		}
+	}()
 	log = log.With("kind", up.target.Kind, "console", up.target.Address)
 
 	client, server, ok := p.accept(ctx, w, r, log, up)
 	if !ok {
 		return
 	}
+	started = true
 	cancel()
 	p.pass(req.ctx, log, up, client, server, start)
 }

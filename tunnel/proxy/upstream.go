@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
@@ -21,11 +22,16 @@ type upstream struct {
 	hs      protocols.Handshaker
 	release func() // never nil
 	info    protocols.Info
+
+	// consumed is the single-use token this connection consumed, to give
+	// back if no session starts; "" when it consumed none.
+	consumed string
 }
 
 // open resolves token (or joins the live SPICE session it opened),
 // consumes it if the resolver's tokens are single-use, dials the console
-// and runs QEMU's side of the handshake.
+// and runs QEMU's side of the handshake. If that fails, it gives the
+// token back (refund) where the resolver can.
 func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 	if target, ok := p.spice().Join(token); ok {
 		return p.dial(ctx, target, token, false)
@@ -53,7 +59,33 @@ func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 		}
 		singleUse = true
 	}
-	return p.dial(ctx, target, token, singleUse)
+	up, herr := p.dial(ctx, target, token, singleUse)
+	if herr != nil {
+		if singleUse {
+			p.refund(ctx, token)
+		}
+		return nil, herr
+	}
+	if singleUse {
+		up.consumed = token
+	}
+	return up, nil
+}
+
+// refund gives a consumed token back when its session could not start,
+// if the resolver can (Refunder): a request that opened nothing must not
+// spend it. ctx may have ended (the handshake timed out): the refund
+// gets a few seconds of its own.
+func (p *Proxy) refund(ctx context.Context, token string) {
+	r, ok := p.Resolver.(resolver.Refunder)
+	if !ok {
+		return // e.g. libvirt: the secret is rotated already
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.Refund(ctx, token); err != nil {
+		p.logger().Warn("single-use token not given back", "token_id", resolver.Fingerprint(token), "err", err)
+	}
 }
 
 // dial gets target's handshaker from the Handshake hook, connects and
