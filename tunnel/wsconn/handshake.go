@@ -39,6 +39,12 @@ type Options struct {
 	KeepAlive       time.Duration
 	DeadPeerTimeout time.Duration
 
+	// WriteTimeout bounds each frame write, data or control, so that a
+	// peer that stops reading (while it may go on sending, pings
+	// included) cannot hold a Write forever: the Write fails with a
+	// timeout (0: the dead-peer timeout, < 0: no bound).
+	WriteTimeout time.Duration
+
 	// ReadBufferSize is the size of the buffer a Conn reads frames
 	// through, held for the Conn's life (0: DefaultReadBufferSize).
 	// WriteBufferSize is that of the buffer a Write frames a message in,
@@ -80,7 +86,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts *Options) (net.Conn, e
 	if err != nil {
 		return nil, err
 	}
-	return newConn(ws, opts.KeepAlive, opts.DeadPeerTimeout), nil
+	return newConn(ws, opts.KeepAlive, opts.DeadPeerTimeout, opts.WriteTimeout), nil
 }
 
 // DialOptions configure the client side of a websocket (Dial).
@@ -91,9 +97,10 @@ type DialOptions struct {
 	Subprotocols []string
 	// NetDialContext opens the TCP connection (nil: a zero net.Dialer).
 	NetDialContext func(ctx context.Context, network, address string) (net.Conn, error)
-	// KeepAlive and DeadPeerTimeout are as in Options.
+	// KeepAlive, DeadPeerTimeout and WriteTimeout are as in Options.
 	KeepAlive       time.Duration
 	DeadPeerTimeout time.Duration
+	WriteTimeout    time.Duration
 }
 
 // HandshakeError is returned by Dial when the server answered the
@@ -195,7 +202,7 @@ func Dial(ctx context.Context, rawURL string, header http.Header, opts *DialOpti
 		}
 		return nil, fmt.Errorf("websocket: dial %s: %w", where, err)
 	}
-	return newConn(ws, opts.KeepAlive, opts.DeadPeerTimeout), nil
+	return newConn(ws, opts.KeepAlive, opts.DeadPeerTimeout, opts.WriteTimeout), nil
 }
 
 // handshakeError describes a response that did not switch protocols.

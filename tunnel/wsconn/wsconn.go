@@ -13,10 +13,18 @@
 // frame is not answered automatically; it is answered by this side's
 // CloseWrite or Close.
 //
+// Close sends close code 1000 (normal closure); CloseWithReason sends a
+// code and reason of the caller's, e.g. CloseGoingAway or
+// CloseInternalError, so that the peer can tell a failure from an end.
+// The close frame a peer sent is kept (PeerClose) even when Read reports
+// it as io.EOF.
+//
 // Every Conn pings its peer (Options.KeepAlive) and gives up on a peer
 // from which nothing, data or pong, arrives for DeadPeerTimeout while a
-// Read waits: the Conn is closed and Read returns an error wrapping
-// ErrPeerTimeout.
+// Read waits: the Conn is closed with ClosePeerTimeout and Read returns an
+// error wrapping ErrPeerTimeout. A peer that stops reading is given up
+// the same way: a Write (or ping, pong or close frame) that cannot go out
+// within WriteTimeout fails, which a ping the peer sends does not delay.
 package wsconn
 
 import (
@@ -28,6 +36,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -52,6 +61,27 @@ const (
 	// record) and two allocations per message.
 	DefaultWriteBufferSize = 32 << 10
 )
+
+// Close codes (RFC 6455, section 7.4.1; 4000-4999 are for private use,
+// section 7.4.2). These are the ones this module sends; the proxy's
+// package doc says when.
+const (
+	CloseNormal        = 1000 // normal closure: the session ended
+	CloseGoingAway     = 1001 // going away: the server is shutting down
+	CloseProtocolError = 1002 // protocol error (sent by the websocket library)
+	CloseInternalError = 1011 // an unexpected condition: the console failed
+
+	// ClosePeerTimeout: nothing arrived from the peer, or nothing could
+	// be written to it, for the dead-peer or write timeout.
+	ClosePeerTimeout = 4000
+	// CloseHandshakeFailed: the console protocol's handshake with the
+	// viewer failed after the upgrade (e.g. an RFB security type refused).
+	CloseHandshakeFailed = 4001
+)
+
+// MaxCloseReason is the longest close reason, in bytes: a control frame
+// carries at most 125 bytes, two of them the code (RFC 6455, 5.5).
+const MaxCloseReason = 123
 
 // closeWait bounds the write of the close frame by Close.
 const closeWait = time.Second
@@ -87,6 +117,12 @@ func (e *CloseError) Error() string {
 
 func closeCodeText(code int) string {
 	switch code {
+	case CloseGoingAway:
+		return "going away"
+	case ClosePeerTimeout:
+		return "peer timeout"
+	case CloseHandshakeFailed:
+		return "handshake failed"
 	case websocket.CloseProtocolError:
 		return "protocol error"
 	case websocket.CloseUnsupportedData:
@@ -126,7 +162,10 @@ type Conn struct {
 	nc        net.Conn // under ws: TCP or TLS
 	keepAlive time.Duration
 	deadPeer  time.Duration
-	ping      *time.Timer // nil without keepalive
+	writeTO   time.Duration // bound of each frame write; <= 0: none
+	ping      *time.Timer   // nil without keepalive
+
+	peerClose atomic.Pointer[CloseError] // the close frame the peer sent
 
 	rmu  sync.Mutex // serialises Read; guards r and rerr
 	r    io.Reader  // current message, nil between messages
@@ -150,15 +189,19 @@ type Conn struct {
 	closed    atomic.Bool
 }
 
-// newConn wraps ws. keepAlive and deadPeer: 0 means the default, < 0 off.
-func newConn(ws *websocket.Conn, keepAlive, deadPeer time.Duration) *Conn {
+// newConn wraps ws. keepAlive and deadPeer: 0 means the default, < 0 off;
+// writeTO: 0 means deadPeer, < 0 off.
+func newConn(ws *websocket.Conn, keepAlive, deadPeer, writeTO time.Duration) *Conn {
 	if keepAlive == 0 {
 		keepAlive = DefaultKeepAlive
 	}
 	if deadPeer == 0 {
 		deadPeer = DefaultDeadPeerTimeout
 	}
-	c := &Conn{ws: ws, nc: ws.NetConn(), keepAlive: keepAlive, deadPeer: deadPeer}
+	if writeTO == 0 {
+		writeTO = deadPeer
+	}
+	c := &Conn{ws: ws, nc: ws.NetConn(), keepAlive: keepAlive, deadPeer: deadPeer, writeTO: writeTO}
 
 	// A close frame is answered by CloseWrite or Close, not at once: that
 	// is what lets the receiving side keep writing (half-close).
@@ -264,6 +307,9 @@ func (c *Conn) readError(err error) error {
 	}
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {
+		if ce.Code != websocket.CloseAbnormalClosure {
+			c.peerClose.Store(&CloseError{Code: ce.Code, Reason: ce.Text})
+		}
 		switch ce.Code {
 		case websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived:
 			return io.EOF
@@ -279,7 +325,7 @@ func (c *Conn) readError(err error) error {
 		rdl, peerDL := c.rdl, c.peerDL
 		c.dmu.Unlock()
 		if (rdl.IsZero() || now.Before(rdl)) && !peerDL.IsZero() && !now.Before(peerDL) {
-			c.close(false)
+			c.close(closeFrame(ClosePeerTimeout, fmt.Sprintf("nothing received for %v", c.deadPeer)))
 			return fmt.Errorf("%w (nothing received for %v)", ErrPeerTimeout, c.deadPeer)
 		}
 		return c.opError("read", os.ErrDeadlineExceeded)
@@ -325,10 +371,18 @@ func (c *Conn) unlockWrite() {
 	}
 }
 
+// writeDeadline is the deadline of a frame write starting now: the
+// user's, or the write timeout's if sooner.
 func (c *Conn) writeDeadline() time.Time {
 	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	return c.wdl
+	d := c.wdl
+	c.dmu.Unlock()
+	if c.writeTO > 0 {
+		if t := time.Now().Add(c.writeTO); d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	return d
 }
 
 func (c *Conn) writeError(err error) error {
@@ -364,24 +418,57 @@ func (c *Conn) CloseWrite() error {
 
 var closeNormal = websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 
-// Close sends a close frame, unless one was sent already (waiting at most a
-// second for it to go out), and closes the transport. Pending Reads and
-// Writes return errors wrapping net.ErrClosed.
-func (c *Conn) Close() error { return c.close(true) }
+// Close sends a normal close frame (1000), unless one was sent already
+// (waiting at most a second for it to go out), and closes the transport.
+// Pending Reads and Writes return errors wrapping net.ErrClosed.
+func (c *Conn) Close() error { return c.close(closeNormal) }
 
-func (c *Conn) close(sendFrame bool) error {
+// CloseWithReason is Close with a close code of the caller's (see the
+// Close constants) and a reason, which is folded onto one line and cut to
+// MaxCloseReason bytes. Like Close it sends nothing if a close frame was
+// sent already, and calling it or Close again does nothing: the first
+// call decides the code.
+func (c *Conn) CloseWithReason(code int, reason string) error {
+	return c.close(closeFrame(code, reason))
+}
+
+func closeFrame(code int, reason string) []byte {
+	return websocket.FormatCloseMessage(code, sanitizeReason(reason))
+}
+
+// sanitizeReason makes reason a valid close reason: one line of UTF-8,
+// at most MaxCloseReason bytes, cut at a character boundary.
+func sanitizeReason(reason string) string {
+	s := sanitize(reason, 1<<10)
+	if len(s) <= MaxCloseReason {
+		return s
+	}
+	s = s[:MaxCloseReason]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// PeerClose returns the close frame the peer sent, or nil if none has
+// been read. Read reports codes 1000 and 1001 as io.EOF; this tells them
+// apart and gives their reason.
+func (c *Conn) PeerClose() *CloseError { return c.peerClose.Load() }
+
+// close closes the transport once, first sending frame (nil: none).
+func (c *Conn) close(frame []byte) error {
 	err := c.opError("close", net.ErrClosed)
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		if c.ping != nil {
 			c.ping.Stop()
 		}
-		if sendFrame {
+		if frame != nil {
 			dl := time.Now().Add(closeWait)
 			// Bound a Write stuck on a peer that does not read, which holds
 			// the transport's write lock the close frame needs.
 			c.nc.SetWriteDeadline(dl)
-			c.ws.WriteControl(websocket.CloseMessage, closeNormal, dl)
+			c.ws.WriteControl(websocket.CloseMessage, frame, dl)
 		}
 		err = c.nc.Close()
 	})
@@ -426,7 +513,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	c.dmu.Lock()
 	c.wdl = t
 	c.dmu.Unlock()
-	return c.nc.SetWriteDeadline(t) // reaches a Write in progress
+	return c.nc.SetWriteDeadline(c.writeDeadline()) // reaches a Write in progress
 }
 
 func (c *Conn) opError(op string, err error) error {

@@ -195,7 +195,8 @@ func TestCloseCodes(t *testing.T) {
 		{"no status", []byte{}, true, "", 0},
 		{"internal error", websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "qemu went away"), false, "1011 (internal error): qemu went away", 1011},
 		{"policy", websocket.FormatCloseMessage(websocket.ClosePolicyViolation, ""), false, "1008 (policy violation)", 1008},
-		{"private", websocket.FormatCloseMessage(4001, "custom"), false, "code 4001: custom", 4001},
+		{"private", websocket.FormatCloseMessage(4999, "custom"), false, "code 4999: custom", 4999},
+		{"peer timeout", websocket.FormatCloseMessage(ClosePeerTimeout, "quiet"), false, "code 4000 (peer timeout): quiet", 4000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conns := make(chan net.Conn, 1)
@@ -449,6 +450,12 @@ func TestDeadPeer(t *testing.T) {
 		rawHandshake(t, raw, "/") // then silence: no pongs
 		c := wait(t, conns, "the upgrade")
 		checkDeadPeer(t, c, deadPeer)
+		// The peer was told why, in a close frame after the pings.
+		raw.SetReadDeadline(time.Now().Add(testTimeout))
+		code, reason := readCloseFrame(t, raw)
+		if code != ClosePeerTimeout || !strings.Contains(reason, "nothing received") {
+			t.Fatalf("close frame %d %q, want %d and the reason", code, reason, ClosePeerTimeout)
+		}
 	})
 
 	t.Run("client side", func(t *testing.T) {
