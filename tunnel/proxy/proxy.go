@@ -19,10 +19,22 @@
 // have sensible nil defaults: Handshake chooses each connection's
 // handshaker, ErrorHandler answers refused requests.
 //
+// After the upgrade a failure can only be told in the websocket's close
+// frame: an RFC 6455 code (wsconn's constants) and a one-line reason.
+// 1000 the session ended: the console closed its connection, or the
+// viewer closed. 1001 going away, "proxy shutting down": Shutdown ended
+// the session. 1011, "console closed unexpectedly: …": the console's
+// connection failed (an error other than its end, such as a reset when
+// QEMU is killed; a clean close cannot be told from QEMU quitting and is
+// 1000). 4000, sent by wsconn: the viewer stopped answering, or reading.
+// 4001, "console handshake failed: …": the console protocol's handshake
+// with the viewer failed (e.g. no common VNC security type).
+//
 // The files: proxy.go (the struct, ServeHTTP, Shutdown), upstream.go
 // (resolve, dial, QEMU-side handshake), handshake.go (the default
 // handshaker table), errors.go (refusals), request.go (token, origin),
-// limit.go (the refused-token limiter).
+// limit.go (the refused-token limiter), session.go (how a session's end
+// reaches the viewer).
 package proxy
 
 import (
@@ -264,18 +276,19 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	client, server, err = up.hs.Client(ctx, ws, up.conn)
 	if err != nil {
-		ws.Close()
+		closeWith(ws, wsconn.CloseHandshakeFailed, reasonClientHS+": "+errorText(err))
 		up.conn.Close()
 		log.Warn("console handshake with client failed", "err", err)
 		return nil, nil, false
 	}
 	if !p.acceptingSessions() {
 		// Shutdown began while this one was opening: it starts no session.
+		closeWith(ws, wsconn.CloseGoingAway, reasonShutdown)
 		client.Close()
 		server.Close()
 		return nil, nil, false
 	}
-	return client, server, true
+	return client, &consoleSide{Conn: server, viewer: ws}, true
 }
 
 // pass logs the session's start, passes bytes until either side ends or
@@ -299,7 +312,7 @@ func (p *Proxy) pass(ctx context.Context, log *slog.Logger, up *upstream, client
 	}
 	log.Info("session start", "auth", info.Auth, "setup", time.Since(start).Round(time.Microsecond))
 	began := time.Now()
-	stats, err := tunnel.Join(ctx, client, server)
+	stats, err := join(ctx, client, server)
 	end := []any{"duration", time.Since(began).Round(time.Millisecond),
 		"bytes_to_console", stats.AToB, "bytes_from_console", stats.BToA}
 	if err != nil && ctx.Err() == nil {

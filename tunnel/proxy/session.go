@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/virtconsole/virtconsole/tunnel"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+)
+
+// How a session's end reaches the viewer: the close code and reason of
+// its websocket (see the package doc for the table).
+const (
+	reasonShutdown = "proxy shutting down"
+	reasonConsole  = "console closed unexpectedly"
+	reasonClientHS = "console handshake failed"
+)
+
+// closeWith closes c, the viewer's websocket, with code and reason when
+// it can carry them (a *wsconn.Conn), and plainly otherwise.
+func closeWith(c net.Conn, code int, reason string) {
+	if wc, ok := c.(interface{ CloseWithReason(int, string) error }); ok {
+		wc.CloseWithReason(code, reason)
+		return
+	}
+	c.Close()
+}
+
+// consoleSide is QEMU's side of a session, watched for failures: a read
+// or write error that is not the console's end (EOF) or tunnel.Join
+// closing it closes the viewer's websocket with 1011 and the reason,
+// before Join's own close of it would send a normal closure.
+type consoleSide struct {
+	net.Conn
+	viewer net.Conn // the viewer's websocket
+}
+
+func (c *consoleSide) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.check(err)
+	return n, err
+}
+
+func (c *consoleSide) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.check(err)
+	return n, err
+}
+
+// CloseWrite passes tunnel.Join's half-close on; a conn without one
+// reports an error, so that Join closes the session as it would have.
+func (c *consoleSide) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("console connection cannot half-close")
+}
+
+func (c *consoleSide) check(err error) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	closeWith(c.viewer, wsconn.CloseInternalError, reasonConsole+": "+errorText(err))
+}
+
+// join passes bytes between the viewer and the console until either
+// ends or ctx does (Shutdown giving up on the session), which closes the
+// viewer's websocket with 1001 going away first.
+func join(ctx context.Context, client, server net.Conn) (tunnel.Stats, error) {
+	jctx := ctx
+	if cs, ok := server.(*consoleSide); ok {
+		var cancel context.CancelFunc
+		jctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		defer context.AfterFunc(ctx, func() {
+			closeWith(cs.viewer, wsconn.CloseGoingAway, reasonShutdown)
+			cancel()
+		})()
+	}
+	return tunnel.Join(jctx, client, server)
+}
+
+// errorText is err on one line with the addresses of network errors left
+// out: the reason goes to the client, which has no business knowing
+// where the console is.
+func errorText(err error) string {
+	s := oneLine(err)
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		inner := oe.Err.Error()
+		var errno syscall.Errno
+		if errors.As(oe.Err, &errno) {
+			inner = errno.Error()
+		}
+		s = strings.Replace(s, oe.Error(), inner, 1)
+	}
+	return s
+}
