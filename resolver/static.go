@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -45,7 +47,8 @@ type Static struct {
 	singleUse atomic.Bool
 
 	// spent holds the SHA-256 of every consumed token (never the token):
-	// they stay spent across reloads, even if the file still lists them.
+	// they stay spent across reloads, even if the file still lists them,
+	// and, for a Static with a file, across restarts (SpentPath).
 	spentMu sync.RWMutex
 	spent   map[[sha256.Size]byte]struct{}
 
@@ -78,12 +81,110 @@ func NewStatic(tokens map[string]Console) (*Static, error) {
 // Unknown fields are ignored. A malformed file gives a one-line error that
 // names the file and what to fix; it never contains a token (bad entries
 // are identified by position, line and address).
+//
+// The tokens consumed under a single-use policy are read from, and
+// recorded in, SpentPath(path), so that they stay spent after a restart.
 func LoadFile(path string) (*Static, error) {
 	s := &Static{path: path}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
+	spent, err := readSpent(SpentPath(path))
+	if err != nil {
+		return nil, err
+	}
+	s.spent = spent
 	return s, nil
+}
+
+// SpentPath returns the file where a static token file's spent tokens are
+// recorded: the token file's path with ".spent" appended. It holds one
+// line per consumed token, the hex SHA-256 of the token (never the token
+// itself), and is replaced atomically (a temporary file renamed over it)
+// on every change. Deleting it, with the proxy stopped, makes every token
+// in the token file valid again.
+func SpentPath(tokenFile string) string { return tokenFile + ".spent" }
+
+const spentHeader = "# virtconsole: tokens of the token file that opened their one session (SHA-256 of each; delete the file to reuse them)\n"
+
+// readSpent reads a spent-token file; a missing one is an empty set.
+func readSpent(path string) (map[[sha256.Size]byte]struct{}, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spent-token file %s: cannot read it: %v", path, unwrapPath(err))
+	}
+	spent := map[[sha256.Size]byte]struct{}{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var sum [sha256.Size]byte
+		if n, err := hex.Decode(sum[:], []byte(line)); err != nil || n != sha256.Size || len(line) != 2*sha256.Size {
+			return nil, fmt.Errorf("spent-token file %s: line %d is not a SHA-256 in hex; fix or delete the file (deleting it makes spent tokens valid again)", path, i+1)
+		}
+		spent[sum] = struct{}{}
+	}
+	return spent, nil
+}
+
+// writeSpentLocked records the spent set in SpentPath (callers hold
+// spentMu): written to a temporary file beside it, synced and renamed
+// over it, so that a crash leaves the old set or the new one.
+func (s *Static) writeSpentLocked() error {
+	if s.path == "" {
+		return nil // NewStatic: in memory only
+	}
+	path := SpentPath(s.path)
+	lines := make([]string, 0, len(s.spent))
+	for sum := range s.spent {
+		lines = append(lines, hex.EncodeToString(sum[:]))
+	}
+	sort.Strings(lines)
+	data := spentHeader + strings.Join(lines, "\n")
+	if len(lines) > 0 {
+		data += "\n"
+	}
+	if err := writeAtomic(path, []byte(data)); err != nil {
+		return fmt.Errorf("spent-token file %s: cannot write it: %v: %w", path, unwrapPath(err), ErrUnavailable)
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Path returns the file s was loaded from ("" for NewStatic).
@@ -125,11 +226,14 @@ func (s *Static) SingleUse() bool { return s.singleUse.Load() }
 
 // Consume implements SingleUser: it marks token spent, whatever the
 // policy (SingleUse tells the proxy whether to call it), so that Resolve
-// no longer finds it. Only the token's SHA-256 is kept, in memory: a
-// spent token stays spent across Reload and Watch, even while the file
-// still lists it, until the process ends. Concurrent calls with one token
-// serialise: exactly one returns nil, the others an error wrapping
-// ErrNotFound, as does a token that does not resolve.
+// no longer finds it. Only the token's SHA-256 is kept: a spent token
+// stays spent across Reload and Watch, even while the file still lists
+// it, and for a Static loaded from a file across restarts too (it is
+// recorded in SpentPath before Consume returns; if it cannot be, Consume
+// fails with an error wrapping ErrUnavailable and the token stays valid).
+// Concurrent calls with one token serialise: exactly one returns nil, the
+// others an error wrapping ErrNotFound, as does a token that does not
+// resolve.
 func (s *Static) Consume(ctx context.Context, token string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -147,18 +251,30 @@ func (s *Static) Consume(ctx context.Context, token string) error {
 		s.spent = map[[sha256.Size]byte]struct{}{}
 	}
 	s.spent[sum] = struct{}{}
+	if err := s.writeSpentLocked(); err != nil {
+		delete(s.spent, sum)
+		return err
+	}
 	return nil
 }
 
 var _ Refunder = (*Static)(nil)
 
 // Refund implements Refunder: it unmarks token spent, so that a token
-// whose session could not start can open one.
+// whose session could not start can open one, and records that in
+// SpentPath. If that cannot be written the token stays spent.
 func (s *Static) Refund(ctx context.Context, token string) error {
 	sum := sha256.Sum256([]byte(token))
 	s.spentMu.Lock()
 	defer s.spentMu.Unlock()
+	if _, ok := s.spent[sum]; !ok {
+		return nil
+	}
 	delete(s.spent, sum)
+	if err := s.writeSpentLocked(); err != nil {
+		s.spent[sum] = struct{}{}
+		return err
+	}
 	return nil
 }
 
@@ -196,11 +312,7 @@ func (s *Static) loadLocked() error {
 }
 
 func (s *Static) fileErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return fmt.Errorf("token file %s: cannot read it: %v", s.path, err)
+	return fmt.Errorf("token file %s: cannot read it: %v", s.path, unwrapPath(err))
 }
 
 // Watch polls the file every interval (DefaultWatchInterval if

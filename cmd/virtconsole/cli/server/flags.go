@@ -101,7 +101,7 @@ func addListenFlags(fl *pflag.FlagSet, listen *string, t *ListenTLS, addr string
 
 // addTokensFlag registers --tokens, the static token file.
 func addTokensFlag(fl *pflag.FlagSet, path *string) {
-	fl.StringVar(path, "tokens", "", "resolve tokens with the static token `FILE` (JSON; reloaded when it changes)")
+	fl.StringVar(path, "tokens", "", "resolve tokens with the static token `FILE` (JSON; reloaded when it changes; a token removed from it opens no new session, but sessions it opened go on)")
 }
 
 // addConnectFlag registers -c/--connect, the libvirt URIs tokens are

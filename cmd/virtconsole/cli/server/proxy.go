@@ -73,6 +73,8 @@ verifies clients). --listen-insecure and --connect-insecure allow cleartext.
 The token file (--tokens) is a JSON object mapping each token to a console:
   {"s3cret": {"type": "serial", "address": "127.0.0.1:4555", "insecure": false}}
 It is reloaded when it changes; a broken edit keeps the last good table.
+Removing a token refuses new sessions with it; the sessions it opened go on
+until they end (or the proxy restarts).
 
 SIGINT/SIGTERM stop accepting and give running sessions --drain-timeout to
 end before closing them.`,
@@ -94,7 +96,7 @@ end before closing them.`,
 	addTokensFlag(fl, &opts.Tokens)
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
-	addSingleUseFlag(fl, &opts.SingleUse, false, "with --tokens, spent tokens are remembered until restart (a --resolver cannot retire tokens)")
+	addSingleUseFlag(fl, &opts.SingleUse, false, "with --tokens, a token is spent when its session starts and recorded, as a hash, in FILE.spent beside the token file, so it stays spent across restarts (a --resolver cannot retire tokens)")
 	return cmd
 }
 
