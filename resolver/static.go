@@ -55,6 +55,7 @@ type Static struct {
 	mu        sync.Mutex // serialises loads; guards the fields below
 	attempted fileStamp  // stamp of the last file Watch tried to load
 	statErr   string     // last stat error Watch logged, to log it once
+	onReload  func()     // called after each table installed by a reload
 }
 
 // staticFile is the one group of a Static's table: its file or map.
@@ -187,6 +188,23 @@ func unwrapPath(err error) error {
 	return err
 }
 
+// OnReload sets f to be called after each successful Reload, and each
+// reload by Watch, once the new table is in use (nil: none). f runs with
+// loads serialised: it must not call Reload. It may call Lists, e.g. to
+// end the sessions of tokens no longer in the file.
+func (s *Static) OnReload(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onReload = f
+}
+
+// Lists reports whether token is in the current table, spent or not: a
+// token that Lists no longer has was revoked by the file.
+func (s *Static) Lists(token string) bool {
+	_, ok := s.tokens.Lookup(token)
+	return ok
+}
+
 // Path returns the file s was loaded from ("" for NewStatic).
 func (s *Static) Path() string { return s.path }
 
@@ -308,6 +326,9 @@ func (s *Static) loadLocked() error {
 		return fmt.Errorf("token file %s: %w", s.path, err)
 	}
 	s.tokens.Set(staticFile{}, entries)
+	if s.onReload != nil {
+		s.onReload()
+	}
 	return nil
 }
 

@@ -164,8 +164,9 @@ type Proxy struct {
 
 // request is one ServeHTTP call that Shutdown waits for and can end.
 type request struct {
-	ctx    context.Context // ends when Shutdown gives up waiting
+	ctx    context.Context // ends when Shutdown gives up waiting, or EndSessions
 	cancel context.CancelFunc
+	token  string // what it presented, for EndSessions
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -343,7 +344,7 @@ func (p *Proxy) track(r *http.Request) (*request, bool) {
 		return nil, false
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	req := &request{ctx: ctx, cancel: cancel}
+	req := &request{ctx: ctx, cancel: cancel, token: Token(r)}
 	if p.requests == nil {
 		p.requests = make(map[*request]struct{})
 	}
@@ -362,6 +363,24 @@ func (p *Proxy) untrack(req *request) {
 
 // Active returns the number of sessions passing bytes now.
 func (p *Proxy) Active() int { return int(p.active.Load()) }
+
+// EndSessions ends the sessions, and the requests still opening one,
+// whose token revoked reports true, e.g. tokens no longer in a reloaded
+// token file (a resolver's table says who may open a session; what was
+// opened goes on until it ends, or until this is called). It returns how
+// many it ended; they end as on Shutdown, without waiting.
+func (p *Proxy) EndSessions(revoked func(token string) bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for req := range p.requests {
+		if req.token != "" && req.ctx.Err() == nil && revoked(req.token) {
+			req.cancel()
+			n++
+		}
+	}
+	return n
+}
 
 // Shutdown refuses new sessions and waits for the running ones, and for
 // requests still opening one, to end. When ctx ends first it ends them

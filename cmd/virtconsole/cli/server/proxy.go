@@ -37,6 +37,9 @@ type ProxyOptions struct {
 	// SingleUse lets each token open one session only (--single-use: off
 	// by default for a static token file, on for libvirt).
 	SingleUse bool
+	// EndRevoked ends a token's sessions when a reload of the token file
+	// no longer lists it (--end-revoked-sessions).
+	EndRevoked bool
 
 	AllowedOrigins   []string
 	HandshakeTimeout time.Duration
@@ -74,7 +77,8 @@ The token file (--tokens) is a JSON object mapping each token to a console:
   {"s3cret": {"type": "serial", "address": "127.0.0.1:4555", "insecure": false}}
 It is reloaded when it changes; a broken edit keeps the last good table.
 Removing a token refuses new sessions with it; the sessions it opened go on
-until they end (or the proxy restarts).
+until they end, or the proxy restarts, unless --end-revoked-sessions ends
+them at the reload.
 
 SIGINT/SIGTERM stop accepting and give running sessions --drain-timeout to
 end before closing them.`,
@@ -97,6 +101,7 @@ end before closing them.`,
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
 	addSingleUseFlag(fl, &opts.SingleUse, false, "with --tokens, a token is spent when its session starts and recorded, as a hash, in FILE.spent beside the token file, so it stays spent across restarts (a --resolver cannot retire tokens)")
+	fl.BoolVar(&opts.EndRevoked, "end-revoked-sessions", false, "with --tokens, end a token's sessions when it is removed from the token file")
 	return cmd
 }
 
@@ -144,8 +149,13 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		if st, ok := res.(*resolver.Static); ok {
 			st.SetSingleUse(opts.SingleUse)
+			if opts.EndRevoked {
+				st.OnReload(func() { endRevoked(p, st, log) })
+			}
 		} else if opts.SingleUse {
 			return &cmdutil.FlagError{Err: errors.New("--single-use goes with --tokens (a REST resolver cannot retire tokens)")}
+		} else if opts.EndRevoked {
+			return &cmdutil.FlagError{Err: errors.New("--end-revoked-sessions goes with --tokens")}
 		}
 		p.Resolver = res
 	}
@@ -156,6 +166,14 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, handler: mux, ready: opts.Ready,
 		background: watchTokens(p.Resolver, log), drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
 	return d.serve(ctx, log)
+}
+
+// endRevoked ends the sessions of tokens that the token file no longer
+// lists (spent single-use tokens are still listed: theirs go on).
+func endRevoked(p *proxy.Proxy, st *resolver.Static, log *slog.Logger) {
+	if n := p.EndSessions(func(token string) bool { return !st.Lists(token) }); n > 0 {
+		log.Info("ended the sessions of revoked tokens", "sessions", n)
+	}
 }
 
 // connectTLS gives p the client credentials toward QEMU that the flags
