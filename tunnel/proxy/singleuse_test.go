@@ -144,3 +144,37 @@ func TestSingleUseConcurrent(t *testing.T) {
 		wantStatus(t, err, http.StatusNotFound)
 	}
 }
+
+// consumeCounter is a single-use resolver that cannot give tokens back
+// (like the libvirt resolver's) and counts what it consumes.
+type consumeCounter struct {
+	resolver.Resolver
+	consumed atomic.Int32
+}
+
+func (c *consumeCounter) SingleUse() bool { return true }
+func (c *consumeCounter) Consume(context.Context, string) error {
+	c.consumed.Add(1)
+	return nil
+}
+
+// A target that the proxy's configuration cannot serve (cleartext not
+// allowed, no TLS credentials) is refused before a token that cannot be
+// given back is consumed.
+func TestSingleUseCheapChecksFirst(t *testing.T) {
+	p, srv, _ := newProxy(t, map[string]resolver.Console{
+		"cleartext": {Type: "serial", Address: "127.0.0.1:1", Insecure: true},
+		"tls":       {Type: "serial", Address: "127.0.0.1:1"},
+	})
+	cc := &consumeCounter{Resolver: p.Resolver}
+	p.Resolver = cc
+	p.Limiter = nil
+	p.AllowInsecureTargets = false
+	for _, tok := range []string{"cleartext", "tls"} {
+		_, err := dial(t, wsURL(srv), bearer(tok))
+		wantStatus(t, err, http.StatusBadGateway)
+	}
+	if n := cc.consumed.Load(); n != 0 {
+		t.Fatalf("%d tokens consumed by requests the proxy could never serve", n)
+	}
+}

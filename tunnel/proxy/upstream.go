@@ -34,6 +34,9 @@ type upstream struct {
 // token back (refund) where the resolver can.
 func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 	if target, ok := p.spice().Join(token); ok {
+		if herr := p.servable(target); herr != nil {
+			return nil, herr
+		}
 		return p.dial(ctx, target, token, false)
 	}
 	target, err := p.Resolver.Resolve(ctx, token)
@@ -46,6 +49,10 @@ func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 		return nil, fail(http.StatusBadGateway, err, "%s", oneLine(err))
 	case err != nil:
 		return nil, fail(http.StatusBadGateway, err, "token resolver failed")
+	}
+	// Before consuming: a libvirt token cannot be given back.
+	if herr := p.servable(target); herr != nil {
+		return nil, herr
 	}
 	singleUse := false
 	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
@@ -114,7 +121,26 @@ func (p *Proxy) dial(ctx context.Context, target protocols.Target, token string,
 	return &upstream{target: target, conn: conn, hs: hs, release: release, info: info}, nil
 }
 
-// connect dials target (with TLS where it wants it) and runs hs.Server.
+// servable refuses a target that the proxy's configuration cannot serve
+// (cleartext not allowed, no TLS credentials): cheap checks, made before
+// a single-use token is consumed or anything is dialled.
+func (p *Proxy) servable(target protocols.Target) *Error {
+	if target.Dial != nil {
+		return nil // as secure as the connection it runs over
+	}
+	if target.Insecure && !target.TLSTunnel && !p.AllowInsecureTargets {
+		return fail(http.StatusBadGateway, nil,
+			"console %s is marked insecure but the proxy refuses cleartext to QEMU; start it with --connect-insecure to allow", target.Address)
+	}
+	if (!target.Insecure || target.TLSTunnel) && p.TLSConfig == nil {
+		return fail(http.StatusBadGateway, nil,
+			"console %s needs TLS but the proxy has no client credentials; start it with --connect-tls-dir", target.Address)
+	}
+	return nil
+}
+
+// connect dials target (with TLS where it wants it) and runs hs.Server;
+// target has passed servable.
 func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protocols.Handshaker) (net.Conn, protocols.Info, *Error) {
 	d := p.Dialer
 	if d == nil {
@@ -129,17 +155,9 @@ func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protoco
 		}
 		return p.serverHandshake(ctx, hs, raw, target)
 	}
-	if target.Insecure && !target.TLSTunnel && !p.AllowInsecureTargets {
-		return nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
-			"console %s is marked insecure but the proxy refuses cleartext to QEMU; start it with --connect-insecure to allow", target.Address)
-	}
 	var cfg *tls.Config
 	if !target.Insecure || target.TLSTunnel {
-		if p.TLSConfig == nil {
-			return nil, protocols.Info{}, fail(http.StatusBadGateway, nil,
-				"console %s needs TLS but the proxy has no client credentials; start it with --connect-tls-dir", target.Address)
-		}
-		cfg = p.TLSConfig(target.Host())
+		cfg = p.TLSConfig(target.Host()) // not nil: servable checked
 	}
 	raw, err := tunnel.DialTarget(ctx, d, target, cfg)
 	if err != nil {
