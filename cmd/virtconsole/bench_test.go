@@ -28,7 +28,7 @@ func BenchmarkVNCSessionSetup(b *testing.B) {
 	dir := pki(b)
 	_, addr := qemutest.StartVNC(b, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})
 	tokens := writeTokens(b, map[string]resolver.Console{"bench": {Type: "vnc", Address: addr}})
-	p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens, "--max-failures", "1000000")
+	p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens, "--max-failures", "1000000", "--max-conns-per-client", "0")
 	tlsCfg := clientTLS(b, filepath.Join(dir, "ca-cert.pem"))
 	h := http.Header{}
 	h.Set("Authorization", "Bearer bench")
@@ -77,7 +77,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	}()
 	dir := pki(b)
 	tokens := writeTokens(b, map[string]resolver.Console{"mem": {Type: "serial", Address: echo.Addr().String(), Insecure: true}})
-	p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-insecure", "--tokens", tokens, "--max-failures", "1000000")
+	p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-insecure", "--tokens", tokens, "--max-failures", "1000000", "--max-conns-per-client", "0")
 	tlsCfg := clientTLS(b, filepath.Join(dir, "ca-cert.pem"))
 	h := http.Header{}
 	h.Set("Authorization", "Bearer mem")

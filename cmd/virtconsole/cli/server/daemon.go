@@ -12,6 +12,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/connlimit"
 )
 
 // daemon is one of the HTTP(S) daemons: a handler behind a listener, the
@@ -31,7 +32,20 @@ type daemon struct {
 	// exchange (the proxy's sessions); drainTimeout bounds it.
 	drain        func(context.Context) error
 	drainTimeout time.Duration
+
+	// maxConnsPerClient bounds the connections one client address holds
+	// open (connlimit); zero means no bound.
+	maxConnsPerClient int
 }
+
+// Every daemon's bounds on its clients' connections, after Go's net/http
+// hardening advice and nginx's defaults: a connection idle between
+// requests is closed (nginx's keepalive_timeout is 75 s), and a request's
+// headers are bounded to what a websocket upgrade with a token cookie
+// needs, rather than Go's 1 MiB.
+var idleTimeout = 60 * time.Second // tests shorten it
+
+const maxHeaderBytes = 8 << 10 // net/http allows 4 KiB more for the request line
 
 // serve runs the daemon until ctx ends, then stops accepting, drains,
 // waits for its goroutines and returns nil: a signal is a normal way for
@@ -41,12 +55,18 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return cmdutil.ListenError(d.addr, "--listen address", err)
 	}
+	if d.maxConnsPerClient > 0 {
+		// Beneath TLS: a refused connection costs no handshake.
+		l = connlimit.New(l, d.maxConnsPerClient)
+	}
 	if d.tls != nil {
 		l = tls.NewListener(l, d.tls)
 	}
 	srv := &http.Server{
 		Handler:           d.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

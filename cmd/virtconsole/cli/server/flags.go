@@ -88,6 +88,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "`N` refused tokens allowed per client address per minute before 429")
 	fl.BoolVar(&opts.TrustForwarded, "trust-forwarded", false, "honour X-Forwarded-Host/-For from a front proxy (only if every request comes through one)")
 	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "`N` sessions open or opening at once before 503 (0: no bound)")
+	fl.IntVar(&opts.MaxConnsPerClient, "max-conns-per-client", 100, "`N` connections open at once per client address; more are closed on accept (0: no bound; none with --trust-forwarded)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 }
 

@@ -48,6 +48,9 @@ type ProxyOptions struct {
 	SPICEGrace       time.Duration
 	MaxSessions      int
 	TrustForwarded   bool
+	// MaxConnsPerClient bounds each client address's open connections;
+	// behind a front proxy (TrustForwarded) all share its address.
+	MaxConnsPerClient int
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -165,6 +168,9 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, handler: mux, ready: opts.Ready,
 		background: watchTokens(p.Resolver, log), drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
+	if !opts.TrustForwarded {
+		d.maxConnsPerClient = opts.MaxConnsPerClient
+	}
 	return d.serve(ctx, log)
 }
 
