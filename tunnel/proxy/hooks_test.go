@@ -194,7 +194,7 @@ func TestErrorHandler(t *testing.T) {
 			t.Fatalf("unknown token: %v", err)
 		}
 	}
-	_, err := dial(t, wsURL(srv), bearer("ok"))
+	_, err := dial(t, wsURL(srv), bearer("guess-3"))
 	var he *wsconn.HandshakeError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("after 3 bad tokens: %v, want 429 (the hook does not bypass the limiter)", err)

@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"net/http"
 	"sync"
 	"time"
 )
 
 // Limiter counts refused tokens per client address and says when a client
-// has had too many within a window. Its memory is bounded: at most
-// MaxClients addresses are tracked, the oldest forgotten first.
+// has had too many within a window. The proxy asks it only about requests
+// whose token was refused, which it then answers 429 rather than 404: a
+// valid token is never turned away for its address's failures. Its
+// memory is bounded: at most MaxClients addresses are tracked, the oldest
+// forgotten first.
 type Limiter struct {
 	// Failures allowed per Window before requests are refused with 429.
 	Failures int
@@ -53,7 +57,11 @@ func (l *Limiter) Allow(host string) bool {
 }
 
 // Failed records a refused token from host.
-func (l *Limiter) Failed(host string) {
+func (l *Limiter) Failed(host string) { l.Over(host) }
+
+// Over records a refused token from host and reports whether host has
+// now had more than Failures within the window.
+func (l *Limiter) Over(host string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock()
@@ -73,6 +81,7 @@ func (l *Limiter) Failed(host string) {
 		l.clients[host] = f
 	}
 	f.count++
+	return f.count > l.Failures
 }
 
 // evict drops expired entries, or the oldest one if none has expired.
@@ -91,4 +100,16 @@ func (l *Limiter) evict(now time.Time, max int) {
 	if len(l.clients) >= max && oldest != "" {
 		delete(l.clients, oldest)
 	}
+}
+
+// refused counts a refused token (or none) from host and returns the
+// refusal to answer with: e, or 429 once host is over the Limiter's
+// bound. Only requests whose token failed get here: the token is checked
+// first, so that a valid one is never refused for its neighbours'
+// failures.
+func (p *Proxy) refused(host string, e *Error) *Error {
+	if p.Limiter == nil || !p.Limiter.Over(host) {
+		return e
+	}
+	return fail(http.StatusTooManyRequests, e.Err, "too many refused tokens from %s; try again later", host)
 }

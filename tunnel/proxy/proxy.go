@@ -138,8 +138,9 @@ type Proxy struct {
 	// means wsconn's defaults.
 	KeepAlive, DeadPeerTimeout time.Duration
 
-	// Limiter, if set, is consulted before resolving and told of each
-	// refused token, so that guessing tokens costs the guesser (429).
+	// Limiter, if set, is told of each refused token; an address past
+	// its limit gets 429 for refused tokens but a valid one still opens
+	// its session (clients behind one NAT share the address).
 	Limiter *Limiter
 
 	// MaxSessions bounds the sessions open or opening at once; beyond it
@@ -209,10 +210,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host = strings.TrimSpace(strings.Split(fwd, ",")[0])
 		log = log.With("forwarded_for", host)
 	}
-	if p.Limiter != nil && !p.Limiter.Allow(host) {
-		p.refuse(w, r, log, fail(http.StatusTooManyRequests, nil, "too many refused tokens from %s; try again later", host))
-		return
-	}
 	if n := p.inflight.Add(1); p.MaxSessions > 0 && n > int64(p.MaxSessions) {
 		p.inflight.Add(-1)
 		p.refuse(w, r, log, fail(http.StatusServiceUnavailable, nil, "too many sessions (%d); try again later", p.MaxSessions))
@@ -221,8 +218,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.inflight.Add(-1)
 	token := Token(r)
 	if token == "" {
-		p.refused(host)
-		p.refuse(w, r, log, fail(http.StatusUnauthorized, nil, "no token: send Authorization: Bearer, a token cookie or a token query parameter"))
+		p.refuse(w, r, log, p.refused(host, fail(http.StatusUnauthorized, nil, "no token: send Authorization: Bearer, a token cookie or a token query parameter")))
 		return
 	}
 
@@ -237,7 +233,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up, herr := p.open(ctx, token)
 	if herr != nil {
 		if herr.Status == http.StatusNotFound {
-			p.refused(host)
+			herr = p.refused(host, herr)
 		}
 		p.refuse(w, r, log, herr)
 		return
@@ -320,12 +316,6 @@ func (p *Proxy) pass(ctx context.Context, log *slog.Logger, up *upstream, client
 		end = append(end, "err", err)
 	}
 	log.Info("session end", end...)
-}
-
-func (p *Proxy) refused(host string) {
-	if p.Limiter != nil {
-		p.Limiter.Failed(host)
-	}
 }
 
 func (p *Proxy) acceptingSessions() bool {

@@ -188,16 +188,34 @@ func TestResolverUnavailable(t *testing.T) {
 	}
 }
 
-// Guessing tokens gets a client 429 after the limit, and only that client.
+// Guessing tokens gets a client 429 after the limit, and only that
+// client; a valid token from the same address (a user behind the same
+// NAT) still opens its session.
 func TestLimiter(t *testing.T) {
 	_, srv, _ := newProxy(t, map[string]resolver.Console{"ok": {Type: "serial", Address: echoServer(t), Insecure: true}})
-	for i := 0; i < 3; i++ {
-		dial(t, wsURL(srv), bearer(fmt.Sprint("guess-", i)))
-	}
-	_, err := dial(t, wsURL(srv), bearer("ok"))
 	var he *wsconn.HandshakeError
+	for i := 0; i < 3; i++ {
+		_, err := dial(t, wsURL(srv), bearer(fmt.Sprint("guess-", i)))
+		if !errors.As(err, &he) || he.StatusCode != http.StatusNotFound {
+			t.Fatalf("guess %d: %v, want 404", i, err)
+		}
+	}
+	_, err := dial(t, wsURL(srv), bearer("guess-3"))
 	if !errors.As(err, &he) || he.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("after 3 bad tokens: %v, want 429", err)
+	}
+	c, err := dial(t, wsURL(srv), bearer("ok"))
+	if err != nil {
+		t.Fatalf("a valid token after its address's 3 bad ones: %v", err)
+	}
+	c.Write([]byte("x"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := dial(t, wsURL(srv), nil); !errors.As(err, &he) || he.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("no token, after 4 bad ones: %v, want 429", err)
 	}
 	l := NewLimiter(1, time.Minute)
 	l.Failed("10.0.0.1")
