@@ -31,13 +31,25 @@ func fail(status int, err error, format string, args ...any) *Error {
 	return &Error{Status: status, Reason: fmt.Sprintf(format, args...), Err: err}
 }
 
-// refuse logs e and answers the request with ErrorHandler.
+// refuse logs e and answers the request with ErrorHandler. The log is
+// sampled per client address (at most 10 lines a minute each, then one
+// saying the rest are left out, and the next line logged says how many
+// were): one client repeating a refused request must not flood it.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *Error) {
-	attrs := []any{"status", e.Status, "reason", e.Reason}
-	if e.Err != nil && e.Err.Error() != e.Reason {
-		attrs = append(attrs, "err", e.Err)
+	host := p.clientAddr(r)
+	switch v := p.refusals.admit(host); {
+	case v.log:
+		attrs := []any{"status", e.Status, "reason", e.Reason}
+		if e.Err != nil && e.Err.Error() != e.Reason {
+			attrs = append(attrs, "err", e.Err)
+		}
+		if v.suppressed > 0 {
+			attrs = append(attrs, "not_logged_before", v.suppressed)
+		}
+		log.Warn("request refused", attrs...)
+	case v.quiet:
+		log.Warn("too many refused requests from one client: the rest are not logged for a while", "client", host)
 	}
-	log.Warn("request refused", attrs...)
 	h := p.ErrorHandler
 	if h == nil {
 		h = writeError

@@ -151,6 +151,7 @@ type Proxy struct {
 	// refused request. Nil means slog.Default(). Tokens are never logged.
 	Logger *slog.Logger
 
+	refusals sampler      // of "request refused" log lines, per client
 	inflight atomic.Int64 // requests past the checks, until they end
 	active   atomic.Int64 // sessions passing bytes
 

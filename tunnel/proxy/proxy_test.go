@@ -334,3 +334,41 @@ func TestTrustForwarded(t *testing.T) {
 		t.Fatal("foreign origin accepted")
 	}
 }
+
+// TestRefusalLogSampled: one client repeating a refused request 10,000
+// times writes a bounded number of log lines, which say how many they
+// left out; another client's refusals are still logged.
+func TestRefusalLogSampled(t *testing.T) {
+	p, _, logs := newProxy(t, nil)
+	now := time.Now()
+	p.refusals.now = func() time.Time { return now }
+	refuse := func(addr string) {
+		r := httptest.NewRequest("GET", "/websockify", nil) // not an upgrade: 400
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		if w.Code != http.StatusBadRequest {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	for i := range 10000 {
+		refuse(fmt.Sprintf("192.0.2.1:%d", 1024+i%50000))
+	}
+	lines := strings.Count(logs.String(), "\n")
+	if lines > 11 {
+		t.Fatalf("10000 refusals from one client wrote %d log lines", lines)
+	}
+	if !strings.Contains(logs.String(), "the rest are not logged") {
+		t.Fatalf("no line says the rest are left out:\n%s", logs)
+	}
+	refuse("198.51.100.7:1234")
+	if !strings.Contains(logs.String(), "peer=198.51.100.7:1234") {
+		t.Fatalf("another client's refusal was not logged:\n%s", logs)
+	}
+	// A minute on, the client's next refusal is logged with the count.
+	now = now.Add(time.Minute)
+	refuse("192.0.2.1:1")
+	if !strings.Contains(logs.String(), "not_logged_before=9990") {
+		t.Fatalf("the next line does not count the lines left out:\n%s", logs)
+	}
+}

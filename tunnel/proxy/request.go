@@ -64,6 +64,16 @@ func headerHas(h http.Header, name, token string) bool {
 	return false
 }
 
+// clientAddr returns the request's client address: the peer's IP, or
+// with TrustForwarded the first X-Forwarded-For address (the client's, as
+// the front proxy saw it).
+func (p *Proxy) clientAddr(r *http.Request) string {
+	if fwd := r.Header.Get("X-Forwarded-For"); p.TrustForwarded && fwd != "" {
+		return strings.TrimSpace(strings.Split(fwd, ",")[0])
+	}
+	return clientHost(r.RemoteAddr)
+}
+
 func clientHost(remoteAddr string) string {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
