@@ -58,12 +58,17 @@ func DialTLS(ctx context.Context, d Dialer, address string, cfg *tls.Config) (ne
 // DialTarget dials a console: with TLS from the first byte when t wants
 // it (t.TLSFromFirstByte; cfg carries the credentials), plain TCP
 // otherwise, where any TLS comes later inside the protocol (VeNCrypt).
+// For a console that speaks first (VNC) it waits for the first byte and
+// redials a silent connection (see dialGreeting).
 func DialTarget(ctx context.Context, d Dialer, t protocols.Target, cfg *tls.Config) (net.Conn, error) {
 	if t.TLSFromFirstByte() {
 		return DialTLS(ctx, d, t.Address, cfg)
 	}
 	if d == nil {
 		d = new(net.Dialer)
+	}
+	if greetsFirst(t) {
+		return dialGreeting(ctx, d, t.Address)
 	}
 	return d.DialContext(ctx, "tcp", t.Address)
 }
