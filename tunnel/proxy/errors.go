@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/virtconsole/virtconsole/protocols"
 )
 
 // Error is a request the proxy refused before the websocket upgrade:
@@ -29,6 +33,50 @@ func (e *Error) Unwrap() error { return e.Err }
 
 func fail(status int, err error, format string, args ...any) *Error {
 	return &Error{Status: status, Reason: fmt.Sprintf(format, args...), Err: err}
+}
+
+// consoleFail is a 502 for a console the proxy could not use: what
+// failed ("unreachable", "handshake failed", why it is not served), in
+// words that hold no internal address: neither the console's address nor
+// QEMU's IP nor the proxy's certificate paths reach the client. The
+// cause, with the address, is Err, which the proxy logs.
+func consoleFail(t protocols.Target, err error, what string) *Error {
+	reason := "console " + what
+	if isTLS(err) {
+		reason += ": TLS toward the console failed (the proxy's log says why)"
+	}
+	cause := fmt.Errorf("console %s", t.Address)
+	if err != nil {
+		cause = fmt.Errorf("console %s: %w", t.Address, err)
+	}
+	return &Error{Status: http.StatusBadGateway, Reason: reason, Err: cause}
+}
+
+// isTLS reports whether err is a TLS failure (a certificate not trusted,
+// an alert from QEMU) rather than the network's or the protocol's.
+// crypto/tls's alerts have no exported type: their text says "tls: ".
+func isTLS(err error) bool {
+	var (
+		verify  *tls.CertificateVerificationError
+		record  tls.RecordHeaderError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+	)
+	return err != nil && (errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &unknown) ||
+		errors.As(err, &host) || errors.As(err, &invalid) || strings.Contains(err.Error(), "tls: "))
+}
+
+// withheld refuses a console whose address holds the token (a broken
+// token file or resolver): such an address must not be dialled (its name
+// would go to DNS), logged or shown. Tokens shorter than 8 bytes are not
+// checked: they would match addresses by chance ("1" in "127.0.0.1").
+func withheld(t protocols.Target, token string) *Error {
+	if len(token) < 8 || !strings.Contains(t.Address, token) {
+		return nil
+	}
+	return fail(http.StatusBadGateway, errors.New("the console address the resolver returned holds the token: fix the token file or the resolver"),
+		"console address invalid")
 }
 
 // refuse logs e and answers the request with ErrorHandler. The log is

@@ -372,3 +372,59 @@ func TestRefusalLogSampled(t *testing.T) {
 		t.Fatalf("the next line does not count the lines left out:\n%s", logs)
 	}
 }
+
+// dialCounter is a Dialer that counts its dials.
+type dialCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (d *dialCounter) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.n++
+	d.mu.Unlock()
+	return (&net.Dialer{}).DialContext(ctx, network, addr)
+}
+
+// TestConsoleAddressWithheld: a 502's reason names no internal address,
+// which the proxy logs instead; an address that holds the token is
+// neither dialled nor shown nor logged.
+func TestConsoleAddressWithheld(t *testing.T) {
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	addr := echoServer(t)
+	const secret = "s3cret-token-0123456789"
+	p, srv, logs := newProxy(t, map[string]resolver.Console{
+		"down":   {Type: "serial", Address: closedAddr, Insecure: true},
+		"secure": {Type: "serial", Address: addr},
+		secret:   {Type: "serial", Address: secret + ".console.example:5900", Insecure: true},
+	})
+	p.Limiter = nil
+	dialer := &dialCounter{}
+	p.Dialer = dialer
+	for token, want := range map[string]string{
+		"down":   "console unreachable",
+		"secure": "console needs TLS but the proxy has no client credentials; start it with --connect-tls-dir",
+		secret:   "console address invalid",
+	} {
+		_, err := dial(t, wsURL(srv), bearer(token))
+		var he *wsconn.HandshakeError
+		if !errors.As(err, &he) || he.StatusCode != http.StatusBadGateway || he.Reason != want {
+			t.Errorf("%s: got %v, want 502 %q", token, err, want)
+		}
+	}
+	for _, a := range []string{closedAddr, addr} {
+		if !strings.Contains(logs.String(), a) {
+			t.Errorf("the log does not name console %s:\n%s", a, logs)
+		}
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("the token is in the log:\n%s", logs)
+	}
+	dialer.mu.Lock()
+	defer dialer.mu.Unlock()
+	if dialer.n != 1 {
+		t.Errorf("%d dials, want 1 (only the closed port's)", dialer.n)
+	}
+}

@@ -51,6 +51,9 @@ func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 		return nil, fail(http.StatusBadGateway, err, "token resolver failed")
 	}
 	// Before consuming: a libvirt token cannot be given back.
+	if herr := withheld(target, token); herr != nil {
+		return nil, herr
+	}
 	if herr := p.servable(target); herr != nil {
 		return nil, herr
 	}
@@ -129,12 +132,10 @@ func (p *Proxy) servable(target protocols.Target) *Error {
 		return nil // as secure as the connection it runs over
 	}
 	if target.Insecure && !target.TLSTunnel && !p.AllowInsecureTargets {
-		return fail(http.StatusBadGateway, nil,
-			"console %s is marked insecure but the proxy refuses cleartext to QEMU; start it with --connect-insecure to allow", target.Address)
+		return consoleFail(target, nil, "is marked insecure but the proxy refuses cleartext to QEMU; start it with --connect-insecure to allow")
 	}
 	if (!target.Insecure || target.TLSTunnel) && p.TLSConfig == nil {
-		return fail(http.StatusBadGateway, nil,
-			"console %s needs TLS but the proxy has no client credentials; start it with --connect-tls-dir", target.Address)
+		return consoleFail(target, nil, "needs TLS but the proxy has no client credentials; start it with --connect-tls-dir")
 	}
 	return nil
 }
@@ -151,7 +152,7 @@ func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protoco
 		// the connection it runs over.
 		raw, err := target.Dial(ctx)
 		if err != nil {
-			return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console unreachable: %s", oneLine(err))
+			return nil, protocols.Info{}, consoleFail(target, err, "unreachable")
 		}
 		return p.serverHandshake(ctx, hs, raw, target)
 	}
@@ -161,7 +162,7 @@ func (p *Proxy) connect(ctx context.Context, target protocols.Target, hs protoco
 	}
 	raw, err := tunnel.DialTarget(ctx, d, target, cfg)
 	if err != nil {
-		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s unreachable: %s", target.Address, oneLine(p.explain(err, target)))
+		return nil, protocols.Info{}, consoleFail(target, p.explain(err, target), "unreachable")
 	}
 	return p.serverHandshake(ctx, hs, raw, target)
 }
@@ -172,7 +173,7 @@ func (p *Proxy) serverHandshake(ctx context.Context, hs protocols.Handshaker, ra
 	if err != nil {
 		raw.Close()
 		err = p.explain(err, target)
-		return nil, protocols.Info{}, fail(http.StatusBadGateway, err, "console %s handshake failed: %s", target.Address, oneLine(err))
+		return nil, protocols.Info{}, consoleFail(target, err, "handshake failed")
 	}
 	return conn, info, nil
 }
