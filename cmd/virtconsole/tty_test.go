@@ -126,6 +126,10 @@ func TestProxyDrainsOnSIGTERM(t *testing.T) {
 			t.Fatalf("proxy log lacks %q:\n%s", line, p.log.String())
 		}
 	}
-	// The client sees its console close.
-	c.wait(t, 30*time.Second)
+	// The client sees its session end, and why: the proxy closed it with
+	// 1001 going away, which is a lost connection (exit 5), not the
+	// console closing (exit 0).
+	if code := c.wait(t, 30*time.Second); code != 5 || !strings.Contains(c.errb.String(), "proxy shutting down") {
+		t.Fatalf("client exit code %d, want 5 with the reason; stderr: %s", code, c.errb.String())
+	}
 }

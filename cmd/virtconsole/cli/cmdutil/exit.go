@@ -163,7 +163,9 @@ var exitTable = []struct {
 	{ExitInterrupted, is(context.Canceled)},
 	{ExitUsage, anyOf(as[*FlagError], as[*pflag.NotExistError], as[*pflag.ValueRequiredError],
 		as[*pflag.InvalidValueError], as[*pflag.InvalidSyntaxError], as[*tlscreds.PolicyError])},
-	{ExitLost, as[*LostError]},
+	// A websocket close other than 1000 ends an established session: the
+	// proxy says why (console failed, proxy shutting down).
+	{ExitLost, anyOf(as[*LostError], as[*wsconn.CloseError])},
 	{ExitRefused, anyOf(is(ErrNoToken), as[*protocols.HandshakeError], is(consolestream.ErrConsoleBusy),
 		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests))},
 	{ExitNotFound, is(libvirtapi.ErrDomainNotFound, libvirtadmin.ErrNoConsoles,

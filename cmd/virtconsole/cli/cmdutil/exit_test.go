@@ -52,6 +52,7 @@ func TestExitTable(t *testing.T) {
 		{"other listen failure", ListenError("127.0.0.1:1", "--listen", wrap(syscall.EACCES)), ExitFailure},
 
 		{"lost session", &LostError{Err: remoteAlert}, ExitLost},
+		{"proxy closed the session", wrap(&wsconn.CloseError{Code: 1011, Reason: "console closed unexpectedly"}), ExitLost},
 
 		{"no token", fmt.Errorf("%w: give --token-file", ErrNoToken), ExitRefused},
 		{"QEMU refused", &DialError{Err: wrap(&protocols.HandshakeError{Op: "vnc: QEMU", Reason: "bad password"})}, ExitRefused},
