@@ -135,7 +135,9 @@ type Proxy struct {
 	HandshakeTimeout time.Duration
 
 	// KeepAlive and DeadPeerTimeout tune the websocket ping/pong; zero
-	// means wsconn's defaults.
+	// means wsconn's defaults. DeadPeerTimeout also bounds each write
+	// toward the viewer (wsconn's WriteTimeout), so that a viewer that
+	// pings but never reads cannot hold its session and the console.
 	KeepAlive, DeadPeerTimeout time.Duration
 
 	// Limiter, if set, is told of each refused token; an address past
