@@ -149,11 +149,17 @@ type Proxy struct {
 	// requests get 503. Zero means no bound.
 	MaxSessions int
 
+	// MaxSessionsPerToken and MaxSessionsPerClient are one token's and
+	// one client address's share of them (each SPICE channel counts):
+	// beyond it that token or address gets 503. Zero means no bound.
+	MaxSessionsPerToken, MaxSessionsPerClient int
+
 	// Logger receives one line per session start and end, and one per
 	// refused request. Nil means slog.Default(). Tokens are never logged.
 	Logger *slog.Logger
 
 	refusals sampler      // of "request refused" log lines, per client
+	shares   shares       // sessions per token and per client
 	inflight atomic.Int64 // requests past the checks, until they end
 	active   atomic.Int64 // sessions passing bytes
 
@@ -224,6 +230,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, p.refused(host, fail(http.StatusUnauthorized, nil, "no token: send Authorization: Bearer, a token cookie or a token query parameter")))
 		return
 	}
+	releaseShare, herr := p.takeShare(token, host)
+	if herr != nil {
+		p.refuse(w, r, log, herr)
+		return
+	}
+	defer releaseShare()
 
 	timeout := p.HandshakeTimeout
 	if timeout <= 0 {

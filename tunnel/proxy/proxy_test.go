@@ -428,3 +428,66 @@ func TestConsoleAddressWithheld(t *testing.T) {
 		t.Errorf("%d dials, want 1 (only the closed port's)", dialer.n)
 	}
 }
+
+// TestSessionShares: one token, and one client address, get only their
+// share of MaxSessions; other tokens and addresses still get in, and an
+// ended session gives its share back.
+func TestSessionShares(t *testing.T) {
+	echo := echoServer(t)
+	p, srv, _ := newProxy(t, map[string]resolver.Console{
+		"a": {Type: "serial", Address: echo, Insecure: true},
+		"b": {Type: "serial", Address: echo, Insecure: true},
+	})
+	p.MaxSessions, p.MaxSessionsPerToken, p.MaxSessionsPerClient = 10, 2, 3
+	p.TrustForwarded = true // to play a second client
+	from := func(tok, client string) http.Header {
+		h := bearer(tok)
+		if client != "" {
+			h.Set("X-Forwarded-For", client)
+		}
+		return h
+	}
+	open := func(h http.Header) net.Conn {
+		t.Helper()
+		c, err := dial(t, wsURL(srv), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Write([]byte("x"))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	refused := func(h http.Header, why string) {
+		t.Helper()
+		_, err := dial(t, wsURL(srv), h)
+		var he *wsconn.HandshakeError
+		if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || !strings.Contains(he.Reason, why) {
+			t.Fatalf("got %v, want 503 %q", err, why)
+		}
+	}
+	first := open(from("a", ""))
+	open(from("a", ""))
+	refused(from("a", ""), "with this token")
+	refused(from("a", "192.0.2.9"), "with this token")
+	open(from("b", ""))
+	refused(from("b", ""), "from 127.0.0.1")
+	open(from("b", "192.0.2.9")) // another client, another token: in
+
+	first.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := dial(t, wsURL(srv), from("a", "192.0.2.10"))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token's share did not come back after its session ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

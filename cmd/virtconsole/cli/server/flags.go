@@ -88,6 +88,8 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.IntVar(&opts.MaxFailures, "max-failures", 20, "`N` refused tokens allowed per client address per minute before 429")
 	fl.BoolVar(&opts.TrustForwarded, "trust-forwarded", false, "honour X-Forwarded-Host/-For from a front proxy (only if every request comes through one)")
 	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "`N` sessions open or opening at once before 503 (0: no bound)")
+	fl.IntVar(&opts.MaxSessionsPerToken, "max-sessions-per-token", 0, "`N` of --max-sessions one token may hold (0: half of --max-sessions; each SPICE channel counts)")
+	fl.IntVar(&opts.MaxSessionsPerClient, "max-sessions-per-client", 0, "`N` of --max-sessions one client address may hold (0: half of --max-sessions)")
 	fl.IntVar(&opts.MaxConnsPerClient, "max-conns-per-client", 100, "`N` connections open at once per client address; more are closed on accept (0: no bound; none with --trust-forwarded)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 }
@@ -143,3 +145,12 @@ func (b *notBool) Set(s string) error {
 func (b *notBool) String() string   { return strconv.FormatBool(!bool(*b)) }
 func (b *notBool) Type() string     { return "bool" }
 func (b *notBool) IsBoolFlag() bool { return true }
+
+// share is a token's or a client's share of --max-sessions: n if given,
+// else half of max (rounded up), so that one cannot deny everyone else.
+func share(n, max int) int {
+	if n > 0 {
+		return n
+	}
+	return (max + 1) / 2
+}

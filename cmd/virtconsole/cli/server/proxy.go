@@ -48,6 +48,9 @@ type ProxyOptions struct {
 	SPICEGrace       time.Duration
 	MaxSessions      int
 	TrustForwarded   bool
+	// MaxSessionsPerToken and MaxSessionsPerClient are shares of
+	// MaxSessions; zero means half of it.
+	MaxSessionsPerToken, MaxSessionsPerClient int
 	// MaxConnsPerClient bounds each client address's open connections;
 	// behind a front proxy (TrustForwarded) all share its address.
 	MaxConnsPerClient int
@@ -125,6 +128,8 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		Logger:               log,
 		Limiter:              proxy.NewLimiter(opts.MaxFailures, time.Minute),
 		MaxSessions:          opts.MaxSessions,
+		MaxSessionsPerToken:  share(opts.MaxSessionsPerToken, opts.MaxSessions),
+		MaxSessionsPerClient: share(opts.MaxSessionsPerClient, opts.MaxSessions),
 		TrustForwarded:       opts.TrustForwarded,
 		SPICE:                &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log},
 	}
