@@ -514,14 +514,14 @@ func acceptKey(key string) string {
 }
 
 func TestKeepAliveKeepsQuietConnOpen(t *testing.T) {
-	const keepAlive, deadPeer = 10 * time.Millisecond, 80 * time.Millisecond
+	const keepAlive, deadPeer = 20 * time.Millisecond, 400 * time.Millisecond
 	p := newPair(t, false,
 		&Options{KeepAlive: keepAlive, DeadPeerTimeout: deadPeer},
 		&DialOptions{KeepAlive: keepAlive, DeadPeerTimeout: deadPeer})
 	// Both sides read (that is what answers pings); nobody writes data for
-	// five dead-peer timeouts.
+	// three dead-peer timeouts.
 	serverRead := goErr(func() error { _, err := p.server.Read(make([]byte, 10)); return err })
-	p.client.SetReadDeadline(time.Now().Add(5 * deadPeer))
+	p.client.SetReadDeadline(time.Now().Add(3 * deadPeer))
 	_, err := p.client.Read(make([]byte, 10))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("client read: %v, want the read deadline to expire", err)
