@@ -27,7 +27,9 @@ type Dialer interface {
 //
 // If cfg has no ServerName and does not skip verification, the host part of
 // address is used, as tls.Dial does. On failure the TCP connection is
-// closed.
+// closed. The conn below the TLS layer (the *tls.Conn's NetConn) has a
+// Gather method that sends the records written during a call together
+// (see gatherConn).
 func DialTLS(ctx context.Context, d Dialer, address string, cfg *tls.Config) (net.Conn, error) {
 	if d == nil {
 		d = new(net.Dialer)
@@ -47,7 +49,7 @@ func DialTLS(ctx context.Context, d Dialer, address string, cfg *tls.Config) (ne
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(raw, cfg)
+	tc := tls.Client(&gatherConn{Conn: raw}, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("tls handshake with %s: %w", address, err)

@@ -9,8 +9,11 @@
 // library's buffer until more bytes arrive on the socket, because QEMU
 // polls only the socket. A pasted line stalls after its first byte. Each
 // byte in its own TLS record is always consumed: so toward a TLS chardev
-// the Handshaker writes one byte per record. Console input is typed or
-// pasted text, so the cost (about 22 bytes of framing per byte) is small.
+// the Handshaker writes one byte per record (about 22 bytes of framing
+// per byte). The records of one Write may go in one TCP write: QEMU's TLS
+// library reads a record at a time and the rest stay readable on the
+// socket (TestCoalescedByteRecords); one write per record cost about
+// 2.7 s of CPU per MiB pasted, together about 0.2 s.
 package serial
 
 import (
@@ -40,11 +43,53 @@ func (Handshaker) Client(_ context.Context, client, server net.Conn) (net.Conn, 
 // ByteRecords wraps a TLS conn so that every Write sends each byte in its
 // own TLS record (crypto/tls sends one record per Write of up to a record's
 // size). Reads, deadlines and CloseWrite pass through.
-func ByteRecords(c net.Conn) net.Conn { return &byteRecords{c} }
+//
+// When the conn below the TLS layer (c's NetConn, as *tls.Conn has) can
+// gather writes — a method Gather(f func() error) error that sends what
+// f writes in one write, as tunnel.DialTLS's conns have — the records of
+// up to gatherBytes bytes go in one write.
+func ByteRecords(c net.Conn) net.Conn {
+	b := &byteRecords{Conn: c}
+	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		if g, ok := nc.NetConn().(interface{ Gather(func() error) error }); ok {
+			b.gather = g.Gather
+		}
+	}
+	return b
+}
 
-type byteRecords struct{ net.Conn }
+// gatherBytes bounds the pasted bytes per gathered write (each takes
+// about 22 bytes of records, so some 22 KiB a write).
+const gatherBytes = 1024
+
+type byteRecords struct {
+	net.Conn
+	gather func(func() error) error // nil: one write per record
+}
 
 func (b *byteRecords) Write(p []byte) (int, error) {
+	if b.gather == nil {
+		return b.records(p)
+	}
+	done := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), gatherBytes)]
+		var n int
+		err := b.gather(func() (err error) {
+			n, err = b.records(chunk)
+			return err
+		})
+		if err != nil {
+			return done, err // the chunk's bytes may not have left
+		}
+		done += n
+		p = p[n:]
+	}
+	return done, nil
+}
+
+// records writes each byte of p in its own record.
+func (b *byteRecords) records(p []byte) (int, error) {
 	for i := range p {
 		if _, err := b.Conn.Write(p[i : i+1]); err != nil {
 			return i, err

@@ -1,6 +1,7 @@
 package serial
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -10,13 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // BenchmarkPasteToTLSChardev measures what a paste toward a TLS chardev
 // costs the sender (the proxy): CPU seconds per MiB written, with one TLS
 // record per byte (ByteRecords, the QEMU 7.2 workaround) and with whole
-// records, over loopback TCP. The receiver drains ciphertext without
+// records, over loopback TCP; one record per byte sent one TCP write per
+// record (a conn below TLS that cannot gather) or per paste (one from
+// tunnel.DialTLS). The receiver drains ciphertext without
 // decrypting, so the figure is the writer's alone (its thread's rusage).
 func BenchmarkPasteToTLSChardev(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "pki")
@@ -31,14 +35,20 @@ func BenchmarkPasteToTLSChardev(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	plain := func(addr string) (net.Conn, error) {
+		return tls.Dial("tcp", addr, client.ClientConfig(tlscreds.DefaultPolicy(), "127.0.0.1"))
+	}
+	gathering := func(addr string) (net.Conn, error) {
+		return tunnel.DialTLS(context.Background(), nil, addr, client.ClientConfig(tlscreds.DefaultPolicy(), "127.0.0.1"))
+	}
 	for _, tc := range []struct {
 		name string
-		wrap func(c *tls.Conn, below *gatherConn) net.Conn
+		dial func(addr string) (net.Conn, error)
+		wrap func(net.Conn) net.Conn
 	}{
-		{"byte-records", func(c *tls.Conn, _ *gatherConn) net.Conn { return ByteRecords(c) }},
-		// Not in use: a form QEMU also consumes (TestCoalescedByteRecords).
-		{"byte-records-one-segment", func(c *tls.Conn, below *gatherConn) net.Conn { return &coalescedByteRecords{c, below} }},
-		{"whole-records", func(c *tls.Conn, _ *gatherConn) net.Conn { return c }},
+		{"byte-records", plain, ByteRecords}, // one write per record
+		{"byte-records-gathered", gathering, ByteRecords},
+		{"whole-records", plain, func(c net.Conn) net.Conn { return c }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -62,16 +72,11 @@ func BenchmarkPasteToTLSChardev(b *testing.B) {
 				_, err = io.Copy(io.Discard, raw) // ciphertext, not decrypted
 				drained <- err
 			}()
-			raw, err := net.Dial("tcp", ln.Addr().String())
+			c, err := tc.dial(ln.Addr().String())
 			if err != nil {
 				b.Fatal(err)
 			}
-			below := &gatherConn{Conn: raw}
-			c := tls.Client(below, client.ClientConfig(tlscreds.DefaultPolicy(), "127.0.0.1"))
-			if err := c.Handshake(); err != nil {
-				b.Fatal(err)
-			}
-			w := tc.wrap(c, below)
+			w := tc.wrap(c)
 			paste := make([]byte, 64<<10)
 			for i := range paste {
 				paste[i] = 'a' + byte(i%26)

@@ -7,11 +7,13 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
@@ -104,12 +106,12 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestCoalescedByteRecords documents a cheaper form of the workaround,
-// not in use yet: QEMU 7.2 also consumes a paste sent one byte per TLS
-// record when all the records arrive in one TCP write (its TLS library
-// reads a record at a time, so the rest stay in the socket, which stays
-// readable), while the same paste in one record stalls after its first
-// byte. The form costs one syscall per paste instead of one per byte
+// TestCoalescedByteRecords: through tunnel.DialTarget, as the proxy and
+// "virtconsole serial" dial, a paste goes one byte per TLS record but in
+// one TCP write, and QEMU 7.2 runs every pasted command: its TLS library
+// reads a record at a time, so the rest stay readable on the socket. (The
+// same paste in one record stalls after its first byte: see the package
+// comment.) One write per record cost a syscall per byte
 // (BenchmarkPasteToTLSChardev).
 func TestCoalescedByteRecords(t *testing.T) {
 	qemutest.Require(t)
@@ -122,29 +124,31 @@ func TestCoalescedByteRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	q, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Monitor: true})
-	raw, err := net.Dial("tcp", addr)
+	d := &countingDialer{}
+	target := protocols.Target{Kind: protocols.KindSerial, Address: addr}
+	raw, err := tunnel.DialTarget(context.Background(), d, target, creds.ClientConfig(tlscreds.DefaultPolicy(), "127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	below := &gatherConn{Conn: raw}
-	c := tls.Client(below, creds.ClientConfig(tlscreds.DefaultPolicy(), "127.0.0.1"))
-	if err := c.Handshake(); err != nil {
+	defer raw.Close()
+	c, _, err := Handshaker{}.Server(context.Background(), raw, target)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	w := &coalescedByteRecords{c, below}
 	readUntil(t, c, "(qemu)")
 	const commands = 20
-	if _, err := w.Write([]byte(strings.Repeat("info version\r", commands))); err != nil {
+	paste := strings.Repeat("info version\r", commands)
+	before := d.conn.writes.Load()
+	if _, err := c.Write([]byte(paste)); err != nil {
 		t.Fatal(err)
 	}
-	if below.flushes != 1 {
-		t.Fatalf("%d TCP writes for the paste, want 1", below.flushes)
+	if n := d.conn.writes.Load() - before; n > 1 {
+		t.Errorf("%d TCP writes for a paste of %d bytes, want 1", n, len(paste))
 	}
 	for range commands {
 		readUntil(t, c, "\r\n(qemu)")
 	}
-	if _, err := w.Write([]byte("quit\r")); err != nil {
+	if _, err := c.Write([]byte("quit\r")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -156,49 +160,56 @@ func TestCoalescedByteRecords(t *testing.T) {
 	}
 }
 
-// gatherConn holds what is written to it while gathering and sends it in
-// one Write at flush. Tests only: one writer, no concurrent TLS writes
-// (a real one would need a lock against tls.Conn's own writes).
-type gatherConn struct {
+// countingDialer dials TCP and counts the writes on the conn it made.
+type countingDialer struct{ conn *countingConn }
+
+func (d *countingDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := new(net.Dialer).DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	d.conn = &countingConn{Conn: c}
+	return d.conn, nil
+}
+
+type countingConn struct {
 	net.Conn
-	gather  bool
-	buf     []byte
-	flushes int
+	writes atomic.Int64
 }
 
-func (g *gatherConn) Write(p []byte) (int, error) {
-	if g.gather {
-		g.buf = append(g.buf, p...)
-		return len(p), nil
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestByteRecordsGathered: over a conn that gathers, every byte still
+// goes in its own Write to the TLS layer, and the records of a long Write
+// are sent in chunks of gatherBytes.
+func TestByteRecordsGathered(t *testing.T) {
+	rec := &recorder{}
+	g := &gatherRecorder{}
+	w := ByteRecords(tlsLike{rec, g})
+	p := []byte(strings.Repeat("x", 2*gatherBytes+1))
+	n, err := w.Write(p)
+	if n != len(p) || err != nil || len(rec.writes) != len(p) {
+		t.Fatalf("n=%d err=%v writes=%d", n, err, len(rec.writes))
 	}
-	return g.Conn.Write(p)
-}
-
-func (g *gatherConn) flush() error {
-	g.gather = false
-	g.flushes++
-	_, err := g.Conn.Write(g.buf)
-	g.buf = g.buf[:0]
-	return err
-}
-
-// coalescedByteRecords writes each byte in its own TLS record, as
-// ByteRecords does, but all of one Write's records in one TCP write.
-type coalescedByteRecords struct {
-	*tls.Conn
-	below *gatherConn
-}
-
-func (c *coalescedByteRecords) Write(p []byte) (int, error) {
-	c.below.gather = true
-	for i := range p {
-		if _, err := c.Conn.Write(p[i : i+1]); err != nil {
-			c.below.gather = false
-			return 0, err
-		}
+	if g.calls != 3 {
+		t.Fatalf("%d gathers for %d bytes, want 3", g.calls, len(p))
 	}
-	if err := c.below.flush(); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }
+
+// tlsLike is a conn with a NetConn below it, as *tls.Conn has.
+type tlsLike struct {
+	*recorder
+	below net.Conn
+}
+
+func (c tlsLike) NetConn() net.Conn { return c.below }
+
+type gatherRecorder struct {
+	net.Conn
+	calls int
+}
+
+func (g *gatherRecorder) Gather(f func() error) error { g.calls++; return f() }
