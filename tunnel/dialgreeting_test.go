@@ -94,7 +94,8 @@ func TestDialTargetRedialsSilentVNC(t *testing.T) {
 	}
 	defer c.Close()
 	readVersion(t, c)
-	if n := g.n.Load(); n != 4 {
+	// More if a greeting was slower than the short wait (a loaded machine).
+	if n := g.n.Load(); n < 4 {
 		t.Fatalf("%d connections, want 3 silent ones and the greeted one", n)
 	}
 }
