@@ -42,7 +42,13 @@ func fail(status int, err error, format string, args ...any) *Error {
 // cause, with the address, is Err, which the proxy logs.
 func consoleFail(t protocols.Target, err error, what string) *Error {
 	reason := "console " + what
-	if isTLS(err) {
+	var he *protocols.HandshakeError
+	switch {
+	case errors.As(err, &he):
+		// QEMU's own words (e.g. "Authentication failed"): documented as
+		// safe to show, and they name no address.
+		reason += ": " + oneLine(he)
+	case isTLS(err):
 		reason += ": TLS toward the console failed (the proxy's log says why)"
 	}
 	cause := fmt.Errorf("console %s", t.Address)
