@@ -109,10 +109,11 @@ func (c *Client) Resolve(ctx context.Context, token string) (protocols.Target, e
 		return protocols.Target{}, fmt.Errorf("resolver %s: %w", c.base, ErrNotFound)
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return protocols.Target{}, fmt.Errorf("resolver %s: %w (HTTP %s%s)", c.base, ErrUnavailable,
-			resp.Status, reason(resp, token))
+			scrub(resp.Status, token), reason(resp, token))
 	default:
+		// The reason phrase is the resolver's own text: it may echo the token.
 		return protocols.Target{}, fmt.Errorf("resolver %s: unexpected HTTP %s%s", c.base,
-			resp.Status, reason(resp, token))
+			scrub(resp.Status, token), reason(resp, token))
 	}
 
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
