@@ -44,17 +44,59 @@ func upgradeErr(status int, format string, args ...any) error {
 	return &UpgradeError{Status: status, Reason: fmt.Sprintf(format, args...)}
 }
 
-// headerHasToken reports whether a comma-separated header lists token
-// (case-insensitively), as the websocket library matches them.
+// headerHasToken reports whether a comma-separated header lists token,
+// parsed exactly as the websocket library does (RFC 7230 tokens, ASCII
+// case folding only, and a value with anything but tokens, spaces and
+// commas ignored from there on): a looser match would pass requests
+// that Upgrade then refuses, after the token was spent.
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
-		for _, f := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), token) {
+		for {
+			v = strings.TrimLeft(v, " \t")
+			i := 0
+			for i < len(v) && isTokenChar(v[i]) {
+				i++
+			}
+			t := v[:i]
+			v = strings.TrimLeft(v[i:], " \t")
+			if t == "" || v != "" && v[0] != ',' {
+				break // the rest of this value is not a token list
+			}
+			if asciiEqualFold(t, token) {
 				return true
 			}
+			if v == "" {
+				break
+			}
+			v = v[1:]
 		}
 	}
 	return false
+}
+
+// isTokenChar reports whether c is an RFC 7230 tchar.
+func isTokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func validKey(s string) bool {
