@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket"
@@ -158,3 +162,67 @@ func FuzzRoute(f *testing.F) {
 	})
 }
 
+type pipeDialer struct{ c net.Conn }
+
+func (d pipeDialer) Dial() (net.Conn, error) { return d.c, nil }
+
+// packet encodes one remote-protocol packet as libvirtd sends it.
+func packet(typ uint32, serial int32, status uint32, payload []byte) []byte {
+	var e xdrEncoder
+	e.uint32(uint32(minPacket + len(payload)))
+	for _, v := range []uint32{remoteProgram, 1, procDomainOpenConsole, typ, uint32(serial), status} {
+		e.uint32(v)
+	}
+	return append(e.b, payload...)
+}
+
+// FuzzSocket feeds a byte stream from libvirtd through go-libvirt's
+// socket, behind framedDialer, to the console stream: no panic (the
+// socket alone panics on a packet shorter than its header), no
+// allocation beyond a packet's bounded length, and the stream always
+// ends once libvirtd's side closes. testdata/fuzz holds the inputs
+// that crashed the process before framedConn.
+func FuzzSocket(f *testing.F) {
+	data := packet(socket.Stream, 7, socket.StatusContinue, []byte("login: "))
+	f.Add(data)
+	f.Add(append(append([]byte(nil), data...), packet(socket.Stream, 7, socket.StatusOK, nil)...))
+	f.Add(append(packet(socket.Reply, 3, socket.StatusOK, []byte{0, 0, 0, 0}), packet(socket.Stream, 7, socket.StatusError, []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0})...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 64<<10 {
+			return
+		}
+		a, b := net.Pipe()
+		c := &conn{
+			replies:      map[int32]chan rpcReply{},
+			streamSerial: 7,
+			data:         make(chan streamMsg, 64),
+			closed:       make(chan struct{}),
+			rdl:          makeDeadline(),
+		}
+		c.sock = socket.New(framedDialer{pipeDialer{a}}, c)
+		if err := c.sock.Connect(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Write(in) // fails once the framing check closed a
+			b.Close()
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 512)
+		for {
+			_, err := c.Read(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the stream did not end after libvirtd's side closed")
+			}
+			if err != nil {
+				break
+			}
+		}
+		<-c.sock.Disconnected()
+		a.Close()
+		wg.Wait()
+	})
+}
