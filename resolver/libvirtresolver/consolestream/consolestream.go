@@ -102,7 +102,7 @@ func Open(ctx context.Context, u *transport.URI, dom libvirt.Domain, device stri
 		closed:  make(chan struct{}),
 		rdl:     makeDeadline(),
 	}
-	c.raw = &transport.Captured{Dialer: framedDialer{u.Dialer}}
+	c.raw = &transport.Captured{Dialer: transport.Framed(u.Dialer)}
 	c.sock = socket.New(c.raw, c)
 	// Ending ctx closes the conn: a dial or call in progress fails.
 	stop := context.AfterFunc(ctx, c.raw.Abort)

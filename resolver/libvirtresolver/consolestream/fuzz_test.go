@@ -13,6 +13,8 @@ import (
 
 	libvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket"
+
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/transport"
 )
 
 // FuzzDecode feeds libvirtd reply payloads to the XDR decoders: no
@@ -169,7 +171,7 @@ func (d pipeDialer) Dial() (net.Conn, error) { return d.c, nil }
 // packet encodes one remote-protocol packet as libvirtd sends it.
 func packet(typ uint32, serial int32, status uint32, payload []byte) []byte {
 	var e xdrEncoder
-	e.uint32(uint32(minPacket + len(payload)))
+	e.uint32(uint32(transport.MinPacket + len(payload)))
 	for _, v := range []uint32{remoteProgram, 1, procDomainOpenConsole, typ, uint32(serial), status} {
 		e.uint32(v)
 	}
@@ -177,11 +179,11 @@ func packet(typ uint32, serial int32, status uint32, payload []byte) []byte {
 }
 
 // FuzzSocket feeds a byte stream from libvirtd through go-libvirt's
-// socket, behind framedDialer, to the console stream: no panic (the
+// socket, behind transport.Framed, to the console stream: no panic (the
 // socket alone panics on a packet shorter than its header), no
 // allocation beyond a packet's bounded length, and the stream always
 // ends once libvirtd's side closes. testdata/fuzz holds the inputs
-// that crashed the process before framedConn.
+// that crashed the process before transport.Framed.
 func FuzzSocket(f *testing.F) {
 	data := packet(socket.Stream, 7, socket.StatusContinue, []byte("login: "))
 	f.Add(data)
@@ -199,7 +201,7 @@ func FuzzSocket(f *testing.F) {
 			closed:       make(chan struct{}),
 			rdl:          makeDeadline(),
 		}
-		c.sock = socket.New(framedDialer{pipeDialer{a}}, c)
+		c.sock = socket.New(transport.Framed(pipeDialer{a}), c)
 		if err := c.sock.Connect(); err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func Connect(ctx context.Context, u *transport.URI, c Connector) (Libvirt, error
 // conn, so the connect returns (a dial in progress first runs to its own
 // timeout, at most seconds).
 func dial(ctx context.Context, u *transport.URI) (Libvirt, error) {
-	d := &transport.Captured{Dialer: u.Dialer}
+	d := &transport.Captured{Dialer: transport.Framed(u.Dialer)}
 	stop := context.AfterFunc(ctx, d.Abort)
 	l := libvirt.NewWithDialer(d)
 	err := l.ConnectToURI(libvirt.RemoteURI(u.URL))

@@ -1,26 +1,28 @@
-package consolestream
+package transport
 
 import (
 	"encoding/binary"
 	"fmt"
 	"net"
-
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/transport"
 )
 
 // Bounds of a remote-protocol packet's length word (which counts itself):
 // the 4-byte length and the 24-byte header at least, and libvirt's
 // VIR_NET_MESSAGE_MAX of payload at most.
 const (
-	minPacket = 4 + 24
-	maxPacket = 4 + 24 + 32<<20
+	MinPacket = 4 + 24
+	MaxPacket = 4 + 24 + 32<<20
 )
 
-// framedDialer dials conns that check each packet's length before
+// Framed returns a Dialer whose conns check each packet's length before
 // go-libvirt's socket sees it: the socket allocates whatever length the
 // peer sends, and panics (killing the process) on one shorter than a
-// header. A bad length ends the connection instead.
-type framedDialer struct{ transport.Dialer }
+// header. A bad length ends the connection instead. Every go-libvirt
+// connection we make (the resolver's and admin's, console streams) goes
+// through it.
+func Framed(d Dialer) Dialer { return framedDialer{d} }
+
+type framedDialer struct{ Dialer }
 
 func (d framedDialer) Dial() (net.Conn, error) {
 	c, err := d.Dialer.Dial()
@@ -63,9 +65,9 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	}
 	c.have = 0
 	l := binary.BigEndian.Uint32(c.prefix[:])
-	if l < minPacket || l > maxPacket {
+	if l < MinPacket || l > MaxPacket {
 		// No bytes with the error: io.ReadFull would drop the error.
-		c.err = fmt.Errorf("libvirtd sent a packet of %d bytes; want %d to %d", l, minPacket, maxPacket)
+		c.err = fmt.Errorf("libvirtd sent a packet of %d bytes; want %d to %d", l, MinPacket, MaxPacket)
 		c.Conn.Close()
 		return 0, c.err
 	}
