@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
@@ -155,17 +153,8 @@ func TestCheckNothingToCheck(t *testing.T) {
 func TestHelpText(t *testing.T) {
 	t.Parallel()
 	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{}))
-	var walk func(c *cobra.Command)
-	walk = func(c *cobra.Command) {
-		if c.Short == "" || c.Long == "" || c.Example == "" {
-			t.Errorf("%q lacks Short, Long or Example", c.CommandPath())
-		}
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-	}
 	cmd := NewCmdCerts(f)
-	walk(cmd)
+	cmdtest.CheckHelp(t, cmd)
 	if len(cmd.Commands()) != 2 {
 		t.Errorf("subcommands: %d", len(cmd.Commands()))
 	}

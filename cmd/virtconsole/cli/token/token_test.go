@@ -10,8 +10,6 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/spf13/cobra"
-
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
 )
@@ -107,17 +105,8 @@ func TestNewArgs(t *testing.T) {
 func TestHelpText(t *testing.T) {
 	t.Parallel()
 	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{}))
-	var walk func(c *cobra.Command)
-	walk = func(c *cobra.Command) {
-		if c.Short == "" || c.Long == "" || c.Example == "" {
-			t.Errorf("%q lacks Short, Long or Example", c.CommandPath())
-		}
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-	}
 	cmd := NewCmdToken(f)
-	walk(cmd)
+	cmdtest.CheckHelp(t, cmd)
 	if len(cmd.Commands()) != 1 {
 		t.Errorf("subcommands: %d", len(cmd.Commands()))
 	}

@@ -28,3 +28,15 @@ func Run(t testing.TB, newCmd func(*cmdutil.Factory) *cobra.Command, args ...str
 	err = cmdutil.Execute(context.Background(), cmd, args)
 	return out.String(), errOut.String(), err
 }
+
+// CheckHelp fails t for cmd or any command below it that lacks a Short,
+// Long or Example text: every command has help with examples.
+func CheckHelp(t testing.TB, cmd *cobra.Command) {
+	t.Helper()
+	if cmd.Short == "" || cmd.Long == "" || cmd.Example == "" {
+		t.Errorf("%q lacks Short, Long or Example", cmd.CommandPath())
+	}
+	for _, sub := range cmd.Commands() {
+		CheckHelp(t, sub)
+	}
+}
