@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -119,8 +120,9 @@ func (c *Client) Resolve(ctx context.Context, token string) (protocols.Target, e
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !isJSON(mt) {
-			return protocols.Target{}, fmt.Errorf("resolver %s: answered with content type %q, want application/json",
-				c.base, scrub(ct, token))
+			// Quote, then scrub: an escape (\x00…) could spell the token.
+			return protocols.Target{}, fmt.Errorf("resolver %s: answered with content type %s, want application/json",
+				c.base, scrub(strconv.Quote(ct), token))
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
