@@ -13,26 +13,55 @@
 // per byte). The records of one Write may go in one TCP write: QEMU's TLS
 // library reads a record at a time and the rest stay readable on the
 // socket (TestCoalescedByteRecords); one write per record cost about
-// 2.7 s of CPU per MiB pasted, together about 0.2 s.
+// 2.7 s of CPU per MiB pasted, together about 0.2 s. Even so a paste is
+// the costliest direction a session has, so it is also rate-limited
+// (Handshaker.PasteRate): one viewer pasting without end cannot take a
+// core from everyone else's sessions.
 package serial
 
 import (
 	"context"
 	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
-// Handshaker is the protocols.Handshaker of serial and console targets.
-type Handshaker struct{}
+// DefaultPasteRate is the bytes per second a session may write toward a
+// TLS chardev. At about 0.2 s of CPU per MiB it costs at most some 5% of a
+// core, and a 16550 UART at 115200 baud takes 11.5 KB/s anyway; a 1 MiB
+// paste takes 4 s.
+const DefaultPasteRate = 256 << 10
 
-// Server returns the QEMU conn, wrapped to write one byte per TLS record
-// when the target speaks TLS.
-func (Handshaker) Server(_ context.Context, server net.Conn, t protocols.Target) (net.Conn, protocols.Info, error) {
+// pasteBurst is how many bytes go at once before the rate applies: a
+// typed line or a short paste is never delayed.
+const pasteBurst = 64 << 10
+
+// Handshaker is the protocols.Handshaker of serial and console targets.
+type Handshaker struct {
+	// PasteRate bounds the bytes per second written toward a TLS chardev
+	// (after a burst of 64 KiB). Zero means DefaultPasteRate; negative,
+	// no bound. Plain chardevs are not limited: their bytes cost nothing.
+	PasteRate int
+}
+
+// Server returns the QEMU conn, wrapped to write one byte per TLS record,
+// at most PasteRate bytes a second, when the target speaks TLS.
+func (h Handshaker) Server(_ context.Context, server net.Conn, t protocols.Target) (net.Conn, protocols.Info, error) {
 	if !t.TLSFromFirstByte() {
 		return server, protocols.Info{}, nil
 	}
-	return ByteRecords(server), protocols.Info{Auth: "tls"}, nil
+	c := ByteRecords(server).(*byteRecords)
+	switch {
+	case h.PasteRate == 0:
+		c.limit(DefaultPasteRate)
+	case h.PasteRate > 0:
+		c.limit(h.PasteRate)
+	}
+	return c, protocols.Info{Auth: "tls"}, nil
 }
 
 // Client returns both conns unchanged.
@@ -65,15 +94,68 @@ const gatherBytes = 1024
 type byteRecords struct {
 	net.Conn
 	gather func(func() error) error // nil: one write per record
+
+	// With a rate: the limiter, a timer reused by every wait (no
+	// allocation per write), and closed, which ends a wait when the
+	// conn is closed.
+	limiter   *rate.Limiter
+	timer     *time.Timer
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// limit bounds b's writes to perSecond bytes a second.
+func (b *byteRecords) limit(perSecond int) {
+	b.limiter = rate.NewLimiter(rate.Limit(perSecond), pasteBurst)
+	b.timer = time.NewTimer(0)
+	<-b.timer.C
+	b.closed = make(chan struct{})
+}
+
+// wait holds a write of n bytes (at most pasteBurst) until the rate
+// allows it, or fails once the conn is closed.
+func (b *byteRecords) wait(n int) error {
+	if b.limiter == nil {
+		return nil
+	}
+	d := b.limiter.ReserveN(time.Now(), n).Delay()
+	if d <= 0 {
+		return nil
+	}
+	b.timer.Reset(d)
+	select {
+	case <-b.timer.C:
+		return nil
+	case <-b.closed:
+		b.timer.Stop()
+		return net.ErrClosed
+	}
+}
+
+// Close closes the conn, ending a write waiting for the rate.
+func (b *byteRecords) Close() error {
+	if b.closed != nil {
+		b.closeOnce.Do(func() { close(b.closed) })
+	}
+	return b.Conn.Close()
 }
 
 func (b *byteRecords) Write(p []byte) (int, error) {
-	if b.gather == nil {
-		return b.records(p)
-	}
 	done := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), gatherBytes)]
+		if err := b.wait(len(chunk)); err != nil {
+			return done, err
+		}
+		if b.gather == nil {
+			n, err := b.records(chunk)
+			done += n
+			if err != nil {
+				return done, err
+			}
+			p = p[n:]
+			continue
+		}
 		var n int
 		err := b.gather(func() (err error) {
 			n, err = b.records(chunk)

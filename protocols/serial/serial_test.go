@@ -101,6 +101,8 @@ type recorder struct {
 	writes []string
 }
 
+func (r *recorder) Close() error { return nil }
+
 func (r *recorder) Write(p []byte) (int, error) {
 	r.writes = append(r.writes, string(p))
 	return len(p), nil
@@ -213,3 +215,59 @@ type gatherRecorder struct {
 }
 
 func (g *gatherRecorder) Gather(f func() error) error { g.calls++; return f() }
+
+// TestPasteRateLimited: toward a TLS chardev a paste past the burst goes
+// at PasteRate, and closing the conn ends a write waiting for the rate.
+// Without the limit a paste took the proxy's CPU for as long as it lasted
+// (about 0.2 s a MiB), as fast as the viewer sent it.
+func TestPasteRateLimited(t *testing.T) {
+	target := protocols.Target{Kind: protocols.KindSerial, Address: "127.0.0.1:1"}
+	const perSecond = 256 << 10
+	c, _, err := Handshaker{PasteRate: perSecond}.Server(context.Background(), &recorder{}, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if n, err := c.Write(make([]byte, pasteBurst)); n != pasteBurst || err != nil {
+		t.Fatalf("burst: n=%d err=%v", n, err)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("the first %d bytes took %v: a burst must not wait", pasteBurst, d)
+	}
+	const more = perSecond / 2
+	if n, err := c.Write(make([]byte, more)); n != more || err != nil {
+		t.Fatalf("past the burst: n=%d err=%v", n, err)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("%d bytes past the burst took %v at %d B/s, want about 0.5 s", more, d, perSecond)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 4*perSecond))
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a write waiting for the rate succeeded after Close")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not end a write waiting for the rate")
+	}
+}
+
+// The zero Handshaker limits at DefaultPasteRate; a negative rate, not at all.
+func TestPasteRateDefault(t *testing.T) {
+	target := protocols.Target{Kind: protocols.KindSerial, Address: "127.0.0.1:1"}
+	c, _, _ := Handshaker{}.Server(context.Background(), &recorder{}, target)
+	if l := c.(*byteRecords).limiter; l == nil || int(l.Limit()) != DefaultPasteRate {
+		t.Fatalf("zero Handshaker: limiter %v, want %d B/s", l, DefaultPasteRate)
+	}
+	c, _, _ = Handshaker{PasteRate: -1}.Server(context.Background(), &recorder{}, target)
+	if c.(*byteRecords).limiter != nil {
+		t.Fatal("PasteRate -1 is limited")
+	}
+}
