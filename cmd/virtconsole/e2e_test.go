@@ -28,6 +28,10 @@ import (
 var vcBinary string
 
 func TestMain(m *testing.M) {
+	if dir, ok := os.LookupEnv(soakEchoEnv); ok {
+		soakEchoMain(dir) // this process is TestSoak's echo consoles
+		return
+	}
 	dir, err := os.MkdirTemp("", "virtconsole-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -107,65 +107,96 @@ func rfbViewer(t *testing.T, port int) (name string, width, height int, reason s
 }
 
 // rfbHandshake runs a viewer's side of RFB 3.8 on c, offering nothing but
-// None, up to ServerInit.
+// None, up to ServerInit; a failure ends the test.
 func rfbHandshake(t testing.TB, c net.Conn) (name string, width, height int, reason string) {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	defer c.SetDeadline(time.Time{})
-	ver := make([]byte, 12)
-	must(t, readFull(c, ver))
-	if string(ver) != "RFB 003.008\n" {
-		t.Fatalf("server version %q", ver)
-	}
-	c.Write([]byte("RFB 003.008\n"))
-	n := make([]byte, 1)
-	must(t, readFull(c, n))
-	if n[0] == 0 {
-		return "", 0, 0, readReason(t, c)
-	}
-	types := make([]byte, n[0])
-	must(t, readFull(c, types))
-	if string(types) != "\x01" {
-		t.Fatalf("security types offered to the viewer: %v, want only None", types)
-	}
-	c.Write([]byte{1})
-	res := make([]byte, 4)
-	must(t, readFull(c, res))
-	if binary.BigEndian.Uint32(res) != 0 {
-		return "", 0, 0, readReason(t, c)
-	}
-	c.Write([]byte{1}) // ClientInit: shared
-	init := make([]byte, 24)
-	must(t, readFull(c, init))
-	nameLen := binary.BigEndian.Uint32(init[20:])
-	if nameLen > 4096 {
-		t.Fatalf("desktop name length %d", nameLen)
-	}
-	nb := make([]byte, nameLen)
-	must(t, readFull(c, nb))
-	return string(nb), int(binary.BigEndian.Uint16(init[0:])), int(binary.BigEndian.Uint16(init[2:])), ""
-}
-
-func readReason(t testing.TB, c net.Conn) string {
-	l := make([]byte, 4)
-	must(t, readFull(c, l))
-	n := binary.BigEndian.Uint32(l)
-	if n > 4096 {
-		t.Fatalf("reason length %d", n)
-	}
-	b := make([]byte, n)
-	must(t, readFull(c, b))
-	return string(b)
-}
-
-func readFull(c net.Conn, b []byte) error { _, err := io.ReadFull(c, b); return err }
-
-func must(t testing.TB, err error) {
-	t.Helper()
+	name, width, height, reason, err := rfbInit(c)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return name, width, height, reason
 }
+
+// rfbInit is rfbHandshake returning its failure: reason is QEMU's when it
+// refused the handshake.
+func rfbInit(c net.Conn) (name string, width, height int, reason string, err error) {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	ver := make([]byte, 12)
+	if err := readFull(c, ver); err != nil {
+		return "", 0, 0, "", fmt.Errorf("read the server's version: %w", err)
+	}
+	if string(ver) != "RFB 003.008\n" {
+		return "", 0, 0, "", fmt.Errorf("server version %q", ver)
+	}
+	c.Write([]byte("RFB 003.008\n"))
+	n := make([]byte, 1)
+	if err := readFull(c, n); err != nil {
+		return "", 0, 0, "", fmt.Errorf("read the security types: %w", err)
+	}
+	if n[0] == 0 {
+		reason, err := rfbReason(c)
+		return "", 0, 0, reason, err
+	}
+	types := make([]byte, n[0])
+	if err := readFull(c, types); err != nil {
+		return "", 0, 0, "", fmt.Errorf("read the security types: %w", err)
+	}
+	if string(types) != "\x01" {
+		return "", 0, 0, "", fmt.Errorf("security types offered to the viewer: %v, want only None", types)
+	}
+	c.Write([]byte{1})
+	res := make([]byte, 4)
+	if err := readFull(c, res); err != nil {
+		return "", 0, 0, "", fmt.Errorf("read the security result: %w", err)
+	}
+	if binary.BigEndian.Uint32(res) != 0 {
+		reason, err := rfbReason(c)
+		return "", 0, 0, reason, err
+	}
+	c.Write([]byte{1}) // ClientInit: shared
+	init := make([]byte, 24)
+	if err := readFull(c, init); err != nil {
+		return "", 0, 0, "", fmt.Errorf("read ServerInit: %w", err)
+	}
+	nameLen := binary.BigEndian.Uint32(init[20:])
+	if nameLen > 4096 {
+		return "", 0, 0, "", fmt.Errorf("desktop name length %d", nameLen)
+	}
+	nb := make([]byte, nameLen)
+	if err := readFull(c, nb); err != nil {
+		return "", 0, 0, "", fmt.Errorf("read the desktop name: %w", err)
+	}
+	return string(nb), int(binary.BigEndian.Uint16(init[0:])), int(binary.BigEndian.Uint16(init[2:])), "", nil
+}
+
+func readReason(t testing.TB, c net.Conn) string {
+	t.Helper()
+	reason, err := rfbReason(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reason
+}
+
+// rfbReason reads an RFB failure reason.
+func rfbReason(c net.Conn) (string, error) {
+	l := make([]byte, 4)
+	if err := readFull(c, l); err != nil {
+		return "", fmt.Errorf("read the failure reason: %w", err)
+	}
+	n := binary.BigEndian.Uint32(l)
+	if n > 4096 {
+		return "", fmt.Errorf("reason length %d", n)
+	}
+	b := make([]byte, n)
+	if err := readFull(c, b); err != nil {
+		return "", fmt.Errorf("read the failure reason: %w", err)
+	}
+	return string(b), nil
+}
+
+func readFull(c net.Conn, b []byte) error { _, err := io.ReadFull(c, b); return err }
 
 // TestVNCThroughProxy: QEMU with VeNCrypt x509 and client certificates
 // (subtype 260) and with a VNC password (261); through the proxy and

@@ -91,6 +91,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.IntVar(&opts.MaxSessionsPerToken, "max-sessions-per-token", 0, "`N` of --max-sessions one token may hold (0: half of --max-sessions; each SPICE channel counts)")
 	fl.IntVar(&opts.MaxSessionsPerClient, "max-sessions-per-client", 0, "`N` of --max-sessions one client address may hold (0: half of --max-sessions)")
 	fl.IntVar(&opts.MaxConnsPerClient, "max-conns-per-client", 100, "`N` connections open at once per client address; more are closed on accept (0: no bound; none with --trust-forwarded)")
+	fl.StringVar(&opts.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on the loopback `ADDR` (host:port; off by default)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 }
 

@@ -54,6 +54,9 @@ type ProxyOptions struct {
 	// MaxConnsPerClient bounds each client address's open connections;
 	// behind a front proxy (TrustForwarded) all share its address.
 	MaxConnsPerClient int
+	// DebugListen is the loopback address of the profiling endpoints
+	// (--debug-listen); empty means none.
+	DebugListen string
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -175,6 +178,14 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		background: watchTokens(p.Resolver, log), drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
 	if !opts.TrustForwarded {
 		d.maxConnsPerClient = opts.MaxConnsPerClient
+	}
+	if opts.DebugListen != "" {
+		l, err := debugListener(opts.DebugListen)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		d.background = append(d.background, serveDebug(l, log))
 	}
 	return d.serve(ctx, log)
 }
