@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
 )
@@ -104,6 +105,7 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger,
 	case v.quiet:
 		log.Warn("too many refused requests from one client: the rest are not logged for a while", "client", host)
 	}
+	p.observer().Refused(&Refusal{Time: time.Now(), Client: p.client(r), TokenID: tokenID(Token(r)), Status: e.Status, Reason: e.Reason})
 	h := p.ErrorHandler
 	if h == nil {
 		h = writeError
