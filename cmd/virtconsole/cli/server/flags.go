@@ -92,6 +92,8 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.IntVar(&opts.MaxSessionsPerClient, "max-sessions-per-client", 0, "`N` of --max-sessions one client address may hold (0: half of --max-sessions)")
 	fl.IntVar(&opts.MaxConnsPerClient, "max-conns-per-client", 100, "`N` connections open at once per client address; more are closed on accept (0: no bound; none with --trust-forwarded)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
+	addMetricsFlags(fl, &opts.Ops)
+	addAuditFlag(fl, &opts.Ops)
 }
 
 // addListenFlags registers --listen (default addr) and the listener's TLS
