@@ -36,22 +36,22 @@ type Observer interface {
 type Observers []Observer
 
 // Refused implements Observer.
-func (os Observers) Refused(r *Refusal) {
-	for _, o := range os {
+func (obs Observers) Refused(r *Refusal) {
+	for _, o := range obs {
 		o.Refused(r)
 	}
 }
 
 // SessionStart implements Observer.
-func (os Observers) SessionStart(s *Session) {
-	for _, o := range os {
+func (obs Observers) SessionStart(s *Session) {
+	for _, o := range obs {
 		o.SessionStart(s)
 	}
 }
 
 // SessionEnd implements Observer.
-func (os Observers) SessionEnd(s *Session) {
-	for _, o := range os {
+func (obs Observers) SessionEnd(s *Session) {
+	for _, o := range obs {
 		o.SessionEnd(s)
 	}
 }
@@ -123,7 +123,7 @@ type Session struct {
 	// Set at the end.
 	Duration time.Duration
 	Outcome  string // EndClosed, EndError or EndKilled
-	Reason   string // one line: why it ended
+	Reason   string // one line: why it ended (or, with StartErr, failed)
 	KilledBy string // with EndKilled: KilledByShutdown or KilledByRevoke
 }
 

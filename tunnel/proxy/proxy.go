@@ -364,7 +364,7 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 func (p *Proxy) startFailed(s *Session, arrived time.Time, err error) {
 	s.Time = time.Now()
 	s.Setup = s.Time.Sub(arrived)
-	s.StartErr = err
+	s.StartErr, s.Reason = err, oneLine(err)
 	p.observer().SessionStart(s)
 }
 

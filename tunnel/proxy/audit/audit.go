@@ -170,7 +170,7 @@ func (l *Log) SessionStart(s *proxy.Session) {
 	e.Outcome = s.StartOutcome()
 	e.SetupSeconds = ptr(s.Setup.Seconds())
 	if s.StartErr != nil {
-		e.Reason = s.StartErr.Error()
+		e.Reason = s.Reason
 	}
 	l.Write(e)
 }
