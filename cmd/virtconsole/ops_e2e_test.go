@@ -5,10 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -28,6 +26,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/proxy/proxymetrics/metricstest"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -177,7 +176,7 @@ func TestMetricsAndAudit(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("audit events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	subject := certSubject(t, filepath.Join(dir, "client-cert.pem"))
+	subject := creds.Cert.Leaf.Subject.String()
 	for i, e := range events {
 		tok := map[int]string{0: opsBadToken, 1: opsVNCToken, 2: opsVNCToken, 3: opsSerialToken, 4: opsSerialToken}[i]
 		if e["token_id"] != tokenID(tok) || e["client_cert"] != subject || !strings.HasPrefix(str(e["client"]), "127.0.0.1:") {
@@ -246,20 +245,6 @@ func tokenID(token string) string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
-func certSubject(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert.Subject.String()
-}
-
 // readAudit parses an audit log line by line: each must be one JSON object.
 func readAudit(t *testing.T, path string) []map[string]any {
 	t.Helper()
@@ -324,42 +309,14 @@ func scrape(t *testing.T, addr string) metricsSnapshot {
 	return metricsSnapshot{fams}
 }
 
-// metric returns the series of name whose labels include the given
-// name, value pairs.
 func (s metricsSnapshot) metric(t *testing.T, name string, labels ...string) *dto.Metric {
 	t.Helper()
-	f := s.families[name]
-	if f == nil {
-		t.Fatalf("no metric %s", name)
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		return m
-	}
-	t.Fatalf("no series %s%v", name, labels)
-	return nil
+	return metricstest.Series(t, []*dto.MetricFamily{s.families[name]}, name, labels...)
 }
 
 func (s metricsSnapshot) value(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	m := s.metric(t, name, labels...)
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	}
-	t.Fatalf("%s is neither a counter nor a gauge", name)
-	return 0
+	return metricstest.Value(t, s.metric(t, name, labels...))
 }
 
 func (s metricsSnapshot) histogram(t *testing.T, name string, labels ...string) *dto.Histogram {

@@ -15,41 +15,23 @@ import (
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
+	"github.com/virtconsole/virtconsole/tunnel/proxy/proxymetrics/metricstest"
 )
 
-// find returns the value of the series of name with the given labels
-// (name, value pairs) in m's registry, or fails.
+// find returns the series of name with the given labels (name, value
+// pairs) in m's registry, or fails.
 func find(t *testing.T, m *Metrics, name string, labels ...string) *dto.Metric {
 	t.Helper()
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, s := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range s.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			return s
-		}
-	}
-	t.Fatalf("no series %s%v", name, labels)
-	return nil
+	return metricstest.Series(t, fams, name, labels...)
 }
 
 func counter(t *testing.T, m *Metrics, name string, labels ...string) float64 {
 	t.Helper()
-	return find(t, m, name, labels...).GetCounter().GetValue()
+	return metricstest.Value(t, find(t, m, name, labels...))
 }
 
 // The Observer's events move the metrics; bytes of a running session are
