@@ -78,6 +78,10 @@ type Refusal struct {
 	// Status and Reason are what the client was answered.
 	Status int
 	Reason string
+	// Target is the console refused (unreachable, its handshake failed,
+	// not servable); zero when the request was refused before one was
+	// known, or when its address must not be shown (it holds the token).
+	Target TargetInfo
 }
 
 // Outcomes of a session's start (Session.StartOutcome) and end

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,13 +41,18 @@ func next[T any](t *testing.T, c <-chan T) T {
 }
 
 // TestObserver: the Observer hears of refusals (with the status, reason,
-// client and token id, never the token), of a session's start (setup
+// client and token id, never the token; the console when one was
+// resolved), of a session's start (setup
 // time, target) and its bytes while it runs, of its end (outcome,
 // duration, bytes), of a start that fails after the upgrade, and of the
 // sessions EndSessions and Shutdown kill, with who killed them.
 func TestObserver(t *testing.T) {
 	echo := echoServer(t)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := closed.Addr().String()
+	closed.Close()
 	p, srv, _ := newProxy(t, map[string]resolver.Console{
+		"tok-down":    {Type: "serial", Address: down, Insecure: true},
 		"tok-ok":      {Type: "serial", Address: echo, Insecure: true},
 		"tok-revoked": {Type: "serial", Address: echo, Insecure: true},
 		"tok-refuse":  {Type: "console", Address: echo, Insecure: true},
@@ -70,6 +76,10 @@ func TestObserver(t *testing.T) {
 	r := next(t, rec.refused)
 	if r.Status != 404 || r.Reason != "unknown token" || r.TokenID != resolver.TokenID("no-such-token") || !strings.HasPrefix(r.Client.Addr, "127.0.0.1:") {
 		t.Fatalf("refusal %+v", r)
+	}
+	dial(t, wsURL(srv), bearer("tok-down"))
+	if r := next(t, rec.refused); r.Status != http.StatusBadGateway || r.Target.Address != down || r.Target.Kind != protocols.KindSerial {
+		t.Fatalf("refusal of an unreachable console %+v", r)
 	}
 
 	c, err := dial(t, wsURL(srv), bearer("tok-ok"))

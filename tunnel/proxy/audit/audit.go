@@ -161,6 +161,7 @@ func (l *Log) Write(e *Event) {
 func (l *Log) Refused(r *proxy.Refusal) {
 	e := &Event{Time: r.Time, Event: Refusal, TokenID: r.TokenID, Status: r.Status, Reason: r.Reason}
 	setClient(e, r.Client)
+	setTarget(e, r.Target)
 	l.Write(e)
 }
 
@@ -193,14 +194,14 @@ func (l *Log) SessionEnd(s *proxy.Session) {
 
 // sessionEvent is the part of an event that every event of s has.
 func sessionEvent(s *proxy.Session, name string, t time.Time) *Event {
-	e := &Event{
-		Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID,
-		Kind: string(s.Target.Kind), Console: s.Target.Address,
-		Domain: s.Target.Domain, DomainUUID: s.Target.DomainUUID,
-		Channel: s.Info.Channel,
-	}
+	e := &Event{Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID, Channel: s.Info.Channel}
 	setClient(e, s.Client)
+	setTarget(e, s.Target)
 	return e
+}
+
+func setTarget(e *Event, t proxy.TargetInfo) {
+	e.Kind, e.Console, e.Domain, e.DomainUUID = string(t.Kind), t.Address, t.Domain, t.DomainUUID
 }
 
 func setClient(e *Event, c proxy.Client) {

@@ -112,10 +112,10 @@ func TestLog(t *testing.T) {
 	if err := l.Reopen(); err != nil {
 		t.Fatal(err)
 	}
-	l.Refused(&proxy.Refusal{Status: 401})
+	l.Refused(&proxy.Refusal{Status: 502, Target: proxy.TargetInfo{Kind: protocols.KindSerial, Address: "127.0.0.1:4555", Domain: "web1"}})
 	l.Close()
-	if n := len(readEvents(t, path)); n != 1 {
-		t.Fatalf("%d events in the new file, want 1", n)
+	if ev := readEvents(t, path); len(ev) != 1 || ev[0].Kind != "serial" || ev[0].Console != "127.0.0.1:4555" || ev[0].Domain != "web1" {
+		t.Fatalf("events in the new file %+v, want one refusal naming its console", ev)
 	}
 	if n := len(readEvents(t, path+".1")); n != 5 {
 		t.Fatalf("%d events in the rotated file, want 5", n)
