@@ -61,14 +61,7 @@ func TestMetricsAndAudit(t *testing.T) {
 	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--require-client-cert",
 		"--connect-tls-dir", dir, "--tokens", tokens, "--metrics-listen", "127.0.0.1:0", "--audit-log", auditPath)
-	var maddr string
-	waitFor(t, 10*time.Second, "the metrics listening line", func() bool {
-		m := metricsListeningRE.FindStringSubmatch(p.log.String())
-		if m != nil {
-			maddr = m[1]
-		}
-		return m != nil
-	})
+	maddr := metricsAddr(t, p)
 	if fi, err := os.Stat(auditPath); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("audit log: %v, mode %v; want it created 0600", err, fi.Mode())
 	}
@@ -233,6 +226,45 @@ func TestMetricsListenRefusesNonLoopback(t *testing.T) {
 	if r.code != cmdutil.ExitUsage || !strings.Contains(r.stderr, "--metrics-listen-any") {
 		t.Fatalf("exit %d, stderr %q; want 2 and a hint at --metrics-listen-any", r.code, r.stderr)
 	}
+}
+
+// TestResolverDaemonMetrics: "server resolver --metrics-listen" counts
+// its lookups by backend and result, and its metrics hold no token.
+func TestResolverDaemonMetrics(t *testing.T) {
+	tokens := writeTokens(t, map[string]resolver.Console{opsSerialToken: {Type: "serial", Address: "127.0.0.1:4555"}})
+	d := startDaemon(t, "server", "resolver", "--listen", "127.0.0.1:0", "--listen-insecure", "--tokens", tokens, "--metrics-listen", "127.0.0.1:0")
+	maddr := metricsAddr(t, d)
+	for _, tok := range []string{opsSerialToken, opsBadToken, opsBadToken} {
+		resp, err := http.Get("http://" + d.addr + "/consoleresolver/token/" + tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	s := scrape(t, maddr)
+	for result, n := range map[string]uint64{"found": 1, "not_found": 2} {
+		if c := s.histogram(t, "virtconsole_resolver_lookup_duration_seconds", "backend", "static", "result", result).GetSampleCount(); c != n {
+			t.Errorf("%s lookups: %d, want %d", result, c, n)
+		}
+	}
+	if body := scrapeText(t, maddr); strings.Contains(body, opsSerialToken) || strings.Contains(body, opsBadToken) {
+		t.Error("a token is in the metrics")
+	}
+}
+
+// metricsAddr waits for d's "metrics listening" line and returns the
+// address in it.
+func metricsAddr(t *testing.T, d *daemon) string {
+	t.Helper()
+	var addr string
+	waitFor(t, 10*time.Second, "the metrics listening line", func() bool {
+		m := metricsListeningRE.FindStringSubmatch(d.log.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return addr
 }
 
 func str(v any) string {

@@ -14,8 +14,9 @@ import (
 // Observer receives what the proxy does with each request: one source of
 // events for every consumer (metrics, the audit log), so that they cannot
 // disagree. Its methods are called on the request's goroutine, possibly
-// for many requests at once; they must not block, since the request waits
-// for them. The *Refusal and *Session passed belong to the proxy: an
+// for many requests at once, and the request waits for them: they must
+// return quickly (an append to a local file is about the most they
+// should do). The *Refusal and *Session passed belong to the proxy: an
 // Observer may read them during the call (and a Session's byte counters
 // at any time until SessionEnd has returned) but not keep them.
 //
