@@ -70,15 +70,16 @@ func (o *Ops) metrics(d *daemon) (*proxymetrics.Metrics, error) {
 	return m, nil
 }
 
-// observers is the proxy's Observer: the metrics and the audit log,
-// either of which may be nil; nil when both are.
+// observers is the proxy's Observer: the audit log and the metrics,
+// either of which may be nil; nil when both are. The audit log comes
+// first: once /metrics shows an event, its audit line is written.
 func observers(m *proxymetrics.Metrics, a *audit.Log) proxy.Observer {
 	var obs proxy.Observers
-	if m != nil {
-		obs = append(obs, m)
-	}
 	if a != nil {
 		obs = append(obs, a)
+	}
+	if m != nil {
+		obs = append(obs, m)
 	}
 	if len(obs) == 0 {
 		return nil
