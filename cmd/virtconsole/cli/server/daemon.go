@@ -98,6 +98,12 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	}
 	select {
 	case err := <-errc:
+		// One server failed: stop the other too, or waiting for the
+		// goroutines would wait for it forever.
+		srv.Close()
+		if ml != nil {
+			ml.Close()
+		}
 		return fmt.Errorf("%s: %w", d.name, err) // ExitFailure
 	case <-ctx.Done():
 	}
