@@ -143,6 +143,10 @@ func TestErrors(t *testing.T) {
 	if err := l.Reopen(); err != nil {
 		t.Fatalf("Reopen of a log that is not a file: %v", err)
 	}
+	stdout, err := Open("-", nil)
+	if err != nil || stdout.Reopen() != nil || stdout.Close() != nil {
+		t.Fatalf("standard output: %v", err)
+	}
 }
 
 type failingWriter struct{}

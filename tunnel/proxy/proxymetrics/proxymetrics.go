@@ -23,6 +23,7 @@ package proxymetrics
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 
@@ -136,8 +137,13 @@ func (m *Metrics) SessionEnd(s *proxy.Session) {
 }
 
 // LibvirtConnState sets the libvirt_connection_up gauge of uri; it is
-// libvirtresolver.WithConnState's callback.
+// libvirtresolver.WithConnState's callback. A password in the URI's
+// user info (libvirt has no use for one, but a URI may carry it) is
+// replaced by "xxxxx".
 func (m *Metrics) LibvirtConnState(uri string, up bool) {
+	if u, err := url.Parse(uri); err == nil && u.User != nil {
+		uri = u.Redacted()
+	}
 	v := 0.0
 	if up {
 		v = 1

@@ -86,6 +86,8 @@ func TestObserverMetrics(t *testing.T) {
 	if find(t, m, "virtconsole_libvirt_connection_up", "uri", "qemu:///system").GetGauge().GetValue() != 0 {
 		t.Fatal("libvirt gauge not cleared")
 	}
+	m.LibvirtConnState("qemu+ssh://root:hunter2@hv1/system", true)
+	find(t, m, "virtconsole_libvirt_connection_up", "uri", "qemu+ssh://root:xxxxx@hv1/system")
 }
 
 // The metrics follow Prometheus's naming conventions (promlint), and the
