@@ -60,6 +60,10 @@ type Target struct {
 	// Insecure and TLSTunnel do not apply). Such a target cannot travel
 	// over the REST API. Nil means TCP to Address.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// Domain and DomainUUID name the domain whose console this is, when
+	// the resolver knows it (the libvirt resolver does; a token file and
+	// the REST API do not): for audit records, never for dialling.
+	Domain, DomainUUID string
 }
 
 // Host returns the host part of Address, for TLS server-name checks.

@@ -14,9 +14,14 @@ import (
 // Fingerprint returns a short, non-reversible identifier of token (the
 // first 8 hex digits of its SHA-256) for logs that must tell requests
 // apart without disclosing the token.
-func Fingerprint(token string) string {
+func Fingerprint(token string) string { return TokenID(token)[:8] }
+
+// TokenID returns the identifier of token in audit records: the first 12
+// hex digits of its SHA-256, long enough to tell a deployment's tokens
+// apart and impossible to turn back into the token.
+func TokenID(token string) string {
 	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:4])
+	return hex.EncodeToString(sum[:6])
 }
 
 // NewHandler serves r over the REST API of the original

@@ -24,7 +24,8 @@ type Stats struct {
 type JoinOption func(*joinConfig)
 
 type joinConfig struct {
-	linger time.Duration
+	linger   time.Duration
+	counters [2]*atomic.Int64
 }
 
 // WithLinger bounds how long the remaining direction may run after the
@@ -34,6 +35,14 @@ type joinConfig struct {
 // soon as either direction ends.
 func WithLinger(d time.Duration) JoinOption {
 	return func(c *joinConfig) { c.linger = d }
+}
+
+// WithCounters makes Join add the bytes it copies to aToB and bToA as it
+// copies them (either may be nil), so that others can read a running
+// session's traffic (metrics) without waiting for Stats. One atomic add
+// per write: nothing is allocated on the byte path.
+func WithCounters(aToB, bToA *atomic.Int64) JoinOption {
+	return func(c *joinConfig) { c.counters = [2]*atomic.Int64{aToB, bToA} }
 }
 
 // closeWriter is a conn that can shut down its writing side alone:
@@ -69,6 +78,7 @@ func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error)
 		o(&cfg)
 	}
 	j.linger = cfg.linger
+	j.counters = cfg.counters
 
 	stop := context.AfterFunc(ctx, func() {
 		if !j.finished.Load() {
@@ -109,6 +119,8 @@ type joiner struct {
 	bufs   [2]copyBuf
 	n      [2]int64 // bytes copied by direction i; owned by its loop
 
+	counters [2]*atomic.Int64 // WithCounters; nil entries count nothing
+
 	// closed[i] is set just before Join closes conns[i]: errors from a
 	// conn closed by Join are not errors.
 	closed    [2]atomic.Bool
@@ -133,6 +145,9 @@ func (j *joiner) copy(i int) {
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			j.n[i] += int64(nw)
+			if c := j.counters[i]; c != nil {
+				c.Add(int64(nw))
+			}
 			if werr == nil && nw != nr {
 				werr = io.ErrShortWrite
 			}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/virtconsole/virtconsole/protocols/nettest"
@@ -35,6 +36,15 @@ func BenchmarkJoinTCP(b *testing.B) {
 	})
 	b.Run("echo", func(b *testing.B) {
 		client, sink := joinTCP(b)
+		benchEcho(b, client, sink)
+	})
+	// As the proxy runs it: WithCounters, which must cost no allocation.
+	b.Run("counted/stream", func(b *testing.B) {
+		client, sink := joinTCP(b, tunnel.WithCounters(new(atomic.Int64), new(atomic.Int64)))
+		benchStream(b, client, sink)
+	})
+	b.Run("counted/echo", func(b *testing.B) {
+		client, sink := joinTCP(b, tunnel.WithCounters(new(atomic.Int64), new(atomic.Int64)))
 		benchEcho(b, client, sink)
 	})
 }
@@ -136,13 +146,13 @@ func benchEcho(b *testing.B, client, sink net.Conn) {
 }
 
 // joinTCP returns the outer ends of client ⇄ Join ⇄ sink over TCP.
-func joinTCP(b *testing.B) (client, sink net.Conn) {
+func joinTCP(b *testing.B, opts ...tunnel.JoinOption) (client, sink net.Conn) {
 	client, ja := nettest.TCPPair(b)
 	jb, sink := nettest.TCPPair(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tunnel.Join(context.Background(), ja, jb)
+		tunnel.Join(context.Background(), ja, jb, opts...)
 	}()
 	b.Cleanup(func() {
 		client.Close()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -74,7 +75,8 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func TestJoinCopiesBothWays(t *testing.T) {
-	j := startJoin(t, context.Background())
+	var aToB, bToA atomic.Int64
+	j := startJoin(t, context.Background(), WithCounters(&aToB, &bToA))
 	toB := make([]byte, 5<<20+123)
 	toA := make([]byte, 3<<20+7)
 	rand.Read(toB)
@@ -96,6 +98,9 @@ func TestJoinCopiesBothWays(t *testing.T) {
 	}
 	if r.stats.AToB != int64(len(toB)) || r.stats.BToA != int64(len(toA)) {
 		t.Errorf("stats %+v, want AToB %d BToA %d", r.stats, len(toB), len(toA))
+	}
+	if aToB.Load() != r.stats.AToB || bToA.Load() != r.stats.BToA {
+		t.Errorf("WithCounters counted %d/%d, Stats %+v", aToB.Load(), bToA.Load(), r.stats)
 	}
 }
 

@@ -52,6 +52,8 @@ func TestDependencyRules(t *testing.T) {
 				t.Errorf("%s imports %s: only the CLI may", pkg, i)
 			case strings.HasPrefix(i, "github.com/spf13/cobra") && !inside(pkg, "cmd"):
 				t.Errorf("%s imports %s: only cmd/ may", pkg, i)
+			case strings.HasPrefix(i, "github.com/prometheus/") && !inside(pkg, "tunnel/proxy/proxymetrics"):
+				t.Errorf("%s imports %s: only tunnel/proxy/proxymetrics may (metrics come from the proxy's Observer)", pkg, i)
 			case (strings.HasPrefix(i, "github.com/digitalocean/go-libvirt") || strings.HasPrefix(i, "libvirt.org/go/libvirtxml")) && !inside(pkg, "resolver/libvirtresolver"):
 				t.Errorf("%s imports %s: only resolver/libvirtresolver may", pkg, i)
 			}

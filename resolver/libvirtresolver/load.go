@@ -124,6 +124,9 @@ func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []dom
 	} else {
 		e.target = t
 	}
+	if e.err == nil {
+		e.target.Domain, e.target.DomainUUID = d.Name, libvirtapi.UUIDString(d.UUID)
+	}
 	return resolver.Token[*entry]{Token: string(val), Value: e}, nil
 }
 

@@ -21,6 +21,7 @@ type options struct {
 	forceConsoles bool
 	reusable      bool
 	connector     libvirtapi.Connector
+	connState     func(uri string, up bool)
 }
 
 func buildOptions(opts []Option) options {
@@ -29,6 +30,7 @@ func buildOptions(opts []Option) options {
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
 		resync:     time.Minute,
+		connState:  func(string, bool) {},
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -78,3 +80,10 @@ func WithForceConsoles() Option { return func(o *options) { o.forceConsoles = tr
 // SingleUse reports false, so a proxy lets a token open any number of
 // sessions. By default tokens are single-use (see Resolver.Consume).
 func WithReusableTokens() Option { return func(o *options) { o.reusable = true } }
+
+// WithConnState makes the resolver call f with each URI (as given) and
+// whether it is connected and synced: false for every URI when New
+// starts, then at each change. For a metrics gauge; f must not block.
+func WithConnState(f func(uri string, up bool)) Option {
+	return func(o *options) { o.connState = f }
+}

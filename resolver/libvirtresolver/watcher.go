@@ -80,12 +80,14 @@ func (w *watcher) setState(l libvirtapi.Libvirt, err error) {
 	w.smu.Lock()
 	w.l, w.err = l, err
 	w.smu.Unlock()
+	w.r.o.connState(w.u.Raw, l != nil)
 }
 
 func (w *watcher) markReady() { w.readyO.Do(func() { close(w.ready) }) }
 
 // run connects, follows and reconnects with backoff until ctx ends.
 func (w *watcher) run(ctx context.Context) {
+	w.r.o.connState(w.u.Raw, false)
 	backoff := w.r.o.minBackoff
 	for {
 		synced, err := w.session(ctx)

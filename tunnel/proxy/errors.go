@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
 )
@@ -24,6 +25,8 @@ type Error struct {
 	// Err is the cause (e.g. resolver.ErrNotFound, a dial error), which
 	// may say more than Reason; nil when Reason is all there is.
 	Err error
+
+	target *protocols.Target // the console refused, for the Observer; nil when none
 }
 
 func (e *Error) Error() string { return e.Reason }
@@ -55,7 +58,7 @@ func consoleFail(t protocols.Target, err error, what string) *Error {
 	if err != nil {
 		cause = fmt.Errorf("console %s: %w", t.Address, err)
 	}
-	return &Error{Status: http.StatusBadGateway, Reason: reason, Err: cause}
+	return &Error{Status: http.StatusBadGateway, Reason: reason, Err: cause, target: &t}
 }
 
 // isTLS reports whether err is a TLS failure (a certificate not trusted,
@@ -104,6 +107,11 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger,
 	case v.quiet:
 		log.Warn("too many refused requests from one client: the rest are not logged for a while", "client", host)
 	}
+	ev := &Refusal{Time: time.Now(), Client: p.client(r), TokenID: tokenID(Token(r)), Status: e.Status, Reason: e.Reason}
+	if e.target != nil {
+		ev.Target = targetInfo(*e.target)
+	}
+	p.observer().Refused(ev)
 	h := p.ErrorHandler
 	if h == nil {
 		h = writeError

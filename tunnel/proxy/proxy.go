@@ -17,7 +17,8 @@
 //
 // Like httputil.ReverseProxy, Proxy is one struct whose optional hooks
 // have sensible nil defaults: Handshake chooses each connection's
-// handshaker, ErrorHandler answers refused requests.
+// handshaker, ErrorHandler answers refused requests, Observer hears of
+// every refusal and session (metrics and audit records come from it).
 //
 // After the upgrade a failure can only be told in the websocket's close
 // frame: an RFC 6455 code (wsconn's constants) and a one-line reason.
@@ -34,7 +35,7 @@
 // (resolve, dial, QEMU-side handshake), handshake.go (the default
 // handshaker table), errors.go (refusals), request.go (token, origin),
 // limit.go (the refused-token limiter), session.go (how a session's end
-// reaches the viewer).
+// reaches the viewer), observer.go (the events an Observer receives).
 package proxy
 
 import (
@@ -44,7 +45,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,6 +158,11 @@ type Proxy struct {
 	// refused request. Nil means slog.Default(). Tokens are never logged.
 	Logger *slog.Logger
 
+	// Observer, if set, is told of every refused request and of every
+	// session's start and end, with its setup time and its bytes as they
+	// pass (see Observer). Nil means nobody is.
+	Observer Observer
+
 	refusals sampler      // of "request refused" log lines, per client
 	shares   shares       // sessions per token and per client
 	inflight atomic.Int64 // requests past the checks, until they end
@@ -177,6 +182,8 @@ type request struct {
 	ctx    context.Context // ends when Shutdown gives up waiting, or EndSessions
 	cancel context.CancelFunc
 	token  string // what it presented, for EndSessions
+
+	killedBy string // who cancelled ctx (KilledBy*); guarded by Proxy.mu
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -213,11 +220,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer p.untrack(req)
-	host := clientHost(r.RemoteAddr)
-	if fwd := r.Header.Get("X-Forwarded-For"); p.TrustForwarded && fwd != "" {
-		// The first address is the client's, as the front proxy saw it.
-		host = strings.TrimSpace(strings.Split(fwd, ",")[0])
-		log = log.With("forwarded_for", host)
+	host := p.clientAddr(r)
+	if fwd := p.forwardedFor(r); fwd != "" {
+		log = log.With("forwarded_for", fwd)
 	}
 	if n := p.inflight.Add(1); p.MaxSessions > 0 && n > int64(p.MaxSessions) {
 		p.inflight.Add(-1)
@@ -260,21 +265,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refund(ctx, up.consumed) // after release: the SPICE session is gone
 		}
 	}()
-	log = log.With("kind", up.target.Kind, "console", up.target.Address)
+	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info}
+	log = log.With("id", sess.ID, "kind", up.target.Kind, "console", up.target.Address)
 
-	client, server, ok := p.accept(ctx, w, r, log, up)
+	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)
 	if !ok {
 		return
 	}
 	started = true
 	cancel()
-	p.pass(req.ctx, log, up, client, server, start)
+	p.pass(req, log, up, client, server, sess, start)
 }
 
 // accept upgrades the request to a websocket and runs the viewer's side
 // of the handshake. On success the caller owns both conns; on failure
-// they are closed and the reason logged (the response is already sent).
-func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Request, log *slog.Logger, up *upstream) (client, server net.Conn, ok bool) {
+// they are closed, the reason logged (the response is already sent) and
+// the Observer told.
+func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Request, log *slog.Logger, up *upstream, sess *Session, arrived time.Time) (client, server net.Conn, ok bool) {
 	ws, err := wsconn.Upgrade(w, r, &wsconn.Options{
 		Subprotocols:    []string{"binary"},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked before
@@ -284,6 +291,7 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		up.conn.Close()
 		log.Warn("websocket upgrade failed", "err", err)
+		p.startFailed(sess, arrived, err)
 		return nil, nil, false // Upgrade has answered the request.
 	}
 	client, server, err = up.hs.Client(ctx, ws, up.conn)
@@ -291,6 +299,7 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		closeWith(ws, wsconn.CloseHandshakeFailed, reasonClientHS+": "+errorText(err))
 		up.conn.Close()
 		log.Warn("console handshake with client failed", "err", err)
+		p.startFailed(sess, arrived, err)
 		return nil, nil, false
 	}
 	if !p.acceptingSessions() {
@@ -298,14 +307,17 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		closeWith(ws, wsconn.CloseGoingAway, reasonShutdown)
 		client.Close()
 		server.Close()
+		p.startFailed(sess, arrived, errors.New(reasonShutdown))
 		return nil, nil, false
 	}
 	return client, &consoleSide{Conn: server, viewer: ws}, true
 }
 
 // pass logs the session's start, passes bytes until either side ends or
-// ctx does (Shutdown giving up on it), and logs its end.
-func (p *Proxy) pass(ctx context.Context, log *slog.Logger, up *upstream, client, server net.Conn, start time.Time) {
+// req's context does (Shutdown or EndSessions ending it), and logs its
+// end; the Observer hears of both.
+func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, server net.Conn, sess *Session, arrived time.Time) {
+	ctx := req.ctx
 	p.active.Add(1)
 	defer p.active.Add(-1)
 	info := up.info
@@ -322,15 +334,45 @@ func (p *Proxy) pass(ctx context.Context, log *slog.Logger, up *upstream, client
 	if info.Channel != "" {
 		log = log.With("channel", info.Channel)
 	}
-	log.Info("session start", "auth", info.Auth, "setup", time.Since(start).Round(time.Microsecond))
-	began := time.Now()
-	stats, err := join(ctx, client, server)
-	end := []any{"duration", time.Since(began).Round(time.Millisecond),
+	sess.Info = info
+	sess.Time = time.Now()
+	sess.Setup = sess.Time.Sub(arrived)
+	log.Info("session start", "auth", info.Auth, "setup", sess.Setup.Round(time.Microsecond))
+	obs := p.observer()
+	obs.SessionStart(sess)
+	stats, err := join(ctx, client, server, tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	sess.Duration = time.Since(sess.Time)
+	end := []any{"duration", sess.Duration.Round(time.Millisecond),
 		"bytes_to_console", stats.AToB, "bytes_from_console", stats.BToA}
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+		sess.Outcome, sess.KilledBy = EndKilled, p.killer(req)
+		sess.Reason = "ended by the proxy: " + sess.KilledBy
+		end = append(end, "ended_by", sess.KilledBy)
+	case err != nil:
+		sess.Outcome, sess.Reason = EndError, oneLine(err)
 		end = append(end, "err", err)
+	default:
+		sess.Outcome, sess.Reason = EndClosed, "closed"
 	}
 	log.Info("session end", end...)
+	obs.SessionEnd(sess)
+}
+
+// startFailed tells the Observer of a session that failed after the
+// upgrade.
+func (p *Proxy) startFailed(s *Session, arrived time.Time, err error) {
+	s.Time = time.Now()
+	s.Setup = s.Time.Sub(arrived)
+	s.StartErr, s.Reason = err, oneLine(err)
+	p.observer().SessionStart(s)
+}
+
+// killer says who ended req: KilledByShutdown or KilledByRevoke.
+func (p *Proxy) killer(req *request) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return req.killedBy
 }
 
 func (p *Proxy) acceptingSessions() bool {
@@ -380,6 +422,7 @@ func (p *Proxy) EndSessions(revoked func(token string) bool) int {
 	n := 0
 	for req := range p.requests {
 		if req.token != "" && req.ctx.Err() == nil && revoked(req.token) {
+			req.killedBy = KilledByRevoke
 			req.cancel()
 			n++
 		}
@@ -405,6 +448,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	for req := range p.requests {
+		if req.ctx.Err() == nil {
+			req.killedBy = KilledByShutdown
+		}
 		req.cancel()
 	}
 	p.mu.Unlock()

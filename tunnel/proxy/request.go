@@ -68,10 +68,19 @@ func headerHas(h http.Header, name, token string) bool {
 // with TrustForwarded the first X-Forwarded-For address (the client's, as
 // the front proxy saw it).
 func (p *Proxy) clientAddr(r *http.Request) string {
+	if fwd := p.forwardedFor(r); fwd != "" {
+		return fwd
+	}
+	return clientHost(r.RemoteAddr)
+}
+
+// forwardedFor is, with TrustForwarded, the first X-Forwarded-For address
+// (the client's, as the front proxy saw it); "" otherwise.
+func (p *Proxy) forwardedFor(r *http.Request) string {
 	if fwd := r.Header.Get("X-Forwarded-For"); p.TrustForwarded && fwd != "" {
 		return strings.TrimSpace(strings.Split(fwd, ",")[0])
 	}
-	return clientHost(r.RemoteAddr)
+	return ""
 }
 
 func clientHost(remoteAddr string) string {

@@ -70,7 +70,7 @@ func (c *consoleSide) check(err error) {
 // join passes bytes between the viewer and the console until either
 // ends or ctx does (Shutdown giving up on the session), which closes the
 // viewer's websocket with 1001 going away first.
-func join(ctx context.Context, client, server net.Conn) (tunnel.Stats, error) {
+func join(ctx context.Context, client, server net.Conn, opts ...tunnel.JoinOption) (tunnel.Stats, error) {
 	jctx := ctx
 	if cs, ok := server.(*consoleSide); ok {
 		var cancel context.CancelFunc
@@ -81,7 +81,7 @@ func join(ctx context.Context, client, server net.Conn) (tunnel.Stats, error) {
 			cancel()
 		})()
 	}
-	return tunnel.Join(jctx, client, server)
+	return tunnel.Join(jctx, client, server, opts...)
 }
 
 // errorText is err on one line with the addresses of network errors left

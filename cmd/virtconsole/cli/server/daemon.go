@@ -36,6 +36,12 @@ type daemon struct {
 	// maxConnsPerClient bounds the connections one client address holds
 	// open (connlimit); zero means no bound.
 	maxConnsPerClient int
+
+	// metrics, if set, is served at /metrics on metricsAddr
+	// (--metrics-listen), a cleartext listener of its own, so that
+	// scrapers need no credentials of the daemon's and reach nothing else.
+	metrics     http.Handler
+	metricsAddr string
 }
 
 // Every daemon's bounds on its clients' connections, after Go's net/http
@@ -62,14 +68,15 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	if d.tls != nil {
 		l = tls.NewListener(l, d.tls)
 	}
-	srv := &http.Server{
-		Handler:           d.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	var ml net.Listener
+	if d.metrics != nil {
+		if ml, err = net.Listen("tcp", d.metricsAddr); err != nil {
+			l.Close()
+			return cmdutil.ListenError(d.metricsAddr, "--metrics-listen address", err)
+		}
 	}
+	srv := httpServer(d.handler, log)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	bctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
@@ -81,14 +88,29 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	if d.ready != nil {
 		d.ready(l.Addr())
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	wg.Go(func() { errc <- srv.Serve(l) })
+	if ml != nil {
+		msrv := metricsServer(d.metrics, log)
+		log.Info("metrics listening", "address", "http://"+ml.Addr().String()+"/metrics")
+		wg.Go(func() { errc <- fmt.Errorf("metrics: %w", msrv.Serve(ml)) })
+		defer msrv.Close() // scrapes need no draining
+	}
 	select {
 	case err := <-errc:
+		// One server failed: stop the other too, or waiting for the
+		// goroutines would wait for it forever.
+		srv.Close()
+		if ml != nil {
+			ml.Close()
+		}
 		return fmt.Errorf("%s: %w", d.name, err) // ExitFailure
 	case <-ctx.Done():
 	}
 	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
+	if ml != nil {
+		ml.Close() // the metrics server's Serve returns; Close closes its connections
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout)
 	defer cancel()
 	srv.Shutdown(dctx)
@@ -116,4 +138,22 @@ func watchTokens(res resolver.Resolver, log *slog.Logger) []func(context.Context
 	}
 	interval := tokenWatchInterval
 	return []func(context.Context){func(ctx context.Context) { st.Watch(ctx, interval, log) }}
+}
+
+// httpServer is every daemon's http.Server for h: the bounds above.
+func httpServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// metricsServer serves h at /metrics, and nothing else.
+func metricsServer(h http.Handler, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	return httpServer(mux, log)
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
@@ -20,11 +19,11 @@ import (
 // reach it from elsewhere through an SSH tunnel. The soak test reads the
 // goroutine count and the heap after a forced GC from it.
 func debugListener(addr string) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
+	loopback, err := isLoopback(addr)
 	if err != nil {
-		return nil, &cmdutil.FlagError{Err: fmt.Errorf("--debug-listen %q: %v; give host:port, e.g. 127.0.0.1:6060", addr, err)}
+		return nil, &cmdutil.FlagError{Err: fmt.Errorf("--debug-listen %q: want host:port, e.g. 127.0.0.1:6060", addr)}
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !loopback {
 		return nil, &cmdutil.FlagError{Err: fmt.Errorf("--debug-listen %s: only a loopback address is allowed (the profiling endpoints expose the daemon's internals); use 127.0.0.1:PORT and an SSH tunnel", addr)}
 	}
 	l, err := net.Listen("tcp", addr)
@@ -43,7 +42,7 @@ func serveDebug(l net.Listener, log *slog.Logger) func(context.Context) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
+	srv := httpServer(mux, log)
 	return func(ctx context.Context) {
 		log.Info("debug listening", "address", l.Addr().String())
 		done := make(chan struct{})

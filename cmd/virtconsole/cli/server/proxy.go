@@ -58,6 +58,9 @@ type ProxyOptions struct {
 	// (--debug-listen); empty means none.
 	DebugListen string
 
+	// Ops are the metrics listener and the audit log.
+	Ops Ops
+
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
 }
@@ -90,8 +93,20 @@ until they end, or the proxy restarts, unless --end-revoked-sessions ends
 them at the reload.
 
 SIGINT/SIGTERM stop accepting and give running sessions --drain-timeout to
-end before closing them.`,
+end before closing them.
+
+--metrics-listen serves Prometheus metrics (virtconsole_*: sessions active,
+started and ended, refusals by status, bytes by console kind, setup time,
+resolver lookups, libvirt connections; Go and process metrics) on a listener
+of its own. --audit-log writes one JSON object per line for each session
+start and end, refusal and session the proxy ended, with the client's
+address and certificate subject and a token_id (12 hex digits of the
+token's SHA-256), never the token; SIGHUP reopens it after logrotate.`,
 		Example: `  virtconsole server proxy --listen 127.0.0.1:6443 --tls-dir ./pki --connect-tls-dir ./pki --tokens tokens.json
+
+  # with Prometheus metrics on loopback and an audit log
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --tokens /etc/virtconsole/tokens.json --metrics-listen 127.0.0.1:9464 --audit-log /var/log/virtconsole/audit.log
 
   # resolve tokens with an external resolver over mutual TLS
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
@@ -139,11 +154,30 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if err := connectTLS(p, opts, policy, log); err != nil {
 		return err
 	}
+	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
+	if !opts.TrustForwarded {
+		d.maxConnsPerClient = opts.MaxConnsPerClient
+	}
+	m, err := opts.Ops.metrics(d)
+	if err != nil {
+		return err
+	}
+	al, err := opts.Ops.openAudit(d, log)
+	if err != nil {
+		return err
+	}
+	if al != nil {
+		defer al.Close()
+	}
+	p.Observer = observers(m, al)
 
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
 		// dials pty consoles over libvirt's console stream.
 		lopts := []libvirtresolver.Option{libvirtresolver.WithLogger(log), libvirtresolver.WithConsoleStreams()}
+		if m != nil {
+			lopts = append(lopts, libvirtresolver.WithConnState(m.LibvirtConnState))
+		}
 		if !opts.SingleUse {
 			lopts = append(lopts, libvirtresolver.WithReusableTokens())
 		}
@@ -171,14 +205,15 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		p.Resolver = res
 	}
 
+	d.background = append(d.background, watchTokens(p.Resolver, log)...)
+	if m != nil {
+		p.Resolver = m.Resolver(backend(p.Resolver), p.Resolver)
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/websockify", p)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, handler: mux, ready: opts.Ready,
-		background: watchTokens(p.Resolver, log), drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
-	if !opts.TrustForwarded {
-		d.maxConnsPerClient = opts.MaxConnsPerClient
-	}
+	d.handler = mux
 	if opts.DebugListen != "" {
 		l, err := debugListener(opts.DebugListen)
 		if err != nil {

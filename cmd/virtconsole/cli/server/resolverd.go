@@ -19,6 +19,7 @@ type ResolverOptions struct {
 	TLS     ListenTLS
 	Tokens  string
 	Connect []string
+	Ops     Ops // the metrics listener (no audit log: it opens no sessions)
 
 	Ready func(net.Addr)
 }
@@ -58,6 +59,7 @@ Serve it with TLS and require client certificates (--require-client-cert or
 	addListenFlags(fl, &opts.Listen, &opts.TLS, "127.0.0.1:8081")
 	addTokensFlag(fl, &opts.Tokens)
 	addConnectFlag(fl, &opts.Connect, "give it or --tokens")
+	addMetricsFlags(fl, &opts.Ops)
 	return cmd
 }
 
@@ -74,9 +76,18 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 	if len(opts.Connect) > 0 && opts.Tokens != "" {
 		return &cmdutil.FlagError{Err: errors.New("give --tokens or --connect, not both")}
 	}
+	d := &daemon{name: "resolver", addr: opts.Listen, tls: cfg, ready: opts.Ready, drainTimeout: 5 * time.Second}
+	m, err := opts.Ops.metrics(d)
+	if err != nil {
+		return err
+	}
 	if len(opts.Connect) > 0 {
 		// The REST API has no way to retire a token: answers are reusable.
-		lr, err := libvirtresolver.New(opts.Connect, libvirtresolver.WithLogger(f.Logger()), libvirtresolver.WithReusableTokens())
+		lopts := []libvirtresolver.Option{libvirtresolver.WithLogger(f.Logger()), libvirtresolver.WithReusableTokens()}
+		if m != nil {
+			lopts = append(lopts, libvirtresolver.WithConnState(m.LibvirtConnState))
+		}
+		lr, err := libvirtresolver.New(opts.Connect, lopts...)
 		if err != nil {
 			return &cmdutil.FlagError{Err: err}
 		}
@@ -85,7 +96,10 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 	} else if res, err = newResolver(f, opts.Tokens, "", "", policy); err != nil {
 		return err
 	}
-	d := &daemon{name: "resolver", addr: opts.Listen, tls: cfg, handler: resolver.NewHandler(res, f.Logger()), ready: opts.Ready,
-		background: watchTokens(res, f.Logger()), drainTimeout: 5 * time.Second}
+	d.background = watchTokens(res, f.Logger())
+	if m != nil {
+		res = m.Resolver(backend(res), res)
+	}
+	d.handler = resolver.NewHandler(res, f.Logger())
 	return d.serve(ctx, f.Logger())
 }
