@@ -84,7 +84,9 @@ func soakConfigFromEnv(t *testing.T) soakConfig {
 			t.Fatalf("SOAK_MINUTES=%q: want a positive number of minutes", m)
 		}
 		c.duration = time.Duration(f * float64(time.Minute))
-		c.held, c.interval, c.churners = 10000, time.Second, 4
+		// A frame every 5 s a session: 2,000 a second through 10,000
+		// sessions, which two cores carry with room for the faults.
+		c.held, c.interval, c.churners = 10000, 5*time.Second, 4
 	}
 	// The proxy holds two connections a session (and a few hundred
 	// besides); the hard limit on open files bounds it: 20,000 on a
@@ -166,8 +168,41 @@ type soakStats struct {
 	validBesideFlood             atomic.Int64
 	validBesideFloodFailed       atomic.Int64
 
+	setup, echo latencies // churn sessions' setup; held sessions' frame round trips
+
 	mu     sync.Mutex
 	errors []string // the first few unexpected errors
+}
+
+// latencies is a histogram of durations in power-of-two millisecond
+// buckets, counted with atomics from every session's goroutine.
+type latencies struct{ buckets [20]atomic.Int64 }
+
+func (l *latencies) add(d time.Duration) {
+	i := 0
+	for ms := d.Milliseconds(); ms > 0 && i < len(l.buckets)-1; ms >>= 1 {
+		i++
+	}
+	l.buckets[i].Add(1)
+}
+
+// quantile is the upper bound of the bucket holding quantile q.
+func (l *latencies) quantile(q float64) time.Duration {
+	var total int64
+	for i := range l.buckets {
+		total += l.buckets[i].Load()
+	}
+	var seen int64
+	for i := range l.buckets {
+		if seen += l.buckets[i].Load(); float64(seen) >= q*float64(total) {
+			return time.Duration(1<<i) * time.Millisecond
+		}
+	}
+	return 0
+}
+
+func (l *latencies) String() string {
+	return fmt.Sprintf("p50 < %v, p99 < %v", l.quantile(0.5), l.quantile(0.99))
 }
 
 func (s *soakStats) fail(format string, args ...any) {
@@ -318,7 +353,7 @@ func TestSoak(t *testing.T) {
 	q, qaddr = qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: b.pkiDir, VerifyPeer: true})
 	b.tokens[qemuToken] = resolver.Console{Type: "vnc", Address: qaddr}
 	rewriteTokens(t, b.tokensFile, b.tokens)
-	b.vncProbe(b.proxyA.addr, qemuToken, 30*time.Second)
+	b.vncProbe(b.proxyA.addr, qemuToken, 60*time.Second)
 	faults = append(faults, fmt.Sprintf("QEMU killed and started on a new port: VNC through proxy A again after %v", time.Since(t0).Round(time.Millisecond)))
 
 	at(0.4)
@@ -329,7 +364,7 @@ func TestSoak(t *testing.T) {
 		t.Errorf("with the REST resolver down, proxy B answered %v, want 503", err)
 	}
 	restResolver = startDaemon(t, resolverArgs...)
-	b.vncProbe(proxyB.addr, libvirtToken, 30*time.Second)
+	b.vncProbe(proxyB.addr, libvirtToken, 60*time.Second)
 	faults = append(faults, fmt.Sprintf("REST resolver killed (proxy B: 503) and started again: VNC through proxy B again after %v", time.Since(t0).Round(time.Millisecond)))
 
 	at(0.6)
@@ -354,6 +389,8 @@ func TestSoak(t *testing.T) {
 	row("concurrent sessions held", fmt.Sprintf("%d of %d%s, opened in %v (%.0f/s)", peak, cfg.held, cfg.heldNote, openTime.Round(time.Millisecond), float64(cfg.held)/openTime.Seconds()))
 	row("held sessions that failed", st.heldFailed.Load())
 	row("churn: sessions opened and closed", fmt.Sprintf("%d (%.1f/s), %d failed", st.churnOpened.Load(), float64(st.churnOpened.Load())/elapsed.Seconds(), st.churnFailed.Load()))
+	row("churn: session setup (TLS, upgrade, dial)", st.setup.String())
+	row("held sessions: frame round trip", st.echo.String())
 	row("frames checked end to end", fmt.Sprintf("%d (%.1f MiB each way, %.2f MiB/s)", st.framesChecked.Load(), float64(st.bytesChecked.Load())/(1<<20), float64(st.bytesChecked.Load())/(1<<20)/elapsed.Seconds()))
 	row("frames lost or reordered", st.outOfOrder.Load())
 	row("frames crossed between sessions", st.crossed.Load())
@@ -543,7 +580,8 @@ func hold(ctx context.Context, c net.Conn, session uint32, interval time.Duratio
 	}
 	for seq := uint64(0); ; seq++ {
 		fillFrame(want, session, seq)
-		c.SetDeadline(time.Now().Add(60 * time.Second))
+		sent := time.Now()
+		c.SetDeadline(sent.Add(60 * time.Second))
 		if _, err := c.Write(want); err != nil {
 			st.heldFailed.Add(1)
 			st.fail("held session %d: write frame %d: %v", session, seq, err)
@@ -554,6 +592,7 @@ func hold(ctx context.Context, c net.Conn, session uint32, interval time.Duratio
 			st.fail("held session %d: read frame %d: %v", session, seq, err)
 			return
 		}
+		st.echo.add(time.Since(sent))
 		switch checkFrame(got, want, session, seq) {
 		case frameOK:
 			st.framesChecked.Add(1)
@@ -578,7 +617,9 @@ func hold(ctx context.Context, c net.Conn, session uint32, interval time.Duratio
 func (b *soakBed) churn(ctx context.Context, token string, source net.IP, st *soakStats) {
 	want, got := make([]byte, frameLen), make([]byte, frameLen)
 	for seq := uint64(0); ctx.Err() == nil; seq++ {
+		start := time.Now()
 		c, err := b.open(b.proxyA.addr, token, source)
+		st.setup.add(time.Since(start))
 		if err != nil {
 			st.churnFailed.Add(1)
 			st.fail("churn: %v", err)
