@@ -59,6 +59,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/virtconsole/virtconsole/protocols/nettest"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
@@ -497,19 +498,7 @@ func soakEchoMain(pkiDir string) {
 				if cfg != nil {
 					c = tls.Server(c, cfg)
 				}
-				go func() {
-					buf := make([]byte, 4096)
-					for {
-						n, err := c.Read(buf)
-						if err != nil {
-							break
-						}
-						if _, err := c.Write(buf[:n]); err != nil {
-							break
-						}
-					}
-					c.Close()
-				}()
+				go func() { nettest.Echo(c); c.Close() }()
 			}
 		}()
 		return l.Addr().String()
