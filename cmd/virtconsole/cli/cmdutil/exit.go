@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -91,6 +92,16 @@ type LostError struct{ Err error }
 func (e *LostError) Error() string { return e.Err.Error() }
 func (e *LostError) Unwrap() error { return e.Err }
 
+// APIError is an HTTP API's refusal (the proxy's sessions API): its
+// status and a one-line message with the server's reason. 401 and 403
+// are ExitRefused, 404 ExitNotFound, any other ExitFailure.
+type APIError struct {
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string { return e.Msg }
+
 // ErrNoToken means a client had no token to present: none given, or an
 // empty one.
 var ErrNoToken = errors.New("no token")
@@ -167,9 +178,10 @@ var exitTable = []struct {
 	// proxy says why (console failed, proxy shutting down).
 	{ExitLost, anyOf(as[*LostError], as[*wsconn.CloseError])},
 	{ExitRefused, anyOf(is(ErrNoToken), as[*protocols.HandshakeError], is(consolestream.ErrConsoleBusy),
-		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests))},
-	{ExitNotFound, is(libvirtapi.ErrDomainNotFound, libvirtadmin.ErrNoConsoles,
-		libvirtadmin.ErrNotEnabled, consolestream.ErrNoConsoleDevice)},
+		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests),
+		apiStatus(http.StatusUnauthorized, http.StatusForbidden))},
+	{ExitNotFound, anyOf(is(libvirtapi.ErrDomainNotFound, libvirtadmin.ErrNoConsoles,
+		libvirtadmin.ErrNotEnabled, consolestream.ErrNoConsoleDevice), apiStatus(http.StatusNotFound))},
 	// libvirt's errors say what failed on its connection, TLS included.
 	{ExitUnreachable, anyOf(is(libvirtapi.ErrUnreachable),
 		proxyStatus(http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))},
@@ -256,6 +268,14 @@ func proxyStatus(statuses ...int) func(error) bool {
 			}
 		}
 		return false
+	}
+}
+
+// apiStatus matches an *APIError with one of statuses.
+func apiStatus(statuses ...int) func(error) bool {
+	return func(err error) bool {
+		ae, ok := errors.AsType[*APIError](err)
+		return ok && slices.Contains(statuses, ae.Status)
 	}
 }
 
