@@ -27,12 +27,12 @@ import (
 const (
 	ExitOK          = 0 // success; for interactive sessions, the user left
 	ExitUsage       = 1 // bad flags, arguments or input files; a listen address in use
-	ExitRefused     = 2 // the token or credentials were refused (missing, unknown, not allowed)
+	ExitRefused     = 2 // the token or credentials were refused (missing, unknown, not allowed; the sessions API's 401/403)
 	ExitUnreachable = 3 // the console, QEMU or the proxy could not be reached, or its handshake failed
 	ExitTLS         = 4 // TLS credentials are invalid or a peer's certificate was not trusted
 	ExitLost        = 5 // an established session failed before it was closed normally
 	ExitFailure     = 6 // any other failure
-	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled
+	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
 	ExitInterrupted = 130
 )
 
@@ -48,12 +48,12 @@ tell why it failed; the message on standard error is one line.
 
     0    success (for interactive sessions: you left, or the console closed)
     1    usage error: bad flags, arguments or input files, or a listen address already in use
-    2    refused: token missing, unknown or not allowed
+    2    refused: token missing, unknown or not allowed; the sessions API refused the client certificate
     3    unreachable: the proxy, the resolver or QEMU could not be reached, or the console handshake failed
     4    TLS: invalid credentials, or a peer's certificate is not trusted
     5    connection lost during an established session
     6    any other failure
-    7    not found: no such domain or console device, or consoles not enabled
+    7    not found: no such domain or console device, or consoles not enabled; no such live session
     130  interrupted (SIGINT/SIGTERM)`
 
 // The errors of the command layer itself. Packages below it return their
