@@ -66,13 +66,7 @@ func TestSessionsListAndKill(t *testing.T) {
 		return f[1:]
 	}
 	p := startDaemon(t, append(args(lines[0]), "--audit-log", auditPath)...)
-	waitFor(t, 10*time.Second, "the admin listening line", func() bool {
-		m := adminListeningRE.FindStringSubmatch(p.log.String())
-		if m != nil {
-			adminAddr = m[1]
-		}
-		return m != nil
-	})
+	adminAddr = adminAddrOf(t, p)
 	ca := filepath.Join(dir, "ca-cert.pem")
 
 	// Three sessions: "virtconsole vnc" with an RFB viewer at its port,
@@ -232,5 +226,74 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// adminAddrOf returns the address of d's admin listener, from its log.
+func adminAddrOf(t *testing.T, d *daemon) string {
+	t.Helper()
+	var addr string
+	waitFor(t, 10*time.Second, "the admin listening line", func() bool {
+		m := adminListeningRE.FindStringSubmatch(d.log.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return addr
+}
+
+// TestSessionsSPICE: a SPICE session's channels are one session in
+// "sessions list" (viewers 2), and "sessions kill" ends them all. The
+// administrator's certificate comes from a CA of its own
+// (--admin-client-ca), and its --tls-dir's ca-cert.pem holds both CAs.
+func TestSessionsSPICE(t *testing.T) {
+	admin := pki(t)
+	const token = "Sessions-SPICE-Token-3c9e"
+	b := startSPICEBed(t, "", map[string]string{token: ""}, "--admin-listen", "127.0.0.1:0", "--admin-client-ca", filepath.Join(admin, "ca-cert.pem"))
+	server := "https://" + adminAddrOf(t, b.p)
+	v := b.client(t, token)
+	main, display := scriptedSession(t, v.port, "")
+
+	tlsDir := filepath.Join(t.TempDir(), "admin")
+	os.MkdirAll(tlsDir, 0o700)
+	copyFile(t, filepath.Join(admin, "client-cert.pem"), filepath.Join(tlsDir, "client-cert.pem"))
+	copyFile(t, filepath.Join(admin, "client-key.pem"), filepath.Join(tlsDir, "client-key.pem"))
+	proxyCA, err := os.ReadFile(b.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminCA, err := os.ReadFile(filepath.Join(admin, "ca-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tlsDir, "ca-cert.pem"), append(proxyCA, adminCA...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := run(t, nil, "sessions", "list", "--server", server, "--tls-dir", tlsDir, "--json")
+	var list []proxy.SessionInfo
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+		t.Fatalf("sessions list --json: exit %d, %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	if len(list) != 1 || list[0].Kind != "spice" || list[0].Viewers != 2 || list[0].SPICESession == "" || list[0].BytesFromConsole == 0 {
+		t.Fatalf("sessions %+v: want one SPICE session of 2 viewers (main and display) with bytes from the console", list)
+	}
+	if r := run(t, nil, "sessions", "kill", list[0].ID, "--server", server, "--tls-dir", tlsDir); r.code != 0 {
+		t.Fatalf("sessions kill: exit %d: %s", r.code, r.stderr)
+	}
+	for name, c := range map[string]interface{ Done() <-chan struct{} }{"main": main, "display": display} {
+		select {
+		case <-c.Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the %s channel goes on after the kill", name)
+		}
+	}
+	waitFor(t, 10*time.Second, "both channels' ends, by the administrator", func() bool {
+		return strings.Count(b.p.log.String(), `ended_by="admin virtconsole client"`) == 2 &&
+			strings.Count(v.errb.String(), "session ended by an administrator (websocket close 4002)") == 2
+	})
+	if r := run(t, nil, "sessions", "list", "--server", server, "--tls-dir", tlsDir); r.code != 0 || strings.TrimSpace(r.stdout) != "no live sessions" {
+		t.Fatalf("sessions list after the kill: exit %d, %q", r.code, r.stdout)
 	}
 }

@@ -49,7 +49,8 @@ admin listener that "virtconsole server" and "server proxy" serve with
 
 --server is that listener's https://host:port; --tls-dir holds ca-cert.pem
 (the CA of the proxy's certificate) and client-cert.pem, client-key.pem (a
-certificate from --admin-client-ca).
+certificate from --admin-client-ca; when that is another CA, ca-cert.pem
+holds both).
 
 ` + cmdutil.ExitCodesLine,
 		Example: `  virtconsole sessions list --server https://127.0.0.1:6444 --tls-dir ./pki
@@ -70,12 +71,13 @@ func newCmdList(opts *Options, runF func(string, *Options) error) *cobra.Command
 		Long: `List the proxy's live sessions, oldest first: ID (for "sessions kill"),
 console kind, domain (when the libvirt resolver knows it), console address,
 client address, start time (UTC), bytes to and from the console, and
-viewers (1: each SPICE channel is listed as a session of its own).
+viewers: the websockets of the session (1, or a SPICE session's channels,
+which are listed and ended as one session).
 
 With --json: an array of objects with the keys id, kind, domain,
 domain_uuid, console, client, forwarded_for, client_cert, started
-(RFC 3339), bytes_to_console, bytes_from_console, viewers, spice_session and
-channel (the empty ones left out).`,
+(RFC 3339), bytes_to_console, bytes_from_console, viewers and spice_session
+(the empty ones left out).`,
 		Example: `  virtconsole sessions list --server https://127.0.0.1:6444 --tls-dir ./pki
   virtconsole sessions list --server https://127.0.0.1:6444 --tls-dir ./pki --json | jq -r '.[].id'`,
 		Args: cobra.NoArgs,
@@ -94,11 +96,12 @@ func newCmdKill(opts *Options, runF func(string, *Options) error) *cobra.Command
 	return &cobra.Command{
 		Use:   "kill ID",
 		Short: "End a live session",
-		Long: `End the live session ID (from "sessions list"). Its viewer's websocket is
-closed with code 4002 and the reason "session ended by an administrator",
-which "virtconsole serial", "vnc" and "spice" print before exiting with 5;
-the proxy's audit log records session_killed with killed_by "admin" and
-the CN of this command's client certificate.
+		Long: `End the live session ID (from "sessions list"; every channel of a SPICE
+session). Its viewer's websocket is closed with code 4002 and the reason
+"session ended by an administrator", which "virtconsole serial", "vnc" and
+"spice" print (exiting with 5 when that was their only viewer); the
+proxy's audit log records session_killed with killed_by "admin" and the CN
+of this command's client certificate.
 
 An ID that is not live (unknown, or already ended) exits with 7.`,
 		Example: `  virtconsole sessions kill 3f46e0a823f092c8 --server https://127.0.0.1:6444 --tls-dir ./pki`,
