@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -154,5 +156,25 @@ func TestAdminFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") || cmdutil.ExitCode(err) != cmdutil.ExitUsage {
 			t.Errorf("%+v: %v (exit %d), want a usage error %q", tc.o, err, cmdutil.ExitCode(err), tc.want)
 		}
+	}
+}
+
+// TestAdminListenBusy: an admin address in use is a usage error naming
+// --admin-listen, and the daemon does not start.
+func TestAdminListenBusy(t *testing.T) {
+	dir := testPKI(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	d := &daemon{name: "test", addr: "127.0.0.1:0", handler: http.NotFoundHandler(), drainTimeout: time.Second}
+	opts := Admin{Listen: busy.Addr().String(), ClientCA: filepath.Join(dir, "ca-cert.pem")}
+	if err := opts.listener(d, &fakeSessions{}, dir, tlscreds.DefaultPolicy(), testFactory(io.Discard).Logger()); err != nil {
+		t.Fatal(err)
+	}
+	err = d.serve(context.Background(), testFactory(io.Discard).Logger())
+	if err == nil || !strings.Contains(err.Error(), "choose another --admin-listen address") || cmdutil.ExitCode(err) != cmdutil.ExitUsage {
+		t.Fatalf("serve with a busy --admin-listen: %v (exit %d)", err, cmdutil.ExitCode(err))
 	}
 }

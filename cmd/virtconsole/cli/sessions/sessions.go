@@ -176,7 +176,11 @@ func (opts *Options) call(method, path string) ([]byte, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, &cmdutil.DialError{Msg: fmt.Sprintf("sessions API at %s: %s", req.URL.Host, cmdutil.OneLine(err)), Err: err}
+		cause := err
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			cause = ue.Err // its text repeats the method and URL
+		}
+		return nil, &cmdutil.DialError{Msg: fmt.Sprintf("sessions API at %s: %s", req.URL.Host, cmdutil.OneLine(cause)), Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

@@ -90,3 +90,19 @@ func TestListAndKill(t *testing.T) {
 		t.Fatalf("kill of an unknown ID: %v (exit %d), want exit 7 and the server's reason", err, cmdutil.ExitCode(err))
 	}
 }
+
+// TestUnreachable: a server that does not answer is exit 3, on one line
+// that names it without repeating the request.
+func TestUnreachable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if err := tlscreds.Create(dir, []string{"127.0.0.1"}, tlscreds.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := api(t, dir)
+	srv.Close() // its port now refuses connections
+	_, err := execute(t, "list", "--server", srv.URL, "--tls-dir", dir)
+	if err == nil || cmdutil.ExitCode(err) != cmdutil.ExitUnreachable || !strings.HasPrefix(err.Error(), "sessions API at "+strings.TrimPrefix(srv.URL, "https://")+": ") ||
+		strings.Contains(err.Error(), "Get ") {
+		t.Fatalf("list from a closed server: %v (exit %d)", err, cmdutil.ExitCode(err))
+	}
+}
