@@ -232,15 +232,7 @@ func copyFile(t *testing.T, from, to string) {
 // adminAddrOf returns the address of d's admin listener, from its log.
 func adminAddrOf(t *testing.T, d *daemon) string {
 	t.Helper()
-	var addr string
-	waitFor(t, 10*time.Second, "the admin listening line", func() bool {
-		m := adminListeningRE.FindStringSubmatch(d.log.String())
-		if m != nil {
-			addr = m[1]
-		}
-		return m != nil
-	})
-	return addr
+	return loggedAddr(t, d, adminListeningRE, "the admin listening line")
 }
 
 // TestSessionsSPICE: a SPICE session's channels are one session in
