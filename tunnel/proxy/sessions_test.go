@@ -3,6 +3,7 @@ package proxy
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
@@ -33,9 +34,15 @@ func TestSessionsAndKillSession(t *testing.T) {
 	wantEcho(t, kept)
 	waitActive(t, p, 2)
 
-	list := p.Sessions()
-	if len(list) != 2 {
-		t.Fatalf("Sessions() = %+v, want 2", list)
+	// The counters are added to once a write has returned, which can
+	// be after the viewer has read the echo.
+	var list []SessionInfo
+	deadline := time.Now().Add(10 * time.Second)
+	for list = p.Sessions(); len(list) != 2 || list[0].BytesToConsole == 0 || list[0].BytesFromConsole == 0; list = p.Sessions() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Sessions() = %+v, want 2, the first with bytes both ways", list)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	s := list[0]
 	if s.Kind != "serial" || list[1].Kind != "console" {
