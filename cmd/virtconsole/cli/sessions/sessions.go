@@ -98,8 +98,8 @@ func newCmdKill(opts *Options, runF func(string, *Options) error) *cobra.Command
 		Short: "End a live session",
 		Long: `End the live session ID (from "sessions list"; every channel of a SPICE
 session). Its viewer's websocket is closed with code 4002 and the reason
-"session ended by an administrator", which "virtconsole serial", "vnc" and
-"spice" print (exiting with 5 when that was their only viewer); the
+"session ended by an administrator", which "virtconsole serial" prints
+before exiting with 5 (as "vnc" and "spice" do with --once); the
 proxy's audit log records session_killed with killed_by "admin" and the CN
 of this command's client certificate.
 
