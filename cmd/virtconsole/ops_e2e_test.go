@@ -256,9 +256,16 @@ func TestResolverDaemonMetrics(t *testing.T) {
 // address in it.
 func metricsAddr(t *testing.T, d *daemon) string {
 	t.Helper()
+	return loggedAddr(t, d, metricsListeningRE, "the metrics listening line")
+}
+
+// loggedAddr waits for d to log a line that re matches and returns re's
+// first group: the address of one of its listeners.
+func loggedAddr(t *testing.T, d *daemon, re *regexp.Regexp, what string) string {
+	t.Helper()
 	var addr string
-	waitFor(t, 10*time.Second, "the metrics listening line", func() bool {
-		m := metricsListeningRE.FindStringSubmatch(d.log.String())
+	waitFor(t, 10*time.Second, what, func() bool {
+		m := re.FindStringSubmatch(d.log.String())
 		if m != nil {
 			addr = m[1]
 		}

@@ -35,18 +35,35 @@ import (
 // continuation lines joined.
 func readmeSection(t *testing.T, name string) []string {
 	t.Helper()
+	return readmeBlocks(t, "## "+name, "\n## ")
+}
+
+// readmeSubsection is readmeSection for the heading "### name", up to the
+// next "## " or "### " heading.
+func readmeSubsection(t *testing.T, name string) []string {
+	t.Helper()
+	return readmeBlocks(t, "### "+name, "\n## ", "\n### ")
+}
+
+// readmeBlocks returns the shell lines of the ```sh blocks after the
+// README line heading, up to the first of ends, continuation lines joined.
+func readmeBlocks(t *testing.T, heading string, ends ...string) []string {
+	t.Helper()
+	name := heading
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(b)
-	i := strings.Index(text, "\n## "+name+"\n")
+	i := strings.Index(text, "\n"+heading+"\n")
 	if i < 0 {
 		t.Fatalf("README has no section %q", name)
 	}
 	text = text[i+1:]
-	if j := strings.Index(text[3:], "\n## "); j >= 0 {
-		text = text[:j+3]
+	for _, end := range ends {
+		if j := strings.Index(text[1:], end); j >= 0 {
+			text = text[:j+1]
+		}
 	}
 	var lines []string
 	in := false

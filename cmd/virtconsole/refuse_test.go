@@ -140,6 +140,8 @@ func TestServerStartupErrors(t *testing.T) {
 		{"no resolver", []string{"--tls-dir", dir, "--connect-tls-dir", dir}, cmdutil.ExitUsage, "--tokens"},
 		{"broken cert dir", []string{"--tokens", tokens, "--tls-dir", badDir, "--connect-tls-dir", dir}, cmdutil.ExitTLS, "ca-cert.pem"},
 		{"malformed token file", []string{"--tokens", writeFile(t, "{not json"), "--tls-dir", dir, "--connect-tls-dir", dir}, cmdutil.ExitUsage, "token file"},
+		{"admin listener without its CA", []string{"--tokens", tokens, "--tls-dir", dir, "--connect-tls-dir", dir, "--admin-listen", "127.0.0.1:0"},
+			cmdutil.ExitUsage, "--admin-listen needs --admin-client-ca FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := run(t, nil, append([]string{"server", "proxy", "--listen", "127.0.0.1:0"}, tc.args...)...)

@@ -93,7 +93,7 @@ const (
 
 	EndClosed = "closed" // the viewer or the console closed it
 	EndError  = "error"  // a connection failed
-	EndKilled = "killed" // ended by the proxy: Shutdown or EndSessions
+	EndKilled = "killed" // ended by the proxy: Shutdown, EndSessions or KillSession
 )
 
 // Killers: who ended a session that neither side closed (Session.KilledBy).
@@ -129,7 +129,7 @@ type Session struct {
 	Duration time.Duration
 	Outcome  string // EndClosed, EndError or EndKilled
 	Reason   string // one line: why it ended (or, with StartErr, failed)
-	KilledBy string // with EndKilled: KilledByShutdown or KilledByRevoke
+	KilledBy string // with EndKilled: KilledByShutdown, KilledByRevoke or KillSession's by
 }
 
 // StartOutcome is StartOK or StartFailed.

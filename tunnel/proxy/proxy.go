@@ -29,13 +29,16 @@
 // QEMU is killed; a clean close cannot be told from QEMU quitting and is
 // 1000). 4000, sent by wsconn: the viewer stopped answering, or reading.
 // 4001, "console handshake failed: …": the console protocol's handshake
-// with the viewer failed (e.g. no common VNC security type).
+// with the viewer failed (e.g. no common VNC security type). 4002,
+// "session ended by an administrator": KillSession ended it (the admin
+// listener's DELETE /v1/sessions/{id}).
 //
 // The files: proxy.go (the struct, ServeHTTP, Shutdown), upstream.go
 // (resolve, dial, QEMU-side handshake), handshake.go (the default
 // handshaker table), errors.go (refusals), request.go (token, origin),
 // limit.go (the refused-token limiter), session.go (how a session's end
-// reaches the viewer), observer.go (the events an Observer receives).
+// reaches the viewer), observer.go (the events an Observer receives),
+// sessions.go (listing and ending live sessions).
 package proxy
 
 import (
@@ -183,7 +186,9 @@ type request struct {
 	cancel context.CancelFunc
 	token  string // what it presented, for EndSessions
 
-	killedBy string // who cancelled ctx (KilledBy*); guarded by Proxy.mu
+	// Guarded by Proxy.mu.
+	killedBy string   // who cancelled ctx (KilledBy*, or KillSession's by)
+	sess     *Session // the session passing bytes; nil before and after
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -340,7 +345,10 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 	log.Info("session start", "auth", info.Auth, "setup", sess.Setup.Round(time.Microsecond))
 	obs := p.observer()
 	obs.SessionStart(sess)
-	stats, err := join(ctx, client, server, tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	p.setSession(req, sess)
+	stats, err := join(ctx, client, server, func() (int, string) { return closeFor(p.killer(req)) },
+		tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	p.setSession(req, nil) // before SessionEnd: Sessions lists only live ones
 	sess.Duration = time.Since(sess.Time)
 	end := []any{"duration", sess.Duration.Round(time.Millisecond),
 		"bytes_to_console", stats.AToB, "bytes_from_console", stats.BToA}
@@ -368,7 +376,16 @@ func (p *Proxy) startFailed(s *Session, arrived time.Time, err error) {
 	p.observer().SessionStart(s)
 }
 
-// killer says who ended req: KilledByShutdown or KilledByRevoke.
+// setSession records the session req passes bytes for (nil: none), for
+// Sessions and KillSession.
+func (p *Proxy) setSession(req *request, s *Session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	req.sess = s
+}
+
+// killer says who ended req: KilledByShutdown, KilledByRevoke or
+// KillSession's by.
 func (p *Proxy) killer(req *request) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

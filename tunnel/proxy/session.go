@@ -18,7 +18,20 @@ const (
 	reasonShutdown = "proxy shutting down"
 	reasonConsole  = "console closed unexpectedly"
 	reasonClientHS = "console handshake failed"
+	reasonAdmin    = "session ended by an administrator"
 )
+
+// closeFor is the close code and reason of a session that killedBy ended
+// (the proxy's close of a session neither side closed): 4002 for an
+// administrator's KillSession, 1001 going away otherwise (the drain
+// period's end; a revoked token's session, as before KillSession).
+func closeFor(killedBy string) (int, string) {
+	switch killedBy {
+	case KilledByShutdown, KilledByRevoke:
+		return wsconn.CloseGoingAway, reasonShutdown
+	}
+	return wsconn.CloseEndedByAdmin, reasonAdmin
+}
 
 // closeWith closes c, the viewer's websocket, with code and reason when
 // it can carry them (a *wsconn.Conn), and plainly otherwise.
@@ -68,16 +81,18 @@ func (c *consoleSide) check(err error) {
 }
 
 // join passes bytes between the viewer and the console until either
-// ends or ctx does (Shutdown giving up on the session), which closes the
-// viewer's websocket with 1001 going away first.
-func join(ctx context.Context, client, server net.Conn, opts ...tunnel.JoinOption) (tunnel.Stats, error) {
+// ends or ctx does (Shutdown giving up on the session, EndSessions or
+// KillSession), which first closes the viewer's websocket with the code
+// and reason closing returns.
+func join(ctx context.Context, client, server net.Conn, closing func() (int, string), opts ...tunnel.JoinOption) (tunnel.Stats, error) {
 	jctx := ctx
 	if cs, ok := server.(*consoleSide); ok {
 		var cancel context.CancelFunc
 		jctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
 		defer context.AfterFunc(ctx, func() {
-			closeWith(cs.viewer, wsconn.CloseGoingAway, reasonShutdown)
+			code, reason := closing()
+			closeWith(cs.viewer, code, reason)
 			cancel()
 		})()
 	}

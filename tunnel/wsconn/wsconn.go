@@ -77,6 +77,9 @@ const (
 	// CloseHandshakeFailed: the console protocol's handshake with the
 	// viewer failed after the upgrade (e.g. an RFB security type refused).
 	CloseHandshakeFailed = 4001
+	// CloseEndedByAdmin: an administrator ended the session (the proxy's
+	// sessions API).
+	CloseEndedByAdmin = 4002
 )
 
 // MaxCloseReason is the longest close reason, in bytes: a control frame

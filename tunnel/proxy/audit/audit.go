@@ -8,8 +8,9 @@
 //	session_start   a session started (outcome "ok"), or failed after the
 //	                websocket upgrade (outcome "failed", with the reason)
 //	session_end     a session ended: duration, bytes each way, outcome and reason
-//	session_killed  the proxy ended a session (killed_by "shutdown" or
-//	                "token revoked"); its session_end follows
+//	session_killed  the proxy ended a session (killed_by "shutdown",
+//	                "token revoked", or "admin NAME" for the sessions
+//	                API); its session_end follows
 //	refusal         a request refused before the upgrade: HTTP status and reason
 //
 // No line holds a token or a password: a token appears as its token_id,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -26,12 +27,12 @@ import (
 const (
 	ExitOK          = 0 // success; for interactive sessions, the user left
 	ExitUsage       = 1 // bad flags, arguments or input files; a listen address in use
-	ExitRefused     = 2 // the token or credentials were refused (missing, unknown, not allowed)
+	ExitRefused     = 2 // the token or credentials were refused (missing, unknown, not allowed; the sessions API's 401/403)
 	ExitUnreachable = 3 // the console, QEMU or the proxy could not be reached, or its handshake failed
 	ExitTLS         = 4 // TLS credentials are invalid or a peer's certificate was not trusted
 	ExitLost        = 5 // an established session failed before it was closed normally
 	ExitFailure     = 6 // any other failure
-	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled
+	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
 	ExitInterrupted = 130
 )
 
@@ -47,12 +48,12 @@ tell why it failed; the message on standard error is one line.
 
     0    success (for interactive sessions: you left, or the console closed)
     1    usage error: bad flags, arguments or input files, or a listen address already in use
-    2    refused: token missing, unknown or not allowed
+    2    refused: token missing, unknown or not allowed; the sessions API refused the client certificate
     3    unreachable: the proxy, the resolver or QEMU could not be reached, or the console handshake failed
     4    TLS: invalid credentials, or a peer's certificate is not trusted
     5    connection lost during an established session
     6    any other failure
-    7    not found: no such domain or console device, or consoles not enabled
+    7    not found: no such domain or console device, or consoles not enabled; no such live session
     130  interrupted (SIGINT/SIGTERM)`
 
 // The errors of the command layer itself. Packages below it return their
@@ -90,6 +91,16 @@ type LostError struct{ Err error }
 
 func (e *LostError) Error() string { return e.Err.Error() }
 func (e *LostError) Unwrap() error { return e.Err }
+
+// APIError is an HTTP API's refusal (the proxy's sessions API): its
+// status and a one-line message with the server's reason. 401 and 403
+// are ExitRefused, 404 ExitNotFound, any other ExitFailure.
+type APIError struct {
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string { return e.Msg }
 
 // ErrNoToken means a client had no token to present: none given, or an
 // empty one.
@@ -167,9 +178,10 @@ var exitTable = []struct {
 	// proxy says why (console failed, proxy shutting down).
 	{ExitLost, anyOf(as[*LostError], as[*wsconn.CloseError])},
 	{ExitRefused, anyOf(is(ErrNoToken), as[*protocols.HandshakeError], is(consolestream.ErrConsoleBusy),
-		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests))},
-	{ExitNotFound, is(libvirtapi.ErrDomainNotFound, libvirtadmin.ErrNoConsoles,
-		libvirtadmin.ErrNotEnabled, consolestream.ErrNoConsoleDevice)},
+		proxyStatus(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests),
+		apiStatus(http.StatusUnauthorized, http.StatusForbidden))},
+	{ExitNotFound, anyOf(is(libvirtapi.ErrDomainNotFound, libvirtadmin.ErrNoConsoles,
+		libvirtadmin.ErrNotEnabled, consolestream.ErrNoConsoleDevice), apiStatus(http.StatusNotFound))},
 	// libvirt's errors say what failed on its connection, TLS included.
 	{ExitUnreachable, anyOf(is(libvirtapi.ErrUnreachable),
 		proxyStatus(http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))},
@@ -256,6 +268,14 @@ func proxyStatus(statuses ...int) func(error) bool {
 			}
 		}
 		return false
+	}
+}
+
+// apiStatus matches an *APIError with one of statuses.
+func apiStatus(statuses ...int) func(error) bool {
+	return func(err error) bool {
+		ae, ok := errors.AsType[*APIError](err)
+		return ok && slices.Contains(statuses, ae.Status)
 	}
 }
 

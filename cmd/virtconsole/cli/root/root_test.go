@@ -109,6 +109,9 @@ func TestMissingArguments(t *testing.T) {
 		{[]string{"enable", "vm1", "vm2"}, "enable: one DOMAIN at a time, got 2: vm1 vm2"},
 		{[]string{"serial", "--proxy", "https://proxy.example:6443", "--token-file", "t"}, `proxy URL "https://proxy.example:6443": use wss://proxy.example:6443 (the proxy's websocket URL)`},
 		{[]string{"vnc", "--proxy", "http://proxy.example:80"}, `proxy URL "http://proxy.example:80": use ws://proxy.example:80 (the proxy's websocket URL) with --proxy-insecure`},
+		{[]string{"sessions", "list"}, "no --server URL: give the proxy's admin listener, https://host:port (its --admin-listen)"},
+		{[]string{"sessions", "kill", "3f46e0a823f092c8", "--server", "http://127.0.0.1:6444"}, `--server "http://127.0.0.1:6444": want https://host:port, the proxy's --admin-listen`},
+		{[]string{"sessions", "list", "--server", "https://127.0.0.1:6444"}, "no --tls-dir DIR: the sessions API needs a client certificate (client-cert.pem, client-key.pem) and the proxy's CA (ca-cert.pem)"},
 	} {
 		_, err := execute(tc.args...)
 		if err == nil || err.Error() != tc.want {
@@ -129,6 +132,8 @@ func TestCobraErrorsAreUsage(t *testing.T) {
 		{"no-such-command"},
 		{"version", "extra"},
 		{"certs", "check"},
+		{"sessions", "kill"},
+		{"sessions", "list", "extra"},
 	} {
 		_, err := execute(args...)
 		if code := cmdutil.ExitCode(err); err == nil || code != cmdutil.ExitUsage {

@@ -37,11 +37,34 @@ type daemon struct {
 	// open (connlimit); zero means no bound.
 	maxConnsPerClient int
 
-	// metrics, if set, is served at /metrics on metricsAddr
-	// (--metrics-listen), a cleartext listener of its own, so that
-	// scrapers need no credentials of the daemon's and reach nothing else.
-	metrics     http.Handler
-	metricsAddr string
+	// sides are listeners of their own beside the daemon's: the metrics
+	// (--metrics-listen, cleartext, so that scrapers need no credentials
+	// of the daemon's and reach nothing else) and the admin API
+	// (--admin-listen, client certificates only). They stop with the
+	// daemon, without draining: their requests are short.
+	sides []side
+}
+
+// side is a listener beside the daemon's own, serving handler.
+type side struct {
+	name    string      // "metrics", as in "metrics listening"
+	flag    string      // "--metrics-listen", for a listen error
+	addr    string      // the flag's value
+	tls     *tls.Config // nil: cleartext
+	path    string      // logged with the address: what it serves
+	handler http.Handler
+}
+
+// listen opens the side's listener and returns the server for it.
+func (s side) listen(log *slog.Logger) (net.Listener, *http.Server, error) {
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return nil, nil, cmdutil.ListenError(s.addr, s.flag+" address", err)
+	}
+	if s.tls != nil {
+		l = tls.NewListener(l, s.tls)
+	}
+	return l, httpServer(s.handler, log), nil
 }
 
 // Every daemon's bounds on its clients' connections, after Go's net/http
@@ -68,12 +91,20 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	if d.tls != nil {
 		l = tls.NewListener(l, d.tls)
 	}
-	var ml net.Listener
-	if d.metrics != nil {
-		if ml, err = net.Listen("tcp", d.metricsAddr); err != nil {
-			l.Close()
-			return cmdutil.ListenError(d.metricsAddr, "--metrics-listen address", err)
+	var sides []*http.Server
+	var sideLs []net.Listener
+	defer func() {
+		for _, sl := range sideLs {
+			sl.Close() // those a failed listen left unserved
 		}
+	}()
+	for _, sd := range d.sides {
+		sl, ssrv, err := sd.listen(log)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		sideLs, sides = append(sideLs, sl), append(sides, ssrv)
 	}
 	srv := httpServer(d.handler, log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
@@ -88,29 +119,30 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	if d.ready != nil {
 		d.ready(l.Addr())
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 1+len(sides))
 	wg.Go(func() { errc <- srv.Serve(l) })
-	if ml != nil {
-		msrv := metricsServer(d.metrics, log)
-		log.Info("metrics listening", "address", "http://"+ml.Addr().String()+"/metrics")
-		wg.Go(func() { errc <- fmt.Errorf("metrics: %w", msrv.Serve(ml)) })
-		defer msrv.Close() // scrapes need no draining
+	for i, ssrv := range sides {
+		sd, sl := d.sides[i], sideLs[i]
+		log.Info(sd.name+" listening", "address", sd.scheme()+sl.Addr().String()+sd.path)
+		wg.Go(func() { errc <- fmt.Errorf("%s: %w", sd.name, ssrv.Serve(sl)) })
+	}
+	sideLs = nil // Serve closes them now
+	closeSides := func() {
+		for _, ssrv := range sides {
+			ssrv.Close() // Serve returns and its connections close: no draining
+		}
 	}
 	select {
 	case err := <-errc:
-		// One server failed: stop the other too, or waiting for the
-		// goroutines would wait for it forever.
+		// One server failed: stop the others too, or waiting for the
+		// goroutines would wait for them forever.
 		srv.Close()
-		if ml != nil {
-			ml.Close()
-		}
+		closeSides()
 		return fmt.Errorf("%s: %w", d.name, err) // ExitFailure
 	case <-ctx.Done():
 	}
 	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
-	if ml != nil {
-		ml.Close() // the metrics server's Serve returns; Close closes its connections
-	}
+	closeSides()
 	dctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout)
 	defer cancel()
 	srv.Shutdown(dctx)
@@ -151,9 +183,10 @@ func httpServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// metricsServer serves h at /metrics, and nothing else.
-func metricsServer(h http.Handler, log *slog.Logger) *http.Server {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", h)
-	return httpServer(mux, log)
+// scheme is the side's URL scheme, for its listening line.
+func (s side) scheme() string {
+	if s.tls != nil {
+		return "https://"
+	}
+	return "http://"
 }

@@ -95,6 +95,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 	addMetricsFlags(fl, &opts.Ops)
 	addAuditFlag(fl, &opts.Ops)
+	addAdminFlags(fl, &opts.Admin)
 }
 
 // addListenFlags registers --listen (default addr) and the listener's TLS

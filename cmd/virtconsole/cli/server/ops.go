@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -76,7 +77,9 @@ func (o *Ops) metrics(d *daemon) (*proxymetrics.Metrics, error) {
 		return nil, err
 	}
 	m := proxymetrics.New()
-	d.metricsAddr, d.metrics = addr, m.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler()) // and nothing else
+	d.sides = append(d.sides, side{name: "metrics", flag: "--metrics-listen", addr: addr, path: "/metrics", handler: mux})
 	return m, nil
 }
 

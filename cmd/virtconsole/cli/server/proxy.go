@@ -60,6 +60,8 @@ type ProxyOptions struct {
 
 	// Ops are the metrics listener and the audit log.
 	Ops Ops
+	// Admin is the sessions API's listener.
+	Admin Admin
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -101,12 +103,24 @@ resolver lookups, libvirt connections; Go and process metrics) on a listener
 of its own. --audit-log writes one JSON object per line for each session
 start and end, refusal and session the proxy ended, with the client's
 address and certificate subject and a token_id (12 hex digits of the
-token's SHA-256), never the token; SIGHUP reopens it after logrotate.`,
+token's SHA-256), never the token; SIGHUP reopens it after logrotate.
+
+--admin-listen serves the sessions API over TLS (the --tls-dir server
+certificate) to clients with a certificate from --admin-client-ca only:
+GET /v1/sessions lists the live sessions as JSON, DELETE /v1/sessions/ID
+ends one (204; 404 unknown); its viewer gets the websocket close 4002
+"session ended by an administrator", and the audit log's killed_by is
+"admin" and the certificate's CN. Without a client certificate it answers
+401, with one from another CA 403. "virtconsole sessions" is its client.`,
 		Example: `  virtconsole server proxy --listen 127.0.0.1:6443 --tls-dir ./pki --connect-tls-dir ./pki --tokens tokens.json
 
   # with Prometheus metrics on loopback and an audit log
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
       --tokens /etc/virtconsole/tokens.json --metrics-listen 127.0.0.1:9464 --audit-log /var/log/virtconsole/audit.log
+
+  # with the sessions API for "virtconsole sessions", for admins' certificates from admin-ca.pem
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --tokens /etc/virtconsole/tokens.json --admin-listen 127.0.0.1:6444 --admin-client-ca /etc/pki/virtconsole/admin-ca.pem
 
   # resolve tokens with an external resolver over mutual TLS
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
@@ -157,6 +171,9 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
 	if !opts.TrustForwarded {
 		d.maxConnsPerClient = opts.MaxConnsPerClient
+	}
+	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
+		return err
 	}
 	m, err := opts.Ops.metrics(d)
 	if err != nil {
