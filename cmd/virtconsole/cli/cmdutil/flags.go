@@ -54,3 +54,29 @@ func DeprecatedAlias(fl *pflag.FlagSet, old, name string) {
 func AddLibvirtURIFlag(cmd *cobra.Command, uri *string) {
 	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` of DOMAIN (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
 }
+
+// SecretAnnotation is the flag annotation marking a flag whose value is,
+// or may contain, a secret: a daemon's --print-config masks it.
+const SecretAnnotation = "virtconsole_secret"
+
+// The kinds of secret a flag may hold.
+const (
+	SecretValue = "value" // the whole value: a password or token itself
+	SecretURL   = "url"   // a URL whose userinfo may carry a password
+)
+
+// MarkSecret marks the named flags of fl as holding secrets of kind
+// (SecretValue or SecretURL). Paths to files of secrets are not secrets.
+func MarkSecret(fl *pflag.FlagSet, kind string, names ...string) {
+	for _, n := range names {
+		_ = fl.SetAnnotation(n, SecretAnnotation, []string{kind})
+	}
+}
+
+// SecretKind returns the kind of secret f holds, or "" for none.
+func SecretKind(f *pflag.Flag) string {
+	if k := f.Annotations[SecretAnnotation]; len(k) > 0 {
+		return k[0]
+	}
+	return ""
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,9 +52,9 @@ const maxHeaderBytes = 8 << 10 // net/http allows 4 KiB more for the request lin
 // waits for its goroutines and returns nil: a signal is a normal way for
 // a daemon to stop.
 func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
-	l, err := net.Listen("tcp", d.addr)
+	l, activated, err := d.listen()
 	if err != nil {
-		return cmdutil.ListenError(d.addr, "--listen address", err)
+		return err
 	}
 	if d.maxConnsPerClient > 0 {
 		// Beneath TLS: a refused connection costs no handshake.
@@ -73,14 +74,19 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	bctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	for _, run := range d.background {
+	background := d.background
+	if w := watchdog(log); w != nil {
+		background = append(slices.Clip(background), w)
+	}
+	for _, run := range background {
 		wg.Go(func() { run(bctx) })
 	}
 
-	log.Info(d.name+" listening", "address", l.Addr().String(), "tls", d.tls != nil)
+	log.Info(d.name+" listening", "address", l.Addr().String(), "tls", d.tls != nil, "socket_activated", activated)
 	if d.ready != nil {
 		d.ready(l.Addr())
 	}
+	notifyReady(log)
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })
 	select {
@@ -89,6 +95,7 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
+	notifyStopping(log)
 	dctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout)
 	defer cancel()
 	srv.Shutdown(dctx)
@@ -101,6 +108,18 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	wg.Wait() // Serve and the background work have returned
 	log.Info(d.name + " stopped")
 	return nil
+}
+
+// listen returns the socket systemd handed over, if any (then --listen
+// is not used, and activated is true), else a new one on --listen.
+func (d *daemon) listen() (l net.Listener, activated bool, err error) {
+	if l, err = activatedListener(); err != nil || l != nil {
+		return l, l != nil, err
+	}
+	if l, err = net.Listen("tcp", d.addr); err != nil {
+		return nil, false, cmdutil.ListenError(d.addr, "--listen address", err)
+	}
+	return l, false, nil
 }
 
 // tokenWatchInterval is how often a static token file is checked for
