@@ -47,6 +47,25 @@ func DeprecatedAlias(fl *pflag.FlagSet, old, name string) {
 	f := fl.Lookup(name)
 	fl.AddFlag(&pflag.Flag{Name: old, Usage: f.Usage, Value: f.Value, DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal})
 	_ = fl.MarkDeprecated(old, "use --"+name+" instead")
+	MarkAlias(fl, old, name)
+}
+
+// AliasAnnotation is the annotation of a deprecated flag naming the flag
+// it sets: given on the command line, the alias counts as that flag (so a
+// config file or the environment does not override it).
+const AliasAnnotation = "virtconsole_alias_of"
+
+// MarkAlias records that the flag old of fl sets the flag name.
+func MarkAlias(fl *pflag.FlagSet, old, name string) {
+	_ = fl.SetAnnotation(old, AliasAnnotation, []string{name})
+}
+
+// AliasOf returns the name of the flag f is an alias of, or "".
+func AliasOf(f *pflag.Flag) string {
+	if a := f.Annotations[AliasAnnotation]; len(a) > 0 {
+		return a[0]
+	}
+	return ""
 }
 
 // AddLibvirtURIFlag registers -c/--connect, the libvirt URI of every

@@ -116,13 +116,20 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 	for _, e := range entries {
 		byKey[e.key] = e
 	}
+	// A former name on the command line sets its flag as the flag would.
+	aliased := map[string]bool{}
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if a := cmdutil.AliasOf(fl); a != "" {
+			aliased[a] = true
+		}
+	})
 	var errs []error
 	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
 		if notSettings[fl.Name] || fl.Deprecated != "" || len(errs) > 0 {
 			return
 		}
 		env := EnvName(fl.Name)
-		if fl.Changed {
+		if fl.Changed || aliased[fl.Name] {
 			src[fl.Name] = "flag"
 		} else if v, ok := lookupEnv(f, env); ok {
 			src[fl.Name] = "env " + env

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -47,7 +48,7 @@ func notifyReady(log *slog.Logger)    { sdNotify(log, sddaemon.SdNotifyReady) }
 func notifyStopping(log *slog.Logger) { sdNotify(log, sddaemon.SdNotifyStopping) }
 func notifyReloading(log *slog.Logger) {
 	// systemd wants the monotonic time of the reload's start with it.
-	sdNotify(log, sddaemon.SdNotifyReloading+"\n"+sddaemon.SdNotifyMonotonicUsec())
+	sdNotify(log, sddaemon.SdNotifyReloading+"\n"+strings.TrimSpace(sddaemon.SdNotifyMonotonicUsec()))
 }
 
 func sdNotify(log *slog.Logger, state string) {
@@ -59,7 +60,9 @@ func sdNotify(log *slog.Logger, state string) {
 
 // watchdog returns the background work that keeps systemd's watchdog
 // (WatchdogSec=, given to us as WATCHDOG_USEC) fed, at half its period as
-// sd_watchdog_enabled(3) advises, or nil when it is off.
+// sd_watchdog_enabled(3) advises, or nil when it is off. Like the other
+// background work it ends when the daemon starts stopping: systemd does
+// not watch a stopping service (TimeoutStopSec= bounds the drain).
 func watchdog(log *slog.Logger) func(context.Context) {
 	period, err := sddaemon.SdWatchdogEnabled(false)
 	if err != nil {
