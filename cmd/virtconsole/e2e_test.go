@@ -48,7 +48,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is the environment for the vcBinary: ours without VIRTCONSOLE_*.
+// env is the environment for the vcBinary: ours without VIRTCONSOLE_*,
+// and an empty config file for the daemons, so that an installed
+// /etc/virtconsole/server.toml does not change them (--config wins).
 func env(extra ...string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
@@ -56,7 +58,7 @@ func env(extra ...string) []string {
 			e = append(e, kv)
 		}
 	}
-	return append(e, extra...)
+	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull), extra...)
 }
 
 // result is a finished command.

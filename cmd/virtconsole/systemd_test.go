@@ -1,0 +1,397 @@
+package main
+
+// The daemons under systemd, without a systemd PID 1: the unit files as
+// systemd-analyze reads them, the server started from a unit's ExecStart=
+// line with the README's config file, socket activation through
+// systemd-socket-activate, and sd_notify datagrams on a NOTIFY_SOCKET the
+// test holds.
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/resolver"
+)
+
+// unitFiles are the units shipped next to the command.
+var unitFiles = []string{"virtconsole.service", "virtconsole-proxy.service", "virtconsole.socket"}
+
+// installedBinary is where the units' ExecStart= expects virtconsole:
+// "make install"'s default PREFIX.
+const installedBinary = "/usr/local/bin/virtconsole"
+
+// unitDirectives returns the values of key in a unit file, in order.
+func unitDirectives(t *testing.T, unit, key string) []string {
+	t.Helper()
+	b, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+"="); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// TestUnitFiles: systemd-analyze verify accepts the units, their
+// documentation included, and systemd-analyze security rates each
+// service's sandbox exposed at most 2.0 of 10 ("OK").
+//
+// verify checks that ExecStart='s program exists and is executable, and
+// the test does not install virtconsole into /usr/local/bin: it verifies
+// copies of the units whose ExecStart= names the binary under test, all
+// else unchanged. The man pages named by Documentation= are looked up
+// with man(1) in the repository's man/ (through MANPATH).
+func TestUnitFiles(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze", "systemd")
+	needTool(t, "man", "man-db")
+	dir := t.TempDir()
+	var paths []string
+	for _, u := range unitFiles {
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		if strings.HasSuffix(u, ".service") {
+			if n := strings.Count(text, "ExecStart="+installedBinary+" "); n != 1 {
+				t.Fatalf("%s: want one ExecStart=%s ..., found %d", u, installedBinary, n)
+			}
+			text = strings.ReplaceAll(text, "ExecStart="+installedBinary+" ", "ExecStart="+vcBinary+" ")
+		}
+		p := filepath.Join(dir, u)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	manDir := filepath.Join(t.TempDir(), "man")
+	if err := os.MkdirAll(manDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(repoRoot(t), "man"), filepath.Join(manDir, "man1")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(analyze, append([]string{"verify"}, paths...)...)
+	cmd.Env = env("MANPATH=" + manDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "virtconsole") {
+			t.Errorf("systemd-analyze verify: %s", line)
+		}
+	}
+
+	for _, u := range paths[:2] {
+		cmd := exec.Command(analyze, "security", "--offline=true", "--threshold=20", "--no-pager", u)
+		cmd.Env = env()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("systemd-analyze security %s: %v\n%s", filepath.Base(u), err, out)
+		}
+		if m := regexp.MustCompile(`Overall exposure level for \S+: (\S+)`).FindSubmatch(out); m == nil {
+			t.Errorf("systemd-analyze security %s: no exposure level in\n%s", filepath.Base(u), out)
+		} else {
+			t.Logf("%s: exposure %s", filepath.Base(u), m[1])
+		}
+	}
+
+	// What the issue asks of the services, said where a reader looks.
+	for _, u := range unitFiles[:2] {
+		for _, want := range []string{"Type=notify", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
+			"CapabilityBoundingSet=\n", "LoadCredential=server-key.pem:", "LoadCredential=client-key.pem:", "WatchdogSec="} {
+			b, _ := os.ReadFile(u)
+			if !strings.Contains(string(b), want) {
+				t.Errorf("%s lacks %q", u, strings.TrimSpace(want))
+			}
+		}
+	}
+}
+
+// readmeConfig returns the config file the README documents: its first
+// ```toml block.
+func readmeConfig(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n```toml\n")
+	block, _, ok2 := strings.Cut(rest, "\n```\n")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no ```toml block")
+	}
+	return block + "\n"
+}
+
+// execStart returns a service's ExecStart= command line as systemd would
+// run it with the LoadCredential= files in credDir: ${CREDENTIALS_DIRECTORY}
+// expanded, the binary under test for the installed one, and cfg for the
+// config file it names.
+func execStart(t *testing.T, unit, credDir, cfg string) []string {
+	t.Helper()
+	lines := unitDirectives(t, unit, "ExecStart")
+	if len(lines) != 1 {
+		t.Fatalf("%s: %d ExecStart= lines", unit, len(lines))
+	}
+	// No quoting in these lines: fields are words (systemd.service(5)'s
+	// rules agree for such lines).
+	args := strings.Fields(lines[0])
+	if args[0] != installedBinary {
+		t.Fatalf("%s: ExecStart= runs %s, want %s", unit, args[0], installedBinary)
+	}
+	args[0] = vcBinary
+	for i, a := range args {
+		a = strings.ReplaceAll(a, "${CREDENTIALS_DIRECTORY}", credDir)
+		if a == "/etc/virtconsole/server.toml" {
+			a = cfg
+		}
+		args[i] = a
+	}
+	return args
+}
+
+// credentials lays out what LoadCredential= gives the service: each
+// credential's file, from the test's PKI, under its name, 0400 as
+// systemd makes them.
+func credentials(t *testing.T, unit, pkiDir string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "credentials")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, lc := range unitDirectives(t, unit, "LoadCredential") {
+		id, src, ok := strings.Cut(lc, ":")
+		if !ok || !strings.HasPrefix(src, "/etc/pki/virtconsole/") {
+			t.Fatalf("%s: LoadCredential=%s", unit, lc)
+		}
+		b, err := os.ReadFile(filepath.Join(pkiDir, filepath.Base(src)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id), b, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestUnitExecStart: each service's ExecStart= line, with its
+// credentials laid out as LoadCredential= says and the README's config
+// file (addresses on loopback, a libvirt nobody answers, the test's token
+// file), starts a daemon that serves /healthz over TLS; the README's file
+// is valid for the resolver too.
+func TestUnitExecStart(t *testing.T) {
+	dir := pki(t)
+	tokens := writeTokens(t, map[string]resolver.Console{"t": {Type: "serial", Address: "127.0.0.1:1"}})
+	cfgText := readmeConfig(t)
+	for old, new := range map[string]string{
+		`":6443"`:                          `"127.0.0.1:0"`,
+		`"127.0.0.1:8081"`:                 `"127.0.0.1:0"`,
+		"qemu:///system":                   "qemu:///system?socket=" + filepath.Join(t.TempDir(), "no-libvirtd"),
+		"/var/lib/virtconsole/tokens.json": tokens,
+	} {
+		if !strings.Contains(cfgText, old) {
+			t.Fatalf("the README's config file has no %s:\n%s", old, cfgText)
+		}
+		cfgText = strings.ReplaceAll(cfgText, old, new)
+	}
+	cfg := filepath.Join(t.TempDir(), "server.toml")
+	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, filepath.Join(dir, "ca-cert.pem"))}, Timeout: 10 * time.Second}
+	for _, unit := range []string{"virtconsole.service", "virtconsole-proxy.service"} {
+		t.Run(unit, func(t *testing.T) {
+			args := execStart(t, unit, credentials(t, unit, dir), cfg)
+			d := &daemon{log: &syncBuffer{}}
+			d.cmd = exec.Command(args[0], args[1:]...)
+			d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+			d.done = launch(t, d.cmd, d.log.String)
+			// The README's [server] logs JSON.
+			re := regexp.MustCompile(`listening" address=(\S+)|"msg":"proxy listening","address":"([^"]+)"`)
+			waitFor(t, 30*time.Second, "the listening line", func() bool {
+				select {
+				case <-d.done:
+					t.Fatalf("%v exited: %s", args, d.log.String())
+				default:
+				}
+				m := re.FindStringSubmatch(d.log.String())
+				if m != nil {
+					d.addr = m[1] + m[2]
+				}
+				return m != nil
+			})
+			healthz(t, client, d.addr)
+		})
+	}
+	r := run(t, nil, "server", "resolver", "--config", cfg, "--print-config")
+	if r.code != 0 || !strings.Contains(r.stdout, "require-client-cert = true # "+cfg+":") {
+		t.Errorf("server resolver --print-config with the README's file: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// healthz gets https://addr/healthz and wants "ok".
+func healthz(t *testing.T, client *http.Client, addr string) {
+	t.Helper()
+	resp, err := client.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "ok\n" {
+		t.Fatalf("/healthz: %s %q", resp.Status, b)
+	}
+}
+
+// freePort returns a loopback port nobody listens on (for a moment).
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestSocketActivation: systemd-socket-activate listens and hands its
+// socket to "server proxy" (LISTEN_FDS), which serves on it, TLS
+// included, instead of --listen (here an address another socket holds,
+// which it could not have listened on): /healthz answers, and a serial
+// session reaches QEMU's chardev.
+func TestSocketActivation(t *testing.T) {
+	activate := needTool(t, "systemd-socket-activate", "systemd")
+	qemutest.Require(t)
+	dir := pki(t)
+	q, qaddr := qemutest.StartSerial(t, qemutest.SerialOptions{Paused: true})
+	tokens := writeTokens(t, map[string]resolver.Console{"sa-token": {Type: "serial", Address: qaddr, Insecure: true}})
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	log := &syncBuffer{}
+	cmd := exec.Command(activate, "--listen", addr, vcBinary, "server", "proxy", "--listen", held.Addr().String(),
+		"--tls-dir", dir, "--connect-insecure", "--tokens", tokens)
+	cmd.Stdout, cmd.Stderr = log, log
+	done := launch(t, cmd, log.String)
+	waitFor(t, 10*time.Second, "systemd-socket-activate listening", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("systemd-socket-activate exited: %s", log.String())
+		default:
+		}
+		return strings.Contains(log.String(), "Listening on "+addr)
+	})
+	// The first connection starts the daemon, which then answers it.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, filepath.Join(dir, "ca-cert.pem"))}, Timeout: 30 * time.Second}
+	healthz(t, client, addr)
+	if want := `msg="proxy listening" address=` + addr + ` tls=true socket_activated=true`; !strings.Contains(log.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, log.String())
+	}
+
+	c := startSerial(t, "--proxy", "wss://"+addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "sa-token"))
+	q.WaitChardevConnected("s0", 30*time.Second)
+	q.Cont()
+	waitFor(t, 60*time.Second, "the SeaBIOS banner through the handed socket", func() bool {
+		return strings.Contains(c.out.String(), bannerEnd)
+	})
+	c.stdin.Close()
+	if code := c.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("serial exit code %d: %s", code, c.errb.String())
+	}
+}
+
+// TestNotifySocket: the real binary, given a NOTIFY_SOCKET (a unixgram
+// socket the test holds, as systemd would) and WATCHDOG_USEC, sends
+// READY=1 once it listens, WATCHDOG=1 every half period, and STOPPING=1
+// on SIGTERM, then exits 0.
+func TestNotifySocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nc.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no sd_notify datagram while waiting for %s", what)
+			return ""
+		}
+	}
+
+	d := &daemon{log: &syncBuffer{}}
+	d.cmd = exec.Command(vcBinary, "server", "proxy", "--listen", "127.0.0.1:0", "--listen-insecure", "--connect-insecure",
+		"--tokens", writeTokens(t, map[string]resolver.Console{}))
+	d.cmd.Env = env("NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.done = launch(t, d.cmd, d.log.String)
+
+	if m := next("READY=1"); m != "READY=1" {
+		t.Fatalf("first datagram %q, want READY=1", m)
+	}
+	if !listeningRE.MatchString(d.log.String()) {
+		t.Fatalf("READY=1 before the listening line:\n%s", d.log.String())
+	}
+	start := time.Now()
+	for i := 0; i < 3; i++ {
+		if m := next("WATCHDOG=1"); m != "WATCHDOG=1" {
+			t.Fatalf("datagram %q, want WATCHDOG=1", m)
+		}
+	}
+	if e := time.Since(start); e > 5*time.Second {
+		t.Errorf("three watchdog pings took %v at a 100 ms period", e)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for m := next("STOPPING=1"); m != "STOPPING=1"; m = next("STOPPING=1") {
+		if m != "WATCHDOG=1" {
+			t.Fatalf("datagram %q before STOPPING=1", m)
+		}
+	}
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log.String())
+	}
+}
