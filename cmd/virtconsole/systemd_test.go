@@ -261,17 +261,6 @@ func healthz(t *testing.T, client *http.Client, addr string) {
 	}
 }
 
-// freePort returns a loopback port nobody listens on (for a moment).
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestSocketActivation: systemd-socket-activate listens and hands its
 // socket to "server proxy" (LISTEN_FDS), which serves on it, TLS
 // included, instead of --listen (here an address another socket holds,
@@ -289,7 +278,7 @@ func TestSocketActivation(t *testing.T) {
 	}
 	defer held.Close()
 
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(qemutest.FreePort(t))
 	log := &syncBuffer{}
 	cmd := exec.Command(activate, "--listen", addr, vcBinary, "server", "proxy", "--listen", held.Addr().String(),
 		"--tls-dir", dir, "--connect-insecure", "--tokens", tokens)

@@ -26,15 +26,23 @@ var FlagGroups = []string{GroupProxy, GroupDomain, GroupDirect, GroupTLS, GroupT
 
 // SetFlagGroup puts the named flags of fl in group.
 func SetFlagGroup(fl *pflag.FlagSet, group string, names ...string) {
-	for _, n := range names {
-		_ = fl.SetAnnotation(n, FlagGroupAnnotation, []string{group})
-	}
+	annotate(fl, FlagGroupAnnotation, group, names...)
 }
 
 // FlagGroup returns the group of f, or "" for none.
-func FlagGroup(f *pflag.Flag) string {
-	if g := f.Annotations[FlagGroupAnnotation]; len(g) > 0 {
-		return g[0]
+func FlagGroup(f *pflag.Flag) string { return annotation(f, FlagGroupAnnotation) }
+
+// annotate sets the annotation key of the named flags of fl to value.
+func annotate(fl *pflag.FlagSet, key, value string, names ...string) {
+	for _, n := range names {
+		_ = fl.SetAnnotation(n, key, []string{value})
+	}
+}
+
+// annotation returns the value of f's annotation key, or "".
+func annotation(f *pflag.Flag, key string) string {
+	if v := f.Annotations[key]; len(v) > 0 {
+		return v[0]
 	}
 	return ""
 }
@@ -56,17 +64,10 @@ func DeprecatedAlias(fl *pflag.FlagSet, old, name string) {
 const AliasAnnotation = "virtconsole_alias_of"
 
 // MarkAlias records that the flag old of fl sets the flag name.
-func MarkAlias(fl *pflag.FlagSet, old, name string) {
-	_ = fl.SetAnnotation(old, AliasAnnotation, []string{name})
-}
+func MarkAlias(fl *pflag.FlagSet, old, name string) { annotate(fl, AliasAnnotation, name, old) }
 
 // AliasOf returns the name of the flag f is an alias of, or "".
-func AliasOf(f *pflag.Flag) string {
-	if a := f.Annotations[AliasAnnotation]; len(a) > 0 {
-		return a[0]
-	}
-	return ""
-}
+func AliasOf(f *pflag.Flag) string { return annotation(f, AliasAnnotation) }
 
 // AddLibvirtURIFlag registers -c/--connect, the libvirt URI of every
 // command that takes a DOMAIN.
@@ -87,15 +88,8 @@ const (
 // MarkSecret marks the named flags of fl as holding secrets of kind
 // (SecretValue or SecretURL). Paths to files of secrets are not secrets.
 func MarkSecret(fl *pflag.FlagSet, kind string, names ...string) {
-	for _, n := range names {
-		_ = fl.SetAnnotation(n, SecretAnnotation, []string{kind})
-	}
+	annotate(fl, SecretAnnotation, kind, names...)
 }
 
 // SecretKind returns the kind of secret f holds, or "" for none.
-func SecretKind(f *pflag.Flag) string {
-	if k := f.Annotations[SecretAnnotation]; len(k) > 0 {
-		return k[0]
-	}
-	return ""
-}
+func SecretKind(f *pflag.Flag) string { return annotation(f, SecretAnnotation) }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -245,7 +246,7 @@ func readConfig(path, table string) ([]configEntry, error) {
 		key, first := dottedKey(e)
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			if e.Kind == unstable.ArrayTable || !knownTable(key) {
+			if e.Kind == unstable.ArrayTable || !slices.Contains(configTables, key) {
 				return nil, fmt.Errorf("%s:%d: unknown table [%s]: want [%s]", path, line(first), key, strings.Join(configTables, "], ["))
 			}
 			current = key
@@ -281,15 +282,6 @@ func dottedKey(e *unstable.Node) (string, *unstable.Node) {
 		parts = append(parts, string(it.Node().Data))
 	}
 	return strings.Join(parts, "."), first
-}
-
-func knownTable(name string) bool {
-	for _, t := range configTables {
-		if t == name {
-			return true
-		}
-	}
-	return false
 }
 
 func otherTables(table string) []string {
