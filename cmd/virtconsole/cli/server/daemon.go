@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -74,11 +73,7 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	bctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	background := d.background
-	if w := watchdog(log); w != nil {
-		background = append(slices.Clip(background), w)
-	}
-	for _, run := range background {
+	for _, run := range d.background {
 		wg.Go(func() { run(bctx) })
 	}
 
@@ -87,6 +82,9 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 		d.ready(l.Addr())
 	}
 	notifyReady(log)
+	if w := watchdog(log); w != nil {
+		wg.Go(func() { w(bctx) }) // pings follow READY=1
+	}
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })
 	select {

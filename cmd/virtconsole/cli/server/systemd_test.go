@@ -72,7 +72,7 @@ func TestServeNotifies(t *testing.T) {
 	for len(got) < 4 {
 		got = append(got, nextNotify(t, c))
 	}
-	if s := strings.Join(got, " "); !strings.Contains(s, "READY=1") || strings.Count(s, "WATCHDOG=1") < 3 {
+	if s := strings.Join(got, " "); s != "READY=1 WATCHDOG=1 WATCHDOG=1 WATCHDOG=1" {
 		t.Errorf("while running: %q", got)
 	}
 	cancel()
