@@ -311,6 +311,38 @@ func TestSocketActivation(t *testing.T) {
 	}
 }
 
+// TestSocketActivationTwoSockets: a .socket unit with two ListenStream=
+// lines hands two sockets; the daemon serves one, so it refuses to start
+// with a line that says what to fix, a usage error (exit 1).
+func TestSocketActivationTwoSockets(t *testing.T) {
+	activate := needTool(t, "systemd-socket-activate", "systemd")
+	a, b := "127.0.0.1:"+strconv.Itoa(qemutest.FreePort(t)), "127.0.0.1:"+strconv.Itoa(qemutest.FreePort(t))
+	log := &syncBuffer{}
+	cmd := exec.Command(activate, "--listen", a, "--listen", b, vcBinary, "server", "proxy", "--listen-insecure", "--connect-insecure",
+		"--tokens", writeTokens(t, map[string]resolver.Console{}))
+	cmd.Stdout, cmd.Stderr = log, log
+	done := launch(t, cmd, log.String)
+	waitFor(t, 10*time.Second, "systemd-socket-activate listening", func() bool {
+		return strings.Contains(log.String(), "Listening on "+b)
+	})
+	c, err := net.DialTimeout("tcp", a, 10*time.Second) // starts the daemon
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the daemon did not exit:\n%s", log.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1:\n%s", code, log.String())
+	}
+	if want := "virtconsole: socket activation handed 2 file descriptors; virtconsole serves one stream socket: give its .socket unit one ListenStream=\n"; !strings.HasSuffix(log.String(), want) {
+		t.Errorf("output does not end with %q:\n%s", want, log.String())
+	}
+}
+
 // TestNotifySocket: the real binary, given a NOTIFY_SOCKET (a unixgram
 // socket the test holds, as systemd would) and WATCHDOG_USEC, sends
 // READY=1 once it listens, WATCHDOG=1 every half period, and STOPPING=1

@@ -51,12 +51,16 @@ type daemonOptions struct {
 var notSettings = map[string]bool{"config": true, "print-config": true, "json": true, "help": true}
 
 // addDaemonFlags registers --config, --print-config, --json and the log
-// flags of the daemon whose config table is o.table.
-func addDaemonFlags(fl *pflag.FlagSet, o *daemonOptions, log *cmdutil.LogOptions) {
+// flags of cmd, the daemon whose config table is o.table.
+func addDaemonFlags(cmd *cobra.Command, o *daemonOptions, log *cmdutil.LogOptions) {
+	fl := cmd.Flags()
 	fl.StringVar(&o.Config, "config", "", "read settings from the ["+o.table+"] table of the TOML `FILE` (default "+DefaultConfigFile+" when it exists, or $VIRTCONSOLE_CONFIG)")
 	fl.BoolVar(&o.PrintConfig, "print-config", false, "print the effective settings as a config file (secrets masked) and exit")
 	fl.BoolVar(&o.JSON, "json", false, "with --print-config, print JSON")
 	cmdutil.AddLogFlags(fl, log)
+	_ = cmd.MarkFlagFilename("config", "toml")
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions(cmdutil.LogFormats, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions(cmdutil.LogLevels, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // configHelp ends the Long help of each daemon.

@@ -118,7 +118,7 @@ reported to the service manager (Type=notify).
 		},
 	}
 	fl := cmd.Flags()
-	addDaemonFlags(fl, dopts, &f.Log)
+	addDaemonFlags(cmd, dopts, &f.Log)
 	addProxyFlags(fl, opts)
 	addTokensFlag(fl, &opts.Tokens)
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")

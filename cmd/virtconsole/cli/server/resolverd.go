@@ -65,7 +65,7 @@ Serve it with TLS and require client certificates (--require-client-cert or
 		},
 	}
 	fl := cmd.Flags()
-	addDaemonFlags(fl, dopts, &f.Log)
+	addDaemonFlags(cmd, dopts, &f.Log)
 	addListenFlags(fl, &opts.Listen, &opts.TLS, "127.0.0.1:8081")
 	addTokensFlag(fl, &opts.Tokens)
 	addConnectFlag(fl, &opts.Connect, "give it or --tokens")

@@ -73,7 +73,7 @@ one is handed over, instead of --listen, and reports to the service manager
 		},
 	}
 	fl := cmd.Flags()
-	addDaemonFlags(fl, dopts, &f.Log)
+	addDaemonFlags(cmd, dopts, &f.Log)
 	addProxyFlags(fl, opts)
 	addConnectFlag(fl, &opts.Connect, "default $LIBVIRT_DEFAULT_URI or qemu:///system")
 	addSingleUseFlag(fl, &opts.SingleUse, true, "its secret gets a new value when a session starts; --single-use=false makes tokens reusable")

@@ -10,6 +10,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
 
 // systemd integration: a listener handed over by socket activation
@@ -35,7 +37,8 @@ func activatedListener() (net.Listener, error) {
 				l.Close()
 			}
 		}
-		return nil, fmt.Errorf("socket activation handed %d file descriptors; virtconsole serves one stream socket: give its .socket unit one ListenStream=", len(ls))
+		// The unit's mistake, like a busy --listen address: a usage error.
+		return nil, &cmdutil.FlagError{Err: fmt.Errorf("socket activation handed %d file descriptors; virtconsole serves one stream socket: give its .socket unit one ListenStream=", len(ls))}
 	}
 	return ls[0], nil
 }
