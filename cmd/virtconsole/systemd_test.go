@@ -167,13 +167,12 @@ func execStart(t *testing.T, unit, credDir, cfg string) []string {
 	return args
 }
 
-// credentials lays out what LoadCredential= gives the service: each
-// credential's file, from the test's PKI, under its name, 0400 as
-// systemd makes them.
-func credentials(t *testing.T, unit, pkiDir string) string {
+// credentials lays out in dir what LoadCredential= gives the service:
+// each credential's file, from the test's PKI, under its name, 0400 and
+// owned by the service's user, as systemd makes them.
+func credentials(t *testing.T, unit, pkiDir, dir string, uid int) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "credentials")
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o500|0o200); err != nil {
 		t.Fatal(err)
 	}
 	for _, lc := range unitDirectives(t, unit, "LoadCredential") {
@@ -185,26 +184,84 @@ func credentials(t *testing.T, unit, pkiDir string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, id), b, 0o400); err != nil {
-			t.Fatal(err)
-		}
+		writeOwned(t, filepath.Join(dir, id), b, 0o400, uid)
 	}
+	chown(t, dir, uid)
 	return dir
 }
 
-// TestUnitExecStart: each service's ExecStart= line, with its
-// credentials laid out as LoadCredential= says and the README's config
-// file (addresses on loopback, a libvirt nobody answers, the test's token
-// file), starts a daemon that serves /healthz over TLS; the README's file
-// is valid for the resolver too.
+// writeOwned writes a file with mode perm, owned by uid.
+func writeOwned(t *testing.T, path string, b []byte, perm os.FileMode, uid int) {
+	t.Helper()
+	if err := os.WriteFile(path, b, perm); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, path, uid)
+}
+
+func chown(t *testing.T, path string, uid int) {
+	t.Helper()
+	if err := os.Chown(path, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serviceUser is who the services' sandbox runs them as, as far as a
+// test without systemd can: as root, an unprivileged user (nobody) with
+// no supplementary groups, no capabilities at all (CapabilityBoundingSet=)
+// and no_new_privs (NoNewPrivileges=), through setpriv(1); otherwise the
+// test's own user. The system call filter and the mount namespace
+// (ProtectSystem=) need systemd itself: systemd-analyze checks their
+// settings, not their effect.
+func serviceUser(t *testing.T) (uid int, prefix []string) {
+	if os.Geteuid() != 0 {
+		return os.Geteuid(), nil
+	}
+	setpriv := needTool(t, "setpriv", "util-linux")
+	return 65534, []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs",
+		"--inh-caps=-all", "--bounding-set=-all", "--"}
+}
+
+// TestUnitExecStart: each service's ExecStart= line, run as the unit's
+// sandbox runs it (serviceUser), with its credentials laid out as
+// LoadCredential= says and the README's config file (addresses on
+// loopback, a libvirt nobody answers, the token file in the state
+// directory), starts a daemon that serves /healthz over TLS; the README's
+// file is valid for the resolver too.
 func TestUnitExecStart(t *testing.T) {
 	dir := pki(t)
-	tokens := writeTokens(t, map[string]resolver.Console{"t": {Type: "serial", Address: "127.0.0.1:1"}})
+	uid, prefix := serviceUser(t)
+	// A tree the service's user can reach (t.TempDir's are root's only):
+	// the binary (installed 0755), the config file (root's, 0644), the
+	// state directory (the user's, 0700) with the token file.
+	root, err := os.MkdirTemp("", "virtconsole-unit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(vcBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "virtconsole"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(root, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, state, uid)
+	tokens := filepath.Join(state, "tokens.json")
+	writeOwned(t, tokens, []byte(`{"t": {"type": "serial", "address": "127.0.0.1:1"}}`), 0o600, uid)
+
 	cfgText := readmeConfig(t)
 	for old, new := range map[string]string{
 		`":6443"`:                          `"127.0.0.1:0"`,
 		`"127.0.0.1:8081"`:                 `"127.0.0.1:0"`,
-		"qemu:///system":                   "qemu:///system?socket=" + filepath.Join(t.TempDir(), "no-libvirtd"),
+		"qemu:///system":                   "qemu:///system?socket=" + filepath.Join(root, "no-libvirtd"),
 		"/var/lib/virtconsole/tokens.json": tokens,
 	} {
 		if !strings.Contains(cfgText, old) {
@@ -212,14 +269,17 @@ func TestUnitExecStart(t *testing.T) {
 		}
 		cfgText = strings.ReplaceAll(cfgText, old, new)
 	}
-	cfg := filepath.Join(t.TempDir(), "server.toml")
+	cfg := filepath.Join(root, "server.toml")
 	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, filepath.Join(dir, "ca-cert.pem"))}, Timeout: 10 * time.Second}
-	for _, unit := range []string{"virtconsole.service", "virtconsole-proxy.service"} {
+	for i, unit := range []string{"virtconsole.service", "virtconsole-proxy.service"} {
 		t.Run(unit, func(t *testing.T) {
-			args := execStart(t, unit, credentials(t, unit, dir), cfg)
+			creds := credentials(t, unit, dir, filepath.Join(root, "credentials"+strconv.Itoa(i)), uid)
+			args := execStart(t, unit, creds, cfg)
+			args[0] = filepath.Join(root, "virtconsole")
+			args = append(prefix, args...)
 			d := &daemon{log: &syncBuffer{}}
 			d.cmd = exec.Command(args[0], args[1:]...)
 			d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -239,6 +299,21 @@ func TestUnitExecStart(t *testing.T) {
 				return m != nil
 			})
 			healthz(t, client, d.addr)
+			if prefix != nil {
+				// setpriv execs the daemon in its place: the same process.
+				st, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/status")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if groups := regexp.MustCompile(`\nGroups:[ \t]*([^\n]*)\n`).FindSubmatch(st); groups == nil || len(groups[1]) > 0 {
+					t.Errorf("the daemon has supplementary groups: %q", groups)
+				}
+				for _, want := range []string{"\nUid:\t65534\t65534\t", "\nCapBnd:\t0000000000000000\n", "\nCapEff:\t0000000000000000\n", "\nNoNewPrivs:\t1\n"} {
+					if !strings.Contains(string(st), want) {
+						t.Errorf("the daemon's /proc status lacks %q:\n%s", want, st)
+					}
+				}
+			}
 		})
 	}
 	r := run(t, nil, "server", "resolver", "--config", cfg, "--print-config")
