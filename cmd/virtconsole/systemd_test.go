@@ -491,3 +491,175 @@ func TestNotifySocket(t *testing.T) {
 		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log.String())
 	}
 }
+
+// syscallGroups returns systemd's system call groups ("@name" to its
+// entries: calls and other groups), from systemd-analyze syscall-filter.
+func syscallGroups(t *testing.T, analyze string) map[string][]string {
+	t.Helper()
+	out, err := exec.Command(analyze, "syscall-filter", "--no-pager").Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter: %v", err)
+	}
+	groups := map[string][]string{}
+	cur := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		switch f := strings.TrimSpace(line); {
+		case f == "" || strings.HasPrefix(f, "#"):
+		case !strings.HasPrefix(line, " "):
+			cur = f
+		case cur != "":
+			groups[cur] = append(groups[cur], f)
+		}
+	}
+	if len(groups["@system-service"]) == 0 {
+		t.Fatalf("systemd-analyze syscall-filter lists no @system-service:\n%s", out)
+	}
+	return groups
+}
+
+// expandSyscalls adds the calls that name (a call or a group) stands for.
+func expandSyscalls(groups map[string][]string, name string, into map[string]bool) {
+	if !strings.HasPrefix(name, "@") {
+		into[name] = true
+		return
+	}
+	for _, e := range groups[name] {
+		expandSyscalls(groups, e, into)
+	}
+}
+
+// TestUnitSyscalls: what the service does while it starts, serves TLS
+// requests and drains on SIGTERM uses only the system calls and socket
+// families its unit allows (SystemCallFilter=, RestrictAddressFamilies=),
+// as strace(1) records them from the released (non-race) build run by
+// the unit's ExecStart= line; a call the filter denies would fail with
+// EPERM (SystemCallErrorNumber=) under systemd.
+func TestUnitSyscalls(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze", "systemd")
+	strace := needTool(t, "strace", "strace")
+	groups := syscallGroups(t, analyze)
+	bin := filepath.Join(t.TempDir(), "virtconsole")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := pki(t)
+	tokens := writeTokens(t, map[string]resolver.Console{"t": {Type: "serial", Address: "127.0.0.1:1", Insecure: true}})
+	cfg := filepath.Join(t.TempDir(), "server.toml")
+	conf := "[server]\nlisten = \"127.0.0.1:0\"\nconnect = [\"qemu:///system?socket=" + filepath.Join(t.TempDir(), "no-libvirtd") + "\"]\n" +
+		"[proxy]\nlisten = \"127.0.0.1:0\"\ntokens = \"" + tokens + "\"\nconnect-insecure = true\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, filepath.Join(dir, "ca-cert.pem"))}, Timeout: 10 * time.Second}
+	for _, unit := range []string{"virtconsole.service", "virtconsole-proxy.service"} {
+		t.Run(unit, func(t *testing.T) {
+			allowed, denied := map[string]bool{}, map[string]bool{}
+			for _, v := range unitDirectives(t, unit, "SystemCallFilter") {
+				into := allowed
+				if v, ok := strings.CutPrefix(v, "~"); ok {
+					for _, n := range strings.Fields(v) {
+						expandSyscalls(groups, n, denied)
+					}
+					continue
+				}
+				for _, n := range strings.Fields(v) {
+					expandSyscalls(groups, n, into)
+				}
+			}
+			families := map[string]bool{}
+			for _, v := range unitDirectives(t, unit, "RestrictAddressFamilies") {
+				for _, f := range strings.Fields(v) {
+					families[f] = true
+				}
+			}
+			if len(allowed) == 0 || len(families) == 0 {
+				t.Fatalf("%s has no SystemCallFilter= allow list or RestrictAddressFamilies=", unit)
+			}
+
+			trace := filepath.Join(t.TempDir(), "strace")
+			args := execStart(t, unit, dir, cfg)
+			args[0] = bin
+			d := &daemon{log: &syncBuffer{}}
+			d.cmd = exec.Command(strace, append([]string{"-f", "-qq", "-o", trace, "--"}, args...)...)
+			d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+			d.done = launch(t, d.cmd, d.log.String)
+			waitFor(t, 60*time.Second, "the listening line", func() bool {
+				select {
+				case <-d.done:
+					t.Fatalf("exited: %s", d.log.String())
+				default:
+				}
+				m := listeningRE.FindStringSubmatch(d.log.String())
+				if m != nil {
+					d.addr = m[1]
+				}
+				return m != nil
+			})
+			healthz(t, client, d.addr)
+			// A websocket attempt with an unknown token: the resolver
+			// and the refusal path too.
+			if resp, err := client.Get("https://" + d.addr + "/websockify?token=unknown"); err == nil {
+				resp.Body.Close()
+			}
+			// strace would detach on SIGTERM: the daemon, its child, gets it.
+			pid := tracee(t, d.cmd.Process.Pid)
+			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-d.done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("no exit after SIGTERM")
+			}
+			b, err := os.ReadFile(trace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			callRE := regexp.MustCompile(`^\d+\s+([a-z0-9_]+)\(`)
+			familyRE := regexp.MustCompile(`^\d+\s+socket\((AF_[A-Z0-9]+)`)
+			used := map[string]bool{}
+			for _, line := range strings.Split(string(b), "\n") {
+				if m := callRE.FindStringSubmatch(line); m != nil {
+					used[m[1]] = true
+				}
+				if m := familyRE.FindStringSubmatch(line); m != nil && !families[m[1]] {
+					t.Errorf("socket family %s is not in RestrictAddressFamilies=: %s", m[1], line)
+				}
+			}
+			if len(used) < 20 {
+				t.Fatalf("strace recorded only %d system calls:\n%s", len(used), b)
+			}
+			for c := range used {
+				if !allowed[c] || denied[c] {
+					t.Errorf("%s calls %s, which SystemCallFilter= denies", unit, c)
+				}
+			}
+			n := 0
+			for c := range allowed {
+				if !denied[c] {
+					n++
+				}
+			}
+			t.Logf("%d distinct system calls, all among the %d the filter allows", len(used), n)
+		})
+	}
+}
+
+// tracee returns the pid of strace's (pid's) one child.
+func tracee(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		t.Fatalf("strace has children %q, want one", f)
+	}
+	child, err := strconv.Atoi(f[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return child
+}
