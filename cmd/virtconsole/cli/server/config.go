@@ -81,8 +81,8 @@ One file holds the [server], [proxy] and [resolver] tables; each daemon reads
 its own and rejects an unknown key in it. --print-config shows the result.`
 }
 
-// source says where a setting came from: "flag", "env NAME", "FILE:LINE"
-// or "default".
+// sources says where each setting came from: "flag", "env NAME",
+// "FILE:LINE" or "default".
 type sources map[string]string
 
 // load fills the flags of cmd that the command line left unset from the
@@ -116,6 +116,11 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 		if fl.Deprecated != "" {
 			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: %q is a former name: %s", path, e.line, e.key, fl.Deprecated)}
 		}
+		// Every key's type, also where the command line or the
+		// environment overrides it: the file is wrong either way.
+		if err := e.check(fl); err != nil {
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, e.key, err)}
+		}
 	}
 	byKey := map[string]configEntry{}
 	for _, e := range entries {
@@ -139,12 +144,12 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 		} else if v, ok := lookupEnv(f, env); ok {
 			src[fl.Name] = "env " + env
 			if err := fl.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: invalid value for --%s: %v", env, v, fl.Name, err))
+				errs = append(errs, fmt.Errorf("%s=%q: invalid value for --%s: %v", env, v, fl.Name, valueError(fl, err)))
 			}
 		} else if e, ok := byKey[fl.Name]; ok {
 			src[fl.Name] = fmt.Sprintf("%s:%d", path, e.line)
 			if err := e.apply(fl); err != nil {
-				errs = append(errs, fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, fl.Name, err))
+				errs = append(errs, fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, fl.Name, valueError(fl, err)))
 			}
 		} else {
 			src[fl.Name] = "default"
@@ -177,11 +182,33 @@ type configEntry struct {
 	array  bool
 }
 
+// valueError is why the flag refused a value, said for a person: the
+// type it wants rather than strconv's words.
+func valueError(fl *pflag.Flag, err error) error {
+	switch fl.Value.Type() {
+	case "int", "uint", "int64", "uint64":
+		return errors.New("want an integer")
+	case "bool":
+		return errors.New("want true or false")
+	}
+	return err
+}
+
 // apply sets the flag from the entry: an array only on a repeatable
-// flag, where each element is one occurrence of the flag.
+// flag, where it is the flag's whole list.
 func (e configEntry) apply(fl *pflag.Flag) error {
-	sv, repeatable := fl.Value.(pflag.SliceValue)
-	if e.array && !repeatable {
+	if err := e.check(fl); err != nil {
+		return err
+	}
+	if e.array {
+		return fl.Value.(pflag.SliceValue).Replace(e.values) // all of them, or none for []
+	}
+	return fl.Value.Set(e.values[0])
+}
+
+// check says whether the entry's TOML type suits the flag.
+func (e configEntry) check(fl *pflag.Flag) error {
+	if _, repeatable := fl.Value.(pflag.SliceValue); e.array && !repeatable {
 		return errors.New("want one value, not an array")
 	}
 	// TOML's types, so that a quoting slip (listen = 6443) is caught
@@ -198,10 +225,7 @@ func (e configEntry) apply(fl *pflag.Flag) error {
 			return fmt.Errorf("want %s, not %s", kindName(want), kindName(k))
 		}
 	}
-	if e.array {
-		return sv.Replace(e.values) // all of them, or none for []
-	}
-	return fl.Value.Set(e.values[0])
+	return nil
 }
 
 func kindName(k unstable.Kind) string {

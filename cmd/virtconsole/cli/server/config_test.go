@@ -198,6 +198,11 @@ func TestConfigErrors(t *testing.T) {
 		{"[proxy]\nallowed-origin = {a = 1}\n", nil, `2: invalid value for allowed-origin: want a string, number, boolean or array of them, not inlinetable`},
 		{"[proxy]\ndrain-timeout = \"soon\"\n", nil, `2: invalid value for drain-timeout: time: invalid duration "soon"`},
 		{"[proxy]\nlog-level = \"loud\"\n", nil, `2: invalid value for log-level: want debug, info, warn, error`},
+		{"[proxy]\nmax-sessions = 07\n", nil, `2:16: integers cannot have leading zeroes`},
+		{"[proxy]\nmax-sessions = 9999999999999999999999\n", nil, `2:16: decimal number is too large to fit in a 64-bit signed integer`},
+
+		// Checked even where the environment overrides it.
+		{"[proxy]\nmax-sessions = \"10\"\n", map[string]string{"VIRTCONSOLE_MAX_SESSIONS": "20"}, `2: invalid value for max-sessions: want an integer, not a string (in quotes)`},
 		{"[proxy]\n# fine\nlisten = \"127.0.0.1:1\"\n", map[string]string{"VIRTCONSOLE_MAX_SESSIONS": "many"}, ""},
 	} {
 		r := runProxyCmd(t, tc.env, tc.text)
@@ -207,7 +212,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 		msg := r.err.Error()
 		if tc.want == "" {
-			if want := `VIRTCONSOLE_MAX_SESSIONS="many": invalid value for --max-sessions`; !strings.HasPrefix(msg, want) {
+			if want := `VIRTCONSOLE_MAX_SESSIONS="many": invalid value for --max-sessions: want an integer`; msg != want {
 				t.Errorf("env: error %q, want %q...", msg, want)
 			}
 		} else if !regexp.MustCompile(`^/\S+/server\.toml:` + regexp.QuoteMeta(tc.want)).MatchString(msg) {
