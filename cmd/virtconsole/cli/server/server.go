@@ -48,12 +48,12 @@ one is handed over, instead of --listen, and reports to the service manager
 ` + configHelp("server"),
 		Example: `  virtconsole server --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
       --connect qemu:///system
-
-  # settings from a config file's [server] table; see what is in force
-  virtconsole server --config /etc/virtconsole/server.toml --print-config
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole \
       --connect-tls-dir /etc/pki/qemu --tokens /etc/virtconsole/tokens.json
-  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert --connect qemu:///system`,
+  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert --connect qemu:///system
+
+  # settings from a config file's [server] table; see what is in force
+  virtconsole server --config /etc/virtconsole/server.toml --print-config`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := dopts.load(cmd, f)
