@@ -140,8 +140,15 @@ func launch(t testing.TB, cmd *exec.Cmd, logs func() string) chan struct{} {
 // 127.0.0.1:0) and returns once it logs its address.
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{log: &syncBuffer{}}
-	d.cmd = exec.Command(vcBinary, args...)
+	return startDaemonCmd(t, exec.Command(vcBinary, args...), listeningRE)
+}
+
+// startDaemonCmd starts cmd, a daemon (or a wrapper such as setpriv or
+// strace running one), and returns once its output matches re, whose
+// first non-empty group is the listening address.
+func startDaemonCmd(t testing.TB, cmd *exec.Cmd, re *regexp.Regexp) *daemon {
+	t.Helper()
+	d := &daemon{log: &syncBuffer{}, cmd: cmd}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.done = launch(t, d.cmd, d.log.String)
 	waitFor(t, 30*time.Second, "the daemon's listening line", func() bool {
@@ -150,11 +157,14 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 			t.Fatalf("daemon exited: %s", d.log.String())
 		default:
 		}
-		m := listeningRE.FindStringSubmatch(d.log.String())
-		if m != nil {
-			d.addr = m[1]
+		m := re.FindStringSubmatch(d.log.String())
+		for _, g := range m[min(1, len(m)):] {
+			if g != "" {
+				d.addr = g
+				return true
+			}
 		}
-		return m != nil
+		return false
 	})
 	return d
 }
