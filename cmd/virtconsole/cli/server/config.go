@@ -252,10 +252,15 @@ func readConfig(path, table string) ([]configEntry, error) {
 		}
 		return nil, fmt.Errorf("config file %s: %w; give an existing file to --config (or VIRTCONSOLE_CONFIG)", path, err)
 	}
+	return parseConfig(path, b, table)
+}
+
+// parseConfig is readConfig on the file's content b.
+func parseConfig(path string, b []byte, table string) ([]configEntry, error) {
 	// The full decoder first: it checks everything TOML forbids (a key
 	// given twice, a bad escape) and says where.
-	var any map[string]any
-	if err := toml.Unmarshal(b, &any); err != nil {
+	var doc map[string]any
+	if err := toml.Unmarshal(b, &doc); err != nil {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			line, col := de.Position()

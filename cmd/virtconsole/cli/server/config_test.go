@@ -370,3 +370,35 @@ func TestLogFlags(t *testing.T) {
 		t.Errorf("--log-format xml: %v", r.err)
 	}
 }
+
+// FuzzParseConfig: any file content is entries or an error naming the
+// file, never a panic; an entry names a line of the file and has a value
+// unless it is an array.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		"[proxy]\nlisten = \"127.0.0.1:6443\"\nallowed-origin = [\"a\", 'b']\nmax-sessions = 1_000\n",
+		"[server]\nconnect = []\n[proxy]\ntrust-forwarded = true\n[resolver]\ntokens = \"\"\"x\"\"\"\n",
+		"[proxy]\n\"quoted key\" = 1\na.b = { c = 1 }\n",
+		"x = 1\n", "[[proxy]]\n", "[proxy]\nlisten = \"x\n", "\ufeff[proxy]\r\nlisten = 1979-05-27\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := parseConfig("/cfg.toml", b, "proxy")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "/cfg.toml:") {
+				t.Fatalf("error without the file: %v", err)
+			}
+			return
+		}
+		lines := bytes.Count(b, []byte("\n")) + 1
+		for _, e := range entries {
+			if e.line < 1 || e.line > lines {
+				t.Fatalf("%q at line %d of %d", e.key, e.line, lines)
+			}
+			if !e.array && len(e.values) != 1 || len(e.values) != len(e.kinds) {
+				t.Fatalf("%q: values %q, kinds %v", e.key, e.values, e.kinds)
+			}
+		}
+	})
+}
