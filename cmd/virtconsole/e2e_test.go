@@ -52,7 +52,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is the environment for the vcBinary: ours without VIRTCONSOLE_*.
+// env is the environment for the vcBinary: ours without VIRTCONSOLE_*,
+// and an empty config file for the daemons, so that an installed
+// /etc/virtconsole/server.toml does not change them (--config wins).
 func env(extra ...string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
@@ -60,7 +62,7 @@ func env(extra ...string) []string {
 			e = append(e, kv)
 		}
 	}
-	return append(e, extra...)
+	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull), extra...)
 }
 
 // result is a finished command.
@@ -142,8 +144,15 @@ func launch(t testing.TB, cmd *exec.Cmd, logs func() string) chan struct{} {
 // 127.0.0.1:0) and returns once it logs its address.
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{log: &syncBuffer{}}
-	d.cmd = exec.Command(vcBinary, args...)
+	return startDaemonCmd(t, exec.Command(vcBinary, args...), listeningRE)
+}
+
+// startDaemonCmd starts cmd, a daemon (or a wrapper such as setpriv or
+// strace running one), and returns once its output matches re, whose
+// first non-empty group is the listening address.
+func startDaemonCmd(t testing.TB, cmd *exec.Cmd, re *regexp.Regexp) *daemon {
+	t.Helper()
+	d := &daemon{log: &syncBuffer{}, cmd: cmd}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.done = launch(t, d.cmd, d.log.String)
 	waitFor(t, 30*time.Second, "the daemon's listening line", func() bool {
@@ -152,11 +161,14 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 			t.Fatalf("daemon exited: %s", d.log.String())
 		default:
 		}
-		m := listeningRE.FindStringSubmatch(d.log.String())
-		if m != nil {
-			d.addr = m[1]
+		m := re.FindStringSubmatch(d.log.String())
+		for _, g := range m[min(1, len(m)):] {
+			if g != "" {
+				d.addr = g
+				return true
+			}
 		}
-		return m != nil
+		return false
 	})
 	return d
 }

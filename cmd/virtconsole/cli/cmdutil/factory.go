@@ -19,8 +19,12 @@ type Factory struct {
 	IOStreams *IOStreams
 	// Getenv reads the environment (os.Getenv by default).
 	Getenv func(string) string
-	// Logger returns the structured logger writing to ErrOut.
+	// Logger returns the structured logger writing to ErrOut, as Log
+	// says when it is first called.
 	Logger func() *slog.Logger
+	// Log is the daemons' --log-format and --log-level: their flags set
+	// it before anything logs.
+	Log LogOptions
 	// Executable is the path of the running binary (for help text).
 	Executable string
 	// Libvirt connects to a libvirt URI ("" means LIBVIRT_DEFAULT_URI or
@@ -32,7 +36,7 @@ type Factory struct {
 func NewFactory(io *IOStreams) *Factory {
 	f := &Factory{IOStreams: io, Getenv: os.Getenv, Executable: "virtconsole"}
 	f.Logger = sync.OnceValue(func() *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.ErrOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		return f.Log.NewLogger(io.ErrOut)
 	})
 	f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
 		return libvirtadmin.Connect(ctx, f.LibvirtURI(uri))

@@ -26,15 +26,23 @@ var FlagGroups = []string{GroupProxy, GroupDomain, GroupDirect, GroupTLS, GroupT
 
 // SetFlagGroup puts the named flags of fl in group.
 func SetFlagGroup(fl *pflag.FlagSet, group string, names ...string) {
-	for _, n := range names {
-		_ = fl.SetAnnotation(n, FlagGroupAnnotation, []string{group})
-	}
+	annotate(fl, FlagGroupAnnotation, group, names...)
 }
 
 // FlagGroup returns the group of f, or "" for none.
-func FlagGroup(f *pflag.Flag) string {
-	if g := f.Annotations[FlagGroupAnnotation]; len(g) > 0 {
-		return g[0]
+func FlagGroup(f *pflag.Flag) string { return annotation(f, FlagGroupAnnotation) }
+
+// annotate sets the annotation key of the named flags of fl to value.
+func annotate(fl *pflag.FlagSet, key, value string, names ...string) {
+	for _, n := range names {
+		_ = fl.SetAnnotation(n, key, []string{value})
+	}
+}
+
+// annotation returns the value of f's annotation key, or "".
+func annotation(f *pflag.Flag, key string) string {
+	if v := f.Annotations[key]; len(v) > 0 {
+		return v[0]
 	}
 	return ""
 }
@@ -47,10 +55,41 @@ func DeprecatedAlias(fl *pflag.FlagSet, old, name string) {
 	f := fl.Lookup(name)
 	fl.AddFlag(&pflag.Flag{Name: old, Usage: f.Usage, Value: f.Value, DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal})
 	_ = fl.MarkDeprecated(old, "use --"+name+" instead")
+	MarkAlias(fl, old, name)
 }
+
+// AliasAnnotation is the annotation of a deprecated flag naming the flag
+// it sets: given on the command line, the alias counts as that flag (so a
+// config file or the environment does not override it).
+const AliasAnnotation = "virtconsole_alias_of"
+
+// MarkAlias records that the flag old of fl sets the flag name.
+func MarkAlias(fl *pflag.FlagSet, old, name string) { annotate(fl, AliasAnnotation, name, old) }
+
+// AliasOf returns the name of the flag f is an alias of, or "".
+func AliasOf(f *pflag.Flag) string { return annotation(f, AliasAnnotation) }
 
 // AddLibvirtURIFlag registers -c/--connect, the libvirt URI of every
 // command that takes a DOMAIN.
 func AddLibvirtURIFlag(cmd *cobra.Command, uri *string) {
 	cmd.Flags().StringVarP(uri, "connect", "c", "", "libvirt `URI` of DOMAIN (default $LIBVIRT_DEFAULT_URI or qemu:///system)")
 }
+
+// SecretAnnotation is the flag annotation marking a flag whose value is,
+// or may contain, a secret: a daemon's --print-config masks it.
+const SecretAnnotation = "virtconsole_secret"
+
+// The kinds of secret a flag may hold.
+const (
+	SecretValue = "value" // the whole value: a password or token itself
+	SecretURL   = "url"   // a URL whose userinfo may carry a password
+)
+
+// MarkSecret marks the named flags of fl as holding secrets of kind
+// (SecretValue or SecretURL). Paths to files of secrets are not secrets.
+func MarkSecret(fl *pflag.FlagSet, kind string, names ...string) {
+	annotate(fl, SecretAnnotation, kind, names...)
+}
+
+// SecretKind returns the kind of secret f holds, or "" for none.
+func SecretKind(f *pflag.Flag) string { return annotation(f, SecretAnnotation) }

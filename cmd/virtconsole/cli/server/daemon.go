@@ -80,9 +80,9 @@ const maxHeaderBytes = 8 << 10 // net/http allows 4 KiB more for the request lin
 // waits for its goroutines and returns nil: a signal is a normal way for
 // a daemon to stop.
 func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
-	l, err := net.Listen("tcp", d.addr)
+	l, activated, err := d.listen()
 	if err != nil {
-		return cmdutil.ListenError(d.addr, "--listen address", err)
+		return err
 	}
 	if d.maxConnsPerClient > 0 {
 		// Beneath TLS: a refused connection costs no handshake.
@@ -115,9 +115,13 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 		wg.Go(func() { run(bctx) })
 	}
 
-	log.Info(d.name+" listening", "address", l.Addr().String(), "tls", d.tls != nil)
+	log.Info(d.name+" listening", "address", l.Addr().String(), "tls", d.tls != nil, "socket_activated", activated)
 	if d.ready != nil {
 		d.ready(l.Addr())
+	}
+	notifyReady(log)
+	if w := watchdog(log); w != nil {
+		wg.Go(func() { w(bctx) }) // pings follow READY=1
 	}
 	errc := make(chan error, 1+len(sides))
 	wg.Go(func() { errc <- srv.Serve(l) })
@@ -142,6 +146,7 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
+	notifyStopping(log)
 	closeSides()
 	dctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout)
 	defer cancel()
@@ -155,6 +160,18 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	wg.Wait() // Serve and the background work have returned
 	log.Info(d.name + " stopped")
 	return nil
+}
+
+// listen returns the socket systemd handed over, if any (then --listen
+// is not used, and activated is true), else a new one on --listen.
+func (d *daemon) listen() (l net.Listener, activated bool, err error) {
+	if l, err = activatedListener(); err != nil || l != nil {
+		return l, l != nil, err
+	}
+	if l, err = net.Listen("tcp", d.addr); err != nil {
+		return nil, false, cmdutil.ListenError(d.addr, "--listen address", err)
+	}
+	return l, false, nil
 }
 
 // tokenWatchInterval is how often a static token file is checked for

@@ -131,6 +131,7 @@ func addReusableTokensAlias(fl *pflag.FlagSet, singleUse *bool) {
 	fl.Var((*notBool)(singleUse), "reusable-tokens", "let a token open more than one session (--single-use=false)")
 	fl.Lookup("reusable-tokens").NoOptDefVal = "true"
 	_ = fl.MarkDeprecated("reusable-tokens", "use --single-use=false")
+	cmdutil.MarkAlias(fl, "reusable-tokens", "single-use")
 }
 
 // notBool is a bool flag that stores the negation of what it is given:

@@ -70,6 +70,7 @@ type ProxyOptions struct {
 // NewCmdProxy returns "virtconsole server proxy".
 func NewCmdProxy(f *cmdutil.Factory, runF func(context.Context, *ProxyOptions) error) *cobra.Command {
 	opts := &ProxyOptions{}
+	dopts := &daemonOptions{table: "proxy"}
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the websocket console proxy",
@@ -111,7 +112,12 @@ GET /v1/sessions lists the live sessions as JSON, DELETE /v1/sessions/ID
 ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "session ended by an administrator", and the audit log's killed_by is
 "admin" and the certificate's CN. Without a client certificate it answers
-401, with one from another CA 403. "virtconsole sessions" is its client.`,
+401, with one from another CA 403. "virtconsole sessions" is its client.
+
+Under systemd (virtconsole-proxy.service), a socket handed over by socket
+activation replaces --listen, and readiness, stopping and the watchdog are
+reported to the service manager (Type=notify).
+` + configHelp("proxy"),
 		Example: `  virtconsole server proxy --listen 127.0.0.1:6443 --tls-dir ./pki --connect-tls-dir ./pki --tokens tokens.json
 
   # with Prometheus metrics on loopback and an audit log
@@ -124,9 +130,19 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 
   # resolve tokens with an external resolver over mutual TLS
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
-      --resolver https://resolver.example:8081/consoleresolver/ --resolver-tls-dir /etc/pki/virtconsole`,
+      --resolver https://resolver.example:8081/consoleresolver/ --resolver-tls-dir /etc/pki/virtconsole
+
+  # the [proxy] table of a config file, JSON logs
+  virtconsole server proxy --config /etc/virtconsole/server.toml --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := dopts.load(cmd, f)
+			if err != nil {
+				return err
+			}
+			if dopts.PrintConfig {
+				return dopts.print(cmd, f.IOStreams.Out, src)
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -134,12 +150,14 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 		},
 	}
 	fl := cmd.Flags()
+	addDaemonFlags(cmd, dopts, &f.Log)
 	addProxyFlags(fl, opts)
 	addTokensFlag(fl, &opts.Tokens)
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
 	addSingleUseFlag(fl, &opts.SingleUse, false, "with --tokens, a token is spent when its session starts and recorded, as a hash, in FILE.spent beside the token file, so it stays spent across restarts (a --resolver cannot retire tokens)")
 	fl.BoolVar(&opts.EndRevoked, "end-revoked-sessions", false, "with --tokens, end a token's sessions when it is removed from the token file")
+	cmdutil.MarkSecret(fl, cmdutil.SecretURL, "resolver") // https://user:password@host/
 	return cmd
 }
 

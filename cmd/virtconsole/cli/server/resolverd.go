@@ -27,6 +27,7 @@ type ResolverOptions struct {
 // NewCmdResolver returns "virtconsole server resolver".
 func NewCmdResolver(f *cmdutil.Factory, runF func(context.Context, *ResolverOptions) error) *cobra.Command {
 	opts := &ResolverOptions{}
+	dopts := &daemonOptions{table: "resolver"}
 	cmd := &cobra.Command{
 		Use:   "resolver",
 		Short: "Run the token resolver (REST API of libvirt-console-proxy)",
@@ -44,11 +45,20 @@ followed live; while libvirtd is unreachable it answers 503. pty consoles
 cannot be described over the API (501): serve them with "virtconsole server".
 
 Serve it with TLS and require client certificates (--require-client-cert or
---client-ca): its answers carry console addresses and passwords.`,
+--client-ca): its answers carry console addresses and passwords.
+` + configHelp("resolver"),
 		Example: `  virtconsole server resolver --listen 127.0.0.1:8081 --tls-dir ./pki --require-client-cert --tokens tokens.json
-  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert -c qemu:///system -c qemu+tls://hv2/system`,
+  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert -c qemu:///system -c qemu+tls://hv2/system
+  VIRTCONSOLE_LOG_LEVEL=debug virtconsole server resolver --config ./server.toml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := dopts.load(cmd, f)
+			if err != nil {
+				return err
+			}
+			if dopts.PrintConfig {
+				return dopts.print(cmd, f.IOStreams.Out, src)
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -56,6 +66,7 @@ Serve it with TLS and require client certificates (--require-client-cert or
 		},
 	}
 	fl := cmd.Flags()
+	addDaemonFlags(cmd, dopts, &f.Log)
 	addListenFlags(fl, &opts.Listen, &opts.TLS, "127.0.0.1:8081")
 	addTokensFlag(fl, &opts.Tokens)
 	addConnectFlag(fl, &opts.Connect, "give it or --tokens")

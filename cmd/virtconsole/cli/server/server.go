@@ -14,6 +14,7 @@ import (
 // resolver in one process) and its subcommands.
 func NewCmdServer(f *cmdutil.Factory, runF func(context.Context, *ProxyOptions) error) *cobra.Command {
 	opts := &ProxyOptions{}
+	dopts := &daemonOptions{table: "server"}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the console proxy with the libvirt resolver, or one of them alone",
@@ -38,16 +39,32 @@ REST resolver; "server resolver" answers token lookups over the REST API of
 the original libvirt-console-proxy, from libvirt or a token file.
 
 The proxy's flags, statuses and logging are described in "server proxy
---help".`,
+--help".
+
+Under systemd (cmd/virtconsole/virtconsole.service in the source tree), it
+takes its listening socket from socket activation (virtconsole.socket) when
+one is handed over, instead of --listen, and reports to the service manager
+(Type=notify: ready, stopping, watchdog).
+` + configHelp("server"),
 		Example: `  virtconsole server --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
       --connect qemu:///system
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole \
       --connect-tls-dir /etc/pki/qemu --tokens /etc/virtconsole/tokens.json
-  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert --connect qemu:///system`,
+  virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert --connect qemu:///system
+
+  # settings from a config file's [server] table; see what is in force
+  virtconsole server --config /etc/virtconsole/server.toml --print-config`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := dopts.load(cmd, f)
+			if err != nil {
+				return err
+			}
 			if len(opts.Connect) == 0 {
 				opts.Connect = []string{f.LibvirtURI("")}
+			}
+			if dopts.PrintConfig {
+				return dopts.print(cmd, f.IOStreams.Out, src)
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -56,6 +73,7 @@ The proxy's flags, statuses and logging are described in "server proxy
 		},
 	}
 	fl := cmd.Flags()
+	addDaemonFlags(cmd, dopts, &f.Log)
 	addProxyFlags(fl, opts)
 	addConnectFlag(fl, &opts.Connect, "default $LIBVIRT_DEFAULT_URI or qemu:///system")
 	addSingleUseFlag(fl, &opts.SingleUse, true, "its secret gets a new value when a session starts; --single-use=false makes tokens reusable")

@@ -19,8 +19,22 @@ import (
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
+// testFactory is a Factory whose environment has no VIRTCONSOLE_*
+// settings and names an empty config file, so that neither the
+// developer's environment nor an installed /etc/virtconsole/server.toml
+// changes what the daemons under test do.
 func testFactory(errOut io.Writer) *cmdutil.Factory {
-	return cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &bytes.Buffer{}, errOut))
+	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &bytes.Buffer{}, errOut))
+	f.Getenv = func(k string) string {
+		switch {
+		case k == "VIRTCONSOLE_CONFIG":
+			return os.DevNull
+		case strings.HasPrefix(k, "VIRTCONSOLE_"):
+			return ""
+		}
+		return os.Getenv(k)
+	}
+	return f
 }
 
 // TestSingleUseFlag: --single-use means the same on both daemons that

@@ -1,0 +1,447 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+)
+
+// A daemon's settings come, for each flag, from the first of: the
+// command line, the environment (VIRTCONSOLE_ and the flag's name in
+// upper case with "-" as "_"), the config file's table of that daemon
+// ([server], [proxy] or [resolver], keys the long flag names), and the
+// flag's default. One file serves every daemon: a daemon reads its own
+// table only, so each table can be checked strictly (an unknown key or a
+// bad value is an error naming the file and line) without the others'
+// keys counting as unknown.
+
+// DefaultConfigFile is read when it exists and neither --config nor
+// VIRTCONSOLE_CONFIG names a file (tests change it).
+var DefaultConfigFile = "/etc/virtconsole/server.toml"
+
+// configTables are the config file's tables, one per daemon command.
+var configTables = []string{"server", "proxy", "resolver"}
+
+// daemonOptions are the flags every daemon has besides its own: where
+// its settings come from, printing them, and its logs.
+type daemonOptions struct {
+	table       string // the daemon's table in the config file
+	Config      string
+	PrintConfig bool
+	JSON        bool
+}
+
+// notSettings are the daemon flags that say how to read or show the
+// settings: they are no keys of the file nor read from the environment
+// (but VIRTCONSOLE_CONFIG names the file).
+var notSettings = map[string]bool{"config": true, "print-config": true, "json": true, "help": true}
+
+// addDaemonFlags registers --config, --print-config, --json and the log
+// flags of cmd, the daemon whose config table is o.table.
+func addDaemonFlags(cmd *cobra.Command, o *daemonOptions, log *cmdutil.LogOptions) {
+	fl := cmd.Flags()
+	fl.StringVar(&o.Config, "config", "", "read settings from the ["+o.table+"] table of the TOML `FILE` (default "+DefaultConfigFile+" when it exists, or $VIRTCONSOLE_CONFIG)")
+	fl.BoolVar(&o.PrintConfig, "print-config", false, "print the effective settings as a config file (secrets masked) and exit")
+	fl.BoolVar(&o.JSON, "json", false, "with --print-config, print JSON")
+	cmdutil.AddLogFlags(fl, log)
+	_ = cmd.MarkFlagFilename("config", "toml")
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions(cmdutil.LogFormats, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions(cmdutil.LogLevels, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// configHelp ends the Long help of each daemon.
+func configHelp(table string) string {
+	return `
+Settings: every flag below (but --config, --print-config and --json) can also
+be given as the environment variable VIRTCONSOLE_<NAME> (upper case, "-" as
+"_": VIRTCONSOLE_TLS_DIR) or as a key of the [` + table + `] table of the config
+file (--config FILE, or ` + DefaultConfigFile + ` when it exists); the
+command line wins over the environment, which wins over the file. The file
+is TOML, its keys the long flag names; a repeatable flag takes an array
+(and one value from the environment):
+  [` + table + `]
+  listen = "127.0.0.1:6443"
+  tls-dir = "/etc/pki/virtconsole"
+  allowed-origin = ["https://console.example"]
+One file holds the [server], [proxy] and [resolver] tables; each daemon reads
+its own and rejects an unknown key in it. --print-config shows the result.`
+}
+
+// sources says where each setting came from: "flag", "env NAME",
+// "FILE:LINE" or "default".
+type sources map[string]string
+
+// load fills the flags of cmd that the command line left unset from the
+// environment and the config file, and says where each came from.
+func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, error) {
+	path, explicit := o.Config, cmd.Flags().Changed("config")
+	if !explicit {
+		if path = f.Getenv("VIRTCONSOLE_CONFIG"); path != "" {
+			explicit = true
+		} else {
+			path = DefaultConfigFile
+		}
+	}
+	entries, err := readConfig(path, o.table)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+		path, entries = "", nil // no file is fine when none was asked for
+	case err != nil:
+		return nil, &cmdutil.FlagError{Err: err}
+	}
+	if o.JSON && !o.PrintConfig {
+		return nil, &cmdutil.FlagError{Err: errors.New("--json goes with --print-config")}
+	}
+	o.Config = path
+	src := sources{}
+	for _, e := range entries {
+		fl := cmd.Flags().Lookup(e.key)
+		if fl == nil || notSettings[e.key] {
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: unknown key %q in [%s]; the keys are the flags of '%s --help'", path, e.line, e.key, o.table, cmd.CommandPath())}
+		}
+		if fl.Deprecated != "" {
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: %q is a former name: %s", path, e.line, e.key, fl.Deprecated)}
+		}
+		// Every key's type, also where the command line or the
+		// environment overrides it: the file is wrong either way.
+		if err := e.check(fl); err != nil {
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, e.key, err)}
+		}
+	}
+	byKey := map[string]configEntry{}
+	for _, e := range entries {
+		byKey[e.key] = e
+	}
+	// A former name on the command line sets its flag as the flag would.
+	aliased := map[string]bool{}
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if a := cmdutil.AliasOf(fl); a != "" {
+			aliased[a] = true
+		}
+	})
+	var errs []error
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if notSettings[fl.Name] || fl.Deprecated != "" || len(errs) > 0 {
+			return
+		}
+		env := EnvName(fl.Name)
+		if fl.Changed || aliased[fl.Name] {
+			src[fl.Name] = "flag"
+		} else if v, ok := lookupEnv(f, env); ok {
+			src[fl.Name] = "env " + env
+			if err := fl.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: invalid value for --%s: %v", env, v, fl.Name, valueError(fl, err)))
+			}
+		} else if e, ok := byKey[fl.Name]; ok {
+			src[fl.Name] = fmt.Sprintf("%s:%d", path, e.line)
+			if err := e.apply(fl); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, fl.Name, valueError(fl, err)))
+			}
+		} else {
+			src[fl.Name] = "default"
+		}
+	})
+	if len(errs) > 0 {
+		return nil, &cmdutil.FlagError{Err: errs[0]}
+	}
+	return src, nil
+}
+
+// EnvName is the environment variable of the daemon flag name.
+func EnvName(name string) string {
+	return "VIRTCONSOLE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// lookupEnv reads an environment variable through the Factory; set but
+// empty counts as unset, as for LIBVIRT_DEFAULT_URI.
+func lookupEnv(f *cmdutil.Factory, name string) (string, bool) {
+	v := f.Getenv(name)
+	return v, v != ""
+}
+
+// configEntry is one key of the daemon's table.
+type configEntry struct {
+	key    string
+	line   int
+	values []string // the scalar's text, or each element of an array
+	kinds  []unstable.Kind
+	array  bool
+}
+
+// valueError is why the flag refused a value, said for a person: the
+// type it wants rather than strconv's words.
+func valueError(fl *pflag.Flag, err error) error {
+	switch fl.Value.Type() {
+	case "int", "uint", "int64", "uint64":
+		return errors.New("want an integer")
+	case "bool":
+		return errors.New("want true or false")
+	}
+	return err
+}
+
+// apply sets the flag from the entry: an array only on a repeatable
+// flag, where it is the flag's whole list.
+func (e configEntry) apply(fl *pflag.Flag) error {
+	if err := e.check(fl); err != nil {
+		return err
+	}
+	if e.array {
+		return fl.Value.(pflag.SliceValue).Replace(e.values) // all of them, or none for []
+	}
+	return fl.Value.Set(e.values[0])
+}
+
+// check says whether the entry's TOML type suits the flag.
+func (e configEntry) check(fl *pflag.Flag) error {
+	if _, repeatable := fl.Value.(pflag.SliceValue); e.array && !repeatable {
+		return errors.New("want one value, not an array")
+	}
+	// TOML's types, so that a quoting slip (listen = 6443) is caught
+	// rather than read as text.
+	want := unstable.String
+	switch fl.Value.Type() {
+	case "bool":
+		want = unstable.Bool
+	case "int", "uint", "int64", "uint64":
+		want = unstable.Integer
+	}
+	for _, k := range e.kinds {
+		if k != want {
+			return fmt.Errorf("want %s, not %s", kindName(want), kindName(k))
+		}
+	}
+	return nil
+}
+
+func kindName(k unstable.Kind) string {
+	switch k {
+	case unstable.String:
+		return "a string (in quotes)"
+	case unstable.Bool:
+		return "true or false"
+	case unstable.Integer:
+		return "an integer"
+	}
+	return "a " + strings.ToLower(k.String())
+}
+
+// readConfig parses the TOML file at path and returns the keys of its
+// [table], in order. Any other table must be another daemon's; a key
+// outside every table is an error.
+func readConfig(path, table string) ([]configEntry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said once, below
+		}
+		return nil, fmt.Errorf("config file %s: %w; give an existing file to --config (or VIRTCONSOLE_CONFIG)", path, err)
+	}
+	return parseConfig(path, b, table)
+}
+
+// parseConfig is readConfig on the file's content b.
+func parseConfig(path string, b []byte, table string) ([]configEntry, error) {
+	// The full decoder first: it checks everything TOML forbids (a key
+	// given twice, a bad escape) and says where.
+	var doc map[string]any
+	if err := toml.Unmarshal(b, &doc); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			line, col := de.Position()
+			return nil, fmt.Errorf("%s:%d:%d: %s", path, line, col, strings.TrimPrefix(de.Error(), "toml: "))
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// Then the parser, which keeps each key's line.
+	var p unstable.Parser
+	p.Reset(b)
+	line := func(n *unstable.Node) int { return p.Shape(n.Raw).Start.Line }
+	var out []configEntry
+	current := ""
+	for p.NextExpression() {
+		e := p.Expression()
+		key, first := dottedKey(e)
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			if e.Kind == unstable.ArrayTable || !slices.Contains(configTables, key) {
+				return nil, fmt.Errorf("%s:%d: unknown table [%s]: want [%s]", path, line(first), key, strings.Join(configTables, "], ["))
+			}
+			current = key
+		case unstable.KeyValue:
+			switch {
+			case current == "":
+				return nil, fmt.Errorf("%s:%d: %q is outside any table: put it under [%s] (or [%s])", path, line(first), key, table, strings.Join(otherTables(table), "], ["))
+			case current != table:
+				continue
+			}
+			ce := configEntry{key: key, line: line(first)}
+			if err := ce.setValue(e.Value()); err != nil {
+				return nil, fmt.Errorf("%s:%d: invalid value for %s: %v", path, ce.line, key, err)
+			}
+			out = append(out, ce)
+		}
+	}
+	if err := p.Error(); err != nil { // Unmarshal would have said so first
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// dottedKey returns the key of a table header or key/value as written
+// (parts joined with "."), and its first part's node for its line.
+func dottedKey(e *unstable.Node) (string, *unstable.Node) {
+	var parts []string
+	var first *unstable.Node
+	for it := e.Key(); it.Next(); {
+		if first == nil {
+			first = it.Node()
+		}
+		parts = append(parts, string(it.Node().Data))
+	}
+	return strings.Join(parts, "."), first
+}
+
+func otherTables(table string) []string {
+	var out []string
+	for _, t := range configTables {
+		if t != table {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// setValue takes a scalar's text (a string's value, a number's or a
+// boolean's literal, which the flag then parses) or an array of them.
+func (ce *configEntry) setValue(v *unstable.Node) error {
+	if v.Kind != unstable.Array {
+		return ce.scalar(v)
+	}
+	ce.array = true
+	for it := v.Children(); it.Next(); {
+		if err := ce.scalar(it.Node()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ce *configEntry) scalar(v *unstable.Node) error {
+	switch v.Kind {
+	case unstable.String, unstable.Integer, unstable.Float, unstable.Bool:
+		ce.values = append(ce.values, string(v.Data))
+		ce.kinds = append(ce.kinds, v.Kind)
+		return nil
+	}
+	return fmt.Errorf("want a string, number, boolean or array of them, not %s", strings.ToLower(v.Kind.String()))
+}
+
+// print writes the effective settings of cmd: a config file's [table]
+// with each setting's source as a comment, or with --json an object.
+// Secrets are masked.
+func (o *daemonOptions) print(cmd *cobra.Command, w io.Writer, src sources) error {
+	settings := map[string]any{}
+	var names []string
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if _, ok := src[fl.Name]; ok {
+			settings[fl.Name] = settingValue(fl)
+			names = append(names, fl.Name)
+		}
+	})
+	if o.JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Command  string         `json:"command"`
+			Config   string         `json:"config"`
+			Table    string         `json:"table"`
+			Settings map[string]any `json:"settings"`
+			Sources  sources        `json:"sources"`
+		}{cmd.CommandPath(), o.Config, o.table, settings, src})
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# %s: effective settings (flags > VIRTCONSOLE_* environment > %s > defaults)\n", cmd.CommandPath(), orNone(o.Config))
+	fmt.Fprintf(&buf, "[%s]\n", o.table)
+	for _, n := range names {
+		b, err := tomlValue(settings[n])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&buf, "%s = %s # %s\n", n, b, src[n])
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func orNone(path string) string {
+	if path == "" {
+		return "no config file"
+	}
+	return path
+}
+
+// tomlValue writes v as a TOML value: JSON's strings, numbers, booleans
+// and arrays of strings are TOML's too (less the HTML escapes).
+func tomlValue(v any) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(buf.String()), nil
+}
+
+// settingValue is the flag's value as print shows it: typed, masked.
+func settingValue(fl *pflag.Flag) any {
+	if sv, ok := fl.Value.(pflag.SliceValue); ok {
+		vals := sv.GetSlice()
+		for i := range vals {
+			vals[i] = mask(fl, vals[i])
+		}
+		if vals == nil {
+			vals = []string{}
+		}
+		return vals
+	}
+	s := fl.Value.String()
+	switch fl.Value.Type() {
+	case "bool":
+		return s == "true"
+	case "int":
+		return json.Number(s)
+	}
+	return mask(fl, s)
+}
+
+// mask hides a secret's value; see cmdutil.MarkSecret.
+func mask(fl *pflag.Flag, s string) string {
+	switch cmdutil.SecretKind(fl) {
+	case cmdutil.SecretValue:
+		if s != "" {
+			return "********"
+		}
+	case cmdutil.SecretURL:
+		if u, err := url.Parse(s); err == nil {
+			return u.Redacted()
+		}
+		return "********" // unparsable: it may still hold a password
+	}
+	return s
+}
