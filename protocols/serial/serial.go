@@ -25,8 +25,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/virtconsole/virtconsole/protocols"
 )
 
@@ -95,18 +93,22 @@ type byteRecords struct {
 	net.Conn
 	gather func(func() error) error // nil: one write per record
 
-	// With a rate: the limiter, a timer reused by every wait (no
-	// allocation per write), and closed, which ends a wait when the
-	// conn is closed.
-	limiter   *rate.Limiter
+	// With a rate (perByte > 0): a token bucket kept as the time at
+	// which the bytes written so far are paid for (GCRA: writes are
+	// sequential, so no lock); a timer reused by every wait (no
+	// allocation per write); and closed, which ends a wait when the conn
+	// is closed.
+	perByte   time.Duration
+	paidUntil time.Time
 	timer     *time.Timer
 	closed    chan struct{}
 	closeOnce sync.Once
 }
 
-// limit bounds b's writes to perSecond bytes a second.
+// limit bounds b's writes to perSecond bytes a second after a burst of
+// pasteBurst bytes.
 func (b *byteRecords) limit(perSecond int) {
-	b.limiter = rate.NewLimiter(rate.Limit(perSecond), pasteBurst)
+	b.perByte = time.Second / time.Duration(perSecond)
 	b.timer = time.NewTimer(0)
 	<-b.timer.C
 	b.closed = make(chan struct{})
@@ -115,10 +117,16 @@ func (b *byteRecords) limit(perSecond int) {
 // wait holds a write of n bytes (at most pasteBurst) until the rate
 // allows it, or fails once the conn is closed.
 func (b *byteRecords) wait(n int) error {
-	if b.limiter == nil {
+	if b.perByte == 0 {
 		return nil
 	}
-	d := b.limiter.ReserveN(time.Now(), n).Delay()
+	now := time.Now()
+	if b.paidUntil.Before(now) {
+		b.paidUntil = now
+	}
+	b.paidUntil = b.paidUntil.Add(time.Duration(n) * b.perByte)
+	// The bucket holds pasteBurst bytes: wait for what exceeds it.
+	d := b.paidUntil.Sub(now) - pasteBurst*b.perByte
 	if d <= 0 {
 		return nil
 	}

@@ -263,11 +263,11 @@ func TestPasteRateLimited(t *testing.T) {
 func TestPasteRateDefault(t *testing.T) {
 	target := protocols.Target{Kind: protocols.KindSerial, Address: "127.0.0.1:1"}
 	c, _, _ := Handshaker{}.Server(context.Background(), &recorder{}, target)
-	if l := c.(*byteRecords).limiter; l == nil || int(l.Limit()) != DefaultPasteRate {
-		t.Fatalf("zero Handshaker: limiter %v, want %d B/s", l, DefaultPasteRate)
+	if d := c.(*byteRecords).perByte; d != time.Second/DefaultPasteRate {
+		t.Fatalf("zero Handshaker: %v a byte, want %d B/s", d, DefaultPasteRate)
 	}
 	c, _, _ = Handshaker{PasteRate: -1}.Server(context.Background(), &recorder{}, target)
-	if c.(*byteRecords).limiter != nil {
+	if c.(*byteRecords).perByte != 0 {
 		t.Fatal("PasteRate -1 is limited")
 	}
 }
