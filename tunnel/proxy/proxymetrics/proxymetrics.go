@@ -19,6 +19,8 @@
 //	session_setup_duration_seconds{kind}        histogram: resolve, dial, both handshakes
 //	resolver_lookup_duration_seconds{backend,result}  histogram; its _count counts lookups
 //	libvirt_connection_up{uri}                  1 while connected and synced
+//	reloads_total{result}                       SIGHUP reloads and certificate renewals: ok or failed
+//	last_reload_successful                      gauge: 1 if the last reload succeeded, 0 if not
 package proxymetrics
 
 import (
@@ -54,6 +56,8 @@ type Metrics struct {
 	lookups  *prometheus.HistogramVec
 	libvirt  *prometheus.GaugeVec
 	consoleB *byteCollector
+	reloads  *prometheus.CounterVec
+	reloadOK prometheus.Gauge
 }
 
 // New returns Metrics registered, with the Go runtime and process
@@ -92,9 +96,20 @@ func New() *Metrics {
 			Help: "1 while the connection to the libvirt URI is up and synced, else 0.",
 		}, []string{"uri"}),
 		consoleB: newByteCollector(),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "reloads_total",
+			Help: "Reloads (SIGHUP, or certificate files that changed) by result: ok, or failed (the previous settings stay).",
+		}, []string{"result"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_reload_successful",
+			Help: "1 if the last reload succeeded (or none happened yet), 0 if it failed.",
+		}),
 	}
-	m.reg.MustRegister(m.active, m.started, m.ended, m.refused, m.setup, m.lookups, m.libvirt, m.consoleB,
+	m.reg.MustRegister(m.active, m.started, m.ended, m.refused, m.setup, m.lookups, m.libvirt, m.consoleB, m.reloads, m.reloadOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("failed")
+	m.reloadOK.Set(1)
 	for _, k := range kinds {
 		m.active.WithLabelValues(string(k))
 		m.started.WithLabelValues(string(k), proxy.StartOK)
@@ -109,6 +124,17 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+}
+
+// Reloaded counts a reload and its result (err nil: it succeeded).
+func (m *Metrics) Reloaded(err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("failed").Inc()
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+	m.reloadOK.Set(1)
 }
 
 // Refused implements proxy.Observer.

@@ -35,6 +35,7 @@ type Factory struct {
 // NewFactory returns the Factory for a process with the given streams.
 func NewFactory(io *IOStreams) *Factory {
 	f := &Factory{IOStreams: io, Getenv: os.Getenv, Executable: "virtconsole"}
+	f.Log.LevelVar = new(slog.LevelVar)
 	f.Logger = sync.OnceValue(func() *slog.Logger {
 		return f.Log.NewLogger(io.ErrOut)
 	})

@@ -15,6 +15,9 @@ import (
 type LogOptions struct {
 	Format string // "text" or "json"
 	Level  string // "debug", "info", "warn" or "error"
+	// LevelVar, if set, is the level of the loggers NewLogger returns, so
+	// that a reload can change it in a running daemon (SetLevel).
+	LevelVar *slog.LevelVar
 }
 
 // LogFormats and LogLevels are the values --log-format and --log-level
@@ -36,10 +39,26 @@ func AddLogFlags(fl *pflag.FlagSet, o *LogOptions) {
 // NewLogger returns a logger writing to w in o's format from o's level.
 func (o LogOptions) NewLogger(w io.Writer) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: logLevels[o.Level]} // "" is info, slog's zero level
+	if o.LevelVar != nil {
+		o.LevelVar.Set(logLevels[o.Level])
+		ho.Level = o.LevelVar
+	}
 	if o.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// SetLevel changes the level of the loggers NewLogger made to level, one
+// of LogLevels; it reports whether it could (it needs LevelVar).
+func (o *LogOptions) SetLevel(level string) bool {
+	l, ok := logLevels[level]
+	if !ok || o.LevelVar == nil {
+		return false
+	}
+	o.LevelVar.Set(l)
+	o.Level = level
+	return true
 }
 
 // EnumVar registers a string flag that accepts only one of choices, so

@@ -43,6 +43,8 @@ type daemonOptions struct {
 	Config      string
 	PrintConfig bool
 	JSON        bool
+
+	entries []configEntry // the file's, as read at start
 }
 
 // notSettings are the daemon flags that say how to read or show the
@@ -106,21 +108,10 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 	if o.JSON && !o.PrintConfig {
 		return nil, &cmdutil.FlagError{Err: errors.New("--json goes with --print-config")}
 	}
-	o.Config = path
+	o.Config, o.entries = path, entries
 	src := sources{}
-	for _, e := range entries {
-		fl := cmd.Flags().Lookup(e.key)
-		if fl == nil || notSettings[e.key] {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: unknown key %q in [%s]; the keys are the flags of '%s --help'", path, e.line, e.key, o.table, cmd.CommandPath())}
-		}
-		if fl.Deprecated != "" {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: %q is a former name: %s", path, e.line, e.key, fl.Deprecated)}
-		}
-		// Every key's type, also where the command line or the
-		// environment overrides it: the file is wrong either way.
-		if err := e.check(fl); err != nil {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, e.key, err)}
-		}
+	if err := checkEntries(cmd, path, o.table, entries); err != nil {
+		return nil, &cmdutil.FlagError{Err: err}
 	}
 	byKey := map[string]configEntry{}
 	for _, e := range entries {
@@ -161,6 +152,26 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 	return src, nil
 }
 
+// checkEntries checks the keys of cmd's table in the file at path: each
+// must be a current flag's name with a value of its type, also where the
+// command line or the environment overrides it (the file is wrong either
+// way).
+func checkEntries(cmd *cobra.Command, path, table string, entries []configEntry) error {
+	for _, e := range entries {
+		fl := cmd.Flags().Lookup(e.key)
+		if fl == nil || notSettings[e.key] {
+			return fmt.Errorf("%s:%d: unknown key %q in [%s]; the keys are the flags of '%s --help'", path, e.line, e.key, table, cmd.CommandPath())
+		}
+		if fl.Deprecated != "" {
+			return fmt.Errorf("%s:%d: %q is a former name: %s", path, e.line, e.key, fl.Deprecated)
+		}
+		if err := e.check(fl); err != nil {
+			return fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, e.key, err)
+		}
+	}
+	return nil
+}
+
 // EnvName is the environment variable of the daemon flag name.
 func EnvName(name string) string {
 	return "VIRTCONSOLE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
@@ -180,6 +191,14 @@ type configEntry struct {
 	values []string // the scalar's text, or each element of an array
 	kinds  []unstable.Kind
 	array  bool
+}
+
+// text is the entry's value, to tell whether a reload changed it.
+func (e configEntry) text() string {
+	if e.array {
+		return "[" + strings.Join(e.values, "\x00") + "]"
+	}
+	return e.values[0]
 }
 
 // valueError is why the flag refused a value, said for a person: the

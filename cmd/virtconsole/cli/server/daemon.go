@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"os"
+	"os/signal"
+	"syscall"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -43,6 +46,13 @@ type daemon struct {
 	// (--admin-listen, client certificates only). They stop with the
 	// daemon, without draining: their requests are short.
 	sides []side
+
+	// reloads are what SIGHUP re-reads, in order (reload.go); certs are
+	// the credentials also polled for renewals; reloaded, if set, is told
+	// each outcome (the metrics).
+	reloads  []reloadPart
+	certs    map[string]poller
+	reloaded func(error)
 }
 
 // side is a listener beside the daemon's own, serving handler.
@@ -114,6 +124,15 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	for _, run := range d.background {
 		wg.Go(func() { run(bctx) })
 	}
+	if len(d.certs) > 0 {
+		wg.Go(func() { d.watchCerts(log, d.certs)(bctx) })
+	}
+	// SIGHUP reloads, from before the daemon says it is listening: the
+	// signal must not kill it once it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() { d.reloadOnSignal(bctx, log, hup) })
 
 	log.Info(d.name+" listening", "address", l.Addr().String(), "tls", d.tls != nil, "socket_activated", activated)
 	if d.ready != nil {

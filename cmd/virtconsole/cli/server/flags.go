@@ -46,6 +46,15 @@ func (o *ListenTLS) policy() (tlscreds.Policy, error) {
 	return p, nil
 }
 
+// live loads the listener's credentials into a Reloader, so that a
+// renewal needs no restart; nil means cleartext.
+func (o *ListenTLS) live(p tlscreds.Policy) (*tlscreds.Reloader[*tls.Config], error) {
+	if o.Insecure && o.TLSDir == "" {
+		return nil, nil
+	}
+	return tlscreds.NewReloader(func() (*tls.Config, error) { return o.config(p) }, o.TLSDir, o.ClientCA)
+}
+
 // config loads and checks the listener's credentials; nil means cleartext.
 func (o *ListenTLS) config(p tlscreds.Policy) (*tls.Config, error) {
 	switch {

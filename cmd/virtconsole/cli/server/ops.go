@@ -1,15 +1,10 @@
 package server
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -111,7 +106,8 @@ func backend(res resolver.Resolver) string {
 	return proxymetrics.BackendLibvirt
 }
 
-// openAudit opens --audit-log, and makes d reopen it on SIGHUP; nil
+// openAudit opens --audit-log, and makes d reopen it on SIGHUP (after
+// logrotate renamed it, to write to a new file by the old name); nil
 // without the flag.
 func (o *Ops) openAudit(d *daemon, log *slog.Logger) (*audit.Log, error) {
 	if o.AuditLog == "" {
@@ -121,35 +117,6 @@ func (o *Ops) openAudit(d *daemon, log *slog.Logger) (*audit.Log, error) {
 	if err != nil {
 		return nil, &cmdutil.FlagError{Err: err} // a file a flag names
 	}
-	// Caught from now on: a SIGHUP must not kill the daemon once it says
-	// it is listening.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	d.background = append(d.background, func(ctx context.Context) {
-		defer signal.Stop(hup)
-		reopen(ctx, log, hup, a)
-	})
+	d.reloads = append(d.reloads, reloadPart{name: "audit log", reload: a.Reopen})
 	return a, nil
-}
-
-// reopen reopens files on each signal from hup (SIGHUP) until ctx ends:
-// logrotate renames a log, then signals the daemon to write to a new
-// file by the old name.
-func reopen(ctx context.Context, log *slog.Logger, hup <-chan os.Signal, files ...interface{ Reopen() error }) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		var errs []error
-		for _, f := range files {
-			errs = append(errs, f.Reopen())
-		}
-		if err := errors.Join(errs...); err != nil {
-			log.Error("SIGHUP: reopening failed; still writing to the old file", "err", err)
-			continue
-		}
-		log.Info("SIGHUP: log files reopened")
-	}
 }

@@ -97,23 +97,39 @@ type reopener struct {
 
 func (r *reopener) Reopen() error { r.n.Add(1); return r.err }
 
-// TestReopen: each signal reopens every file; a failure is logged and
-// the loop goes on; it returns when ctx ends.
-func TestReopen(t *testing.T) {
-	var logs bytes.Buffer // read once reopen has returned
+// TestReloadOnSignal: each signal runs every reload part; a failure is
+// logged in one line, reported, and the loop goes on; it returns when
+// ctx ends. A config file that fails stops the reload before the rest.
+func TestReloadOnSignal(t *testing.T) {
+	var logs bytes.Buffer // read once the loop has returned
 	hup := make(chan os.Signal)
 	ok, bad := &reopener{}, &reopener{err: errors.New("permission denied")}
+	var results []error
+	d := &daemon{
+		reloads:  []reloadPart{{name: "a", reload: ok.Reopen}, {name: "b", reload: bad.Reopen}},
+		reloaded: func(err error) { results = append(results, err) },
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { reopen(ctx, slog.New(slog.NewTextHandler(&logs, nil)), hup, ok, bad); close(done) }()
+	go func() { d.reloadOnSignal(ctx, slog.New(slog.NewTextHandler(&logs, nil)), hup); close(done) }()
 	hup <- syscall.SIGHUP
 	hup <- syscall.SIGHUP
 	cancel()
 	<-done
 	if ok.n.Load() != 2 || bad.n.Load() != 2 {
-		t.Fatalf("reopened %d and %d times, want 2", ok.n.Load(), bad.n.Load())
+		t.Fatalf("reloaded %d and %d times, want 2", ok.n.Load(), bad.n.Load())
 	}
-	if !strings.Contains(logs.String(), "permission denied") {
-		t.Fatalf("failure not logged: %s", logs.String())
+	if len(results) != 2 || results[0] == nil {
+		t.Fatalf("results %v, want two failures", results)
+	}
+	if !strings.Contains(logs.String(), "b: permission denied") || strings.Count(logs.String(), "\n") != 2 {
+		t.Fatalf("want one line per reload naming the failure: %s", logs.String())
+	}
+
+	// A broken config file: nothing else is reloaded.
+	ok.n.Store(0)
+	d.reloads = []reloadPart{{name: configPart, reload: bad.Reopen}, {name: "a", reload: ok.Reopen}}
+	if err := d.reload(slog.New(slog.DiscardHandler)); err == nil || ok.n.Load() != 0 {
+		t.Fatalf("reload with a broken config: %v, other parts run %d times", err, ok.n.Load())
 	}
 }

@@ -65,6 +65,9 @@ type ProxyOptions struct {
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
+
+	// configReload re-reads the config file on SIGHUP (nil: none).
+	configReload *reloadPart
 }
 
 // NewCmdProxy returns "virtconsole server proxy".
@@ -143,6 +146,7 @@ reported to the service manager (Type=notify).
 			if dopts.PrintConfig {
 				return dopts.print(cmd, f.IOStreams.Out, src)
 			}
+			opts.configReload = dopts.configReload(cmd, f, src)
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -167,7 +171,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if err != nil {
 		return err
 	}
-	listenTLS, err := opts.TLS.config(policy)
+	listenTLS, err := opts.TLS.live(policy)
 	if err != nil {
 		return err
 	}
@@ -183,10 +187,11 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		TrustForwarded:       opts.TrustForwarded,
 		SPICE:                &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log},
 	}
-	if err := connectTLS(p, opts, policy, log); err != nil {
+	d := &daemon{name: "proxy", addr: opts.Listen, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
+	d.serveTLS(listenTLS)
+	if err := connectTLS(d, p, opts, policy, log); err != nil {
 		return err
 	}
-	d := &daemon{name: "proxy", addr: opts.Listen, tls: listenTLS, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
 	if !opts.TrustForwarded {
 		d.maxConnsPerClient = opts.MaxConnsPerClient
 	}
@@ -241,9 +246,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	}
 
 	d.background = append(d.background, watchTokens(p.Resolver, log)...)
+	d.reloadTokens(p.Resolver)
 	if m != nil {
 		p.Resolver = m.Resolver(backend(p.Resolver), p.Resolver)
+		d.reloaded = m.Reloaded
 	}
+	d.reloadConfigFirst(opts.configReload)
 
 	mux := http.NewServeMux()
 	mux.Handle("/websockify", p)
@@ -270,15 +278,20 @@ func endRevoked(p *proxy.Proxy, st *resolver.Static, log *slog.Logger) {
 
 // connectTLS gives p the client credentials toward QEMU that the flags
 // name, or checks that it may go without.
-func connectTLS(p *proxy.Proxy, opts *ProxyOptions, policy tlscreds.Policy, log *slog.Logger) error {
+//
+// The credentials are reloaded on SIGHUP and when their files change
+// (reload.go): each dial takes the current ones.
+func connectTLS(d *daemon, p *proxy.Proxy, opts *ProxyOptions, policy tlscreds.Policy, log *slog.Logger) error {
 	switch {
 	case opts.ConnectTLSDir != "":
-		creds, err := connect.ClientCreds(opts.ConnectTLSDir)
+		dir := opts.ConnectTLSDir
+		creds, err := tlscreds.NewReloader(func() (*tlscreds.Creds, error) { return connect.ClientCreds(dir) }, dir)
 		if err != nil {
 			return err
 		}
-		p.TLSConfig = func(host string) *tls.Config { return creds.ClientConfig(policy, host) }
-		p.ExplainTLS = func(err error, peer string) error { return tlscreds.ExplainHandshakeError(err, creds, peer) }
+		addCredentials(d, "QEMU-side credentials", creds)
+		p.TLSConfig = func(host string) *tls.Config { return creds.Current().ClientConfig(policy, host) }
+		p.ExplainTLS = func(err error, peer string) error { return tlscreds.ExplainHandshakeError(err, creds.Current(), peer) }
 	case len(opts.Connect) > 0:
 		// Bundled mode serves pty consoles through libvirt's console
 		// stream, which needs no credentials toward QEMU: start, and

@@ -22,6 +22,9 @@ type ResolverOptions struct {
 	Ops     Ops // the metrics listener (no audit log: it opens no sessions)
 
 	Ready func(net.Addr)
+
+	// configReload re-reads the config file on SIGHUP (nil: none).
+	configReload *reloadPart
 }
 
 // NewCmdResolver returns "virtconsole server resolver".
@@ -59,6 +62,7 @@ Serve it with TLS and require client certificates (--require-client-cert or
 			if dopts.PrintConfig {
 				return dopts.print(cmd, f.IOStreams.Out, src)
 			}
+			opts.configReload = dopts.configReload(cmd, f, src)
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -79,7 +83,7 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 	if err != nil {
 		return err
 	}
-	cfg, err := opts.TLS.config(policy)
+	listenTLS, err := opts.TLS.live(policy)
 	if err != nil {
 		return err
 	}
@@ -87,7 +91,8 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 	if len(opts.Connect) > 0 && opts.Tokens != "" {
 		return &cmdutil.FlagError{Err: errors.New("give --tokens or --connect, not both")}
 	}
-	d := &daemon{name: "resolver", addr: opts.Listen, tls: cfg, ready: opts.Ready, drainTimeout: 5 * time.Second}
+	d := &daemon{name: "resolver", addr: opts.Listen, ready: opts.Ready, drainTimeout: 5 * time.Second}
+	d.serveTLS(listenTLS)
 	m, err := opts.Ops.metrics(d)
 	if err != nil {
 		return err
@@ -108,9 +113,12 @@ func runResolver(ctx context.Context, f *cmdutil.Factory, opts *ResolverOptions)
 		return err
 	}
 	d.background = watchTokens(res, f.Logger())
+	d.reloadTokens(res)
 	if m != nil {
 		res = m.Resolver(backend(res), res)
+		d.reloaded = m.Reloaded
 	}
+	d.reloadConfigFirst(opts.configReload)
 	d.handler = resolver.NewHandler(res, f.Logger())
 	return d.serve(ctx, f.Logger())
 }

@@ -66,6 +66,7 @@ one is handed over, instead of --listen, and reports to the service manager
 			if dopts.PrintConfig {
 				return dopts.print(cmd, f.IOStreams.Out, src)
 			}
+			opts.configReload = dopts.configReload(cmd, f, src)
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
