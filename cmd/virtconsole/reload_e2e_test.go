@@ -2,8 +2,8 @@ package main
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"crypto/x509"
+	"encoding/binary"
 	"math/big"
 	"net"
 	"net/http"

@@ -2,15 +2,15 @@ package server
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
