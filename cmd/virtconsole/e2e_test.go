@@ -115,7 +115,7 @@ type daemon struct {
 	done chan struct{}
 }
 
-var listeningRE = regexp.MustCompile(`listening" address=(\S+)`)
+var listeningRE = regexp.MustCompile(`msg="(?:proxy|resolver) listening" address=(\S+)`)
 
 // launch starts cmd (with env() unless it has an environment), returns a
 // channel closed when it exits, and kills it when the test ends, logging

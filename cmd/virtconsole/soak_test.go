@@ -225,7 +225,7 @@ type soakBed struct {
 	debugA     string
 }
 
-var debugListeningRE = regexp.MustCompile(`debug listening" address=(\S+)`)
+var debugListeningRE = regexp.MustCompile(`debug listening" address=http://(\S+)/debug/pprof/`)
 
 func TestSoak(t *testing.T) {
 	qemutest.Require(t)

@@ -258,12 +258,11 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	d.handler = mux
 	if opts.DebugListen != "" {
-		l, err := debugListener(opts.DebugListen)
+		ds, err := debugSide(opts.DebugListen)
 		if err != nil {
 			return err
 		}
-		defer l.Close()
-		d.background = append(d.background, serveDebug(l, log))
+		d.sides = append(d.sides, ds)
 	}
 	return d.serve(ctx, log)
 }
