@@ -331,6 +331,7 @@ func TestSoak(t *testing.T) {
 	openTime := time.Since(start)
 
 	loadStart := time.Now()
+	cpuStart := cpuTime(t, b.proxyA.cmd.Process.Pid)
 	for i := range cfg.churners {
 		wg.Go(func() { b.churn(ctx, bulkTokens[i%len(bulkTokens)], soakSource(100000+i), &st) })
 	}
@@ -378,7 +379,7 @@ func TestSoak(t *testing.T) {
 	at(1)
 	elapsed := time.Since(loadStart)
 	peak := st.heldPeak.Load()
-	a := b.measure(b.proxyA)
+	a := b.measure(b.proxyA, false)
 	stop()
 	wg.Wait()
 	after := b.settle(b.proxyA, &base)
@@ -403,6 +404,7 @@ func TestSoak(t *testing.T) {
 		row("fault", f)
 	}
 	row("proxy A under load", fmt.Sprintf("%d fds, %d goroutines, heap %.1f MiB, RSS %.1f MiB", a.fds, a.goroutines, mib(a.heap), mib(a.rss)))
+	row("proxy A CPU during the load", fmt.Sprintf("%.1f s (%.0f%% of one core)", (a.cpu - cpuStart).Seconds(), 100*(a.cpu-cpuStart).Seconds()/elapsed.Seconds()))
 	row("proxy A before / after", fmt.Sprintf("fds %d / %d, goroutines %d / %d, heap %.1f / %.1f MiB, RSS %.1f / %.1f MiB",
 		base.fds, after.fds, base.goroutines, after.goroutines, mib(base.heap), mib(after.heap), mib(base.rss), mib(after.rss)))
 	t.Log("\n" + tb.String())
@@ -797,11 +799,12 @@ func (b *soakBed) vncProbe(addr, token string, timeout time.Duration) {
 type procFigures struct {
 	fds, goroutines int
 	heap, rss       int64 // bytes
+	cpu             time.Duration
 }
 
 // measure reads proxy A's fds and RSS from /proc, and its goroutines and
-// heap (after a forced GC) from its debug listener.
-func (b *soakBed) measure(d *daemon) procFigures {
+// heap (after a forced GC, with forceGC) from its debug listener.
+func (b *soakBed) measure(d *daemon, forceGC bool) procFigures {
 	b.t.Helper()
 	pid := d.cmd.Process.Pid
 	var f procFigures
@@ -818,13 +821,18 @@ func (b *soakBed) measure(d *daemon) procFigures {
 		kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		f.rss = kb << 10
 	}
+	f.cpu = cpuTime(b.t, pid)
 	gr := b.debugGet("/debug/pprof/goroutine?debug=1")
 	if m := regexp.MustCompile(`goroutine profile: total (\d+)`).FindStringSubmatch(gr); m != nil {
 		f.goroutines, _ = strconv.Atoi(m[1])
 	} else {
 		b.t.Fatalf("no goroutine count in %.200q", gr)
 	}
-	heap := b.debugGet("/debug/pprof/heap?gc=1&debug=1")
+	path := "/debug/pprof/heap?debug=1"
+	if forceGC {
+		path += "&gc=1" // what is live, not what awaits collection
+	}
+	heap := b.debugGet(path)
 	if m := regexp.MustCompile(`# HeapAlloc = (\d+)`).FindStringSubmatch(heap); m != nil {
 		f.heap, _ = strconv.ParseInt(m[1], 10, 64)
 	} else {
@@ -835,7 +843,7 @@ func (b *soakBed) measure(d *daemon) procFigures {
 
 func (b *soakBed) debugGet(path string) string {
 	b.t.Helper()
-	hc := &http.Client{Timeout: 30 * time.Second}
+	hc := &http.Client{Timeout: 2 * time.Minute} // under load too
 	resp, err := hc.Get("http://" + b.debugA + path)
 	if err != nil {
 		b.t.Fatal(err)
@@ -853,7 +861,7 @@ func (b *soakBed) debugGet(path string) string {
 // checks them and the heap.
 func (b *soakBed) settle(d *daemon, base *procFigures) procFigures {
 	b.t.Helper()
-	f := b.measure(d)
+	f := b.measure(d, true)
 	if base == nil {
 		return f
 	}
@@ -863,7 +871,7 @@ func (b *soakBed) settle(d *daemon, base *procFigures) procFigures {
 	deadline := time.Now().Add(30 * time.Second)
 	for !near(f) && time.Now().Before(deadline) {
 		time.Sleep(500 * time.Millisecond)
-		f = b.measure(d)
+		f = b.measure(d, true)
 	}
 	if !near(f) {
 		b.t.Errorf("after the load: %d fds and %d goroutines, baseline %d and %d (leak?)\n%s",
@@ -873,6 +881,23 @@ func (b *soakBed) settle(d *daemon, base *procFigures) procFigures {
 		b.t.Errorf("heap after the load %.1f MiB, baseline %.1f MiB (leak?)", mib(f.heap), mib(base.heap))
 	}
 	return f
+}
+
+// cpuTime is the user and system CPU time a process has used, from
+// /proc/PID/stat (in clock ticks of 1/100 s, as Linux reports them on
+// the usual configurations).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command's closing parenthesis: utime is the 14th
+	// field of the line, stime the 15th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
