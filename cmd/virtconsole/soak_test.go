@@ -877,8 +877,16 @@ func (b *soakBed) settle(d *daemon, base *procFigures) procFigures {
 		b.t.Errorf("after the load: %d fds and %d goroutines, baseline %d and %d (leak?)\n%s",
 			f.fds, f.goroutines, base.fds, base.goroutines, b.debugGet("/debug/pprof/goroutine?debug=1"))
 	}
-	if f.heap > base.heap*2+16<<20 {
-		b.t.Errorf("heap after the load %.1f MiB, baseline %.1f MiB (leak?)", mib(f.heap), mib(base.heap))
+	// Each measure forces a GC; sync.Pool's victim cache lets pooled
+	// buffers survive one, so a few are allowed.
+	heapNear := func(f procFigures) bool { return f.heap <= base.heap*2+16<<20 }
+	for i := 0; i < 3 && !heapNear(f); i++ {
+		f = b.measure(d, true)
+	}
+	if !heapNear(f) {
+		prof := b.debugGet("/debug/pprof/heap?debug=1&gc=1")
+		b.t.Errorf("heap after the load %.1f MiB, baseline %.1f MiB (leak?); the heap profile begins:\n%s",
+			mib(f.heap), mib(base.heap), prof[:min(len(prof), 6000)])
 	}
 	return f
 }
