@@ -1,0 +1,91 @@
+// Shared by the console pages: the token from the link's fragment, the
+// websocket URL beside the page, the token cookie the proxy reads, and the
+// status bar (state, refusal reason, reconnect).
+//
+// The token comes in the fragment (#token=…), which the browser never
+// sends, and goes to the proxy only as a cookie on the websocket's path:
+// it is in no URL a server sees. The fragment is removed from the address
+// bar once read; the token stays in memory for reconnecting.
+
+const params = new URLSearchParams(location.hash.slice(1));
+const token = params.get('token') || '';
+if (location.hash) {
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+// state is what the tests and the status bar read.
+export const state = {state: 'starting', reason: '', connects: 0};
+window.consoleState = state;
+
+// wsURL is the proxy's websocket endpoint beside the page (a front proxy's
+// prefix included), ws: or wss: as the page is http: or https:.
+export function wsURL() {
+  const u = new URL('websockify', location.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.search = '';
+  u.hash = '';
+  return u.href;
+}
+
+// Characters a cookie value may hold (RFC 6265 cookie-octet).
+const cookieSafe = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$/;
+
+function cookie(value, maxAge) {
+  const path = new URL(wsURL()).pathname;
+  const secure = location.protocol === 'https:' ? '; Secure' : '';
+  document.cookie = `token=${value}; Path=${path}; Max-Age=${maxAge}; SameSite=Strict${secure}`;
+}
+
+// setToken puts the token in the cookie the websocket carries, for a short
+// while: long enough for SPICE's channels to open, then it expires.
+// It returns false (and shows why) when there is no usable token.
+export function setToken() {
+  if (!token) {
+    show('no token', 'the link has no #token=…: get one with "virtconsole open"', false);
+    return false;
+  }
+  if (!cookieSafe.test(token)) {
+    show('bad token', 'the token holds characters a cookie cannot carry', false);
+    return false;
+  }
+  cookie(token, 30);
+  return true;
+}
+
+// clearToken removes the cookie once the websocket is open.
+export function clearToken() {
+  cookie('', 0);
+}
+
+// show sets the status bar: the state, a reason, and whether to offer
+// reconnecting.
+export function show(s, reason, canReconnect) {
+  state.state = s;
+  state.reason = reason || '';
+  document.getElementById('state').textContent = s;
+  document.getElementById('reason').textContent = reason || '';
+  document.getElementById('reconnect').hidden = !canReconnect;
+  document.body.dataset.state = s;
+}
+
+// refused says why a websocket that never opened failed. Browsers do not
+// show a page the HTTP answer to a refused websocket, so the proxy's
+// one-line reason is in its log and in what "virtconsole open" or a CLI
+// client prints for the same token.
+export const refusedReason = 'the proxy refused the console or could not reach it ' +
+  '(unknown, spent or revoked token, origin not allowed, console down); ' +
+  'its log has the one-line reason; get a fresh link with "virtconsole open"';
+
+// start runs connect now and on every click on Reconnect.
+export function start(connect) {
+  document.getElementById('reconnect').addEventListener('click', () => {
+    if (setToken()) {
+      show('connecting', '', false);
+      connect();
+    }
+  });
+  if (setToken()) {
+    show('connecting', '', false);
+    connect();
+  }
+}

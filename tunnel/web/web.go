@@ -1,0 +1,171 @@
+// Package web is the proxy's browser consoles: a VNC page (noVNC), a SPICE
+// page (spice-html5) and a serial page (xterm.js), with the libraries
+// vendored at pinned versions (vendor/README.md) and embedded, so the
+// binary serves them with no network.
+//
+// Handler serves them at its root; mounted at the proxy's root beside
+// /websockify, or behind a front proxy that strips a prefix, since every
+// URL in the pages is relative and each page opens the websocket
+// "websockify" beside itself. A page's link carries the token in its
+// fragment (see Link), which browsers never send; the page hands it to the
+// websocket as the "token" cookie, scoped to the websocket's path.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed static vendor
+var files embed.FS
+
+// Pages are the console pages, by console kind.
+var Pages = map[string]string{
+	"vnc":     "vnc.html",
+	"spice":   "spice.html",
+	"serial":  "serial.html",
+	"console": "serial.html",
+}
+
+// ContentSecurityPolicy is the policy of every response: everything from
+// the page's own origin ('self' includes the ws:/wss: websocket to it),
+// no inline or evaluated script, no framing. Inline styles are allowed:
+// xterm.js and noVNC size their elements with generated <style> and
+// style attributes, which carry no script.
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
+	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; " +
+	"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Handler returns the handler of the pages and their files: /vnc.html,
+// /spice.html, /serial.html, /static/… and /vendor/…; anything else is
+// 404. Each answer has the security headers (ContentSecurityPolicy,
+// nosniff, no referrer) and is revalidated (no-cache, with an ETag).
+func Handler() http.Handler { return handler{} }
+
+type handler struct{}
+
+func (handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cache-Control", "no-cache")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed: the console pages answer GET", http.StatusMethodNotAllowed)
+		return
+	}
+	name, ok := fileName(r.URL.Path)
+	if !ok {
+		http.Error(w, "not found: the console pages are vnc.html, spice.html and serial.html", http.StatusNotFound)
+		return
+	}
+	f, ok := lookup(name)
+	if !ok {
+		http.Error(w, "not found: the console pages are vnc.html, spice.html and serial.html", http.StatusNotFound)
+		return
+	}
+	h.Set("Content-Type", f.contentType)
+	h.Set("ETag", f.etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.data))
+}
+
+// fileName maps a request path to the embedded file it names.
+func fileName(p string) (string, bool) {
+	p = strings.TrimPrefix(p, "/")
+	if path.Clean("/"+p) != "/"+p {
+		return "", false // no dot segments, no doubled slashes
+	}
+	for _, page := range Pages {
+		if p == page {
+			return "static/" + p, true
+		}
+	}
+	if strings.HasPrefix(p, "static/") || strings.HasPrefix(p, "vendor/") {
+		return p, true
+	}
+	return "", false
+}
+
+type file struct {
+	data        []byte
+	contentType string
+	etag        string
+}
+
+var (
+	cacheMu sync.Mutex
+	cache   = map[string]*file{}
+)
+
+// lookup reads an embedded file once, with its type and ETag.
+func lookup(name string) (*file, bool) {
+	cacheMu.Lock()
+	defer cacheMu.Unlock()
+	if f, ok := cache[name]; ok {
+		return f, true
+	}
+	ct, ok := contentTypes[path.Ext(name)]
+	if !ok {
+		return nil, false // licences and READMEs are in the source, not served
+	}
+	data, err := fs.ReadFile(files, name)
+	if err != nil {
+		return nil, false
+	}
+	sum := sha256.Sum256(data)
+	f := &file{data: data, contentType: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+	cache[name] = f
+	return f, true
+}
+
+// contentTypes are the types of the files served (nosniff: they must be
+// right); other files are not served.
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".mjs":  "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+}
+
+// Link returns the browser link of a console of kind (vnc, spice, serial
+// or console) on the proxy at base (https://host[:port][/prefix], or a
+// wss:// proxy URL, which becomes https://): base/PAGE#token=TOKEN. The
+// token is in the fragment, which the browser keeps to itself.
+func Link(base, kind, token string) (string, error) {
+	page, ok := Pages[kind]
+	if !ok {
+		return "", &KindError{Kind: kind}
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "wss":
+		u.Scheme = "https"
+	case "ws":
+		u.Scheme = "http"
+	}
+	// The websocket endpoint's own path names the prefix too.
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/websockify"), "/") + "/" + page
+	u.RawPath, u.RawQuery, u.Fragment, u.RawFragment = "", "", "", ""
+	return u.String() + "#" + url.Values{"token": {token}}.Encode(), nil
+}
+
+// KindError is a console kind that has no page.
+type KindError struct{ Kind string }
+
+func (e *KindError) Error() string {
+	return "no console page for type " + e.Kind + ": want vnc, spice, serial or console"
+}

@@ -1,0 +1,157 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// get fetches path from h mounted under prefix, as a front proxy that
+// strips it would.
+func get(t *testing.T, h http.Handler, path string) *http.Response {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Result()
+}
+
+func TestHeaders(t *testing.T) {
+	for _, p := range []string{"/vnc.html", "/serial.html", "/static/common.js", "/nope", "/vendor/novnc/LICENSE.txt"} {
+		resp := get(t, Handler(), p)
+		h := resp.Header
+		if got := h.Get("Content-Security-Policy"); got != ContentSecurityPolicy {
+			t.Errorf("%s: Content-Security-Policy = %q", p, got)
+		}
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s: %s = %q, want %q", p, k, got, want)
+			}
+		}
+	}
+	for _, d := range []string{"default-src 'self'", "script-src 'self';", "connect-src 'self'", "frame-ancestors 'none'", "object-src 'none'"} {
+		if !strings.Contains(ContentSecurityPolicy, d) {
+			t.Errorf("the policy lacks %q", d)
+		}
+	}
+	script, _, _ := strings.Cut(strings.SplitN(ContentSecurityPolicy, "script-src", 2)[1], ";")
+	if strings.Contains(ContentSecurityPolicy, "unsafe-eval") || strings.TrimSpace(script) != "'self'" {
+		t.Errorf("the policy allows evaluated or inline script: %s", ContentSecurityPolicy)
+	}
+}
+
+func TestNotServed(t *testing.T) {
+	for _, p := range []string{"/", "/index.html", "/vendor/novnc/LICENSE.txt", "/vendor/README.md", "/static/../web.go",
+		"/static//common.js", "/vendor/", "/websockify", "/vendor/xterm/package.json"} {
+		if resp := get(t, Handler(), p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %s, want 404", p, resp.Status)
+		}
+	}
+	rec := httptest.NewRecorder()
+	Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/vnc.html", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d, want 405", rec.Code)
+	}
+}
+
+var refRE = regexp.MustCompile(`(?:href|src)="([^"]*)"|(?:\bfrom|\bimport)\s*['"](\.{1,2}/[^'"\n]+\.m?js)['"]`)
+
+// TestPrefix loads every page under a path prefix, as behind a front
+// proxy mapping /consoles/ to the proxy, and follows every reference of
+// the pages and of their own scripts (static imports): each is relative,
+// and resolves under the prefix to a file served as its type.
+func TestPrefix(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("/consoles/", http.StripPrefix("/consoles", Handler()))
+	base, _ := url.Parse("https://proxy.example/consoles/")
+	seen := map[string]bool{}
+	var follow func(u *url.URL, from string)
+	follow = func(u *url.URL, from string) {
+		if seen[u.Path] {
+			return
+		}
+		seen[u.Path] = true
+		resp := get(t, mux, u.Path)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s (from %s): %s", u.Path, from, resp.Status)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		ct := resp.Header.Get("Content-Type")
+		if !strings.HasPrefix(ct, "text/html") && !strings.HasPrefix(ct, "text/javascript") {
+			return
+		}
+		for _, m := range refRE.FindAllStringSubmatch(string(body), -1) {
+			ref := m[1] + m[2]
+			if ref == "data:," {
+				continue
+			}
+			if strings.HasPrefix(ref, "/") || strings.Contains(ref, "//") {
+				t.Errorf("%s refers to %q: want a relative URL", u.Path, ref)
+				continue
+			}
+			next := u.ResolveReference(&url.URL{Path: ref})
+			if !strings.HasPrefix(next.Path, "/consoles/") {
+				t.Errorf("%s: %q leaves the prefix: %s", u.Path, ref, next.Path)
+				continue
+			}
+			follow(next, u.Path)
+		}
+	}
+	for _, page := range []string{"vnc.html", "spice.html", "serial.html"} {
+		follow(base.ResolveReference(&url.URL{Path: page}), "the link")
+	}
+	for _, want := range []string{"/consoles/vendor/novnc/core/rfb.js", "/consoles/vendor/spice-html5/src/main.js",
+		"/consoles/vendor/xterm/lib/xterm.mjs", "/consoles/vendor/xterm-addon-fit/lib/addon-fit.mjs",
+		"/consoles/vendor/xterm/css/xterm.css", "/consoles/vendor/novnc/vendor/pako/lib/zlib/inflate.js"} {
+		if !seen[want] {
+			t.Errorf("the pages do not load %s", want)
+		}
+	}
+	t.Logf("%d files reached from the pages", len(seen))
+}
+
+// TestNoTokenInURLs: the pages put the token in a cookie, never in a URL:
+// no script builds a query with it, and the websocket URL is bare.
+func TestNoTokenInURLs(t *testing.T) {
+	b, err := files.ReadFile("static/common.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	for _, bad := range []string{"?token", "searchParams.set", "&token"} {
+		if strings.Contains(src, bad) {
+			t.Errorf("common.js holds %q", bad)
+		}
+	}
+	for _, want := range []string{"u.search = ''", "history.replaceState", "document.cookie = `token=", "SameSite=Strict", "; Secure"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("common.js lacks %q", want)
+		}
+	}
+}
+
+func TestLink(t *testing.T) {
+	for _, c := range []struct{ base, kind, token, want string }{
+		{"wss://proxy.example:6443", "vnc", "s3cret", "https://proxy.example:6443/vnc.html#token=s3cret"},
+		{"wss://proxy.example:6443/", "spice", "a+b/c=", "https://proxy.example:6443/spice.html#token=a%2Bb%2Fc%3D"},
+		{"https://front.example/consoles/", "serial", "tok3", "https://front.example/consoles/serial.html#token=tok3"},
+		{"wss://front.example/consoles/websockify", "console", "tok4", "https://front.example/consoles/serial.html#token=tok4"},
+		{"ws://127.0.0.1:6080", "vnc", "tok5", "http://127.0.0.1:6080/vnc.html#token=tok5"},
+	} {
+		got, err := Link(c.base, c.kind, c.token)
+		if err != nil || got != c.want {
+			t.Errorf("Link(%q, %q, %q) = %q, %v; want %q", c.base, c.kind, c.token, got, err, c.want)
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.RawQuery != "" || strings.Contains(u.Path, c.token) {
+			t.Errorf("%s: the token is outside the fragment", got)
+		}
+	}
+	if _, err := Link("wss://p", "rdp", "t"); err == nil {
+		t.Errorf("Link with type rdp: no error")
+	}
+}
