@@ -132,7 +132,10 @@ type browser struct {
 
 	mu     sync.Mutex
 	nextID int
-	w      *os.File
+	// requests are the URLs of the requests and websockets the pages
+	// opened (Network events, read as answers are awaited).
+	requests []string
+	w        *os.File
 	r      *os.File
 	br     *bufio.Reader
 }
@@ -234,9 +237,20 @@ func (b *browser) call(t *testing.T, session, method string, params, result any)
 			ID     int
 			Result json.RawMessage
 			Error  *cdpError
+			Method string
+			Params struct {
+				URL     string
+				Request struct{ URL string }
+			}
 		}
 		if err := json.Unmarshal(line[:len(line)-1], &resp); err != nil {
 			t.Fatalf("DevTools %s: %v in %q", method, err, line)
+		}
+		switch resp.Method {
+		case "Network.requestWillBeSent":
+			b.requests = append(b.requests, resp.Params.Request.URL)
+		case "Network.webSocketCreated":
+			b.requests = append(b.requests, resp.Params.URL)
 		}
 		if resp.ID != id {
 			continue // an event, or an answer to nobody
@@ -253,8 +267,9 @@ func (b *browser) call(t *testing.T, session, method string, params, result any)
 	}
 }
 
-// openPage attaches to the browser's page, navigates it to pageURL and
-// returns the DevTools session for it.
+// openPage attaches to the browser's page, records its requests (see
+// requested), navigates it to pageURL and returns the DevTools session
+// for it.
 func (b *browser) openPage(t *testing.T, pageURL string) string {
 	t.Helper()
 	var targets struct {
@@ -274,6 +289,7 @@ func (b *browser) openPage(t *testing.T, pageURL string) string {
 	}
 	var att struct{ SessionID string }
 	b.call(t, "", "Target.attachToTarget", map[string]any{"targetId": id, "flatten": true}, &att)
+	b.call(t, att.SessionID, "Network.enable", nil, nil)
 	var nav struct{ ErrorText string }
 	b.call(t, att.SessionID, "Page.navigate", map[string]any{"url": pageURL}, &nav)
 	if nav.ErrorText != "" {
@@ -303,6 +319,14 @@ func (b *browser) eval(t *testing.T, session, expr string, v any) {
 			t.Fatalf("page: %s: %v in %s", expr, err, r.Result.Value)
 		}
 	}
+}
+
+// requested returns the URLs of the requests and websockets the pages
+// opened so far.
+func (b *browser) requested() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.requests...)
 }
 
 func (b *browser) evalString(t *testing.T, session, expr string) string {

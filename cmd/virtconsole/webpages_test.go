@@ -1,0 +1,287 @@
+package main
+
+// The proxy's own browser console pages (server proxy --web) end to end:
+// each page, linked by "virtconsole open", in headless Chromium, over TLS
+// to the proxy and TLS from the proxy to a real QEMU: the VNC and SPICE
+// pages show the guest's screen, and the serial page's xterm.js reaches
+// the tiny Linux guest's shell. No request leaves the page's origin and
+// the token is in no URL the proxy receives.
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols/qemutest"
+	"github.com/virtconsole/virtconsole/resolver"
+)
+
+// canvasInfoJS reports the console canvas of a page as canvasInfo: its
+// size, where it is, and how many of its pixels are not black.
+const canvasInfoJS = `(() => {
+	const c = document.querySelector('#screen canvas');
+	if (!c || !c.width || !c.height) return null;
+	const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+	let lit = 0;
+	for (let i = 0; i < d.length; i += 4) if (d[i] | d[i+1] | d[i+2]) lit++;
+	const r = c.getBoundingClientRect();
+	return {id: c.id, width: c.width, height: c.height, x: r.x, y: r.y, cssWidth: r.width, cssHeight: r.height, lit};
+})()`
+
+// termTextJS is the text of the serial page's terminal, line by line.
+const termTextJS = `(() => {
+	const b = window.term.buffer.active, lines = [];
+	for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+	return lines.join('\n');
+})()`
+
+// consoleState is the pages' window.consoleState.
+type consoleState struct {
+	State, Reason string
+	Connects      int
+}
+
+// frontRecorder is a front proxy in the test: TLS, mapping /consoles/ to
+// the virtconsole proxy (over TLS), recording every request it receives.
+type frontRecorder struct {
+	mu   sync.Mutex
+	reqs []recordedRequest
+}
+
+type recordedRequest struct {
+	URI         string
+	TokenCookie bool
+}
+
+func (f *frontRecorder) requests() []recordedRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]recordedRequest(nil), f.reqs...)
+}
+
+// startFront starts the recording front proxy with the server certificate
+// of dir, toward the proxy at *target (set before the first request).
+func startFront(t *testing.T, dir string, target *url.URL) (*httptest.Server, *frontRecorder) {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	rp := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}},
+	}
+	rec := &frontRecorder{}
+	mux := http.NewServeMux()
+	mux.Handle("/consoles/", http.StripPrefix("/consoles", rp))
+	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie("token")
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, recordedRequest{URI: r.RequestURI, TokenCookie: err == nil && c.Value != ""})
+		rec.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	return front, rec
+}
+
+func TestWebPages(t *testing.T) {
+	chromium := qemutest.Need(t, chromiumBinary)[0]
+	qemutest.Require(t)
+	start := time.Now()
+	since := func() time.Duration { return time.Since(start).Round(time.Millisecond) }
+
+	dir := pki(t)
+	_, vncAddr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})
+	_, _, spiceAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir})
+	serialQ, serialAddr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Guest: true, Paused: true})
+	tokens := map[string]resolver.Console{
+		"web-vnc-token-1":    {Type: "vnc", Address: vncAddr},
+		"web-spice-token-1":  {Type: "spice", Address: spiceAddr},
+		"web-serial-token-1": {Type: "serial", Address: serialAddr},
+	}
+
+	target := &url.URL{Scheme: "https"}
+	front, rec := startFront(t, dir, target)
+	p := startDaemon(t, "server", "proxy", "--web", "--listen", "127.0.0.1:0", "--tls-dir", dir,
+		"--connect-tls-dir", dir, "--tokens", writeTokens(t, tokens), "--allowed-origin", front.URL)
+	target.Host = p.addr
+	t.Logf("QEMU, proxy and front proxy up after %v", since())
+
+	b := startChromium(t, chromium, spkiHash(t, filepath.Join(dir, "server-cert.pem")))
+
+	// link is what "virtconsole open" prints for the token.
+	link := func(t *testing.T, typ, token, proxy string) string {
+		t.Helper()
+		r := run(t, nil, "open", "--token-file", writeToken(t, token), "--type", typ, "--proxy", proxy)
+		if r.code != 0 {
+			t.Fatalf("virtconsole open: exit %d: %s", r.code, r.stderr)
+		}
+		return strings.TrimSpace(r.stdout)
+	}
+	waitConnected := func(t *testing.T, session string) {
+		t.Helper()
+		var st consoleState
+		waitFor(t, 30*time.Second, "the page's connected state", func() bool {
+			b.eval(t, session, "window.consoleState || {}", &st)
+			if st.State == "refused" || st.State == "disconnected" || st.State == "no token" {
+				t.Fatalf("page state %q: %s\nproxy log:\n%s", st.State, st.Reason, p.log.String())
+			}
+			return st.State == "connected"
+		})
+		// The fragment is gone from the address bar, the cookie too.
+		if h := b.evalString(t, session, "location.href"); strings.Contains(h, "#") || strings.Contains(h, "token") {
+			t.Errorf("the page's address still holds the token: %s", h)
+		}
+	}
+	waitCanvas := func(t *testing.T, session string) canvasInfo {
+		t.Helper()
+		var c canvasInfo
+		waitFor(t, 30*time.Second, "text on the page's canvas", func() bool {
+			b.eval(t, session, canvasInfoJS, &c)
+			return c.Width >= 640 && c.Height >= 400 && c.Lit > 500
+		})
+		return c
+	}
+
+	// VNC at the proxy's own origin.
+	t.Run("vnc", func(t *testing.T) {
+		l := link(t, "vnc", "web-vnc-token-1", "https://"+p.addr)
+		if want := "https://" + p.addr + "/vnc.html#token=web-vnc-token-1"; l != want {
+			t.Fatalf("link %q, want %q", l, want)
+		}
+		session := b.openPage(t, l)
+		waitConnected(t, session)
+		c := waitCanvas(t, session)
+		b.checkCanvasShot(t, session, c, "web-vnc.png", "VIRTCONSOLE_WEB_VNC_SCREENSHOT")
+		t.Logf("VNC page: canvas %vx%v, %d lit pixels, after %v", c.Width, c.Height, c.Lit, since())
+		if cookie := b.evalString(t, session, "document.cookie"); cookie != "" {
+			t.Errorf("document.cookie after connecting: %q", cookie)
+		}
+	})
+
+	// SPICE and serial behind the front proxy's /consoles/ prefix.
+	t.Run("spice", func(t *testing.T) {
+		session := b.openPage(t, link(t, "spice", "web-spice-token-1", front.URL+"/consoles/"))
+		waitConnected(t, session)
+		c := waitCanvas(t, session)
+		b.checkCanvasShot(t, session, c, "web-spice.png", "VIRTCONSOLE_WEB_SPICE_SCREENSHOT")
+		t.Logf("SPICE page: canvas %vx%v, %d lit pixels, after %v", c.Width, c.Height, c.Lit, since())
+	})
+
+	t.Run("serial", func(t *testing.T) {
+		session := b.openPage(t, link(t, "serial", "web-serial-token-1", front.URL+"/consoles"))
+		waitConnected(t, session)
+		serialQ.WaitChardevConnected("s0", 30*time.Second)
+		serialQ.Cont()
+		var text string
+		waitFor(t, 90*time.Second, "the guest's ready line in the terminal", func() bool {
+			b.eval(t, session, termTextJS, &text)
+			return strings.Contains(text, qemutest.GuestReady)
+		})
+		t.Logf("guest ready after %v", since())
+		// Type as a user would: the keys go to xterm.js's textarea.
+		b.eval(t, session, "window.term.focus(), true", nil)
+		b.call(t, session, "Input.insertText", map[string]any{"text": "echo $((6*7))"}, nil)
+		for _, typ := range []string{"keyDown", "keyUp"} {
+			ev := map[string]any{"type": typ, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+			if typ == "keyDown" {
+				ev["text"] = "\r"
+			}
+			b.call(t, session, "Input.dispatchKeyEvent", ev, nil)
+		}
+		waitFor(t, 30*time.Second, "the shell's answer 42", func() bool {
+			b.eval(t, session, termTextJS, &text)
+			for _, line := range strings.Split(text, "\n") {
+				if strings.TrimSpace(line) == "42" {
+					return true
+				}
+			}
+			return false
+		})
+		t.Logf("the shell answered 42 after %v", since())
+
+		// The terminal follows the window's size.
+		var cols0, cols1 int
+		b.eval(t, session, "window.term.cols", &cols0)
+		b.call(t, session, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 600, "height": 400, "deviceScaleFactor": 1, "mobile": false}, nil)
+		waitFor(t, 10*time.Second, "the terminal to narrow with the window", func() bool {
+			b.eval(t, session, "window.term.cols", &cols1)
+			return cols1 < cols0
+		})
+		b.call(t, session, "Emulation.clearDeviceMetricsOverride", nil, nil)
+		t.Logf("terminal columns %d, then %d in a narrower window", cols0, cols1)
+	})
+
+	// Every request the pages made went to the page's origin (the proxy's,
+	// or the front proxy's under /consoles/), none with a token in its URL.
+	reqs := b.requested()
+	if len(reqs) == 0 {
+		t.Fatalf("no requests recorded")
+	}
+	ws := 0
+	for _, r := range reqs {
+		u, err := url.Parse(r)
+		if err != nil {
+			t.Errorf("request %q: %v", r, err)
+			continue
+		}
+		origin := u.Host == p.addr || (u.Host == strings.TrimPrefix(front.URL, "https://") && strings.HasPrefix(u.Path, "/consoles/"))
+		if u.Scheme == "data" || u.Scheme == "about" {
+			continue
+		}
+		if !origin || (u.Scheme != "https" && u.Scheme != "wss") {
+			t.Errorf("a page requested %s: not its origin", r)
+		}
+		if u.Scheme == "wss" {
+			ws++
+		}
+		if strings.Contains(r, "-token-1") && !strings.Contains(u.Fragment, "token") {
+			t.Errorf("a token in a request URL: %s", r)
+		} else if u.Fragment != "" && u.Scheme != "https" {
+			t.Errorf("a fragment in a websocket URL: %s", r)
+		}
+	}
+	if ws < 4 { // vnc, serial, spice main and display at least
+		t.Errorf("%d websockets recorded, want at least 4: %v", ws, reqs)
+	}
+	t.Logf("%d requests from the pages, %d of them websockets", len(reqs), ws)
+
+	// What the front proxy received: no token in any URL, and the
+	// websockets carried it as the cookie.
+	cookies := 0
+	for _, r := range rec.requests() {
+		if strings.Contains(r.URI, "token") {
+			t.Errorf("the front proxy received a token in %s", r.URI)
+		}
+		if strings.HasSuffix(r.URI, "/websockify") && r.TokenCookie {
+			cookies++
+		} else if r.TokenCookie {
+			t.Errorf("the token cookie went with %s, not only to the websocket", r.URI)
+		}
+	}
+	if cookies < 3 {
+		t.Errorf("%d websockets with the token cookie through the front proxy, want at least 3 (SPICE main, display; serial)", cookies)
+	}
+	if strings.Contains(p.log.String(), "-token-1") {
+		t.Errorf("the proxy logged a token:\n%s", p.log.String())
+	}
+	t.Logf("done after %v", since())
+}
