@@ -136,8 +136,8 @@ type browser struct {
 	// opened (Network events, read as answers are awaited).
 	requests []string
 	w        *os.File
-	r      *os.File
-	br     *bufio.Reader
+	r        *os.File
+	br       *bufio.Reader
 }
 
 // startChromium starts the headless shell with a fresh profile, trusting

@@ -230,6 +230,26 @@ func TestWebPages(t *testing.T) {
 		t.Logf("terminal columns %d, then %d in a narrower window", cols0, cols1)
 	})
 
+	// A refused token: each page says so with the proxy's reason, and
+	// offers to reconnect.
+	t.Run("refused", func(t *testing.T) {
+		for _, typ := range []string{"vnc", "spice", "serial"} {
+			session := b.openPage(t, link(t, typ, "web-unknown-token-1", front.URL+"/consoles/"))
+			var st consoleState
+			waitFor(t, 30*time.Second, "the "+typ+" page's refused state", func() bool {
+				b.eval(t, session, "window.consoleState || {}", &st)
+				return st.State == "refused" && strings.Contains(st.Reason, ": ")
+			})
+			if !strings.HasSuffix(st.Reason, "unknown token") {
+				t.Errorf("%s page: reason %q, want the proxy's \"unknown token\"", typ, st.Reason)
+			}
+			if hidden := b.evalString(t, session, "String(document.getElementById('reconnect').hidden)"); hidden != "false" {
+				t.Errorf("%s page: no reconnect button", typ)
+			}
+			t.Logf("%s page: %s: %s", typ, st.State, st.Reason)
+		}
+	})
+
 	// Every request the pages made went to the page's origin (the proxy's,
 	// or the front proxy's under /consoles/), none with a token in its URL.
 	reqs := b.requested()
@@ -253,7 +273,7 @@ func TestWebPages(t *testing.T) {
 		if u.Scheme == "wss" {
 			ws++
 		}
-		if strings.Contains(r, "-token-1") && !strings.Contains(u.Fragment, "token") {
+		if strings.Contains(r, "-token-1") && !strings.HasPrefix(u.Fragment, "token=") {
 			t.Errorf("a token in a request URL: %s", r)
 		} else if u.Fragment != "" && u.Scheme != "https" {
 			t.Errorf("a fragment in a websocket URL: %s", r)

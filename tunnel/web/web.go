@@ -46,37 +46,51 @@ const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 	"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // Handler returns the handler of the pages and their files: /vnc.html,
-// /spice.html, /serial.html, /static/… and /vendor/…; anything else is
-// 404. Each answer has the security headers (ContentSecurityPolicy,
-// nosniff, no referrer) and is revalidated (no-cache, with an ETag).
-func Handler() http.Handler { return handler{} }
+// /spice.html, /serial.html, /static/… and /vendor/…, and of /refusal,
+// the reasons refusals kept (nil: none); anything else is 404. Each
+// answer has the security headers (ContentSecurityPolicy, nosniff, no
+// referrer) and is revalidated (no-cache, with an ETag).
+func Handler(refusals *Refusals) http.Handler { return handler{refusals} }
 
-type handler struct{}
+type handler struct{ refusals *Refusals }
 
-func (handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.headers(w)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed: the console pages answer GET", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.Path == "/refusal" {
+		h.refusals.serve(w, r)
+		return
+	}
+	h.file(w, r)
+}
+
+// headers sets the security and caching headers of every answer.
+func (handler) headers(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", ContentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cache-Control", "no-cache")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed: the console pages answer GET", http.StatusMethodNotAllowed)
-		return
-	}
+}
+
+// file serves the embedded file the request names.
+func (handler) file(w http.ResponseWriter, r *http.Request) {
 	name, ok := fileName(r.URL.Path)
+	var f *file
+	if ok {
+		f, ok = lookup(name)
+	}
 	if !ok {
 		http.Error(w, "not found: the console pages are vnc.html, spice.html and serial.html", http.StatusNotFound)
 		return
 	}
-	f, ok := lookup(name)
-	if !ok {
-		http.Error(w, "not found: the console pages are vnc.html, spice.html and serial.html", http.StatusNotFound)
-		return
-	}
-	h.Set("Content-Type", f.contentType)
-	h.Set("ETag", f.etag)
+	w.Header().Set("Content-Type", f.contentType)
+	w.Header().Set("ETag", f.etag)
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.data))
 }
 

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // get fetches path from h mounted under prefix, as a front proxy that
@@ -21,7 +24,7 @@ func get(t *testing.T, h http.Handler, path string) *http.Response {
 
 func TestHeaders(t *testing.T) {
 	for _, p := range []string{"/vnc.html", "/serial.html", "/static/common.js", "/nope", "/vendor/novnc/LICENSE.txt"} {
-		resp := get(t, Handler(), p)
+		resp := get(t, Handler(nil), p)
 		h := resp.Header
 		if got := h.Get("Content-Security-Policy"); got != ContentSecurityPolicy {
 			t.Errorf("%s: Content-Security-Policy = %q", p, got)
@@ -46,12 +49,12 @@ func TestHeaders(t *testing.T) {
 func TestNotServed(t *testing.T) {
 	for _, p := range []string{"/", "/index.html", "/vendor/novnc/LICENSE.txt", "/vendor/README.md", "/static/../web.go",
 		"/static//common.js", "/vendor/", "/websockify", "/vendor/xterm/package.json"} {
-		if resp := get(t, Handler(), p); resp.StatusCode != http.StatusNotFound {
+		if resp := get(t, Handler(nil), p); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %s, want 404", p, resp.Status)
 		}
 	}
 	rec := httptest.NewRecorder()
-	Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/vnc.html", nil))
+	Handler(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/vnc.html", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d, want 405", rec.Code)
 	}
@@ -65,7 +68,7 @@ var refRE = regexp.MustCompile(`(?:href|src)="([^"]*)"|(?:\bfrom|\bimport)\s*['"
 // and resolves under the prefix to a file served as its type.
 func TestPrefix(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.Handle("/consoles/", http.StripPrefix("/consoles", Handler()))
+	mux.Handle("/consoles/", http.StripPrefix("/consoles", Handler(nil)))
 	base, _ := url.Parse("https://proxy.example/consoles/")
 	seen := map[string]bool{}
 	var follow func(u *url.URL, from string)
@@ -127,7 +130,7 @@ func TestNoTokenInURLs(t *testing.T) {
 			t.Errorf("common.js holds %q", bad)
 		}
 	}
-	for _, want := range []string{"u.search = ''", "history.replaceState", "document.cookie = `token=", "SameSite=Strict", "; Secure"} {
+	for _, want := range []string{"u.search = ''", "history.replaceState", "cookie('token', token, ", "document.cookie = `${name}=${value}; Path=${path}", "SameSite=Strict", "; Secure"} {
 		if !strings.Contains(src, want) {
 			t.Errorf("common.js lacks %q", want)
 		}
@@ -153,5 +156,64 @@ func TestLink(t *testing.T) {
 	}
 	if _, err := Link("wss://p", "rdp", "t"); err == nil {
 		t.Errorf("Link with type rdp: no error")
+	}
+}
+
+// TestRefusals: a refused request's reason is kept under its refusal
+// cookie and served once asked for by that id; other ids, malformed ids
+// and requests without the cookie get nothing.
+func TestRefusals(t *testing.T) {
+	rs := &Refusals{}
+	var answered []string
+	eh := rs.Wrap(func(w http.ResponseWriter, r *http.Request, err error) { answered = append(answered, err.Error()) })
+	const id = "0123456789abcdef0123456789abcdef"
+	refuse := func(cookie, reason string) {
+		r := httptest.NewRequest(http.MethodGet, "/websockify", nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", "token=tok; refusal="+cookie)
+		}
+		eh(httptest.NewRecorder(), r, errors.New(reason))
+	}
+	refuse(id, "unknown token")
+	refuse("", "no token")
+	refuse("../../etc", "origin not allowed")
+	if len(answered) != 3 {
+		t.Fatalf("the wrapped handler answered %d of 3 refusals", len(answered))
+	}
+	h := Handler(rs)
+	for _, c := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/refusal?id=" + id, 200, "unknown token\n"},
+		{"/refusal?id=ffffffffffffffffffffffffffffffff", 404, ""},
+		{"/refusal?id=../../etc", 404, ""},
+		{"/refusal", 404, ""},
+	} {
+		resp := get(t, h, c.path)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != c.status || (c.body != "" && string(body) != c.body) {
+			t.Errorf("GET %s: %d %q, want %d %q", c.path, resp.StatusCode, body, c.status, c.body)
+		}
+		if resp.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s: no policy", c.path)
+		}
+	}
+	if resp := get(t, Handler(nil), "/refusal?id="+id); resp.StatusCode != 404 {
+		t.Errorf("without Refusals: %s", resp.Status)
+	}
+
+	// Old reasons expire; the table is bounded.
+	now := time.Now()
+	rs.add("ffffffffffffffffffffffffffffffff", "old", now.Add(-2*refusalTTL))
+	if _, ok := rs.reason("ffffffffffffffffffffffffffffffff", now); ok {
+		t.Errorf("an expired reason is still served")
+	}
+	for i := range refusalMax + 10 {
+		rs.add(fmt.Sprintf("%032x", i), "r", now)
+	}
+	if n := len(rs.byID); n > refusalMax || len(rs.order) != n {
+		t.Errorf("%d reasons kept (%d in order), want at most %d", n, len(rs.order), refusalMax)
 	}
 }

@@ -30,11 +30,15 @@ export function wsURL() {
 // Characters a cookie value may hold (RFC 6265 cookie-octet).
 const cookieSafe = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$/;
 
-function cookie(value, maxAge) {
+function cookie(name, value, maxAge) {
   const path = new URL(wsURL()).pathname;
   const secure = location.protocol === 'https:' ? '; Secure' : '';
-  document.cookie = `token=${value}; Path=${path}; Max-Age=${maxAge}; SameSite=Strict${secure}`;
+  document.cookie = `${name}=${value}; Path=${path}; Max-Age=${maxAge}; SameSite=Strict${secure}`;
 }
+
+// refusalID names this page's websockets to the proxy, which keeps the
+// reason if it refuses them (see refused); it is no secret.
+let refusalID = '';
 
 // setToken puts the token in the cookie the websocket carries, for a short
 // while: long enough for SPICE's channels to open, then it expires.
@@ -48,13 +52,16 @@ export function setToken() {
     show('bad token', 'the token holds characters a cookie cannot carry', false);
     return false;
   }
-  cookie(token, 30);
+  refusalID = Array.from(crypto.getRandomValues(new Uint8Array(16)), b => b.toString(16).padStart(2, '0')).join('');
+  cookie('token', token, 30);
+  cookie('refusal', refusalID, 30);
   return true;
 }
 
-// clearToken removes the cookie once the websocket is open.
+// clearToken removes the cookies once the websocket is open.
 export function clearToken() {
-  cookie('', 0);
+  cookie('token', '', 0);
+  cookie('refusal', '', 0);
 }
 
 // show sets the status bar: the state, a reason, and whether to offer
@@ -68,13 +75,21 @@ export function show(s, reason, canReconnect) {
   document.body.dataset.state = s;
 }
 
-// refused says why a websocket that never opened failed. Browsers do not
-// show a page the HTTP answer to a refused websocket, so the proxy's
-// one-line reason is in its log and in what "virtconsole open" or a CLI
-// client prints for the same token.
-export const refusedReason = 'the proxy refused the console or could not reach it ' +
-  '(unknown, spent or revoked token, origin not allowed, console down); ' +
-  'its log has the one-line reason; get a fresh link with "virtconsole open"';
+// refused shows why a websocket that never opened failed: the proxy's
+// one-line reason, which it keeps under the page's refusal id since
+// browsers do not show a page the HTTP answer to a refused websocket.
+export async function refused() {
+  clearToken();
+  show('refused', 'the proxy refused the console or could not be reached', true);
+  try {
+    const resp = await fetch(new URL('refusal?id=' + refusalID, location.href), {cache: 'no-store'});
+    if (resp.ok) {
+      show('refused', 'the proxy refused the console: ' + (await resp.text()).trim(), true);
+    }
+  } catch (e) {
+    // The proxy is unreachable: the first message stands.
+  }
+}
 
 // start runs connect now and on every click on Reconnect.
 export function start(connect) {

@@ -55,7 +55,7 @@ function connect() {
   ws.onclose = e => {
     page.clearToken();
     if (!opened) {
-      page.show('refused', page.refusedReason, true);
+      page.refused();
     } else {
       page.show('disconnected', e.reason || 'the session ended', true);
     }

@@ -13,7 +13,7 @@ function connect() {
     page.clearToken();
     const msg = String((e && e.message) || e || 'connection closed');
     if (!opened) {
-      page.show('refused', page.refusedReason, true);
+      page.refused();
     } else {
       page.show('disconnected', msg, true);
     }

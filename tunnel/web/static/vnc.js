@@ -28,7 +28,7 @@ function connect() {
       return;
     }
     if (!opened) {
-      page.show('refused', page.refusedReason, true);
+      page.refused();
     } else {
       page.show('disconnected', e.detail.clean ? 'the session ended' : 'the connection was lost', true);
     }

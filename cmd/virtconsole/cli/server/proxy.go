@@ -261,7 +261,10 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	mux.Handle("/websockify", p)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	if opts.Web {
-		mux.Handle("/", web.Handler())
+		// The pages learn why the proxy refused their websockets here.
+		refusals := &web.Refusals{}
+		p.ErrorHandler = refusals.Wrap(proxy.WriteError)
+		mux.Handle("/", web.Handler(refusals))
 	}
 	d.handler = mux
 	if opts.DebugListen != "" {
