@@ -1,13 +1,15 @@
 package main
 
-// The proxy's own browser console pages (server proxy --web) end to end:
-// each page, linked by "virtconsole open", in headless Chromium, over TLS
+// The proxy's own browser console pages (server proxy --web) end to end,
+// started as the README's "Browser consoles" says: each page, linked by
+// "virtconsole open", in headless Chromium, over TLS
 // to the proxy and TLS from the proxy to a real QEMU: the VNC and SPICE
 // pages show the guest's screen, and the serial page's xterm.js reaches
 // the tiny Linux guest's shell. No request leaves the page's origin and
 // the token is in no URL the proxy receives.
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
@@ -15,14 +17,23 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/root"
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtfake"
 )
 
 // canvasInfoJS reports the console canvas of a page as canvasInfo: its
@@ -118,10 +129,23 @@ func TestWebPages(t *testing.T) {
 		"web-serial-token-1": {Type: "serial", Address: serialAddr},
 	}
 
+	// The README's "Browser consoles" commands: the proxy, and the link.
+	lines := readmeSubsection(t, "Browser consoles")
+	if len(lines) != 2 {
+		t.Fatalf("README's Browser consoles block has %d commands, want the proxy and open:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	readmeArgs := func(line string, r *strings.Replacer) []string {
+		f := strings.Fields(r.Replace(line))
+		if len(f) == 0 || f[0] != "virtconsole" {
+			t.Fatalf("README line %q does not run virtconsole", line)
+		}
+		return f[1:]
+	}
 	target := &url.URL{Scheme: "https"}
 	front, rec := startFront(t, dir, target)
-	p := startDaemon(t, "server", "proxy", "--web", "--listen", "127.0.0.1:0", "--tls-dir", dir,
-		"--connect-tls-dir", dir, "--tokens", writeTokens(t, tokens), "--allowed-origin", front.URL)
+	// --allowed-origin: the front proxy's pages open websockets too.
+	p := startDaemon(t, append(readmeArgs(lines[0], strings.NewReplacer("127.0.0.1:6443", "127.0.0.1:0", "./pki", dir,
+		"tokens.json", writeTokens(t, tokens))), "--allowed-origin", front.URL)...)
 	target.Host = p.addr
 	t.Logf("QEMU, proxy and front proxy up after %v", since())
 
@@ -161,9 +185,14 @@ func TestWebPages(t *testing.T) {
 		return c
 	}
 
-	// VNC at the proxy's own origin.
+	// VNC at the proxy's own origin, the link from the README's command.
 	t.Run("vnc", func(t *testing.T) {
-		l := link(t, "vnc", "web-vnc-token-1", "https://"+p.addr)
+		r := run(t, nil, readmeArgs(lines[1], strings.NewReplacer("./mytoken", writeToken(t, "web-vnc-token-1"),
+			"https://127.0.0.1:6443", "https://"+p.addr))...)
+		if r.code != 0 {
+			t.Fatalf("virtconsole open: exit %d: %s", r.code, r.stderr)
+		}
+		l := strings.TrimSpace(r.stdout)
 		if want := "https://" + p.addr + "/vnc.html#token=web-vnc-token-1"; l != want {
 			t.Fatalf("link %q, want %q", l, want)
 		}
@@ -304,4 +333,78 @@ func TestWebPages(t *testing.T) {
 		t.Errorf("the proxy logged a token:\n%s", p.log.String())
 	}
 	t.Logf("done after %v", since())
+}
+
+// TestREADMEOpen runs the README's "virtconsole open" commands as written
+// there but for the token file: the DOMAIN line in process, with the
+// libvirt fake holding an enabled "myvm" (its token read afresh from
+// libvirt); the others with the built binary, --browser with a recording
+// xdg-open first on PATH.
+func TestREADMEOpen(t *testing.T) {
+	var lines []string
+	for _, l := range readmeSubsection(t, "virtconsole open") {
+		if !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 3 {
+		t.Fatalf("README's virtconsole open block has %d commands, want 3:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	const tok = "readme-open-token-1"
+	tf := writeToken(t, tok)
+	args := func(line string) []string {
+		f := strings.Fields(strings.ReplaceAll(line, "./mytoken", tf))
+		if len(f) == 0 || f[0] != "virtconsole" {
+			t.Fatalf("README line %q does not run virtconsole", line)
+		}
+		return f[1:]
+	}
+
+	// DOMAIN: the token libvirt holds for myvm's VNC console.
+	h := libvirtfake.New()
+	h.Start(h.Define("myvm", `<graphics type='vnc' port='5901' listen='127.0.0.1'/>`))
+	ctx := context.Background()
+	c, err := libvirtadmin.Connect(ctx, "qemu:///system", libvirtadmin.WithConnector(h.Connect))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Enable(ctx, "myvm", nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	vncTok, _, err := c.Token(ctx, "myvm", protocols.KindVNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := cmdtest.Run(t, func(f *cmdutil.Factory) *cobra.Command {
+		f.Getenv = func(string) string { return "" }
+		f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
+			return libvirtadmin.Connect(ctx, f.LibvirtURI(uri), libvirtadmin.WithConnector(h.Connect))
+		}
+		return root.NewCmdRoot(f)
+	}, args(lines[0])...)
+	if want := "https://proxy.example:6443/vnc.html#token=" + vncTok + "\n"; err != nil || out != want {
+		t.Errorf("%s: %q %q %v; want %q", lines[0], out, stderr, err, want)
+	}
+
+	// --browser: what xdg-open was given.
+	bin := t.TempDir()
+	opened := filepath.Join(t.TempDir(), "opened")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" > " + opened + "\n"
+	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(vcBinary, args(lines[1])...)
+	cmd.Env = env("PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("%s: %v, output %q", lines[1], err, out)
+	}
+	if b, err := os.ReadFile(opened); err != nil || string(b) != "https://proxy.example:6443/serial.html#token="+tok+"\n" {
+		t.Errorf("%s: xdg-open got %q (%v)", lines[1], b, err)
+	}
+
+	r := run(t, nil, args(lines[2])...)
+	if want := "https://front.example/consoles/vnc.html#token=" + tok + "\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("%s: exit %d, %q %q; want %q", lines[2], r.code, r.stdout, r.stderr, want)
+	}
 }
