@@ -351,13 +351,26 @@ func servePage(t *testing.T, prefix, dir, page string) *httptest.Server {
 	return web
 }
 
-// canvasInfo is what the test pages' canvasInfo() reports of the console's
-// canvas: its size, where it is on the page, and how many pixels are lit.
+// canvasInfo is what canvasInfoJS reports of the console's canvas: its
+// size, where it is on the page, and how many pixels are lit.
 type canvasInfo struct {
 	ID                                       string
 	Width, Height, X, Y, CSSWidth, CSSHeight float64
 	Lit                                      int
 }
+
+// canvasInfoJS reports the console canvas of a page (the first canvas in
+// #screen) as canvasInfo: its size, where it is, and how many of its
+// pixels are not black (the VGA text is light on black).
+const canvasInfoJS = `(() => {
+	const c = document.querySelector('#screen canvas');
+	if (!c || !c.width || !c.height) return null;
+	const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+	let lit = 0;
+	for (let i = 0; i < d.length; i += 4) if (d[i] | d[i+1] | d[i+2]) lit++;
+	const r = c.getBoundingClientRect();
+	return {id: c.id, width: c.width, height: c.height, x: r.x, y: r.y, cssWidth: r.width, cssHeight: r.height, lit};
+})()`
 
 // checkCanvasShot takes a screenshot of the canvas as the browser renders
 // it (saved as name, and copied to $envVar if set) and checks it is at

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -34,6 +35,32 @@ var Pages = map[string]string{
 	"spice":   "spice.html",
 	"serial":  "serial.html",
 	"console": "serial.html",
+}
+
+// page is what static/page.html, the one template of the pages, varies.
+type page struct {
+	Title, Script string
+	Styles        []string
+	Messages      bool // spice-html5 logs into #messages
+}
+
+var pages = map[string]page{
+	"vnc.html":    {Title: "VNC", Script: "vnc.js"},
+	"spice.html":  {Title: "SPICE", Script: "spice.js", Messages: true},
+	"serial.html": {Title: "Serial", Script: "serial.js", Styles: []string{"vendor/xterm/css/xterm.css"}},
+}
+
+// renderPage renders the page name from the template.
+func renderPage(name string) ([]byte, error) {
+	tmpl, err := template.ParseFS(files, "static/page.html")
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, pages[name]); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // ContentSecurityPolicy is the policy of every response: everything from
@@ -94,18 +121,17 @@ func (handler) file(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.data))
 }
 
-// fileName maps a request path to the embedded file it names.
+// fileName maps a request path to the embedded file it names, or to a
+// page's name.
 func fileName(p string) (string, bool) {
 	p = strings.TrimPrefix(p, "/")
 	if path.Clean("/"+p) != "/"+p {
 		return "", false // no dot segments, no doubled slashes
 	}
-	for _, page := range Pages {
-		if p == page {
-			return "static/" + p, true
-		}
+	if _, ok := pages[p]; ok {
+		return p, true
 	}
-	if strings.HasPrefix(p, "static/") || strings.HasPrefix(p, "vendor/") {
+	if p != "static/page.html" && (strings.HasPrefix(p, "static/") || strings.HasPrefix(p, "vendor/")) {
 		return p, true
 	}
 	return "", false
@@ -122,7 +148,8 @@ var (
 	cache   = map[string]*file{}
 )
 
-// lookup reads an embedded file once, with its type and ETag.
+// lookup reads an embedded file, or renders a page, once, with its type
+// and ETag.
 func lookup(name string) (*file, bool) {
 	cacheMu.Lock()
 	defer cacheMu.Unlock()
@@ -133,7 +160,11 @@ func lookup(name string) (*file, bool) {
 	if !ok {
 		return nil, false // licences and READMEs are in the source, not served
 	}
-	data, err := fs.ReadFile(files, name)
+	read := fs.ReadFile
+	if _, ok := pages[name]; ok {
+		read = func(fs.FS, string) ([]byte, error) { return renderPage(name) }
+	}
+	data, err := read(files, name)
 	if err != nil {
 		return nil, false
 	}

@@ -48,7 +48,7 @@ func TestHeaders(t *testing.T) {
 
 func TestNotServed(t *testing.T) {
 	for _, p := range []string{"/", "/index.html", "/vendor/novnc/LICENSE.txt", "/vendor/README.md", "/static/../web.go",
-		"/static//common.js", "/vendor/", "/websockify", "/vendor/xterm/package.json"} {
+		"/static//common.js", "/vendor/", "/websockify", "/vendor/xterm/package.json", "/static/page.html"} {
 		if resp := get(t, Handler(nil), p); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %s, want 404", p, resp.Status)
 		}
