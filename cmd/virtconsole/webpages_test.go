@@ -47,6 +47,7 @@ const termTextJS = `(() => {
 type consoleState struct {
 	State, Reason string
 	Connects      int
+	Violations    []string
 }
 
 // frontRecorder is a front proxy in the test: TLS, mapping /consoles/ to
@@ -148,25 +149,36 @@ func TestWebPages(t *testing.T) {
 		}
 		return strings.TrimSpace(r.stdout)
 	}
+	// noViolations checks that the page's policy blocked nothing.
+	noViolations := func(t *testing.T, session string) {
+		t.Helper()
+		var st consoleState
+		b.eval(t, session, "window.consoleState", &st)
+		if len(st.Violations) > 0 {
+			t.Errorf("the Content-Security-Policy blocked: %v", st.Violations)
+		}
+	}
 	waitConnected := func(t *testing.T, session string) {
 		t.Helper()
 		var st consoleState
-		waitFor(t, 30*time.Second, "the page's connected state", func() bool {
+		waitFor(t, 60*time.Second, "the page's connected state", func() bool {
 			b.eval(t, session, "window.consoleState || {}", &st)
 			if st.State == "refused" || st.State == "disconnected" || st.State == "no token" {
 				t.Fatalf("page state %q: %s\nproxy log:\n%s", st.State, st.Reason, p.log.String())
 			}
 			return st.State == "connected"
 		})
-		// The fragment is gone from the address bar, the cookie too.
+		noViolations(t, session)
+		// The fragment is gone from the address bar.
 		if h := b.evalString(t, session, "location.href"); strings.Contains(h, "#") || strings.Contains(h, "token") {
 			t.Errorf("the page's address still holds the token: %s", h)
 		}
 	}
 	waitCanvas := func(t *testing.T, session string) canvasInfo {
 		t.Helper()
+		defer noViolations(t, session)
 		var c canvasInfo
-		waitFor(t, 30*time.Second, "text on the page's canvas", func() bool {
+		waitFor(t, 60*time.Second, "text on the page's canvas", func() bool {
 			b.eval(t, session, canvasInfoJS, &c)
 			return c.Width >= 640 && c.Height >= 400 && c.Lit > 500
 		})
@@ -250,6 +262,38 @@ func TestWebPages(t *testing.T) {
 		}
 		t.Logf("the shell answered 42 after %v (attempt %d)", since(), attempt)
 
+		// Copy and paste: Ctrl+Shift+C copies the terminal's selection,
+		// Ctrl+Shift+V pastes the clipboard into the console.
+		b.call(t, "", "Browser.grantPermissions", map[string]any{
+			"origin": front.URL, "permissions": []string{"clipboardReadWrite", "clipboardSanitizedWrite"}}, nil)
+		b.call(t, session, "Emulation.setFocusEmulationEnabled", map[string]any{"enabled": true}, nil)
+		ctrlShift := func(key string) {
+			for _, typ := range []string{"rawKeyDown", "keyUp"} {
+				b.call(t, session, "Input.dispatchKeyEvent", map[string]any{"type": typ, "key": key, "code": "Key" + key,
+					"windowsVirtualKeyCode": int(key[0]), "modifiers": 2 | 8}, nil)
+			}
+		}
+		clipboard := func(expr string) string {
+			var r struct {
+				Result struct{ Value string }
+			}
+			b.call(t, session, "Runtime.evaluate", map[string]any{"expression": expr, "awaitPromise": true, "returnByValue": true}, &r)
+			return r.Result.Value
+		}
+		b.eval(t, session, "window.term.selectAll(), window.term.focus(), true", nil)
+		ctrlShift("C")
+		if got := clipboard("navigator.clipboard.readText()"); !strings.Contains(got, "echo $((6*7))") || !strings.Contains(got, "\n42") {
+			t.Errorf("Ctrl+Shift+C copied %q, want the terminal's text", got)
+		}
+		b.eval(t, session, "window.term.clearSelection(), true", nil)
+		clipboard("navigator.clipboard.writeText('echo $((7*8))').then(() => '')")
+		ctrlShift("V")
+		enter()
+		waitFor(t, 10*time.Second, "the shell's answer 56 to the pasted line", func() bool {
+			b.eval(t, session, termTextJS, &text)
+			return strings.Contains(text, "\n56")
+		})
+
 		// The terminal follows the window's size.
 		var cols0, cols1 int
 		b.eval(t, session, "window.term.cols", &cols0)
@@ -260,6 +304,7 @@ func TestWebPages(t *testing.T) {
 		})
 		b.call(t, session, "Emulation.clearDeviceMetricsOverride", nil, nil)
 		t.Logf("terminal columns %d, then %d in a narrower window", cols0, cols1)
+		noViolations(t, session)
 	})
 
 	// A refused token: each page says so with the proxy's reason, and

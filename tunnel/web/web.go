@@ -63,14 +63,18 @@ func renderPage(name string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ContentSecurityPolicy is the policy of every response: everything from
-// the page's own origin ('self' includes the ws:/wss: websocket to it),
-// no inline or evaluated script, no framing. Inline styles are allowed:
-// xterm.js and noVNC size their elements with generated <style> and
-// style attributes, which carry no script.
-const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
+// ContentSecurityPolicy is the policy of every response but the serial
+// page: everything from the page's own origin ('self' includes the
+// ws:/wss: websocket to it), no inline or evaluated script or style, no
+// framing.
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
 	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// SerialContentSecurityPolicy is the serial page's policy: the same but
+// for inline styles, since xterm.js sizes its rows with <style> elements
+// it generates (they carry no script).
+var SerialContentSecurityPolicy = strings.Replace(ContentSecurityPolicy, "style-src 'self';", "style-src 'self' 'unsafe-inline';", 1)
 
 // Handler returns the handler of the pages and their files: /vnc.html,
 // /spice.html, /serial.html, /static/… and /vendor/…, and of /refusal,
@@ -82,7 +86,7 @@ func Handler(refusals *Refusals) http.Handler { return handler{refusals} }
 type handler struct{ refusals *Refusals }
 
 func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.headers(w)
+	h.headers(w, r.URL.Path)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed: the console pages answer GET", http.StatusMethodNotAllowed)
@@ -96,9 +100,13 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // headers sets the security and caching headers of every answer.
-func (handler) headers(w http.ResponseWriter) {
+func (handler) headers(w http.ResponseWriter, path string) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	if path == "/"+Pages["serial"] {
+		h.Set("Content-Security-Policy", SerialContentSecurityPolicy)
+	} else {
+		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")

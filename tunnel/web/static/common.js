@@ -14,8 +14,13 @@ if (location.hash) {
 }
 
 // state is what the tests and the status bar read.
-export const state = {state: 'starting', reason: '', connects: 0};
+// violations lists what the Content-Security-Policy blocked (none is
+// expected: a change that needs more shows up here).
+export const state = {state: 'starting', reason: '', connects: 0, violations: []};
 window.consoleState = state;
+document.addEventListener('securitypolicyviolation', e => {
+  state.violations.push(e.effectiveDirective + ' ' + e.blockedURI);
+});
 
 // wsURL is the proxy's websocket endpoint beside the page (a front proxy's
 // prefix included), ws: or wss: as the page is http: or https:.
