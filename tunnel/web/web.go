@@ -8,7 +8,9 @@
 // URL in the pages is relative and each page opens the websocket
 // "websockify" beside itself. A page's link carries the token in its
 // fragment (see Link), which browsers never send; the page hands it to the
-// websocket as the "token" cookie, scoped to the websocket's path.
+// websocket as the "token" cookie, scoped to the websocket's path. When
+// the proxy refuses a page's websocket, Refusals (the proxy's
+// ErrorHandler) keeps its one-line reason for the page to show.
 package web
 
 import (
