@@ -132,9 +132,12 @@ type browser struct {
 
 	mu     sync.Mutex
 	nextID int
-	w      *os.File
-	r      *os.File
-	br     *bufio.Reader
+	// requests are the URLs of the requests and websockets the pages
+	// opened (Network events, read as answers are awaited).
+	requests []string
+	w        *os.File
+	r        *os.File
+	br       *bufio.Reader
 }
 
 // startChromium starts the headless shell with a fresh profile, trusting
@@ -234,9 +237,20 @@ func (b *browser) call(t *testing.T, session, method string, params, result any)
 			ID     int
 			Result json.RawMessage
 			Error  *cdpError
+			Method string
+			Params struct {
+				URL     string
+				Request struct{ URL string }
+			}
 		}
 		if err := json.Unmarshal(line[:len(line)-1], &resp); err != nil {
 			t.Fatalf("DevTools %s: %v in %q", method, err, line)
+		}
+		switch resp.Method {
+		case "Network.requestWillBeSent":
+			b.requests = append(b.requests, resp.Params.Request.URL)
+		case "Network.webSocketCreated":
+			b.requests = append(b.requests, resp.Params.URL)
 		}
 		if resp.ID != id {
 			continue // an event, or an answer to nobody
@@ -253,8 +267,9 @@ func (b *browser) call(t *testing.T, session, method string, params, result any)
 	}
 }
 
-// openPage attaches to the browser's page, navigates it to pageURL and
-// returns the DevTools session for it.
+// openPage attaches to the browser's page, records its requests (see
+// requested), navigates it to pageURL and returns the DevTools session
+// for it.
 func (b *browser) openPage(t *testing.T, pageURL string) string {
 	t.Helper()
 	var targets struct {
@@ -274,6 +289,7 @@ func (b *browser) openPage(t *testing.T, pageURL string) string {
 	}
 	var att struct{ SessionID string }
 	b.call(t, "", "Target.attachToTarget", map[string]any{"targetId": id, "flatten": true}, &att)
+	b.call(t, att.SessionID, "Network.enable", nil, nil)
 	var nav struct{ ErrorText string }
 	b.call(t, att.SessionID, "Page.navigate", map[string]any{"url": pageURL}, &nav)
 	if nav.ErrorText != "" {
@@ -305,6 +321,14 @@ func (b *browser) eval(t *testing.T, session, expr string, v any) {
 	}
 }
 
+// requested returns the URLs of the requests and websockets the pages
+// opened so far.
+func (b *browser) requested() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.requests...)
+}
+
 func (b *browser) evalString(t *testing.T, session, expr string) string {
 	t.Helper()
 	var s string
@@ -327,13 +351,26 @@ func servePage(t *testing.T, prefix, dir, page string) *httptest.Server {
 	return web
 }
 
-// canvasInfo is what the test pages' canvasInfo() reports of the console's
-// canvas: its size, where it is on the page, and how many pixels are lit.
+// canvasInfo is what canvasInfoJS reports of the console's canvas: its
+// size, where it is on the page, and how many pixels are lit.
 type canvasInfo struct {
 	ID                                       string
 	Width, Height, X, Y, CSSWidth, CSSHeight float64
 	Lit                                      int
 }
+
+// canvasInfoJS reports the console canvas of a page (the first canvas in
+// #screen) as canvasInfo: its size, where it is, and how many of its
+// pixels are not black (the VGA text is light on black).
+const canvasInfoJS = `(() => {
+	const c = document.querySelector('#screen canvas');
+	if (!c || !c.width || !c.height) return null;
+	const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+	let lit = 0;
+	for (let i = 0; i < d.length; i += 4) if (d[i] | d[i+1] | d[i+2]) lit++;
+	const r = c.getBoundingClientRect();
+	return {id: c.id, width: c.width, height: c.height, x: r.x, y: r.y, cssWidth: r.width, cssHeight: r.height, lit};
+})()`
 
 // checkCanvasShot takes a screenshot of the canvas as the browser renders
 // it (saved as name, and copied to $envVar if set) and checks it is at

@@ -38,17 +38,6 @@ rfb.addEventListener('desktopname', e => { window.ev.desktopname = e.detail.name
 rfb.addEventListener('securityfailure', e => { window.ev.securityfailure = e.detail; note(); });
 rfb.addEventListener('credentialsrequired', () => { window.ev.credentialsrequired = true; note(); });
 window.rfb = rfb;
-// canvasInfo: the size and place of noVNC's canvas and how many of its
-// pixels are not black (the VGA text is light on black).
-window.canvasInfo = () => {
-	const c = document.querySelector('#screen canvas');
-	if (!c || !c.width || !c.height) return null;
-	const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-	let lit = 0;
-	for (let i = 0; i < d.length; i += 4) if (d[i] | d[i+1] | d[i+2]) lit++;
-	const r = c.getBoundingClientRect();
-	return {width: c.width, height: c.height, x: r.x, y: r.y, cssWidth: r.width, cssHeight: r.height, lit};
-};
 note();
 </script></body></html>
 `
@@ -99,7 +88,7 @@ func TestNoVNCThroughProxy(t *testing.T) {
 	// is at least VGA text mode (720x400) and has lit pixels.
 	var canvas canvasInfo
 	waitFor(t, 30*time.Second, "text on noVNC's canvas", func() bool {
-		b.eval(t, session, "window.canvasInfo && window.canvasInfo()", &canvas)
+		b.eval(t, session, canvasInfoJS, &canvas)
 		return canvas.Width >= 640 && canvas.Height >= 400 && canvas.Lit > 500
 	})
 	t.Logf("canvas %vx%v with %d lit pixels after %v", canvas.Width, canvas.Height, canvas.Lit,

@@ -47,17 +47,6 @@ try {
 // messages: what spice-html5 logged into #messages ("error: …").
 window.messages = () => Array.from(document.querySelectorAll('#messages p'),
 	p => p.className.replace('spice-message-', '') + ': ' + p.textContent);
-// canvasInfo: the size and place of the primary surface's canvas and how
-// many of its pixels are not black (the VGA text is light on black).
-window.canvasInfo = () => {
-	const c = document.querySelector('#screen canvas');
-	if (!c || !c.width || !c.height) return null;
-	const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-	let lit = 0;
-	for (let i = 0; i < d.length; i += 4) if (d[i] | d[i+1] | d[i+2]) lit++;
-	const r = c.getBoundingClientRect();
-	return {id: c.id, width: c.width, height: c.height, x: r.x, y: r.y, cssWidth: r.width, cssHeight: r.height, lit};
-};
 note();
 </script></body></html>
 `
@@ -115,7 +104,7 @@ func TestSPICEHTML5ThroughProxy(t *testing.T) {
 		if len(ev.Errors) > 0 {
 			failed("failed after connecting")
 		}
-		b.eval(t, session, "window.canvasInfo && window.canvasInfo()", &canvas)
+		b.eval(t, session, canvasInfoJS, &canvas)
 		return canvas.Width >= 640 && canvas.Height >= 400 && canvas.Lit > 500
 	})
 	t.Logf("surface %s %vx%v with %d lit pixels after %v", canvas.ID, canvas.Width, canvas.Height, canvas.Lit,

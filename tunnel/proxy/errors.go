@@ -114,15 +114,15 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger,
 	p.observer().Refused(ev)
 	h := p.ErrorHandler
 	if h == nil {
-		h = writeError
+		h = WriteError
 	}
 	h(w, r, e)
 }
 
-// writeError is the default ErrorHandler: the status and the reason as a
+// WriteError is the default ErrorHandler: the status and the reason as a
 // one-line plain-text body (wsconn.Dial takes the body's first line as
-// HandshakeError.Reason).
-func writeError(w http.ResponseWriter, _ *http.Request, err error) {
+// HandshakeError.Reason). An ErrorHandler that only adds to it calls it.
+func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	status, reason := http.StatusBadGateway, oneLine(err)
 	if e := (*Error)(nil); errors.As(err, &e) {
 		status, reason = e.Status, e.Reason

@@ -25,9 +25,10 @@ func (e *NoDeviceError) Error() string {
 
 func (e *NoDeviceError) Unwrap() error { return consolestream.ErrNoConsoleDevice }
 
-// domainToken reads the token of a domain's console from libvirt (the
-// secret named in its console-proxy metadata).
-func (o *DomainOptions) domainToken(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (string, error) {
+// DomainToken reads the token of a domain's console (the device of kind
+// with index o.Index) from libvirt at o.URI: the secret named in its
+// console-proxy metadata.
+func (o *DomainOptions) DomainToken(ctx context.Context, f *cmdutil.Factory, domain string, kind protocols.Kind) (string, error) {
 	c, err := f.Libvirt(ctx, o.URI)
 	if err != nil {
 		return "", err

@@ -49,7 +49,7 @@ func (o *Options) resolveProxy(ctx context.Context, f *cmdutil.Factory, kind pro
 	} else {
 		domain := o.domain
 		ts.spans = kind == protocols.KindSPICE // one session, many channels
-		ts.fetch = func(ctx context.Context) (string, error) { return o.Domain.domainToken(ctx, f, domain, kind) }
+		ts.fetch = func(ctx context.Context) (string, error) { return o.Domain.DomainToken(ctx, f, domain, kind) }
 		tok, err := ts.fetch(ctx)
 		if err != nil {
 			return nil, err

@@ -133,6 +133,13 @@ func addSingleUseFlag(fl *pflag.FlagSet, singleUse *bool, def bool, how string) 
 	fl.BoolVar(singleUse, "single-use", def, "each token opens one session only: "+how)
 }
 
+// addWebFlag registers --web, the browser console pages. Its default
+// depends on the daemon: on for the bundled server, which "virtconsole
+// open" links to; off for the proxy alone, which a front end may serve.
+func addWebFlag(fl *pflag.FlagSet, web *bool, def bool) {
+	fl.BoolVar(web, "web", def, "serve the browser console pages (vnc.html, spice.html, serial.html) beside /websockify; see 'virtconsole open'")
+}
+
 // addReusableTokensAlias registers "server"'s former --reusable-tokens,
 // which is --single-use=false: it keeps working, and cobra prints a
 // deprecation notice when it is used.

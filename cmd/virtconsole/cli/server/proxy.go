@@ -19,6 +19,7 @@ import (
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
+	"github.com/virtconsole/virtconsole/tunnel/web"
 )
 
 // ProxyOptions are the flags of "virtconsole server proxy".
@@ -37,6 +38,8 @@ type ProxyOptions struct {
 	// SingleUse lets each token open one session only (--single-use: off
 	// by default for a static token file, on for libvirt).
 	SingleUse bool
+	// Web serves the browser console pages beside /websockify (--web).
+	Web bool
 	// EndRevoked ends a token's sessions when a reload of the token file
 	// no longer lists it (--end-revoked-sessions).
 	EndRevoked bool
@@ -117,6 +120,14 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "admin" and the certificate's CN. Without a client certificate it answers
 401, with one from another CA 403. "virtconsole sessions" is its client.
 
+--web serves browser consoles beside /websockify: vnc.html (noVNC),
+spice.html (spice-html5) and serial.html (xterm.js), embedded in the binary,
+under a strict Content-Security-Policy, from the proxy's own origin only.
+A link carries the token in its fragment (https://PROXY/vnc.html#token=…),
+which browsers never send; the page hands it to the websocket as the token
+cookie. The pages use relative URLs, so a front proxy may serve them under
+a prefix (https://front/consoles/vnc.html). "virtconsole open" prints links.
+
 Under systemd (virtconsole-proxy.service), a socket handed over by socket
 activation replaces --listen, and readiness, stopping and the watchdog are
 reported to the service manager (Type=notify).
@@ -160,6 +171,7 @@ reported to the service manager (Type=notify).
 	fl.StringVar(&opts.ResolverURL, "resolver", "", "resolve tokens with the REST resolver at `URL`")
 	fl.StringVar(&opts.ResolverTLSDir, "resolver-tls-dir", "", "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) for the resolver in `DIR`")
 	addSingleUseFlag(fl, &opts.SingleUse, false, "with --tokens, a token is spent when its session starts and recorded, as a hash, in FILE.spent beside the token file, so it stays spent across restarts (a --resolver cannot retire tokens)")
+	addWebFlag(fl, &opts.Web, false)
 	fl.BoolVar(&opts.EndRevoked, "end-revoked-sessions", false, "with --tokens, end a token's sessions when it is removed from the token file")
 	cmdutil.MarkSecret(fl, cmdutil.SecretURL, "resolver") // https://user:password@host/
 	return cmd
@@ -256,6 +268,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	mux := http.NewServeMux()
 	mux.Handle("/websockify", p)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	if opts.Web {
+		// The pages learn why the proxy refused their websockets here.
+		refusals := &web.Refusals{}
+		p.ErrorHandler = refusals.Wrap(proxy.WriteError)
+		mux.Handle("/", web.Handler(refusals))
+	}
 	d.handler = mux
 	if opts.DebugListen != "" {
 		ds, err := debugSide(opts.DebugListen)

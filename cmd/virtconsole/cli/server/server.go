@@ -39,7 +39,8 @@ REST resolver; "server resolver" answers token lookups over the REST API of
 the original libvirt-console-proxy, from libvirt or a token file.
 
 The proxy's flags, statuses and logging are described in "server proxy
---help".
+--help". --web (on here) serves the browser console pages; "virtconsole open
+DOMAIN" prints a link to one.
 
 Under systemd (cmd/virtconsole/virtconsole.service in the source tree), it
 takes its listening socket from socket activation (virtconsole.socket) when
@@ -79,6 +80,7 @@ one is handed over, instead of --listen, and reports to the service manager
 	addConnectFlag(fl, &opts.Connect, "default $LIBVIRT_DEFAULT_URI or qemu:///system")
 	addSingleUseFlag(fl, &opts.SingleUse, true, "its secret gets a new value when a session starts; --single-use=false makes tokens reusable")
 	addReusableTokensAlias(fl, &opts.SingleUse)
+	addWebFlag(fl, &opts.Web, true)
 	cmd.AddCommand(NewCmdProxy(f, nil))
 	cmd.AddCommand(NewCmdResolver(f, nil))
 	return cmd

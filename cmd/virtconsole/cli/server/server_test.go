@@ -37,6 +37,33 @@ func testFactory(errOut io.Writer) *cmdutil.Factory {
 	return f
 }
 
+// parseDaemon runs "server args..." (or "server proxy ...") up to the
+// daemon's start and returns the options it would run with; the command's
+// output goes to out.
+func parseDaemon(t *testing.T, out io.Writer, args ...string) *ProxyOptions {
+	t.Helper()
+	f := testFactory(out)
+	var got *ProxyOptions
+	capture := func(_ context.Context, o *ProxyOptions) error { got = o; return nil }
+	cmd := NewCmdServer(f, capture)
+	if len(args) > 0 && args[0] == "proxy" {
+		// Swap in a "proxy" subcommand that reports its options.
+		for _, c := range cmd.Commands() {
+			if c.Name() == "proxy" {
+				cmd.RemoveCommand(c)
+			}
+		}
+		cmd.AddCommand(NewCmdProxy(f, capture))
+	}
+	cmd.SetArgs(args)
+	cmd.SetOut(out) // cobra prints notices on Out when set; root decides where that goes
+	cmd.SetErr(out)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return got
+}
+
 // TestSingleUseFlag: --single-use means the same on both daemons that
 // have it, with the default of their token source; "server"'s former
 // --reusable-tokens still works, as --single-use=false, and says so.
@@ -54,25 +81,7 @@ func TestSingleUseFlag(t *testing.T) {
 		{[]string{"proxy", "--single-use"}, true, false},
 	} {
 		var errOut bytes.Buffer
-		f := testFactory(&errOut)
-		var got *ProxyOptions
-		capture := func(_ context.Context, o *ProxyOptions) error { got = o; return nil }
-		cmd := NewCmdServer(f, capture)
-		if len(tc.args) > 0 && tc.args[0] == "proxy" {
-			// Swap in a "proxy" subcommand that reports its options.
-			for _, c := range cmd.Commands() {
-				if c.Name() == "proxy" {
-					cmd.RemoveCommand(c)
-				}
-			}
-			cmd.AddCommand(NewCmdProxy(f, capture))
-		}
-		cmd.SetArgs(tc.args)
-		cmd.SetOut(&errOut) // cobra prints the notice on Out when set; root decides where that goes
-		cmd.SetErr(&errOut)
-		if err := cmd.Execute(); err != nil {
-			t.Fatalf("%v: %v", tc.args, err)
-		}
+		got := parseDaemon(t, &errOut, tc.args...)
 		if got == nil || got.SingleUse != tc.want {
 			t.Errorf("%v: SingleUse = %v, want %v", tc.args, got != nil && got.SingleUse, tc.want)
 		}
@@ -182,5 +191,26 @@ func TestWatchTokens(t *testing.T) {
 			t.Fatal("the watch did not reload the token file")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWebFlag: --web is on by default for the bundled server, off for the
+// proxy alone, and a config file key like every flag.
+func TestWebFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{}, true},
+		{[]string{"--web=false"}, false},
+		{[]string{"--config", writeConfig(t, "[server]\nweb = false\n")}, false},
+		{[]string{"proxy"}, false},
+		{[]string{"proxy", "--web"}, true},
+		{[]string{"proxy", "--config", writeConfig(t, "[proxy]\nweb = true\n")}, true},
+	} {
+		got := parseDaemon(t, io.Discard, tc.args...)
+		if got == nil || got.Web != tc.want {
+			t.Errorf("%v: Web = %v, want %v", tc.args, got != nil && got.Web, tc.want)
+		}
 	}
 }

@@ -1,0 +1,165 @@
+// Package open implements "virtconsole open": the browser link of a
+// console on a proxy that serves the console pages (--web).
+package open
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
+	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/tunnel/web"
+)
+
+// Options are the flags and arguments of "virtconsole open".
+type Options struct {
+	IO *cmdutil.IOStreams
+
+	Domain   string
+	Type     string
+	Proxy    connect.ProxyOptions
+	Libvirt  connect.DomainOptions
+	Browser  bool
+	Insecure bool
+
+	// OpenBrowser opens link in the desktop's browser; nil runs xdg-open.
+	OpenBrowser func(ctx context.Context, link string) error
+}
+
+// NewCmdOpen returns "virtconsole open". runF replaces the run function
+// in tests; nil runs the command.
+func NewCmdOpen(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{IO: f.IOStreams}
+	cmd := &cobra.Command{
+		Use:   "open [DOMAIN]",
+		Short: "Print (or open) the browser link of a VM's console",
+		Long: `Print the browser link of a console on a proxy that serves the console pages
+(virtconsole server, or server proxy --web), or open it with --browser.
+
+The link is the proxy's page for the console type with the token in the
+fragment, which browsers never send to a server:
+  https://PROXY[/PREFIX]/vnc.html#token=TOKEN     (--type vnc)
+  https://PROXY[/PREFIX]/spice.html#token=TOKEN   (--type spice)
+  https://PROXY[/PREFIX]/serial.html#token=TOKEN  (--type serial or console)
+The page hands the token to the proxy's websocket in a cookie. --proxy is the
+proxy's address as https:// (or its wss:// websocket URL), with the prefix a
+front proxy serves it under, if any (env ` + connect.EnvProxy + `).
+
+With DOMAIN (a libvirt name, UUID or ID; -c picks the libvirt URI), the token
+of its --type console number --index is read from libvirt, as "virtconsole vnc
+DOMAIN --proxy" does (the console must be enabled: see "virtconsole
+enable"). Tokens of the bundled server are single-use: the page spends it
+when it connects, and a later reconnect needs a fresh link. Without DOMAIN,
+the token comes from --token-file (- for standard input) or ` + connect.EnvToken + `.
+
+Anyone with the link has the console until its token is spent or revoked:
+treat it as a password. --browser passes it to xdg-open, whose command line
+other local users can see while it runs.`,
+		Example: `  # the VNC page of a libvirt domain's console, through the bundled server
+  virtconsole open myvm -c qemu:///system --proxy https://proxy.example:6443
+
+  # its serial console, opened in the desktop's browser
+  virtconsole open myvm --type serial --proxy https://proxy.example:6443 --browser
+
+  # a token from a static token file, behind a front proxy's /consoles/ prefix
+  virtconsole open --token-file ./vnctoken --type vnc --proxy https://front.example/consoles/`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				opts.Domain = args[0]
+			}
+			if opts.Domain != "" && opts.Proxy.TokenFile != "" {
+				return &cmdutil.FlagError{Err: errors.New("give DOMAIN or --token-file, not both")}
+			}
+			if opts.Proxy.URL == "" {
+				opts.Proxy.URL = f.Getenv(connect.EnvProxy)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runOpen(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Type, "type", string(protocols.KindVNC), "the console `TYPE`: vnc, spice, serial or console")
+	fl.IntVar(&opts.Libvirt.Index, "index", 0, "which console device of the type: `N` (0 is the first)")
+	cmdutil.AddLibvirtURIFlag(cmd, &opts.Libvirt.URI)
+	fl.StringVar(&opts.Proxy.URL, "proxy", "", "the proxy's `URL`, e.g. https://proxy.example:6443 (or its wss:// URL; env "+connect.EnvProxy+")")
+	fl.StringVar(&opts.Proxy.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+connect.EnvToken+" otherwise)")
+	fl.BoolVar(&opts.Insecure, "proxy-insecure", false, "allow an http:// proxy (the token and the console in cleartext)")
+	fl.BoolVar(&opts.Browser, "browser", false, "open the link with xdg-open instead of printing it")
+	return cmd
+}
+
+func runOpen(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
+	base, err := proxyBase(opts.Proxy.URL, opts.Insecure)
+	if err != nil {
+		return &cmdutil.FlagError{Err: err}
+	}
+	kind := protocols.Kind(opts.Type)
+	if _, ok := web.Pages[opts.Type]; !ok {
+		return &cmdutil.FlagError{Err: &web.KindError{Kind: opts.Type}}
+	}
+	var tok string
+	if opts.Domain != "" {
+		tok, err = opts.Libvirt.DomainToken(ctx, f, opts.Domain, kind)
+	} else {
+		tok, err = opts.Proxy.ReadToken(f)
+	}
+	if err != nil {
+		return err
+	}
+	link, err := web.Link(base, opts.Type, tok)
+	if err != nil {
+		return &cmdutil.FlagError{Err: err}
+	}
+	if !opts.Browser {
+		_, err = fmt.Fprintln(opts.IO.Out, link)
+		return err
+	}
+	openBrowser := opts.OpenBrowser
+	if openBrowser == nil {
+		openBrowser = xdgOpen
+	}
+	return openBrowser(ctx, link)
+}
+
+// proxyBase checks the proxy's URL: https:// or wss:// (http:// and ws://
+// with insecure), a host, no query (a token goes in the fragment only).
+func proxyBase(raw string, insecure bool) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("no proxy: give --proxy https://HOST:PORT (or set %s)", connect.EnvProxy)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("proxy URL %q: want https://HOST:PORT[/PREFIX]", raw)
+	}
+	switch u.Scheme {
+	case "https", "wss":
+	case "http", "ws":
+		if !insecure {
+			return "", fmt.Errorf("proxy URL %q is cleartext; use https:// or pass --proxy-insecure", raw)
+		}
+	default:
+		return "", fmt.Errorf("proxy URL %q: scheme must be https (or wss)", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("proxy URL %q must carry no query or fragment (the token comes from DOMAIN, --token-file or %s)", raw, connect.EnvToken)
+	}
+	return raw, nil
+}
+
+// xdgOpen hands link to the desktop's browser.
+func xdgOpen(ctx context.Context, link string) error {
+	// Its output is dropped: it may quote the link, token and all.
+	if err := exec.CommandContext(ctx, "xdg-open", link).Run(); err != nil {
+		return fmt.Errorf("xdg-open failed (%v); run without --browser and open the printed link yourself", err)
+	}
+	return nil
+}
