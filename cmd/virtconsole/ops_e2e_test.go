@@ -195,7 +195,9 @@ func TestMetricsAndAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reopen log line", func() bool { return strings.Contains(p.log.String(), "log files reopened") })
+	waitFor(t, 10*time.Second, "the reload log line", func() bool {
+		return regexp.MustCompile(`msg=reloaded parts="[^"]*audit log`).MatchString(p.log.String())
+	})
 	if _, err := dial(opsBadToken); err == nil {
 		t.Fatal("unknown token accepted")
 	}
