@@ -60,11 +60,11 @@ var CreatedFiles = []string{
 // Create mints a throwaway CA (with a unique common name: see
 // caCommonName) and, signed by it, a server certificate for hosts (each a
 // DNS name or an IP address, the first also its common name) and a client
-// certificate, and writes them to dir in the cert-dir
-// convention (the CreatedFiles), for quick starts and tests. Keys are
-// ECDSA P-256 in PKCS#8, mode 0600; dir is created with mode 0700 if it
-// does not exist. The CA key is not kept: run Create again to change the
-// hosts. Existing files are refused with an error wrapping fs.ErrExist
+// certificate, and writes them to dir in the cert-dir convention (the
+// CreatedFiles), for quick starts and tests. Keys are ECDSA P-256 in
+// PKCS#8, mode 0600; dir is created with mode 0700 if it does not exist
+// (missing parents 0755). The CA key is not kept: run Create again to
+// change the hosts. Existing files are refused with an error wrapping fs.ErrExist
 // unless opts.Force is set. With opts.Share, each shared file is written
 // with its group and mode already set (a renewal never exposes a file its
 // readers cannot read).
@@ -84,7 +84,12 @@ func Create(dir string, hosts []string, opts CreateOptions) error {
 		opts.Now = time.Now()
 	}
 
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Missing parents (/etc/pki on a fresh Debian) are 0755 like the
+	// system's, so that a daemon that is not root can reach dir.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("tls: cannot create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("tls: cannot create %s: %w", dir, err)
 	}
 	if opts.Share != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,4 +86,36 @@ func TestCreateShare(t *testing.T) {
 			t.Errorf("force=%v: a group-readable server key is refused: %v", force, err)
 		}
 	}
+}
+
+// TestCreateParents: missing parents of dir are made 0755 (a daemon that
+// is not root must reach dir), dir itself 0700.
+func TestCreateParents(t *testing.T) {
+	t.Parallel()
+	parent := filepath.Join(t.TempDir(), "etc", "pki")
+	dir := filepath.Join(parent, "virtconsole")
+	if err := Create(dir, []string{"127.0.0.1"}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{parent: 0o755, filepath.Dir(parent): 0o755, dir: 0o700} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want&^umask(t) {
+			t.Fatalf("%s: %v %v, want mode %04o", p, fi, err, want&^umask(t))
+		}
+	}
+}
+
+// umask is the process's file mode creation mask, read from /proc
+// (setting it to read it would race with parallel tests).
+func umask(t *testing.T) os.FileMode {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(b), "\nUmask:\t")
+	m, err := strconv.ParseUint(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 8, 32)
+	if err != nil {
+		t.Fatalf("no umask in /proc/self/status: %v", err)
+	}
+	return os.FileMode(m)
 }
