@@ -248,16 +248,22 @@ func serviceUser(t *testing.T, gids []int) (uid int, prefix []string) {
 	if os.Geteuid() != 0 {
 		return os.Geteuid(), nil
 	}
-	setpriv := needTool(t, "setpriv", "util-linux")
+	ids := make([]string, len(gids))
+	for i, g := range gids {
+		ids[i] = strconv.Itoa(g)
+	}
+	return 65534, setprivArgs(needTool(t, "setpriv", "util-linux"), ids)
+}
+
+// setprivArgs is the command line prefix with which setpriv runs a
+// command as serviceUser says: nobody in the groups gids only, no
+// capabilities, no_new_privs.
+func setprivArgs(setpriv string, gids []string) []string {
 	groups := "--clear-groups"
 	if len(gids) > 0 {
-		ids := make([]string, len(gids))
-		for i, g := range gids {
-			ids[i] = strconv.Itoa(g)
-		}
-		groups = "--groups=" + strings.Join(ids, ",")
+		groups = "--groups=" + strings.Join(gids, ",")
 	}
-	return 65534, []string{setpriv, "--reuid=65534", "--regid=65534", groups, "--no-new-privs",
+	return []string{setpriv, "--reuid=65534", "--regid=65534", groups, "--no-new-privs",
 		"--inh-caps=-all", "--bounding-set=-all", "--"}
 }
 
@@ -305,7 +311,7 @@ func TestUnitExecStart(t *testing.T) {
 	}
 	certsCreate()
 
-	cfg := unitConfig(t, root, tokens)
+	cfg := unitConfig(t, root, state, pkiDir)
 	for _, unit := range units {
 		t.Run(unit, func(t *testing.T) {
 			var ids []int
@@ -384,16 +390,20 @@ func reachableDir(t *testing.T) string {
 }
 
 // unitConfig writes the README's config file to dir with addresses on
-// loopback, a libvirt nobody answers and tokens for the token file, and
-// returns its path.
-func unitConfig(t *testing.T, dir, tokens string) string {
+// loopback, a libvirt nobody answers, state for the state and logs
+// directories and pkiDir for the cert dir, and returns its path.
+func unitConfig(t *testing.T, dir, state, pkiDir string) string {
 	t.Helper()
 	cfgText := readmeConfig(t)
 	for old, new := range map[string]string{
-		`":6443"`:                          `"127.0.0.1:0"`,
-		`"127.0.0.1:8081"`:                 `"127.0.0.1:0"`,
-		"qemu:///system":                   "qemu:///system?socket=" + filepath.Join(dir, "no-libvirtd"),
-		"/var/lib/virtconsole/tokens.json": tokens,
+		`":6443"`:               `"127.0.0.1:0"`,
+		`"127.0.0.1:8081"`:      `"127.0.0.1:0"`,
+		`"127.0.0.1:9464"`:      `"127.0.0.1:0"`,
+		`"127.0.0.1:6444"`:      `"127.0.0.1:0"`,
+		"qemu:///system":        "qemu:///system?socket=" + filepath.Join(dir, "no-libvirtd"),
+		"/var/lib/virtconsole/": state + "/",
+		"/var/log/virtconsole/": state + "/",
+		unitPKIDir + "/":        pkiDir + "/",
 	} {
 		if !strings.Contains(cfgText, old) {
 			t.Fatalf("the README's config file has no %s:\n%s", old, cfgText)
