@@ -137,6 +137,27 @@ func TestCreateGroup(t *testing.T) {
 	}
 }
 
+// TestCreateForQEMU: --for qemu gives QEMU's group the directory and the
+// server's files only; the client key stays 0600.
+func TestCreateForQEMU(t *testing.T) {
+	t.Parallel()
+	if _, err := lookupGroup(qemuGroups); err != nil || os.Geteuid() != 0 {
+		t.Skipf("needs root and QEMU's group (libvirt-daemon-system): %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "pki")
+	if _, _, err := run(t, "create", "--dir", dir, "--host", "localhost", "--for", "qemu"); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]os.FileMode{".": 0o750, "ca-cert.pem": 0o640, "server-cert.pem": 0o640, "server-key.pem": 0o640,
+		"client-cert.pem": 0o644, "client-key.pem": 0o600} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %04o, want %04o", f, fi.Mode().Perm(), want)
+		}
+	}
+}
+
 func TestCheckFailures(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
