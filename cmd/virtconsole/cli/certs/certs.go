@@ -80,8 +80,9 @@ Each --host is a DNS name or an IP address, put in the server certificate's
 subject alternative names (the first is also its common name); name every
 address that clients use to reach the server. Keys are ECDSA P-256 with mode
 0600 (QEMU's convention is 0640 with the group QEMU runs as); DIR is created
-with mode 0700 if it does not exist. The CA's key is not kept: run create
-again, with --force, to change the hosts.
+with mode 0700 if it does not exist (missing parents 0755). The CA's key is
+not kept: run create again, with --force, to change the hosts; that mints a
+new CA too, which clients must then trust.
 
 The same directory serves QEMU and virtconsole, for example:
   qemu ... -object tls-creds-x509,id=tls0,dir=DIR,endpoint=server,verify-peer=on
