@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		soakEchoMain(dir) // this process is TestSoak's echo consoles
 		return
 	}
+	if cfg, ok := os.LookupEnv(systemctlShimEnv); ok {
+		os.Exit(systemctlMain(cfg, os.Args[1:])) // this process is TestREADMEOperating's systemctl
+	}
 	dir, err := os.MkdirTemp("", "virtconsole-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -12,14 +12,17 @@ package main
 //     waits until its port answers (a person typing is slower than bash).
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,11 +48,26 @@ func readmeSubsection(t *testing.T, name string) []string {
 	return readmeBlocks(t, "### "+name, "\n## ", "\n### ")
 }
 
-// readmeBlocks returns the shell lines of the ```sh blocks after the
-// README line heading, up to the first of ends, continuation lines joined.
-func readmeBlocks(t *testing.T, heading string, ends ...string) []string {
+// readmeSteps is readmeSection for the walkthrough of "## name": its
+// ```sh blocks before the first "### " heading and under those that start
+// with a step number ("### 1. Install"), not under its reference
+// subsections.
+func readmeSteps(t *testing.T, name string) []string {
 	t.Helper()
-	name := heading
+	parts := strings.Split(readmeText(t, "## "+name, "\n## "), "\n### ")
+	text := parts[0]
+	for _, p := range parts[1:] {
+		if p != "" && p[0] >= '1' && p[0] <= '9' {
+			text += "\n" + p
+		}
+	}
+	return shLines(t, "## "+name, text)
+}
+
+// readmeText returns the README's text from the line heading up to the
+// first of ends.
+func readmeText(t *testing.T, heading string, ends ...string) string {
+	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +75,7 @@ func readmeBlocks(t *testing.T, heading string, ends ...string) []string {
 	text := string(b)
 	i := strings.Index(text, "\n"+heading+"\n")
 	if i < 0 {
-		t.Fatalf("README has no section %q", name)
+		t.Fatalf("README has no section %q", heading)
 	}
 	text = text[i+1:]
 	for _, end := range ends {
@@ -65,6 +83,20 @@ func readmeBlocks(t *testing.T, heading string, ends ...string) []string {
 			text = text[:j+1]
 		}
 	}
+	return text
+}
+
+// readmeBlocks returns the shell lines of the ```sh blocks after the
+// README line heading, up to the first of ends, continuation lines joined.
+func readmeBlocks(t *testing.T, heading string, ends ...string) []string {
+	t.Helper()
+	return shLines(t, heading, readmeText(t, heading, ends...))
+}
+
+// shLines returns the lines of the ```sh blocks in text, continuation
+// lines joined; name is what text is, for the failure.
+func shLines(t *testing.T, name, text string) []string {
+	t.Helper()
 	var lines []string
 	in := false
 	for _, l := range strings.Split(text, "\n") {
@@ -87,17 +119,32 @@ func readmeBlocks(t *testing.T, heading string, ends ...string) []string {
 
 var backgroundServer = regexp.MustCompile(`server .*--listen \S*:(\d+).*&\s*$`)
 
+// replacer applies subs in one pass (a replacement is not replaced
+// again), the longest match first.
+func replacer(subs map[string]string) *strings.Replacer {
+	froms := make([]string, 0, len(subs))
+	for from := range subs {
+		froms = append(froms, from)
+	}
+	slices.SortFunc(froms, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	var pairs []string
+	for _, from := range froms {
+		pairs = append(pairs, from, subs[from])
+	}
+	return strings.NewReplacer(pairs...)
+}
+
 // runREADME runs lines as a bash script in dir with subs applied, and
 // returns its output; the test fails unless it exits 0 within limit.
-// Every process it starts is killed at the end.
-func runREADME(t *testing.T, dir string, lines []string, subs map[string]string, limit time.Duration) string {
+// Every process it starts is killed at the end. binDirs come first on
+// the script's PATH.
+func runREADME(t *testing.T, dir string, lines []string, subs map[string]string, limit time.Duration, binDirs ...string) string {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -euo pipefail\n")
+	r := replacer(subs)
 	for _, l := range lines {
-		for from, to := range subs {
-			l = strings.ReplaceAll(l, from, to)
-		}
+		l = r.Replace(l)
 		script.WriteString(l + "\n")
 		if m := backgroundServer.FindStringSubmatch(l); m != nil {
 			fmt.Fprintf(&script, "for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/%s) 2>/dev/null && break; sleep 0.1; done\n", m[1])
@@ -108,7 +155,7 @@ func runREADME(t *testing.T, dir string, lines []string, subs map[string]string,
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
 	cmd.Dir = dir
-	cmd.Env = env("PATH=" + filepath.Dir(vcBinary) + ":" + filepath.Join(runtime.GOROOT(), "bin") + ":" + os.Getenv("PATH"))
+	cmd.Env = env("PATH=" + strings.Join(append(binDirs, filepath.Dir(vcBinary), filepath.Join(runtime.GOROOT(), "bin"), os.Getenv("PATH")), ":"))
 	cmd.Stdin = nil // /dev/null: the interactive lines end at once
 	// A file, not a pipe: the background jobs keep their stdout open
 	// after the script ends, and Wait would wait for them.
@@ -223,5 +270,117 @@ func TestREADMEYourOwnVM(t *testing.T) {
 	}, 3*time.Minute)
 	if n := strings.Count(out, "Linux (none)"); n < 2 {
 		t.Fatalf("want uname -a answered directly and through the server, got %d answers:\n%s", n, out)
+	}
+}
+
+// TestREADMEOperating: the "Operating" walkthrough's numbered steps
+// (install, config file, certificates, start, observe, reload, renewal),
+// in order, as root, with these changes besides runREADME's:
+//
+//   - systemctl is a shim (systemctl_shim_test.go): there is no systemd
+//     PID 1 here, so it starts the installed units' ExecStart= as their
+//     sandbox would, through setpriv and systemd-socket-activate;
+//   - /etc, /var and /usr/local are a temporary tree, so that nothing of
+//     the host's is replaced (it has /etc/systemd/system, /var/lib and
+//     /var/log, as a Debian host does), and the group virtconsole is a
+//     test group, deleted at the end;
+//   - 6443, 6444 and 9464 are free ports, and the libvirt URI a socket
+//     nobody answers: libvirtd, shared with other tests, is left alone
+//     (the server runs without it, answering 503 for its consoles);
+//   - server.toml, which the README says to save, is its ```toml block.
+//
+// Then the test checks what the walkthrough says it shows, and that the
+// renewed certificate is the one served, by the process that started.
+func TestREADMEOperating(t *testing.T) {
+	needRoot(t)
+	for tool, pkg := range map[string]string{"setpriv": "util-linux", "systemd-socket-activate": "systemd", "curl": "curl",
+		"make": "make", "groupadd": "passwd"} {
+		needTool(t, tool, pkg)
+	}
+	dir := copyModule(t)
+	root := reachableDir(t)
+	for _, d := range []string{"etc/systemd/system", "var/lib", "var/log", "usr/local", "run"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := fmt.Sprintf("vctest%d", os.Getpid())
+	t.Cleanup(func() { exec.Command("groupdel", group).Run() })
+	proxyPort, metricsPort := strconv.Itoa(qemutest.FreePort(t)), strconv.Itoa(qemutest.FreePort(t))
+	subs := map[string]string{
+		"/usr/local": root + "/usr/local", "/etc/": root + "/etc/", "/var/": root + "/var/",
+		"6443": proxyPort, "6444": strconv.Itoa(qemutest.FreePort(t)), "9464": metricsPort,
+		"qemu:///system":       "qemu:///system?socket=" + filepath.Join(root, "no-libvirtd"),
+		"--system virtconsole": "--system " + group,
+		"--group virtconsole":  "--group " + group,
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.toml"), []byte(replacer(subs).Replace(readmeConfig(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shim := writeSystemctlShim(t, shimConfig{Units: filepath.Join(root, "etc/systemd/system"), Run: filepath.Join(root, "run"),
+		Subs: subs, Groups: map[string]string{unitGroup: group}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(root, "run", "*.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", l, b)
+			}
+		}
+	})
+
+	out := runREADME(t, dir, readmeSteps(t, "Operating"), subs, 8*time.Minute, shim)
+	for _, want := range []string{
+		"all 27 checks passed",                 // certs check
+		"\nok\n",                               // /healthz
+		`virtconsole_last_reload_successful 1`, // metrics, after the reload too
+		`virtconsole_reloads_total{result="ok"} 1`,
+		"\n400\n", `virtconsole_requests_refused_total{status="400"} 1`, `"event":"refusal"`, `"status":400`, // a refusal, counted and audited
+		"no live sessions", // sessions list
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the walkthrough's output lacks %q", want)
+		}
+	}
+	if n := strings.Count(out, "\nok\n"); n != 2 {
+		t.Errorf("/healthz answered %d times, want 2 (at the start, after the renewal)", n)
+	}
+
+	// The renewal is served by the process that started, not a new one.
+	pki := filepath.Join(root, "etc/pki/virtconsole")
+	if got, want := servedSerial(t, "127.0.0.1:"+proxyPort), fileSerial(t, pki); got.Cmp(want) != 0 {
+		t.Errorf("serves serial %v, want the renewed %v", got, want)
+	}
+	pidFile := filepath.Join(root, "run", "virtconsole.service.pid")
+	log, _ := os.ReadFile(filepath.Join(root, "run", "virtconsole.service.log"))
+	if n := strings.Count(string(log), `"msg":"proxy listening"`); n != 1 {
+		t.Errorf("the server started %d times, want once:\n%s", n, log)
+	}
+	for _, want := range []string{`"socket_activated":true`, `"msg":"certificates reloaded"`, `"msg":"reloaded"`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("the server's log lacks %s:\n%s", want, log)
+		}
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	gids := unitGroups(t, "virtconsole.service")
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gids[unitGroup], _ = strconv.Atoi(g.Gid)
+	var ids []int
+	for _, id := range gids {
+		ids = append(ids, id)
+	}
+	checkSandboxed(t, pid, ids)
+
+	// And the shim's stop: a drained exit.
+	cmd := exec.Command(filepath.Join(shim, "systemctl"), "stop", "virtconsole.service")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemctl stop: %v\n%s", err, b)
 	}
 }

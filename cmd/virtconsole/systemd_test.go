@@ -7,13 +7,17 @@ package main
 // test holds.
 
 import (
+	"crypto/tls"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
 // unitFiles are the units shipped next to the command.
@@ -115,14 +120,29 @@ func TestUnitFiles(t *testing.T) {
 	// What the issue asks of the services, said where a reader looks.
 	for _, u := range unitFiles[:2] {
 		for _, want := range []string{"Type=notify", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
-			"CapabilityBoundingSet=\n", "LoadCredential=server-key.pem:", "LoadCredential=client-key.pem:", "WatchdogSec="} {
+			"CapabilityBoundingSet=\n", " --tls-dir " + unitPKIDir + " --connect-tls-dir " + unitPKIDir + "\n",
+			"ExecReload=/bin/kill -HUP $MAINPID\n", "LogsDirectory=virtconsole\n", "WatchdogSec="} {
 			b, _ := os.ReadFile(u)
 			if !strings.Contains(string(b), want) {
 				t.Errorf("%s lacks %q", u, strings.TrimSpace(want))
 			}
 		}
+		// Copied credentials would never be renewed while it runs.
+		if groups := unitDirectives(t, u, "SupplementaryGroups"); len(groups) != 1 || !slices.Contains(strings.Fields(groups[0]), unitGroup) {
+			t.Errorf("%s: SupplementaryGroups=%q, want one line with %s", u, groups, unitGroup)
+		}
+		if lc := unitDirectives(t, u, "LoadCredential"); len(lc) > 0 {
+			t.Errorf("%s copies credentials once at start (LoadCredential=%s): a renewal would not reach it", u, lc[0])
+		}
 	}
 }
+
+// unitPKIDir is the cert dir the services read in place, as group
+// unitGroup.
+const (
+	unitPKIDir = "/etc/pki/virtconsole"
+	unitGroup  = "virtconsole"
+)
 
 // readmeConfig returns the config file the README documents: its first
 // ```toml block.
@@ -141,10 +161,9 @@ func readmeConfig(t *testing.T) string {
 }
 
 // execStart returns a service's ExecStart= command line as systemd would
-// run it with the LoadCredential= files in credDir: ${CREDENTIALS_DIRECTORY}
-// expanded, the binary under test for the installed one, and cfg for the
-// config file it names.
-func execStart(t *testing.T, unit, credDir, cfg string) []string {
+// run it, with the binary under test for the installed one, pkiDir for
+// /etc/pki/virtconsole and cfg for the config file it names.
+func execStart(t *testing.T, unit, pkiDir, cfg string) []string {
 	t.Helper()
 	lines := unitDirectives(t, unit, "ExecStart")
 	if len(lines) != 1 {
@@ -158,36 +177,14 @@ func execStart(t *testing.T, unit, credDir, cfg string) []string {
 	}
 	args[0] = vcBinary
 	for i, a := range args {
-		a = strings.ReplaceAll(a, "${CREDENTIALS_DIRECTORY}", credDir)
-		if a == "/etc/virtconsole/server.toml" {
-			a = cfg
+		switch a {
+		case unitPKIDir:
+			args[i] = pkiDir
+		case "/etc/virtconsole/server.toml":
+			args[i] = cfg
 		}
-		args[i] = a
 	}
 	return args
-}
-
-// credentials lays out in dir what LoadCredential= gives the service:
-// each credential's file, from the test's PKI, under its name, 0400 and
-// owned by the service's user, as systemd makes them.
-func credentials(t *testing.T, unit, pkiDir, dir string, uid int) string {
-	t.Helper()
-	if err := os.Mkdir(dir, 0o500|0o200); err != nil {
-		t.Fatal(err)
-	}
-	for _, lc := range unitDirectives(t, unit, "LoadCredential") {
-		id, src, ok := strings.Cut(lc, ":")
-		if !ok || !strings.HasPrefix(src, "/etc/pki/virtconsole/") {
-			t.Fatalf("%s: LoadCredential=%s", unit, lc)
-		}
-		b, err := os.ReadFile(filepath.Join(pkiDir, filepath.Base(src)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeOwned(t, filepath.Join(dir, id), b, 0o400, uid)
-	}
-	chown(t, dir, uid)
-	return dir
 }
 
 // writeOwned writes a file with mode perm, owned by uid.
@@ -206,42 +203,89 @@ func chown(t *testing.T, path string, uid int) {
 	}
 }
 
+// unitGroups returns the IDs of the groups the units' SupplementaryGroups=
+// name: a group this host lacks (virtconsole before "groupadd", libvirt
+// without libvirt) gets an ID no group has, which is what the files and
+// the process are then given.
+func unitGroups(t *testing.T, units ...string) map[string]int {
+	t.Helper()
+	ids := map[string]int{}
+	free := 61000
+	var lines []string
+	for _, u := range units {
+		lines = append(lines, unitDirectives(t, u, "SupplementaryGroups")...)
+	}
+	for _, line := range lines {
+		for _, name := range strings.Fields(line) {
+			if _, ok := ids[name]; ok {
+				continue
+			}
+			if g, err := user.LookupGroup(name); err == nil {
+				ids[name], _ = strconv.Atoi(g.Gid)
+				continue
+			}
+			for ; ; free++ {
+				if _, err := user.LookupGroupId(strconv.Itoa(free)); err != nil {
+					break
+				}
+			}
+			ids[name] = free
+			free++
+		}
+	}
+	return ids
+}
+
 // serviceUser is who the services' sandbox runs them as, as far as a
-// test without systemd can: as root, an unprivileged user (nobody) with
-// no supplementary groups, no capabilities at all (CapabilityBoundingSet=)
-// and no_new_privs (NoNewPrivileges=), through setpriv(1); otherwise the
-// test's own user. The system call filter and the mount namespace
-// (ProtectSystem=) need systemd itself: systemd-analyze checks their
-// settings, not their effect.
-func serviceUser(t *testing.T) (uid int, prefix []string) {
+// test without systemd can: as root, an unprivileged user (nobody, for
+// DynamicUser=) in the groups gids (SupplementaryGroups=) only, with no
+// capabilities at all (CapabilityBoundingSet=) and no_new_privs
+// (NoNewPrivileges=), through setpriv(1); otherwise the test's own user.
+// The system call filter and the mount namespace (ProtectSystem=) need
+// systemd itself: systemd-analyze checks their settings, not their
+// effect.
+func serviceUser(t *testing.T, gids []int) (uid int, prefix []string) {
 	if os.Geteuid() != 0 {
 		return os.Geteuid(), nil
 	}
-	setpriv := needTool(t, "setpriv", "util-linux")
-	return 65534, []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs",
+	ids := make([]string, len(gids))
+	for i, g := range gids {
+		ids[i] = strconv.Itoa(g)
+	}
+	return 65534, setprivArgs(needTool(t, "setpriv", "util-linux"), ids)
+}
+
+// setprivArgs is the command line prefix with which setpriv runs a
+// command as serviceUser says: nobody in the groups gids only, no
+// capabilities, no_new_privs.
+func setprivArgs(setpriv string, gids []string) []string {
+	groups := "--clear-groups"
+	if len(gids) > 0 {
+		groups = "--groups=" + strings.Join(gids, ",")
+	}
+	return []string{setpriv, "--reuid=65534", "--regid=65534", groups, "--no-new-privs",
 		"--inh-caps=-all", "--bounding-set=-all", "--"}
 }
 
 // TestUnitExecStart: each service's ExecStart= line, run as the unit's
-// sandbox runs it (serviceUser), with its credentials laid out as
-// LoadCredential= says and the README's config file (addresses on
-// loopback, a libvirt nobody answers, the token file in the state
-// directory), starts a daemon that serves /healthz over TLS; the README's
-// file is valid for the resolver too.
+// sandbox runs it (serviceUser: nobody in the unit's SupplementaryGroups=
+// only), reading the cert dir the unit names as "certs create --group
+// virtconsole" makes it (0750, files 0640, that group), with the README's
+// config file (addresses on loopback, a libvirt nobody answers, the token
+// file in the state directory), starts a daemon that serves /healthz over
+// TLS. A renewal in that directory ("certs create --force") is served on
+// new connections by the same process, without a restart: found by the
+// daemon's polling, and again at once by the unit's ExecReload= line. The
+// README's file is valid for the resolver too.
 func TestUnitExecStart(t *testing.T) {
-	dir := pki(t)
-	uid, prefix := serviceUser(t)
+	units := []string{"virtconsole.service", "virtconsole-proxy.service"}
+	gids := unitGroups(t, units...)
+	uid, _ := serviceUser(t, nil)
 	// A tree the service's user can reach (t.TempDir's are root's only):
 	// the binary (installed 0755), the config file (root's, 0644), the
-	// state directory (the user's, 0700) with the token file.
-	root, err := os.MkdirTemp("", "virtconsole-unit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	if err := os.Chmod(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// state directory (the user's, 0700) with the token file, the cert
+	// dir (root's, group virtconsole).
+	root := reachableDir(t)
 	bin, err := os.ReadFile(vcBinary)
 	if err != nil {
 		t.Fatal(err)
@@ -256,48 +300,64 @@ func TestUnitExecStart(t *testing.T) {
 	chown(t, state, uid)
 	tokens := filepath.Join(state, "tokens.json")
 	writeOwned(t, tokens, []byte(`{"t": {"type": "serial", "address": "127.0.0.1:1"}}`), 0o600, uid)
-
-	cfgText := readmeConfig(t)
-	for old, new := range map[string]string{
-		`":6443"`:                          `"127.0.0.1:0"`,
-		`"127.0.0.1:8081"`:                 `"127.0.0.1:0"`,
-		"qemu:///system":                   "qemu:///system?socket=" + filepath.Join(root, "no-libvirtd"),
-		"/var/lib/virtconsole/tokens.json": tokens,
-	} {
-		if !strings.Contains(cfgText, old) {
-			t.Fatalf("the README's config file has no %s:\n%s", old, cfgText)
+	pkiDir := filepath.Join(root, "pki")
+	certsCreate := func(extra ...string) {
+		t.Helper()
+		r := run(t, nil, append([]string{"certs", "create", "--dir", pkiDir, "--host", "127.0.0.1", "--host", "localhost",
+			"--group", strconv.Itoa(gids[unitGroup])}, extra...)...)
+		if r.code != 0 {
+			t.Fatalf("certs create %q: exit %d\n%s%s", extra, r.code, r.stdout, r.stderr)
 		}
-		cfgText = strings.ReplaceAll(cfgText, old, new)
 	}
-	cfg := filepath.Join(root, "server.toml")
-	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, filepath.Join(dir, "ca-cert.pem"))}, Timeout: 10 * time.Second}
-	for i, unit := range []string{"virtconsole.service", "virtconsole-proxy.service"} {
+	certsCreate()
+
+	cfg := unitConfig(t, root, state, pkiDir)
+	for _, unit := range units {
 		t.Run(unit, func(t *testing.T) {
-			creds := credentials(t, unit, dir, filepath.Join(root, "credentials"+strconv.Itoa(i)), uid)
-			args := execStart(t, unit, creds, cfg)
+			var ids []int
+			for _, line := range unitDirectives(t, unit, "SupplementaryGroups") {
+				for _, name := range strings.Fields(line) {
+					ids = append(ids, gids[name])
+				}
+			}
+			_, prefix := serviceUser(t, ids)
+			args := execStart(t, unit, pkiDir, cfg)
 			args[0] = filepath.Join(root, "virtconsole")
 			args = append(prefix, args...)
-			// The README's [server] logs JSON.
-			re := regexp.MustCompile(`listening" address=(\S+)|"msg":"proxy listening","address":"([^"]+)"`)
-			d := startDaemonCmd(t, exec.Command(args[0], args[1:]...), re)
-			healthz(t, client, d.addr)
+			d := startDaemonCmd(t, exec.Command(args[0], args[1:]...), unitListeningRE)
+			healthz(t, pkiClient(t, pkiDir), d.addr)
 			if prefix != nil {
-				// setpriv execs the daemon in its place: the same process.
-				st, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/status")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if groups := regexp.MustCompile(`\nGroups:[ \t]*([^\n]*)\n`).FindSubmatch(st); groups == nil || len(groups[1]) > 0 {
-					t.Errorf("the daemon has supplementary groups: %q", groups)
-				}
-				for _, want := range []string{"\nUid:\t65534\t65534\t", "\nCapBnd:\t0000000000000000\n", "\nCapEff:\t0000000000000000\n", "\nNoNewPrivs:\t1\n"} {
-					if !strings.Contains(string(st), want) {
-						t.Errorf("the daemon's /proc status lacks %q:\n%s", want, st)
-					}
-				}
+				checkSandboxed(t, d.cmd.Process.Pid, ids)
+			}
+
+			// A renewal, no signal: the daemon's polling (every 10 s).
+			certsCreate("--force")
+			waitFor(t, 30*time.Second, "the renewed certificate, served by the running daemon", func() bool {
+				return servedSerial(t, d.addr).Cmp(fileSerial(t, pkiDir)) == 0
+			})
+			healthz(t, pkiClient(t, pkiDir), d.addr)
+
+			// Another, and "systemctl reload": the unit's ExecReload=.
+			certsCreate("--force")
+			reloads := len(reloadedRE.FindAllString(d.log.String(), -1))
+			reload := unitDirectives(t, unit, "ExecReload")
+			if len(reload) != 1 {
+				t.Fatalf("%s: ExecReload=%q, want one line", unit, reload)
+			}
+			rargs := strings.Fields(strings.ReplaceAll(reload[0], "$MAINPID", strconv.Itoa(d.cmd.Process.Pid)))
+			if out, err := exec.Command(rargs[0], rargs[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("ExecReload=%s: %v\n%s", reload[0], err, out)
+			}
+			waitFor(t, 10*time.Second, "the reload's log line", func() bool {
+				return len(reloadedRE.FindAllString(d.log.String(), -1)) > reloads
+			})
+			if got, want := servedSerial(t, d.addr), fileSerial(t, pkiDir); got.Cmp(want) != 0 {
+				t.Fatalf("after ExecReload=: serves serial %v, want the renewed %v", got, want)
+			}
+			select {
+			case <-d.done:
+				t.Fatalf("the daemon exited: %s", d.log.String())
+			default:
 			}
 		})
 	}
@@ -305,6 +365,115 @@ func TestUnitExecStart(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "require-client-cert = true # "+cfg+":") {
 		t.Errorf("server resolver --print-config with the README's file: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// unitListeningRE finds the proxy's address in a daemon's log, text or
+// JSON (the README's [server] logs JSON).
+var unitListeningRE = regexp.MustCompile(`msg="proxy listening" address=(\S+)|"msg":"proxy listening","address":"([^"]+)"`)
+
+// reloadedRE matches a reload's success line, text or JSON.
+var reloadedRE = regexp.MustCompile(`msg=reloaded |"msg":"reloaded"`)
+
+// reachableDir returns a new directory, removed when the test ends, that
+// every user can reach (t.TempDir's are root's only).
+func reachableDir(t *testing.T) string {
+	t.Helper()
+	root, err := os.MkdirTemp("", "virtconsole-unit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// unitConfig writes the README's config file to dir with addresses on
+// loopback, a libvirt nobody answers, state for the state and logs
+// directories and pkiDir for the cert dir, and returns its path.
+func unitConfig(t *testing.T, dir, state, pkiDir string) string {
+	t.Helper()
+	cfgText := readmeConfig(t)
+	for old, new := range map[string]string{
+		`":6443"`:               `"127.0.0.1:0"`,
+		`"127.0.0.1:8081"`:      `"127.0.0.1:0"`,
+		`"127.0.0.1:9464"`:      `"127.0.0.1:0"`,
+		`"127.0.0.1:6444"`:      `"127.0.0.1:0"`,
+		"qemu:///system":        "qemu:///system?socket=" + filepath.Join(dir, "no-libvirtd"),
+		"/var/lib/virtconsole/": state + "/",
+		"/var/log/virtconsole/": state + "/",
+		unitPKIDir + "/":        pkiDir + "/",
+	} {
+		if !strings.Contains(cfgText, old) {
+			t.Fatalf("the README's config file has no %s:\n%s", old, cfgText)
+		}
+		cfgText = strings.ReplaceAll(cfgText, old, new)
+	}
+	cfg := filepath.Join(dir, "server.toml")
+	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// checkSandboxed checks pid's credentials as serviceUser sets them: the
+// daemon itself, since setpriv execs it in its place.
+func checkSandboxed(t *testing.T, pid int, gids []int) {
+	t.Helper()
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, g := range gids {
+		want = append(want, strconv.Itoa(g))
+	}
+	slices.Sort(want)
+	m := regexp.MustCompile(`\nGroups:[ \t]*([^\n]*)\n`).FindSubmatch(st)
+	if m == nil {
+		t.Fatalf("no Groups: in /proc/%d/status", pid)
+	}
+	got := strings.Fields(string(m[1]))
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the daemon's supplementary groups are %q, want the unit's %q", got, want)
+	}
+	for _, want := range []string{"\nUid:\t65534\t65534\t", "\nCapBnd:\t0000000000000000\n", "\nCapEff:\t0000000000000000\n", "\nNoNewPrivs:\t1\n"} {
+		if !strings.Contains(string(st), want) {
+			t.Errorf("the daemon's /proc status lacks %q:\n%s", want, st)
+		}
+	}
+}
+
+// pkiClient is an HTTPS client that trusts dir's CA as it is now.
+func pkiClient(t *testing.T, dir string) *http.Client {
+	t.Helper()
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(t, filepath.Join(dir, "ca-cert.pem"))}, Timeout: 10 * time.Second}
+}
+
+// servedSerial is the serial of the certificate a new TLS connection to
+// addr is served (unverified: the caller compares it), or 0 when the
+// handshake fails.
+func servedSerial(t *testing.T, addr string) *big.Int {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Logf("TLS to %s: %v", addr, err)
+		return new(big.Int)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+// fileSerial is the serial of dir's server certificate.
+func fileSerial(t *testing.T, dir string) *big.Int {
+	t.Helper()
+	creds, err := tlscreds.Load(dir, tlscreds.RoleServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds.Cert.Leaf.SerialNumber
 }
 
 // healthz gets https://addr/healthz and wants "ok".

@@ -287,7 +287,7 @@ func (k checker) checkKey(role Role, chain []*x509.Certificate) crypto.Signer {
 	if fi, err := os.Stat(path); err != nil {
 		k.fail(file, checkKeyPerm, err, "cannot stat it: %s", oneLine(err))
 	} else if mode := fi.Mode().Perm(); mode&0o004 != 0 {
-		k.fail(file, checkKeyPerm, nil, "private key is readable by others (mode %04o); run chmod o-rwx on it (0600, or 0640 with QEMU's group)", mode)
+		k.fail(file, checkKeyPerm, nil, "private key is readable by others (mode %04o); run chmod o-rwx on it (0600, or 0640 with the group of the daemon that reads it)", mode)
 	} else {
 		k.pass(file, checkKeyPerm)
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,7 +29,23 @@ type CreateOptions struct {
 	Now time.Time
 	// Force replaces existing files instead of refusing.
 	Force bool
+	// Share, if set, lets a group read some of the files: see Share.
+	Share *Share
 }
+
+// Share lets a group read a cert dir, for a daemon that runs as another
+// user than the files' owner (QEMU under libvirt; virtconsole under
+// systemd's DynamicUser=): the directory becomes mode 0750 and Files
+// mode 0640, all with group GID. The other files keep their modes (keys
+// 0600, certificates 0644) and group.
+type Share struct {
+	GID   int
+	Files []string
+}
+
+// QEMUFiles are what QEMU, a server, reads of a cert dir; the client key
+// is virtconsole's alone.
+var QEMUFiles = []string{CACertFile, RoleServer.CertFile(), RoleServer.KeyFile()}
 
 // ErrInvalidHost is wrapped by Create's errors about its hosts argument.
 var ErrInvalidHost = errors.New("want host names or IP addresses, without ports or URLs")
@@ -43,12 +60,14 @@ var CreatedFiles = []string{
 // Create mints a throwaway CA (with a unique common name: see
 // caCommonName) and, signed by it, a server certificate for hosts (each a
 // DNS name or an IP address, the first also its common name) and a client
-// certificate, and writes them to dir in the cert-dir
-// convention (the CreatedFiles), for quick starts and tests. Keys are
-// ECDSA P-256 in PKCS#8, mode 0600; dir is created with mode 0700 if it
-// does not exist. The CA key is not kept: run Create again to change the
-// hosts. Existing files are refused with an error wrapping fs.ErrExist
-// unless opts.Force is set.
+// certificate, and writes them to dir in the cert-dir convention (the
+// CreatedFiles), for quick starts and tests. Keys are ECDSA P-256 in
+// PKCS#8, mode 0600; dir is created with mode 0700 if it does not exist
+// (missing parents 0755). The CA key is not kept: run Create again to
+// change the hosts. Existing files are refused with an error wrapping fs.ErrExist
+// unless opts.Force is set. With opts.Share, each shared file is written
+// with its group and mode already set (a renewal never exposes a file its
+// readers cannot read).
 func Create(dir string, hosts []string, opts CreateOptions) error {
 	if len(hosts) == 0 {
 		return fmt.Errorf("tls: no host for the server certificate: %w", ErrInvalidHost)
@@ -65,8 +84,18 @@ func Create(dir string, hosts []string, opts CreateOptions) error {
 		opts.Now = time.Now()
 	}
 
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Missing parents (/etc/pki on a fresh Debian) are 0755 like the
+	// system's, so that a daemon that is not root can reach dir.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("tls: cannot create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("tls: cannot create %s: %w", dir, err)
+	}
+	if opts.Share != nil {
+		if err := share(dir, opts.Share.GID, 0o750); err != nil {
+			return err
+		}
 	}
 	if !opts.Force {
 		var existing []string
@@ -153,11 +182,14 @@ func Create(dir string, hosts []string, opts CreateOptions) error {
 	}
 
 	for _, f := range CreatedFiles {
-		mode := os.FileMode(0o644)
+		mode, gid := os.FileMode(0o644), -1
 		if strings.HasSuffix(f, "-key.pem") {
 			mode = 0o600
 		}
-		if err := writeFile(filepath.Join(dir, f), files[f], mode); err != nil {
+		if opts.Share != nil && slices.Contains(opts.Share.Files, f) {
+			mode, gid = 0o640, opts.Share.GID
+		}
+		if err := writeFile(filepath.Join(dir, f), files[f], mode, gid); err != nil {
 			return err
 		}
 	}
@@ -196,15 +228,21 @@ func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// writeFile writes data to path atomically with exactly mode (a replaced
-// key never keeps a looser mode of the file it replaces).
-func writeFile(path string, data []byte, mode os.FileMode) error {
+// writeFile writes data to path atomically with exactly mode and, unless
+// gid is -1, group gid (a replaced key never keeps a looser mode of the
+// file it replaces, and its readers never see it without their group).
+func writeFile(path string, data []byte, mode os.FileMode, gid int) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("tls: cannot write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(mode)
+	if gid >= 0 {
+		err = tmp.Chown(-1, gid)
+	}
+	if err == nil {
+		err = tmp.Chmod(mode)
+	}
 	if err == nil {
 		_, err = tmp.Write(data)
 	}
@@ -220,25 +258,27 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// GrantGroup lets group gid read what a server needs in dir, the QEMU
-// convention for a cert dir that QEMU (running as its own user, in that
-// group) reads: dir becomes mode 0750 and the CA certificate and the
-// server's certificate and key 0640, all with group gid. The client's key
-// stays 0600: it is virtconsole's, not QEMU's. Owners are kept.
+// GrantGroup lets group gid read what QEMU needs in dir (QEMUFiles), as
+// Share says, for a cert dir made before. Owners are kept.
 func GrantGroup(dir string, gid int) error {
-	shared := []string{".", CACertFile, RoleServer.CertFile(), RoleServer.KeyFile()}
-	for _, f := range shared {
-		p := filepath.Join(dir, f)
-		mode := os.FileMode(0o640)
-		if f == "." {
-			mode = 0o750
+	if err := share(dir, gid, 0o750); err != nil {
+		return err
+	}
+	for _, f := range QEMUFiles {
+		if err := share(filepath.Join(dir, f), gid, 0o640); err != nil {
+			return err
 		}
-		if err := os.Chown(p, -1, gid); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
+	}
+	return nil
+}
+
+// share gives path to group gid with mode.
+func share(path string, gid int, mode os.FileMode) error {
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("tls: %w", err)
 	}
 	return nil
 }

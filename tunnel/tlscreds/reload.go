@@ -98,9 +98,12 @@ func (r *Reloader[T]) Watch(ctx context.Context, interval time.Duration, report 
 	}
 }
 
-// stampOf describes paths' files by name, size, modification time and
-// inode (after symlinks: certbot's live/ directory holds links to the
-// current archive files). A missing path is part of the description.
+// stampOf describes paths' files by name, size, modification time, inode
+// and change time (after symlinks: certbot's live/ directory holds links
+// to the current archive files). The change time is there for chmod and
+// chown: a key that failed to load because its reader could not read it
+// is tried again once its mode or group is fixed. A missing path is part
+// of the description.
 func stampOf(paths []string) string {
 	var b strings.Builder
 	stat := func(p string) {
@@ -110,10 +113,11 @@ func stampOf(paths []string) string {
 			return
 		}
 		var ino uint64
+		var ctime int64
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			ino = st.Ino
+			ino, ctime = st.Ino, st.Ctim.Nano()
 		}
-		fmt.Fprintf(&b, "%s:%d:%d:%d\n", p, fi.Size(), fi.ModTime().UnixNano(), ino)
+		fmt.Fprintf(&b, "%s:%d:%d:%d:%d\n", p, fi.Size(), fi.ModTime().UnixNano(), ino, ctime)
 	}
 	for _, p := range paths {
 		if p == "" {

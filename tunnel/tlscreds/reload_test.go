@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// TestReloader: a renewal is picked up by Poll, a broken file keeps the
-// last good credentials (and is tried once), and its fix is picked up.
-func TestReloader(t *testing.T) {
+// serverReloader creates a cert dir and a Reloader of its server
+// credentials.
+func serverReloader(t *testing.T) (string, *Reloader[*Creds]) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	if err := Create(dir, []string{"127.0.0.1"}, CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -19,6 +20,13 @@ func TestReloader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, r
+}
+
+// TestReloader: a renewal is picked up by Poll, a broken file keeps the
+// last good credentials (and is tried once), and its fix is picked up.
+func TestReloader(t *testing.T) {
+	dir, r := serverReloader(t)
 	first := r.Current().Cert.Leaf.SerialNumber
 	if tried, err := r.Poll(); tried || err != nil {
 		t.Fatalf("Poll with nothing changed: tried %v, %v", tried, err)
@@ -71,14 +79,7 @@ func TestReloader(t *testing.T) {
 
 // Watch reports each attempt and stops with its context.
 func TestReloaderWatch(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "pki")
-	if err := Create(dir, []string{"127.0.0.1"}, CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReloader(func() (*Creds, error) { return Load(dir, RoleServer) }, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, r := serverReloader(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	reports := make(chan error, 10)
 	done := make(chan struct{})
@@ -102,5 +103,23 @@ func TestReloaderWatch(t *testing.T) {
 func TestReloaderFirstLoadFails(t *testing.T) {
 	if _, err := NewReloader(func() (*Creds, error) { return Load(t.TempDir(), RoleServer) }); err == nil {
 		t.Fatal("NewReloader of an empty directory succeeded")
+	}
+}
+
+// TestReloaderModeFix: a key refused for its mode is tried again once
+// chmod fixes it, though its content and modification time are the same.
+func TestReloaderModeFix(t *testing.T) {
+	dir, r := serverReloader(t)
+	key := filepath.Join(dir, RoleServer.KeyFile())
+	for _, c := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o644, false}, {0o600, true}} {
+		if err := os.Chmod(key, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		if tried, err := r.Poll(); !tried || (err == nil) != c.ok {
+			t.Fatalf("Poll after chmod %04o: tried %v, %v", c.mode, tried, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,7 @@ type CreateOptions struct {
 	Force bool
 	Days  int
 	For   string
+	Group string
 }
 
 // qemuGroups are the groups QEMU runs in under libvirt: Debian's and
@@ -78,17 +80,25 @@ Each --host is a DNS name or an IP address, put in the server certificate's
 subject alternative names (the first is also its common name); name every
 address that clients use to reach the server. Keys are ECDSA P-256 with mode
 0600 (QEMU's convention is 0640 with the group QEMU runs as); DIR is created
-with mode 0700 if it does not exist. The CA's key is not kept: run create
-again, with --force, to change the hosts.
+with mode 0700 if it does not exist (missing parents 0755). The CA's key is
+not kept: run create again, with --force, to change the hosts; that mints a
+new CA too, which clients must then trust.
 
 The same directory serves QEMU and virtconsole, for example:
   qemu ... -object tls-creds-x509,id=tls0,dir=DIR,endpoint=server,verify-peer=on
 
+With --group NAME the directory is made readable for a daemon that runs in
+group NAME (a name or a numeric ID), such as virtconsole's systemd units
+(DynamicUser= with SupplementaryGroups=virtconsole): DIR mode 0750, every
+file mode 0640, all with that group. Each file is written with its group
+and mode already set, so a renewal with --force reaches a running daemon
+(it checks the files every 10 s) without a moment it cannot read them.
+
 With --for qemu the directory is made readable for QEMU as libvirt runs it:
-DIR mode 0750, ca-cert.pem, server-cert.pem and server-key.pem mode 0640,
-all with QEMU's group (libvirt-qemu on Debian, qemu on Fedora); the client
-key stays 0600 for virtconsole alone. Point qemu.conf's *_tls_x509_cert_dir
-at DIR and give virtconsole --connect-tls-dir DIR.
+as --group with QEMU's group (libvirt-qemu on Debian, qemu on Fedora), but
+only for ca-cert.pem, server-cert.pem and server-key.pem; the client key
+stays 0600 for virtconsole alone. Point qemu.conf's *_tls_x509_cert_dir at
+DIR and give virtconsole --connect-tls-dir DIR.
 
 Existing files are not replaced without --force.`,
 		Example: `  # certificates for a hypervisor reached by name and by address, valid 30 days
@@ -98,7 +108,11 @@ Existing files are not replaced without --force.`,
   virtconsole certs create --dir ./pki --host localhost --host 127.0.0.1 --force
 
   # QEMU's directory on a libvirt host (run as root)
-  virtconsole certs create --dir /etc/pki/qemu --host 127.0.0.1 --host localhost --for qemu`,
+  virtconsole certs create --dir /etc/pki/qemu --host 127.0.0.1 --host localhost --for qemu
+
+  # the directory virtconsole.service reads, and its renewal (run as root)
+  virtconsole certs create --dir /etc/pki/virtconsole --host "$(hostname)" --group virtconsole
+  virtconsole certs create --dir /etc/pki/virtconsole --host "$(hostname)" --group virtconsole --force`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -112,6 +126,8 @@ Existing files are not replaced without --force.`,
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "replace existing files")
 	cmd.Flags().IntVar(&opts.Days, "days", 365, "the certificates are valid for `N` days")
 	cmd.Flags().StringVar(&opts.For, "for", "", "`USER` that reads the directory besides you: qemu (QEMU's group under libvirt gets read access)")
+	cmd.Flags().StringVar(&opts.Group, "group", "", "let group `NAME` (or a numeric ID) read the directory and every file in it")
+	cmd.MarkFlagsMutuallyExclusive("for", "group")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("host")
 	return cmd
@@ -121,8 +137,10 @@ func runCreate(opts *CreateOptions) error {
 	if opts.Days <= 0 {
 		return &cmdutil.FlagError{Err: fmt.Errorf("--days must be at least 1, not %d", opts.Days)}
 	}
-	gid := -1
-	if opts.For != "" {
+	var share *tlscreds.Share
+	var shared string // who reads the shared files, for the output
+	switch {
+	case opts.For != "":
 		if opts.For != "qemu" {
 			return &cmdutil.FlagError{Err: fmt.Errorf("--for %q: want qemu", opts.For)}
 		}
@@ -130,35 +148,39 @@ func runCreate(opts *CreateOptions) error {
 		if err != nil {
 			return &cmdutil.FlagError{Err: fmt.Errorf("--for qemu: %w; install libvirt (libvirt-daemon-system) first", err)}
 		}
-		gid = g
+		share, shared = &tlscreds.Share{GID: g, Files: tlscreds.QEMUFiles}, "QEMU's group"
+	case opts.Group != "":
+		g, err := lookupGroup([]string{opts.Group})
+		if err != nil {
+			return &cmdutil.FlagError{Err: fmt.Errorf("--group: %w; create it (groupadd --system %s) or name another", err, opts.Group)}
+		}
+		share, shared = &tlscreds.Share{GID: g, Files: tlscreds.CreatedFiles}, "group "+opts.Group
 	}
 	now := time.Now()
 	err := tlscreds.Create(opts.Dir, opts.Hosts, tlscreds.CreateOptions{
 		Validity: time.Duration(opts.Days) * 24 * time.Hour,
 		Now:      now,
 		Force:    opts.Force,
+		Share:    share,
 	})
 	switch {
 	case errors.Is(err, fs.ErrExist):
 		return &cmdutil.FlagError{Err: fmt.Errorf("%w; use --force to replace them", err)}
 	case errors.Is(err, tlscreds.ErrInvalidHost):
 		return &cmdutil.FlagError{Err: err}
+	case err != nil && share != nil && errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w; run as root to give the files to %s", err, shared)
 	case err != nil:
 		return err
-	}
-	if gid >= 0 {
-		if err := tlscreds.GrantGroup(opts.Dir, gid); err != nil {
-			return fmt.Errorf("%w; run as root to give the files to QEMU's group", err)
-		}
 	}
 
 	out := opts.IO.Out
 	describe := map[string]string{
 		tlscreds.CACertFile:            "CA certificate (its key is not kept)",
 		tlscreds.RoleServer.CertFile(): "server certificate for " + strings.Join(opts.Hosts, ", "),
-		tlscreds.RoleServer.KeyFile():  serverKeyMode(gid),
+		tlscreds.RoleServer.KeyFile():  "server key " + keyMode(share, tlscreds.RoleServer.KeyFile(), shared),
 		tlscreds.RoleClient.CertFile(): "client certificate",
-		tlscreds.RoleClient.KeyFile():  "client key (mode 0600)",
+		tlscreds.RoleClient.KeyFile():  "client key " + keyMode(share, tlscreds.RoleClient.KeyFile(), shared),
 	}
 	for _, f := range tlscreds.CreatedFiles {
 		fmt.Fprintf(out, "wrote %-*s  %s\n", len(filepath.Join(opts.Dir, "server-cert.pem")), filepath.Join(opts.Dir, f), describe[f])
@@ -167,21 +189,26 @@ func runCreate(opts *CreateOptions) error {
 	return err
 }
 
-// lookupGroup returns the ID of the first of names that exists.
+// lookupGroup returns the ID of the first of names that exists; a name
+// may be a numeric ID.
 func lookupGroup(names []string) (int, error) {
 	for _, n := range names {
 		if g, err := user.LookupGroup(n); err == nil {
 			return strconv.Atoi(g.Gid)
 		}
+		if id, err := strconv.Atoi(n); err == nil && id >= 0 {
+			return id, nil
+		}
 	}
 	return 0, fmt.Errorf("no group %s", strings.Join(names, " or "))
 }
 
-func serverKeyMode(gid int) string {
-	if gid >= 0 {
-		return "server key (mode 0640, QEMU's group)"
+// keyMode describes the mode a key file was written with.
+func keyMode(share *tlscreds.Share, file, shared string) string {
+	if share != nil && slices.Contains(share.Files, file) {
+		return "(mode 0640, " + shared + ")"
 	}
-	return "server key (mode 0600)"
+	return "(mode 0600)"
 }
 
 // CheckOptions are the inputs of "virtconsole certs check".

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,12 +91,72 @@ func TestCreateUsageErrors(t *testing.T) {
 		{"create", "--dir", t.TempDir(), "--host", "localhost", "--days", "0"},
 		{"create", "--dir", t.TempDir(), "--host", "localhost:22"},
 		{"create", "--dir", t.TempDir(), "--host", "localhost", "extra"},
+		{"create", "--dir", t.TempDir(), "--host", "localhost", "--group", "no-such-group-virtconsole"},
+		{"create", "--dir", t.TempDir(), "--host", "localhost", "--group", "0", "--for", "qemu"},
 		{"check"},
 		{"check", "--dir", t.TempDir(), "--role", "peer"},
 	} {
 		_, _, err := run(t, args...)
 		if code := cmdutil.ExitCode(err); code != cmdutil.ExitUsage {
 			t.Errorf("%q: exit code %d (%v); want %d", args, code, err, cmdutil.ExitUsage)
+		}
+	}
+}
+
+// TestCreateGroup: --group gives the directory (0750) and every file
+// (0640) to the group, which may be a numeric ID, also on a renewal
+// (--force); the result passes check.
+func TestCreateGroup(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "pki")
+	gid := os.Getgid() // a group this process may give files to
+	for _, force := range []string{"--force=false", "--force"} {
+		out, _, err := run(t, "create", "--dir", dir, "--host", "localhost", "--group", strconv.Itoa(gid), force)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "client key (mode 0640, group " + strconv.Itoa(gid) + ")"; !strings.Contains(out, want) {
+			t.Errorf("create output lacks %q:\n%s", want, out)
+		}
+		for _, f := range append([]string{"."}, tlscreds.CreatedFiles...) {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := os.FileMode(0o640)
+			if f == "." {
+				want = 0o750
+			}
+			if fi.Mode().Perm() != want || int(fi.Sys().(*syscall.Stat_t).Gid) != gid {
+				t.Errorf("%s %s: mode %04o group %d, want %04o group %d", force, f, fi.Mode().Perm(), fi.Sys().(*syscall.Stat_t).Gid, want, gid)
+			}
+		}
+	}
+	if out, _, err := run(t, "check", "--dir", dir); err != nil {
+		t.Errorf("check of a group-readable directory: %v\n%s", err, out)
+	}
+}
+
+// TestCreateForQEMU: --for qemu gives QEMU's group the directory and the
+// server's files only; the client key stays 0600.
+func TestCreateForQEMU(t *testing.T) {
+	t.Parallel()
+	if _, err := lookupGroup(qemuGroups); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("needs root and QEMU's group (libvirt-daemon-system; make deps): %v", err)
+		}
+		t.Skipf("needs root and QEMU's group (libvirt-daemon-system): %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "pki")
+	if _, _, err := run(t, "create", "--dir", dir, "--host", "localhost", "--for", "qemu"); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]os.FileMode{".": 0o750, "ca-cert.pem": 0o640, "server-cert.pem": 0o640, "server-key.pem": 0o640,
+		"client-cert.pem": 0o644, "client-key.pem": 0o600} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %04o, want %04o", f, fi.Mode().Perm(), want)
 		}
 	}
 }
