@@ -266,6 +266,11 @@ func (c *Conn) fillTarget(con *Console, dom libvirt.Domain, dev domainxml.Device
 	default:
 		con.Target, con.Address = t, t.Address
 	}
+	if err == nil {
+		// As the resolver's targets: the domain is named in audit events
+		// and the sessions API.
+		con.Target.Domain, con.Target.DomainUUID = dom.Name, libvirtapi.UUIDString(dom.UUID)
+	}
 }
 
 func joinProblem(a, b string) string {
