@@ -63,25 +63,42 @@ func (o *Admin) listener(d *daemon, p sessionsAPI, tlsDir string, policy tlscred
 	case tlsDir == "":
 		return &cmdutil.FlagError{Err: errors.New("--admin-listen needs --tls-dir DIR: the admin listener serves TLS with its server certificate")}
 	}
-	creds, err := tlscreds.Load(tlsDir, tlscreds.RoleServer)
-	if err != nil {
-		return err // a *tlscreds.CheckError: ExitTLS
-	}
-	ca, err := tlscreds.LoadCAFile(o.ClientCA)
+	// Reloaded with the daemon's other credentials (SIGHUP, renewals).
+	creds, err := tlscreds.NewReloader(func() (adminCreds, error) {
+		creds, err := tlscreds.Load(tlsDir, tlscreds.RoleServer)
+		if err != nil {
+			return adminCreds{}, err // a *tlscreds.CheckError: ExitTLS
+		}
+		ca, err := tlscreds.LoadCAFile(o.ClientCA)
+		if err != nil {
+			return adminCreds{}, err
+		}
+		cfg := creds.ServerConfig(policy, false)
+		cfg.ClientAuth = tls.RequestClientCert // verified by requireAdmin, which answers 401/403
+		return adminCreds{cfg: cfg, roots: ca.CAs}, nil
+	}, tlsDir, o.ClientCA)
 	if err != nil {
 		return err
 	}
-	cfg := creds.ServerConfig(policy, false)
-	cfg.ClientAuth = tls.RequestClientCert // verified by requireAdmin, which answers 401/403
+	addCredentials(d, "admin listener credentials", creds)
+	cfg := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return creds.Current().cfg, nil }}
+	roots := func() *x509.CertPool { return creds.Current().roots }
 	d.sides = append(d.sides, side{name: "admin", flag: "--admin-listen", addr: o.Listen, tls: cfg,
-		path: "/v1/sessions", handler: requireAdmin(ca.CAs, adminHandler(p, log), log)})
+		path: "/v1/sessions", handler: requireAdmin(roots, adminHandler(p, log), log)})
 	return nil
+}
+
+// adminCreds are the admin listener's TLS config and the CAs of
+// --admin-client-ca.
+type adminCreds struct {
+	cfg   *tls.Config
+	roots *x509.CertPool
 }
 
 // requireAdmin answers 401 to a request without a client certificate and
 // 403 to one whose certificate roots do not verify for client
 // authentication, before next sees it.
-func requireAdmin(roots *x509.CertPool, next http.Handler, log *slog.Logger) http.Handler {
+func requireAdmin(roots func() *x509.CertPool, next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 			refuseAdmin(w, r, log, http.StatusUnauthorized, "no client certificate: the sessions API needs one issued by the --admin-client-ca CA (give --tls-dir DIR with client-cert.pem and client-key.pem)")
@@ -92,7 +109,7 @@ func requireAdmin(roots *x509.CertPool, next http.Handler, log *slog.Logger) htt
 		for _, c := range chain[1:] {
 			inter.AddCert(c)
 		}
-		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots(), Intermediates: inter,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			refuseAdmin(w, r, log, http.StatusForbidden, fmt.Sprintf("client certificate %q is not allowed: %s; use one issued by the --admin-client-ca CA",
 				chain[0].Subject.String(), cmdutil.OneLine(err)))

@@ -55,8 +55,14 @@ func TestAdminAPI(t *testing.T) {
 	if err := opts.listener(d, fake, dir, tlscreds.DefaultPolicy(), testFactory(io.Discard).Logger()); err != nil {
 		t.Fatal(err)
 	}
-	if len(d.sides) != 1 || d.sides[0].tls.ClientAuth != tls.RequestClientCert {
-		t.Fatalf("sides %+v: want the admin listener, asking for client certificates", d.sides)
+	if len(d.sides) != 1 {
+		t.Fatalf("sides %+v: want the admin listener", d.sides)
+	}
+	if cfg, err := d.sides[0].tls.GetConfigForClient(nil); err != nil || cfg.ClientAuth != tls.RequestClientCert {
+		t.Fatalf("admin listener's TLS config %+v, %v: want it asking for client certificates", cfg, err)
+	}
+	if d.certs["admin listener credentials"] == nil {
+		t.Fatal("the admin listener's credentials are not reloaded")
 	}
 	srv := httptest.NewUnstartedServer(d.sides[0].handler)
 	srv.TLS = d.sides[0].tls
