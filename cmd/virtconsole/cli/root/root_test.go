@@ -58,8 +58,8 @@ func TestFlagErrorPointsToHelp(t *testing.T) {
 		{[]string{"server", "proxy", "--listne", ":1"}, "unknown flag: --listne (did you mean --listen?); see 'virtconsole server proxy --help'"},
 		{[]string{"certs", "create", "--day", "3"}, "unknown flag: --day (did you mean --days?); see 'virtconsole certs create --help'"},
 		{[]string{"enable", "--zzz", "vm"}, "unknown flag: --zzz; see 'virtconsole enable --help'"},
-		{[]string{"serial", "--proxy-timeout", "3"}, `invalid argument "3" for "--proxy-timeout" flag: time: missing unit in duration "3"; see 'virtconsole serial --help'`},
-		{[]string{"serial", "--connect-timeout", "3"}, `invalid argument "3" for "--connect-timeout" flag: time: missing unit in duration "3"; see 'virtconsole serial --help'`},
+		{[]string{"serial", "--proxy-timeout", "3"}, `invalid argument "3" for "--proxy-timeout" flag: must be a duration like "30s" or "5m"; see 'virtconsole serial --help'`},
+		{[]string{"serial", "--connect-timeout", "3"}, `invalid argument "3" for "--connect-timeout" flag: must be a duration like "30s" or "5m"; see 'virtconsole serial --help'`},
 	} {
 		_, err := execute(tc.args...)
 		if err == nil || err.Error() != tc.want {

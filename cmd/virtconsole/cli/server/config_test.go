@@ -196,7 +196,7 @@ func TestConfigErrors(t *testing.T) {
 		{"[proxy]\nlisten = [\"a\", \"b\"]\n", nil, `2: invalid value for listen: want one value, not an array`},
 		{"[proxy]\nallowed-origin = [1]\n", nil, `2: invalid value for allowed-origin: want a string (in quotes), not an integer`},
 		{"[proxy]\nallowed-origin = {a = 1}\n", nil, `2: invalid value for allowed-origin: want a string, number, boolean or array of them, not inlinetable`},
-		{"[proxy]\ndrain-timeout = \"soon\"\n", nil, `2: invalid value for drain-timeout: time: invalid duration "soon"`},
+		{"[proxy]\ndrain-timeout = \"soon\"\n", nil, `2: invalid value for drain-timeout: must be a duration like "30s" or "5m"`},
 		{"[proxy]\nlog-level = \"loud\"\n", nil, `2: invalid value for log-level: want debug, info, warn, error`},
 		{"[proxy]\nmax-sessions = 07\n", nil, `2:16: integers cannot have leading zeroes`},
 		{"[proxy]\nmax-sessions = 9999999999999999999999\n", nil, `2:16: decimal number is too large to fit in a 64-bit signed integer`},
