@@ -93,7 +93,9 @@ type Proxy struct {
 	//
 	// Nil means DefaultHandshake, which serves serial, console, VNC and
 	// SPICE targets. A hook that only adds to it (a recorder, a view-only
-	// filter) can wrap what DefaultHandshake returns.
+	// filter) can wrap what DefaultHandshake returns. With a hook, the
+	// viewers of a text console do not share its connection (each gets
+	// its own, as with NoSerialSharing): the hook sees every connection.
 	Handshake func(ctx context.Context, t protocols.Target, token string, singleUse bool) (hs protocols.Handshaker, release func(), err error)
 
 	// SPICE follows SPICE sessions across their connections (one per
@@ -166,8 +168,15 @@ type Proxy struct {
 	// pass (see Observer). Nil means nobody is.
 	Observer Observer
 
+	// NoSerialSharing gives each viewer of a text console (serial,
+	// console) its own connection to it, as for a server that serves
+	// many clients (QEMU's chardevs serve one). By default the viewers of
+	// one console share its one connection (see hub.go).
+	NoSerialSharing bool
+
 	refusals sampler      // of "request refused" log lines, per client
 	shares   shares       // sessions per token and per client
+	hubs     hubs         // live shared text consoles
 	inflight atomic.Int64 // requests past the checks, until they end
 	active   atomic.Int64 // sessions passing bytes
 
@@ -240,6 +249,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, p.refused(host, fail(http.StatusUnauthorized, nil, "no token: send Authorization: Bearer, a token cookie or a token query parameter")))
 		return
 	}
+	asked, err := RequestedRole(r)
+	if err != nil {
+		p.refuse(w, r, log, fail(http.StatusBadRequest, err, "role must be control or view"))
+		return
+	}
 	releaseShare, herr := p.takeShare(token, host)
 	if herr != nil {
 		p.refuse(w, r, log, herr)
@@ -255,7 +269,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	defer context.AfterFunc(req.ctx, cancel)() // Shutdown ends handshakes too
 
-	up, herr := p.open(ctx, token)
+	up, herr := p.open(ctx, token, asked)
 	if herr != nil {
 		if herr.Status == http.StatusNotFound {
 			herr = p.refused(host, herr)
@@ -270,7 +284,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refund(ctx, up.consumed) // after release: the SPICE session is gone
 		}
 	}()
-	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info}
+	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info,
+		Role: up.target.Role.Least(asked)}
 	log = log.With("id", sess.ID, "kind", up.target.Kind, "console", up.target.Address)
 
 	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)
@@ -294,15 +309,23 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		DeadPeerTimeout: p.DeadPeerTimeout,
 	})
 	if err != nil {
-		up.conn.Close()
+		up.closeConn()
 		log.Warn("websocket upgrade failed", "err", err)
 		p.startFailed(sess, arrived, err)
 		return nil, nil, false // Upgrade has answered the request.
 	}
+	if up.hub != nil {
+		if !p.acceptingSessions() {
+			closeWith(ws, wsconn.CloseGoingAway, reasonShutdown)
+			p.startFailed(sess, arrived, errors.New(reasonShutdown))
+			return nil, nil, false
+		}
+		return ws, nil, true // nothing to negotiate; the hub has the console
+	}
 	client, server, err = up.hs.Client(ctx, ws, up.conn)
 	if err != nil {
 		closeWith(ws, wsconn.CloseHandshakeFailed, reasonClientHS+": "+errorText(err))
-		up.conn.Close()
+		up.closeConn()
 		log.Warn("console handshake with client failed", "err", err)
 		p.startFailed(sess, arrived, err)
 		return nil, nil, false
@@ -342,12 +365,19 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 	sess.Info = info
 	sess.Time = time.Now()
 	sess.Setup = sess.Time.Sub(arrived)
-	log.Info("session start", "auth", info.Auth, "setup", sess.Setup.Round(time.Microsecond))
+	log.Info("session start", "auth", info.Auth, "role", sess.Role, "setup", sess.Setup.Round(time.Microsecond))
 	obs := p.observer()
 	obs.SessionStart(sess)
 	p.setSession(req, sess)
-	stats, err := join(ctx, client, server, func() (int, string) { return closeFor(p.killer(req)) },
-		tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	closing := func() (int, string) { return closeFor(p.killer(req)) }
+	var stats tunnel.Stats
+	var err error
+	if up.hub != nil {
+		stats, err = up.hub.serve(ctx, client, sess.Role, &sess.BytesToConsole, &sess.BytesFromConsole, closing)
+	} else {
+		stats, err = join(ctx, client, server, closing,
+			tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	}
 	p.setSession(req, nil) // before SessionEnd: Sessions lists only live ones
 	sess.Duration = time.Since(sess.Time)
 	end := []any{"duration", sess.Duration.Round(time.Millisecond),
