@@ -48,6 +48,10 @@ const (
 	RoleView    Role = "view"    // sees the console; its input is dropped
 )
 
+// RoleHeader is the HTTP request header by which a viewer asks the
+// proxy for a lesser role than its token grants ("view").
+const RoleHeader = "X-Virtconsole-Role"
+
 // ParseRole returns the Role spelled s ("" is RoleControl), or an error
 // naming the valid ones.
 func ParseRole(s string) (Role, error) {

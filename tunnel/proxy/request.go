@@ -93,10 +93,9 @@ func clientHost(remoteAddr string) string {
 	return host
 }
 
-// RoleHeader is the request header by which a viewer asks for a lesser
-// role than its token grants ("view"); browsers, which cannot set
+// RoleHeader is protocols.RoleHeader; browsers, which cannot set
 // websocket headers, use a "role" query parameter or cookie instead.
-const RoleHeader = "X-Virtconsole-Role"
+const RoleHeader = protocols.RoleHeader
 
 // RequestedRole returns the role the request asks for: RoleHeader, else
 // a "role" query parameter, else a "role" cookie; RoleControl when none.
