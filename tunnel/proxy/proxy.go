@@ -5,8 +5,10 @@
 //
 // Doing everything that can fail before the upgrade lets every failure be
 // a real HTTP status with a one-line reason (400 or 405 not a well-formed
-// websocket upgrade, 401 no token, 403 origin,
-// 404 unknown token, 429 too many failures, 502 console unreachable or
+// websocket upgrade, 401 no token, 403 origin or a view-only session of
+// a console whose input the proxy cannot filter, 404 unknown token, 409
+// a second viewer of a live SPICE console (SPICE cannot be shared: QEMU
+// 7.2 crashes on a second main channel), 429 too many failures, 502 console unreachable or
 // its handshake failed, 503 resolver unavailable), which browsers, the
 // virtconsole client and load balancers all understand.
 //
@@ -31,14 +33,24 @@
 // 4001, "console handshake failed: …": the console protocol's handshake
 // with the viewer failed (e.g. no common VNC security type). 4002,
 // "session ended by an administrator": KillSession ended it (the admin
-// listener's DELETE /v1/sessions/{id}).
+// listener's DELETE /v1/sessions/{id}). 4003, "viewer too slow": a viewer
+// of a shared text console left its output unread for ViewerStall with
+// its queue full (CloseViewerTooSlow).
+//
+// Roles: a token grants RoleControl or RoleView (protocols.Target.Role);
+// a request may ask for less (RequestedRole), never more. The viewers of
+// a text console (serial, console) share its one connection through a
+// hub (hub.go): output to every viewer, input from control viewers only,
+// a scrollback for late joiners, a bounded queue per viewer. The join
+// key is the console, not the token.
 //
 // The files: proxy.go (the struct, ServeHTTP, Shutdown), upstream.go
 // (resolve, dial, QEMU-side handshake), handshake.go (the default
 // handshaker table), errors.go (refusals), request.go (token, origin),
 // limit.go (the refused-token limiter), session.go (how a session's end
 // reaches the viewer), observer.go (the events an Observer receives),
-// sessions.go (listing and ending live sessions).
+// sessions.go (listing and ending live sessions), hub.go (shared text
+// consoles).
 package proxy
 
 import (

@@ -64,6 +64,10 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 	if herr := viewable(target, asked); herr != nil {
 		return nil, herr
 	}
+	if target.Kind == protocols.KindSPICE && p.spice().LiveAt(target) {
+		// Before consuming: the token stays good for when the console is free.
+		return nil, fail(http.StatusConflict, nil, "this SPICE console already has a viewer and SPICE sessions cannot be shared; try again when it leaves")
+	}
 	singleUse := false
 	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
 		// Retire the token before any byte reaches QEMU: of racing
