@@ -5,8 +5,8 @@
 //
 // Doing everything that can fail before the upgrade lets every failure be
 // a real HTTP status with a one-line reason (400 or 405 not a well-formed
-// websocket upgrade, 401 no token, 403 origin or a view-only session of
-// a console whose input the proxy cannot filter, 404 unknown token, 409
+// websocket upgrade, 401 no token, 403 origin or a view-only SPICE
+// session (the proxy cannot filter SPICE input), 404 unknown token, 409
 // a second viewer of a live SPICE console (SPICE cannot be shared: QEMU
 // 7.2 crashes on a second main channel), 429 too many failures, 502 console unreachable or
 // its handshake failed, 503 resolver unavailable), which browsers, the
@@ -42,7 +42,8 @@
 // a text console (serial, console) share its one connection through a
 // hub (hub.go): output to every viewer, input from control viewers only,
 // a scrollback for late joiners, a bounded queue per viewer. The join
-// key is the console, not the token.
+// key is the console, not the token. Each VNC viewer has its own
+// connection, always shared (vnc.Input), its input dropped if view-only.
 //
 // The files: proxy.go (the struct, ServeHTTP, Shutdown), upstream.go
 // (resolve, dial, QEMU-side handshake), handshake.go (the default
@@ -100,7 +101,9 @@ type Proxy struct {
 	// connection presented, and singleUse whether opening it consumed the
 	// token: protocols whose sessions span several connections admit the
 	// later ones by them. The proxy calls it after resolving and before
-	// dialling; an error refuses the request with 502 "console type
+	// dialling; t.Role is the session's role (the token's, or less if
+	// the viewer asked for less), which the handshaker must enforce. An
+	// error refuses the request with 502 "console type
 	// <kind> is not supported by this proxy".
 	//
 	// Nil means DefaultHandshake, which serves serial, console, VNC and
@@ -297,7 +300,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info,
-		Role: up.target.Role.Least(asked)}
+		Role: up.target.Role}
 	log = log.With("id", sess.ID, "kind", up.target.Kind, "console", up.target.Address)
 
 	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)

@@ -38,7 +38,11 @@ type upstream struct {
 // token back (refund) where the resolver can.
 func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*upstream, *Error) {
 	if target, ok := p.spice().Join(token); ok {
+		target.Role = target.Role.Least(asked)
 		if herr := p.servable(target); herr != nil {
+			return nil, herr
+		}
+		if herr := viewable(target); herr != nil {
 			return nil, herr
 		}
 		return p.dial(ctx, target, token, false)
@@ -61,7 +65,10 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 	if herr := p.servable(target); herr != nil {
 		return nil, herr
 	}
-	if herr := viewable(target, asked); herr != nil {
+	// From here on the target's role is the session's: what the token
+	// grants, or less if the viewer asked for less.
+	target.Role = target.Role.Least(asked)
+	if herr := viewable(target); herr != nil {
 		return nil, herr
 	}
 	if target.Kind == protocols.KindSPICE && p.spice().LiveAt(target) {
@@ -176,8 +183,8 @@ func (up *upstream) closeConn() {
 
 // viewable refuses a view-only session of a console whose input the
 // proxy cannot filter: better no session than one that can type.
-func viewable(target protocols.Target, asked protocols.Role) *Error {
-	if target.Role.Least(asked) == protocols.RoleView && (target.Kind == protocols.KindSPICE || target.Kind == protocols.KindVNC) {
+func viewable(target protocols.Target) *Error {
+	if target.Role == protocols.RoleView && target.Kind == protocols.KindSPICE {
 		return fail(http.StatusForbidden, nil, "view-only sessions are not supported for %s consoles", target.Kind)
 	}
 	return nil
