@@ -3,14 +3,10 @@ package main
 import (
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/virtconsole/virtconsole/protocols/qemutest"
-	"github.com/virtconsole/virtconsole/resolver"
 )
 
 // exclusiveViewer connects an RFB viewer to port that asks QEMU for
@@ -44,20 +40,10 @@ func exclusiveViewer(t *testing.T, port int) (c net.Conn, alive func() bool) {
 // shared session for both), the view viewer's keys and pointer never
 // reach the guest, the control viewer's do.
 func TestVNCSharedViewOnly(t *testing.T) {
-	g := qemutest.NewGraphicsGuest(t)
-	dir := pki(t)
-	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
-	tokens := writeTokens(t, map[string]resolver.Console{"share-vnc": {Type: "vnc", Address: addr}})
-	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
-	common := []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "share-vnc")}
+	p, common, boot := vncGuestBehindProxy(t, "share-vnc")
 	viewV := startVNC(t, append(common, "--view")...)
 	ctlV := startVNC(t, common...)
-	serial := g.Boot(t, q)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
-		}
-	})
+	serial := boot()
 
 	view, viewAlive := exclusiveViewer(t, viewV.port)
 	ctl, ctlAlive := exclusiveViewer(t, ctlV.port)
