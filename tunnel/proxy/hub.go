@@ -276,6 +276,14 @@ func (h *hub) input(p []byte) error {
 	return err
 }
 
+// signalDrained wakes the reader if it waits for a viewer's room.
+func (h *hub) signalDrained() {
+	select {
+	case h.drained <- struct{}{}:
+	default:
+	}
+}
+
 func (v *hubViewer) signal() {
 	select {
 	case v.wake <- struct{}{}:
@@ -349,6 +357,7 @@ func (h *hub) serve(ctx context.Context, ws net.Conn, role protocols.Role, toCon
 	h.mu.Lock()
 	delete(h.viewers, v)
 	h.mu.Unlock()
+	h.signalDrained() // the reader may be waiting for this viewer
 	ws.Close()
 	if !stopKill() {
 		<-killed
@@ -376,10 +385,7 @@ func (h *hub) write(ctx context.Context, ws net.Conn, v *hubViewer, fromConsole 
 		v.took = time.Now()
 		code, cause := h.endCode, h.endCause
 		h.mu.Unlock()
-		select {
-		case h.drained <- struct{}{}:
-		default:
-		}
+		h.signalDrained()
 		if stop == errTooSlow {
 			closeWith(ws, CloseViewerTooSlow, reasonTooSlow)
 			return n, errTooSlow
