@@ -4,14 +4,21 @@ package main
 // as README's "Sharing a console" runs them.
 
 import (
+	"context"
+	"errors"
 	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/proxy"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
 const (
@@ -87,14 +94,31 @@ func TestSharedSerialConsole(t *testing.T) {
 	dave := startSerial(t, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, shareControlToken))
 	typeUntil(t, dave, "echo again-$((4+5))\n", "again-9")
 	waitFor(t, 30*time.Second, "bob seeing dave's answer", func() bool { return strings.Contains(bob.out.String(), "again-9") })
+	// A viewer that stops reading (a websocket of the test's own, with a
+	// small receive buffer) is dropped with 4003 while the others get
+	// the whole flood.
+	stalled := stalledViewer(t, p.addr, filepath.Join(dir, "ca-cert.pem"), shareViewToken)
+	start := time.Now()
+	io.WriteString(dave.stdin, "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 3000000; echo flood-$((2+3))\n")
+	for name, c := range map[string]*client{"bob": bob, "carol": carol, "dave": dave} {
+		waitFor(t, 180*time.Second, name+" seeing the flood's end", func() bool { return strings.Contains(c.out.String(), "flood-5") })
+	}
+	t.Logf("3 MB of output reached every reading viewer in %v", time.Since(start).Round(time.Millisecond))
+	stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err := io.Copy(io.Discard, stalled)
+	var ce *wsconn.CloseError
+	if !errors.As(err, &ce) || ce.Code != proxy.CloseViewerTooSlow || ce.Reason != "viewer too slow" {
+		t.Fatalf("the viewer that stopped reading: %v, want close 4003 viewer too slow", err)
+	}
+
 	for _, c := range []*client{bob, carol, dave} {
 		c.stdin.Close()
 		if code := c.wait(t, 30*time.Second); code != 0 {
 			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
 		}
 	}
-	waitFor(t, 10*time.Second, "four session ends", func() bool {
-		return strings.Count(p.log.String(), "session end") == 4
+	waitFor(t, 10*time.Second, "five session ends", func() bool {
+		return strings.Count(p.log.String(), "session end") == 5
 	})
 	for _, role := range []string{"role=control", "role=view"} {
 		if !strings.Contains(p.log.String(), role) {
@@ -104,4 +128,27 @@ func TestSharedSerialConsole(t *testing.T) {
 	if strings.Contains(p.log.String(), shareControlToken) || strings.Contains(p.log.String(), shareViewToken) {
 		t.Fatal("the proxy logged a token")
 	}
+}
+
+// stalledViewer opens a websocket session of token that never reads, with
+// a receive buffer as small as the kernel allows, so that the proxy's
+// writes back up soon.
+func stalledViewer(t *testing.T, proxyAddr, ca, token string) net.Conn {
+	t.Helper()
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return serr
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, err := wsconn.Dial(ctx, "wss://"+proxyAddr+"/websockify", h, &wsconn.DialOptions{TLSConfig: clientTLS(t, ca),
+		Subprotocols: []string{"binary"}, NetDialContext: d.DialContext, DeadPeerTimeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
 }
