@@ -17,7 +17,6 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
-	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
@@ -107,7 +106,7 @@ func TestSharedSerialConsole(t *testing.T) {
 	stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, err := io.Copy(io.Discard, stalled)
 	var ce *wsconn.CloseError
-	if !errors.As(err, &ce) || ce.Code != proxy.CloseViewerTooSlow || ce.Reason != "viewer too slow" {
+	if !errors.As(err, &ce) || ce.Code != wsconn.CloseViewerTooSlow || ce.Reason != "viewer too slow" {
 		t.Fatalf("the viewer that stopped reading: %v, want close 4003 viewer too slow", err)
 	}
 

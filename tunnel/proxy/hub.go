@@ -35,11 +35,6 @@ const (
 	ViewerStall = 5 * time.Second
 )
 
-// CloseViewerTooSlow is the close code of a viewer of a shared text
-// console that could not keep up with its output (RFC 6455 7.4.2: 4000-4999
-// are for private use).
-const CloseViewerTooSlow = 4003
-
 const reasonTooSlow = "viewer too slow"
 
 var errTooSlow = errors.New(reasonTooSlow)
@@ -387,7 +382,7 @@ func (h *hub) write(ctx context.Context, ws net.Conn, v *hubViewer, fromConsole 
 		h.mu.Unlock()
 		h.signalDrained()
 		if stop == errTooSlow {
-			closeWith(ws, CloseViewerTooSlow, reasonTooSlow)
+			closeWith(ws, wsconn.CloseViewerTooSlow, reasonTooSlow)
 			return n, errTooSlow
 		}
 		if len(out) > 0 {

@@ -35,7 +35,7 @@
 // "session ended by an administrator": KillSession ended it (the admin
 // listener's DELETE /v1/sessions/{id}). 4003, "viewer too slow": a viewer
 // of a shared text console left its output unread for ViewerStall with
-// its queue full (CloseViewerTooSlow).
+// its queue full (wsconn.CloseViewerTooSlow).
 //
 // Roles: a token grants RoleControl or RoleView (protocols.Target.Role);
 // a request may ask for less (RequestedRole), never more. The viewers of

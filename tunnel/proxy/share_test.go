@@ -193,7 +193,7 @@ func TestSharedSerialSlowViewer(t *testing.T) {
 
 	err, pc := readEnd(t, slow)
 	var ce *wsconn.CloseError
-	if !errors.As(err, &ce) || ce.Code != CloseViewerTooSlow || ce.Reason != "viewer too slow" || pc == nil {
+	if !errors.As(err, &ce) || ce.Code != wsconn.CloseViewerTooSlow || ce.Reason != "viewer too slow" || pc == nil {
 		t.Fatalf("the slow viewer's end: %v, want close 4003 viewer too slow", err)
 	}
 	fast.Write([]byte("y"))
