@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
@@ -56,8 +58,9 @@ func TestSharedSerialConsole(t *testing.T) {
 		return f[1:]
 	}
 	proxyAddr = "127.0.0.1:0"
-	p := startDaemon(t, args(lines[0])...)
+	p := startDaemon(t, append(args(lines[0]), "--admin-listen", "127.0.0.1:0", "--admin-client-ca", filepath.Join(dir, "ca-cert.pem"))...)
 	proxyAddr = p.addr
+	admin := "https://" + adminAddrOf(t, p)
 
 	alice := startClient(t, args(lines[1])...)
 	typeUntil(t, alice, "echo before-$((20+22))\n", "before-42")
@@ -68,6 +71,25 @@ func TestSharedSerialConsole(t *testing.T) {
 		waitFor(t, 30*time.Second, name+"'s scrollback with alice's earlier answer", func() bool {
 			return strings.Contains(c.out.String(), "before-42")
 		})
+	}
+
+	// "sessions list": one session, its three viewers and their roles.
+	r := run(t, nil, "sessions", "list", "--server", admin, "--tls-dir", dir, "--json")
+	var list []proxy.SessionInfo
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+		t.Fatalf("sessions list --json: exit %d, %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	var roles []string
+	for _, s := range list {
+		for _, c := range s.Connections {
+			roles = append(roles, string(c.Role))
+		}
+	}
+	if len(list) != 1 || list[0].Viewers != 3 || strings.Join(roles, " ") != "control view view" {
+		t.Fatalf("sessions %+v: want one session of 3 viewers: control, view, view", list)
+	}
+	if r := run(t, nil, "sessions", "list", "--server", admin, "--tls-dir", dir); r.code != 0 || !strings.Contains(r.stdout, "1 control, 2 view") {
+		t.Fatalf("sessions list: exit %d, %q: want the roles 1 control, 2 view", r.code, r.stdout)
 	}
 
 	// The view viewers type first; then alice. Her answer reaching
