@@ -31,9 +31,11 @@ const (
 // tiny Linux guest on a TLS chardev: a control viewer (alice), a viewer
 // whose token grants only view (bob) and one that asked for view with
 // alice's token (--view). Every viewer sees the guest's answers; the late
-// joiners first see what came before they joined; what the view viewers
+// joiners first see what came before they joined; "sessions list" shows
+// one session of three viewers with their roles; what the view viewers
 // type never reaches the guest; the console stays shared when viewers
-// leave, and the last one's leaving ends the session.
+// leave; a viewer that stops reading is dropped with 4003 while the
+// others get the whole flood; the last one's leaving ends the session.
 func TestSharedSerialConsole(t *testing.T) {
 	qemutest.Require(t)
 	dir := pki(t)
