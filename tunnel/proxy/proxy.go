@@ -5,11 +5,12 @@
 //
 // Doing everything that can fail before the upgrade lets every failure be
 // a real HTTP status with a one-line reason (400 or 405 not a well-formed
-// websocket upgrade, 401 no token, 403 origin or a view-only SPICE
-// session (the proxy cannot filter SPICE input), 404 unknown token, 409
-// a second viewer of a live SPICE console (SPICE cannot be shared: QEMU
-// 7.2 crashes on a second main channel), 429 too many failures, 502 console unreachable or
-// its handshake failed, 503 resolver unavailable), which browsers, the
+// websocket upgrade, 400 an unknown role, 401 no token, 403 origin or a
+// view-only SPICE session (the proxy cannot filter SPICE input), 404
+// unknown token, 409 a second viewer of a live SPICE console (SPICE
+// cannot be shared: QEMU 7.2 crashes on a second main channel), 429 too
+// many failures, 502 console unreachable or its handshake failed, 503
+// resolver unavailable), which browsers, the
 // virtconsole client and load balancers all understand.
 //
 // A single-use token is spent only by a request that can open a session:
