@@ -38,6 +38,40 @@ func ParseKind(s string) (Kind, error) {
 // as opposed to a graphics protocol.
 func (k Kind) IsText() bool { return k == KindSerial || k == KindConsole }
 
+// Role is what a viewer may do on a console it shares with others.
+type Role string
+
+// The roles. A token grants one (RoleControl unless it says otherwise); a
+// viewer may ask for less, never for more.
+const (
+	RoleControl Role = "control" // sees the console and may type or point
+	RoleView    Role = "view"    // sees the console; its input is dropped
+)
+
+// RoleHeader is the HTTP request header by which a viewer asks the
+// proxy for a lesser role than its token grants ("view").
+const RoleHeader = "X-Virtconsole-Role"
+
+// ParseRole returns the Role spelled s ("" is RoleControl), or an error
+// naming the valid ones.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case "":
+		return RoleControl, nil
+	case RoleControl, RoleView:
+		return r, nil
+	}
+	return "", fmt.Errorf("unknown role %q: want control or view", s)
+}
+
+// Least returns the lesser of r and o: RoleView if either is.
+func (r Role) Least(o Role) Role {
+	if r == RoleView || o == RoleView {
+		return RoleView
+	}
+	return RoleControl
+}
+
 // Target is a console as the resolver describes it: what speaks there and
 // how to reach it securely.
 type Target struct {
@@ -64,6 +98,9 @@ type Target struct {
 	// the resolver knows it (the libvirt resolver does; a token file and
 	// the REST API do not): for audit records, never for dialling.
 	Domain, DomainUUID string
+	// Role is what the token grants its viewer; "" means RoleControl.
+	// The proxy enforces it: it is not a client's promise.
+	Role Role
 }
 
 // Host returns the host part of Address, for TLS server-name checks.

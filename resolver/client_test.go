@@ -55,6 +55,7 @@ var httpTokens = map[string]Console{
 	tokA:                  {Type: "vnc", Address: "127.0.0.1:5901", Password: "x"},
 	tokB + "/../?#% +&=é": {Type: "serial", Address: "[::1]:4555", Insecure: true},
 	tokC:                  {Type: "spice", Address: "qemu.example:5902", TLSTunnel: true},
+	tokD:                  {Type: "serial", Address: "127.0.0.1:4556", Role: "view"},
 }
 
 func newStaticForHTTP(t *testing.T) *Static {

@@ -13,6 +13,9 @@ func consoleTarget(c Console) (protocols.Target, error) {
 	if err != nil {
 		return protocols.Target{}, err
 	}
+	if _, err := protocols.ParseRole(c.Role); err != nil {
+		return protocols.Target{}, err
+	}
 	host, port, err := net.SplitHostPort(c.Address)
 	if err != nil || host == "" {
 		return protocols.Target{}, fmt.Errorf("address %q: want host:port", c.Address)
@@ -26,5 +29,6 @@ func consoleTarget(c Console) (protocols.Target, error) {
 		Insecure:  c.Insecure,
 		TLSTunnel: c.TLSTunnel,
 		Password:  c.Password,
+		Role:      protocols.Role(c.Role), // "" stays "": FromTarget gives back what it got
 	}, nil
 }

@@ -22,6 +22,9 @@ type Console struct {
 	Insecure  bool   `json:"insecure"`
 	TLSTunnel bool   `json:"tlsTunnel"`
 	Password  string `json:"password,omitempty"`
+	// Role is what the token grants: "control" (the default: may type)
+	// or "view" (sees everything; the proxy drops its input).
+	Role string `json:"role,omitempty"`
 }
 
 // Target converts c into a protocols.Target, validating the type and the
@@ -39,6 +42,7 @@ func FromTarget(t protocols.Target) Console {
 		Insecure:  t.Insecure,
 		TLSTunnel: t.TLSTunnel,
 		Password:  t.Password,
+		Role:      string(t.Role),
 	}
 }
 

@@ -608,6 +608,9 @@ func containsToken(v string, tokens []string) bool {
 // targetErr describes a Console.Target error, withholding it if the
 // values it echoes contain a token.
 func targetErr(c Console, err error, tokens []string) string {
+	if containsToken(c.Role, tokens) {
+		return "unknown role (value withheld: it contains a token); want control or view"
+	}
 	if containsToken(c.Type, tokens) || containsToken(c.Address, tokens) {
 		if _, kerr := protocols.ParseKind(c.Type); kerr != nil {
 			return "unknown console type (value withheld: it contains a token); want vnc, spice, serial or console"

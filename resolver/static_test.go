@@ -23,6 +23,7 @@ const (
 	tokA = "tokA-4f1c9e7b2d-SECRET"
 	tokB = "tokB-8a3d5c1e6f-SECRET"
 	tokC = "tokC-0b7e2a9d4c-SECRET"
+	tokD = "tokD-6e2f8b1a7c-SECRET"
 )
 
 func writeFile(t *testing.T, path, content string) {
@@ -66,19 +67,21 @@ func TestLoadFileOK(t *testing.T) {
   "`+tokA+`": {"type":"serial","address":"127.0.0.1:4555","insecure":false},
   "`+tokB+`": {"type":"vnc","address":"[::1]:5901","insecure":true,"tlsTunnel":false,"password":"pw",
                 "comment":"unknown fields are ignored","extra":{"nested":[1,2,3]}},
-  "`+tokC+`": {"type":"spice","address":"host.example:5902","tlsTunnel":true}
+  "`+tokC+`": {"type":"spice","address":"host.example:5902","tlsTunnel":true},
+  "`+tokD+`": {"type":"serial","address":"127.0.0.1:4556","role":"view"}
 }`)
 	s, err := LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Len() != 3 || s.Path() != path {
+	if s.Len() != 4 || s.Path() != path {
 		t.Fatalf("Len = %d, Path = %q", s.Len(), s.Path())
 	}
 	want := map[string]protocols.Target{
 		tokA: {Kind: protocols.KindSerial, Address: "127.0.0.1:4555"},
 		tokB: {Kind: protocols.KindVNC, Address: "[::1]:5901", Insecure: true, Password: "pw"},
 		tokC: {Kind: protocols.KindSPICE, Address: "host.example:5902", TLSTunnel: true},
+		tokD: {Kind: protocols.KindSerial, Address: "127.0.0.1:4556", Role: protocols.RoleView},
 	}
 	for tok, w := range want {
 		if got := mustResolve(t, s, tok); !reflect.DeepEqual(got, w) {
@@ -139,6 +142,10 @@ func TestLoadFileMalformed(t *testing.T) {
 			[]string{"entry 1", `field "type" must be a string`}},
 		{"insecure not bool", `{"` + tokA + `": {"type":"vnc","address":"127.0.0.1:5901","insecure":"no"}}`,
 			[]string{`field "insecure" must be true or false`}},
+		{"bad role", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:4555","role":"admin"}}`,
+			[]string{"entry 1", `unknown role "admin"`, "control or view"}},
+		{"role holding a token", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:4555","role":"` + tokB + `"}, "` + tokB + `": ` + good + `}`,
+			[]string{"unknown role", "withheld"}},
 		{"bad address", `{"` + tokA + `": ` + good + `, "` + tokB + `": {"type":"serial","address":"127.0.0.1"}}`,
 			[]string{"entry 2 (line 1, address \"127.0.0.1\"): bad address: want host:port"}},
 		{"bad port", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:99999"}}`,

@@ -99,23 +99,40 @@ func rfbPoint(c net.Conn, x, y uint16) error {
 	return err
 }
 
+// vncGuestBehindProxy starts the tiny graphics guest's QEMU (paused) with
+// VeNCrypt x509 and client certificates, and a proxy whose token file
+// maps token to it. It returns the proxy, the client flags that reach
+// the console through it with token, and boot, which resumes the guest
+// and returns its serial console (QEMU's output is logged if the test
+// fails).
+func vncGuestBehindProxy(t *testing.T, token string) (p *daemon, clientArgs []string, boot func() *qemutest.SerialConsole) {
+	t.Helper()
+	g := qemutest.NewGraphicsGuest(t)
+	dir := pki(t)
+	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
+	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "vnc", Address: addr}})
+	p = startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	clientArgs = []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)}
+	return p, clientArgs, func() *qemutest.SerialConsole {
+		t.Helper()
+		serial := g.Boot(t, q)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
+			}
+		})
+		return serial
+	}
+}
+
 // TestKeyboardVNC: QEMU with VeNCrypt x509 and client certificates, the
 // proxy and "virtconsole vnc --local-port"; a scripted RFB viewer's
 // KeyEvents reach the guest's shell, and its PointerEvents the guest's
 // virtio tablet.
 func TestKeyboardVNC(t *testing.T) {
-	g := qemutest.NewGraphicsGuest(t)
-	dir := pki(t)
-	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
-	tokens := writeTokens(t, map[string]resolver.Console{"kbd-vnc": {Type: "vnc", Address: addr}})
-	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
-	v := startVNC(t, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "kbd-vnc"))
-	serial := g.Boot(t, q)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
-		}
-	})
+	p, proxyArgs, boot := vncGuestBehindProxy(t, "kbd-vnc")
+	v := startVNC(t, proxyArgs...)
+	serial := boot()
 
 	name, _, _, reason, c := rfbViewer(t, v.port)
 	if reason != "" || name != "QEMU" {

@@ -256,7 +256,8 @@ func TestSoak(t *testing.T) {
 	b.tokensFile = writeTokens(t, b.tokens)
 	b.proxyA = startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", b.pkiDir,
 		"--connect-tls-dir", b.pkiDir, "--connect-insecure", "--tokens", b.tokensFile,
-		"--max-sessions", "0", "--debug-listen", "127.0.0.1:0")
+		"--max-sessions", "0", "--debug-listen", "127.0.0.1:0",
+		"--no-serial-sharing") // the echo consoles serve each session on its own
 	waitFor(t, 10*time.Second, "proxy A's debug listener", func() bool {
 		m := debugListeningRE.FindStringSubmatch(b.proxyA.log.String())
 		if m != nil {

@@ -120,6 +120,12 @@ func rfbHandshake(t testing.TB, c net.Conn) (name string, width, height int, rea
 // rfbInit is rfbHandshake returning its failure: reason is QEMU's when it
 // refused the handshake.
 func rfbInit(c net.Conn) (name string, width, height int, reason string, err error) {
+	return rfbInitShared(c, true)
+}
+
+// rfbInitShared is rfbInit whose ClientInit asks for a shared session, or
+// for exclusive access (RFC 6143 §7.3.1).
+func rfbInitShared(c net.Conn, shared bool) (name string, width, height int, reason string, err error) {
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	defer c.SetDeadline(time.Time{})
 	ver := make([]byte, 12)
@@ -154,7 +160,11 @@ func rfbInit(c net.Conn) (name string, width, height int, reason string, err err
 		reason, err := rfbReason(c)
 		return "", 0, 0, reason, err
 	}
-	c.Write([]byte{1}) // ClientInit: shared
+	flag := byte(0)
+	if shared {
+		flag = 1
+	}
+	c.Write([]byte{flag}) // ClientInit
 	init := make([]byte, 24)
 	if err := readFull(c, init); err != nil {
 		return "", 0, 0, "", fmt.Errorf("read ServerInit: %w", err)

@@ -305,6 +305,43 @@ func TestWebPages(t *testing.T) {
 		b.call(t, session, "Emulation.clearDeviceMetricsOverride", nil, nil)
 		t.Logf("terminal columns %d, then %d in a narrower window", cols0, cols1)
 		noViolations(t, session)
+
+		// Sharing: "virtconsole serial" joins the page's console, then a
+		// view-only page (role=view in the link's fragment) replaces
+		// this one. It first shows the console's earlier output, then
+		// what the CLI's commands print; it takes no keys.
+		cli := startSerial(t, "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
+			"--token-file", writeToken(t, "web-serial-token-1"))
+		typeUntil(t, cli, "echo v-$((8*8))\n", "v-64")
+		b.openPage(t, "about:blank") // a new document: the link differs from this page's only in its fragment
+		view := b.openPage(t, link(t, "serial", "web-serial-token-1", front.URL+"/consoles")+"&role=view")
+		waitConnected(t, view)
+		if !waitForOr(30*time.Second, func() bool {
+			b.eval(t, view, termTextJS, &text)
+			return strings.Contains(text, "v-64")
+		}) {
+			t.Fatalf("no earlier answer v-64 in the view-only page; it shows:\n%s\nthe CLI has %q", text, cli.out.String())
+		}
+		b.eval(t, view, "window.term.focus(), true", nil)
+		b.call(t, view, "Input.insertText", map[string]any{"text": "echo z-$((3*11))"}, nil)
+		viewEnter := func() {
+			b.call(t, view, "Input.dispatchKeyEvent", map[string]any{"type": "keyDown", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"}, nil)
+			b.call(t, view, "Input.dispatchKeyEvent", map[string]any{"type": "keyUp", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}, nil)
+		}
+		viewEnter()
+		typeUntil(t, cli, "echo w-$((9*9))\n", "w-81")
+		waitFor(t, 30*time.Second, "the CLI's answer w-81 in the view-only page", func() bool {
+			b.eval(t, view, termTextJS, &text)
+			return strings.Contains(text, "w-81")
+		})
+		if strings.Contains(text, "z-") || strings.Contains(cli.out.String(), "z-") {
+			t.Fatalf("the view-only page's keys reached the guest: page %q, CLI %q", text, cli.out.String())
+		}
+		if !strings.Contains(p.log.String(), "role=view") {
+			t.Error("no view-role session in the proxy's log")
+		}
+		cli.stdin.Close()
+		noViolations(t, view)
 	})
 
 	// A refused token: each page says so with the proxy's reason, and

@@ -38,6 +38,21 @@ func (s *Sessions) Join(token string) (protocols.Target, bool) {
 	return t, ok
 }
 
+// LiveAt reports whether a live session reaches t's console. A SPICE
+// console cannot be shared: QEMU 7.2 crashed on a second main channel
+// on a live session (PROTOCOLS.md), so the proxy refuses a second
+// session of one console rather than let QEMU see it.
+func (s *Sessions) LiveAt(t protocols.Target) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, lt := range s.targets {
+		if lt.Kind == t.Kind && lt.Address == t.Address {
+			return true
+		}
+	}
+	return false
+}
+
 // Handshaker returns the handshaker for one connection that presented
 // token for t, and the function to call when the connection ends. It
 // returns nil for targets that are not SPICE.

@@ -14,9 +14,10 @@ import (
 // offers RFB 3.8, serves viewers speaking 3.3, 3.7 or 3.8 (any other
 // well-formed version as 3.3, RFC 6143 §7.1.1), offers only security type
 // None (the viewer's connection is already authenticated) and sends the
-// SecurityResult where the viewer's version has one. It returns viewer and
-// qemu unchanged: from ClientInit on, the caller passes bytes through
-// untouched. The exchange honours ctx's deadline.
+// SecurityResult where the viewer's version has one. It returns qemu
+// unchanged and viewer wrapped in Input (ClientInit always shared; with
+// ViewOnly, no input): from ClientInit on, the caller passes bytes
+// through. The exchange honours ctx's deadline.
 func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Conn, net.Conn, error) {
 	defer protocols.Deadline(ctx, viewer)()
 	p := newPeer(ctx, viewer, "the viewer")
@@ -30,7 +31,7 @@ func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Con
 		if err := p.Write([]byte{0, 0, 0, byte(SecurityNone)}, "the security type"); err != nil {
 			return nil, nil, err
 		}
-		return viewer, qemu, nil
+		return Input(viewer, h.ViewOnly), qemu, nil
 	}
 	if err := p.Write([]byte{1, byte(SecurityNone)}, "the security types"); err != nil {
 		return nil, nil, err
@@ -53,7 +54,7 @@ func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Con
 			return nil, nil, err
 		}
 	}
-	return viewer, qemu, nil
+	return Input(viewer, h.ViewOnly), qemu, nil
 }
 
 // Refuse serves the viewer's version exchange, then refuses the

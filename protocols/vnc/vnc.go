@@ -2,7 +2,9 @@
 // and security with QEMU on one leg (VeNCrypt x509 TLS, VNC password
 // authentication inside it) and with the viewer on the other (offering
 // only None, since the viewer's leg is already authenticated), then hands
-// both connections back for byte pass-through from ClientInit on.
+// both connections back for byte pass-through from ClientInit on. The
+// viewer's side is filtered on its way (Input): its ClientInit always asks
+// for a shared session, and a view-only viewer's input is dropped.
 //
 // References: RFC 6143 ("The Remote Framebuffer Protocol") and the
 // community RFB specification (rfbproto, rfbproto.rst), which documents
@@ -140,6 +142,11 @@ type Handshaker struct {
 	// certificate against the host name or IP dialled. Required for
 	// VeNCrypt.
 	TLSConfig func(host string) *tls.Config
+
+	// ViewOnly drops the viewer's input on its way to QEMU (see Input).
+	// Whatever it says, Client's viewer conn always asks QEMU for a
+	// shared session.
+	ViewOnly bool
 }
 
 var _ protocols.Handshaker = (*Handshaker)(nil)

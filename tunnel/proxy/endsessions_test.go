@@ -10,10 +10,10 @@ import (
 // EndSessions ends the sessions of the tokens it is told are revoked and
 // leaves the others.
 func TestEndSessions(t *testing.T) {
-	addr := echoServer(t)
+	// Two consoles: the viewers of one would share it (and its echoes).
 	p, srv, _ := newProxy(t, map[string]resolver.Console{
-		"revoked": {Type: "serial", Address: addr, Insecure: true},
-		"kept":    {Type: "serial", Address: addr, Insecure: true},
+		"revoked": {Type: "serial", Address: echoServer(t), Insecure: true},
+		"kept":    {Type: "serial", Address: echoServer(t), Insecure: true},
 	})
 	gone, err := dial(t, wsURL(srv), bearer("revoked"))
 	if err != nil {

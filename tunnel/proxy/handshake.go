@@ -12,7 +12,8 @@ import (
 
 // DefaultHandshake is the Handshake used when the hook is nil, the
 // proxy's one table of handshakers: serial.Handshaker for serial and
-// console targets, a vnc.Handshaker with TLSConfig (VeNCrypt) for VNC,
+// console targets, a vnc.Handshaker with TLSConfig (VeNCrypt) for VNC
+// (view-only when t.Role is RoleView),
 // and for SPICE a handshaker from the SPICE sessions that admits the
 // connection into its session and releases it when it ends. Other kinds
 // are an error.
@@ -21,7 +22,7 @@ func (p *Proxy) DefaultHandshake(_ context.Context, t protocols.Target, token st
 	case protocols.KindSerial, protocols.KindConsole:
 		return serial.Handshaker{}, nil, nil
 	case protocols.KindVNC:
-		return &vnc.Handshaker{TLSConfig: p.TLSConfig}, nil, nil
+		return &vnc.Handshaker{TLSConfig: p.TLSConfig, ViewOnly: t.Role == protocols.RoleView}, nil, nil
 	case protocols.KindSPICE:
 		return p.spice().Handshaker(t, token, singleUse)
 	}

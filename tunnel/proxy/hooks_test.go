@@ -145,8 +145,12 @@ func TestDefaultHandshake(t *testing.T) {
 		}
 	}
 	hs, _, err := p.DefaultHandshake(ctx, protocols.Target{Kind: protocols.KindVNC}, "t", false)
-	if v, ok := hs.(*vnc.Handshaker); !ok || v.TLSConfig == nil || err != nil {
+	if v, ok := hs.(*vnc.Handshaker); !ok || v.TLSConfig == nil || v.ViewOnly || err != nil {
 		t.Errorf("vnc: %T, %v", hs, err)
+	}
+	hs, _, err = p.DefaultHandshake(ctx, protocols.Target{Kind: protocols.KindVNC, Role: protocols.RoleView}, "t", false)
+	if v, ok := hs.(*vnc.Handshaker); !ok || !v.ViewOnly || err != nil {
+		t.Errorf("vnc, view role: %T %+v, %v; want a view-only handshaker", hs, hs, err)
 	}
 	hs, release, err := p.DefaultHandshake(ctx, protocols.Target{Kind: protocols.KindSPICE}, "t", true)
 	if hs == nil || release == nil || err != nil {

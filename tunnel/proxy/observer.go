@@ -114,6 +114,9 @@ type Session struct {
 	TokenID string // resolver.TokenID of the token; never the token
 	Target  TargetInfo
 	Info    protocols.Info // what the console handshake learnt
+	// Role is what the viewer may do: the token's role, or less if the
+	// viewer asked for less (RequestedRole).
+	Role protocols.Role
 	// Setup is how long the request took from arrival to the session's
 	// start: resolving, dialling and both handshakes.
 	Setup time.Duration

@@ -5,9 +5,12 @@
 //
 // Doing everything that can fail before the upgrade lets every failure be
 // a real HTTP status with a one-line reason (400 or 405 not a well-formed
-// websocket upgrade, 401 no token, 403 origin,
-// 404 unknown token, 429 too many failures, 502 console unreachable or
-// its handshake failed, 503 resolver unavailable), which browsers, the
+// websocket upgrade, 400 an unknown role, 401 no token, 403 origin or a
+// view-only SPICE session (the proxy cannot filter SPICE input), 404
+// unknown token, 409 a second viewer of a live SPICE console (SPICE
+// cannot be shared: QEMU 7.2 crashes on a second main channel), 429 too
+// many failures, 502 console unreachable or its handshake failed, 503
+// resolver unavailable), which browsers, the
 // virtconsole client and load balancers all understand.
 //
 // A single-use token is spent only by a request that can open a session:
@@ -31,14 +34,25 @@
 // 4001, "console handshake failed: …": the console protocol's handshake
 // with the viewer failed (e.g. no common VNC security type). 4002,
 // "session ended by an administrator": KillSession ended it (the admin
-// listener's DELETE /v1/sessions/{id}).
+// listener's DELETE /v1/sessions/{id}). 4003, "viewer too slow": a viewer
+// of a shared text console left its output unread for ViewerStall with
+// its queue full (wsconn.CloseViewerTooSlow).
+//
+// Roles: a token grants RoleControl or RoleView (protocols.Target.Role);
+// a request may ask for less (RequestedRole), never more. The viewers of
+// a text console (serial, console) share its one connection through a
+// hub (hub.go): output to every viewer, input from control viewers only,
+// a scrollback for late joiners, a bounded queue per viewer. The join
+// key is the console, not the token. Each VNC viewer has its own
+// connection, always shared (vnc.Input), its input dropped if view-only.
 //
 // The files: proxy.go (the struct, ServeHTTP, Shutdown), upstream.go
 // (resolve, dial, QEMU-side handshake), handshake.go (the default
 // handshaker table), errors.go (refusals), request.go (token, origin),
 // limit.go (the refused-token limiter), session.go (how a session's end
 // reaches the viewer), observer.go (the events an Observer receives),
-// sessions.go (listing and ending live sessions).
+// sessions.go (listing and ending live sessions), hub.go (shared text
+// consoles).
 package proxy
 
 import (
@@ -88,12 +102,16 @@ type Proxy struct {
 	// connection presented, and singleUse whether opening it consumed the
 	// token: protocols whose sessions span several connections admit the
 	// later ones by them. The proxy calls it after resolving and before
-	// dialling; an error refuses the request with 502 "console type
+	// dialling; t.Role is the session's role (the token's, or less if
+	// the viewer asked for less), which the handshaker must enforce. An
+	// error refuses the request with 502 "console type
 	// <kind> is not supported by this proxy".
 	//
 	// Nil means DefaultHandshake, which serves serial, console, VNC and
 	// SPICE targets. A hook that only adds to it (a recorder, a view-only
-	// filter) can wrap what DefaultHandshake returns.
+	// filter) can wrap what DefaultHandshake returns. With a hook, the
+	// viewers of a text console do not share its connection (each gets
+	// its own, as with NoSerialSharing): the hook sees every connection.
 	Handshake func(ctx context.Context, t protocols.Target, token string, singleUse bool) (hs protocols.Handshaker, release func(), err error)
 
 	// SPICE follows SPICE sessions across their connections (one per
@@ -166,8 +184,15 @@ type Proxy struct {
 	// pass (see Observer). Nil means nobody is.
 	Observer Observer
 
+	// NoSerialSharing gives each viewer of a text console (serial,
+	// console) its own connection to it, as for a server that serves
+	// many clients (QEMU's chardevs serve one). By default the viewers of
+	// one console share its one connection (see hub.go).
+	NoSerialSharing bool
+
 	refusals sampler      // of "request refused" log lines, per client
 	shares   shares       // sessions per token and per client
+	hubs     hubs         // live shared text consoles
 	inflight atomic.Int64 // requests past the checks, until they end
 	active   atomic.Int64 // sessions passing bytes
 
@@ -240,6 +265,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, p.refused(host, fail(http.StatusUnauthorized, nil, "no token: send Authorization: Bearer, a token cookie or a token query parameter")))
 		return
 	}
+	asked, err := RequestedRole(r)
+	if err != nil {
+		p.refuse(w, r, log, fail(http.StatusBadRequest, err, "role must be control or view"))
+		return
+	}
 	releaseShare, herr := p.takeShare(token, host)
 	if herr != nil {
 		p.refuse(w, r, log, herr)
@@ -255,7 +285,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	defer context.AfterFunc(req.ctx, cancel)() // Shutdown ends handshakes too
 
-	up, herr := p.open(ctx, token)
+	up, herr := p.open(ctx, token, asked)
 	if herr != nil {
 		if herr.Status == http.StatusNotFound {
 			herr = p.refused(host, herr)
@@ -270,7 +300,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refund(ctx, up.consumed) // after release: the SPICE session is gone
 		}
 	}()
-	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info}
+	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info,
+		Role: up.target.Role}
 	log = log.With("id", sess.ID, "kind", up.target.Kind, "console", up.target.Address)
 
 	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)
@@ -294,15 +325,23 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		DeadPeerTimeout: p.DeadPeerTimeout,
 	})
 	if err != nil {
-		up.conn.Close()
+		up.closeConn()
 		log.Warn("websocket upgrade failed", "err", err)
 		p.startFailed(sess, arrived, err)
 		return nil, nil, false // Upgrade has answered the request.
 	}
+	if up.hub != nil {
+		if !p.acceptingSessions() {
+			closeWith(ws, wsconn.CloseGoingAway, reasonShutdown)
+			p.startFailed(sess, arrived, errors.New(reasonShutdown))
+			return nil, nil, false
+		}
+		return ws, nil, true // nothing to negotiate; the hub has the console
+	}
 	client, server, err = up.hs.Client(ctx, ws, up.conn)
 	if err != nil {
 		closeWith(ws, wsconn.CloseHandshakeFailed, reasonClientHS+": "+errorText(err))
-		up.conn.Close()
+		up.closeConn()
 		log.Warn("console handshake with client failed", "err", err)
 		p.startFailed(sess, arrived, err)
 		return nil, nil, false
@@ -342,12 +381,19 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 	sess.Info = info
 	sess.Time = time.Now()
 	sess.Setup = sess.Time.Sub(arrived)
-	log.Info("session start", "auth", info.Auth, "setup", sess.Setup.Round(time.Microsecond))
+	log.Info("session start", "auth", info.Auth, "role", sess.Role, "setup", sess.Setup.Round(time.Microsecond))
 	obs := p.observer()
 	obs.SessionStart(sess)
 	p.setSession(req, sess)
-	stats, err := join(ctx, client, server, func() (int, string) { return closeFor(p.killer(req)) },
-		tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	closing := func() (int, string) { return closeFor(p.killer(req)) }
+	var stats tunnel.Stats
+	var err error
+	if up.hub != nil {
+		stats, err = up.hub.serve(ctx, client, sess.Role, &sess.BytesToConsole, &sess.BytesFromConsole, closing)
+	} else {
+		stats, err = join(ctx, client, server, closing,
+			tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+	}
 	p.setSession(req, nil) // before SessionEnd: Sessions lists only live ones
 	sess.Duration = time.Since(sess.Time)
 	end := []any{"duration", sess.Duration.Round(time.Millisecond),

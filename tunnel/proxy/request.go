@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/virtconsole/virtconsole/protocols"
 )
 
 // Token returns the request's token: from an "Authorization: Bearer"
@@ -89,4 +91,25 @@ func clientHost(remoteAddr string) string {
 		return remoteAddr
 	}
 	return host
+}
+
+// RoleHeader is protocols.RoleHeader; browsers, which cannot set
+// websocket headers, use a "role" query parameter or cookie instead.
+const RoleHeader = protocols.RoleHeader
+
+// RequestedRole returns the role the request asks for: RoleHeader, else
+// a "role" query parameter, else a "role" cookie; RoleControl when none.
+// It can only lower the token's role (Role.Least): a viewer may watch
+// with a control token, never type with a view one.
+func RequestedRole(r *http.Request) (protocols.Role, error) {
+	s := r.Header.Get(RoleHeader)
+	if s == "" {
+		s = r.URL.Query().Get("role")
+	}
+	if s == "" {
+		if c, err := r.Cookie("role"); err == nil {
+			s = c.Value
+		}
+	}
+	return protocols.ParseRole(s)
 }

@@ -29,11 +29,23 @@ type SessionInfo struct {
 	BytesToConsole   int64 `json:"bytes_to_console"`
 	BytesFromConsole int64 `json:"bytes_from_console"`
 	// Viewers is the number of websocket connections of the session: 1,
-	// or a SPICE session's channels.
+	// a SPICE session's channels, or the viewers sharing a text console.
 	Viewers int `json:"viewers"`
+	// Connections are those websocket connections, oldest first, each
+	// with its viewer's role.
+	Connections []Connection `json:"connections"`
 	// SPICESession is the proxy's name of a SPICE session (the log's
 	// "session").
 	SPICESession string `json:"spice_session,omitempty"`
+}
+
+// Connection is one websocket connection of a listed session.
+type Connection struct {
+	ID      string         `json:"id"` // its Session.ID
+	Client  string         `json:"client"`
+	Role    protocols.Role `json:"role"`
+	Channel string         `json:"channel,omitempty"` // a SPICE channel
+	Started time.Time      `json:"started"`
 }
 
 // Sessions returns a snapshot of the sessions passing bytes now, oldest
@@ -55,7 +67,11 @@ func (p *Proxy) Sessions() []SessionInfo {
 			Console: s.Target.Address, Client: s.Client.Addr, ForwardedFor: s.Client.ForwardedFor,
 			ClientCert: s.Client.CertSubject, Started: s.Time,
 			BytesToConsole: s.BytesToConsole.Load(), BytesFromConsole: s.BytesFromConsole.Load(),
-			Viewers: 1, SPICESession: s.Info.Session,
+			Viewers:     1,
+			Connections: []Connection{{ID: s.ID, Client: s.Client.Addr, Role: s.Role, Channel: s.Info.Channel, Started: s.Time}},
+		}
+		if s.Target.Kind == protocols.KindSPICE {
+			info.SPICESession = s.Info.Session
 		}
 		key := sessionKey(s)
 		g := byKey[key]
@@ -66,13 +82,17 @@ func (p *Proxy) Sessions() []SessionInfo {
 		}
 		// Another channel of g's SPICE session: the oldest names it.
 		viewers, to, from := g.Viewers+1, g.BytesToConsole+info.BytesToConsole, g.BytesFromConsole+info.BytesFromConsole
+		conns := append(g.Connections, info.Connections...)
 		if info.Started.Before(g.Started) || (info.Started.Equal(g.Started) && info.ID < g.ID) {
 			*g = *info
 		}
-		g.Viewers, g.BytesToConsole, g.BytesFromConsole = viewers, to, from
+		g.Viewers, g.BytesToConsole, g.BytesFromConsole, g.Connections = viewers, to, from, conns
 	}
 	out := make([]SessionInfo, len(list))
 	for i, info := range list {
+		slices.SortFunc(info.Connections, func(a, b Connection) int {
+			return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+		})
 		out[i] = *info
 	}
 	slices.SortFunc(out, func(a, b SessionInfo) int {
@@ -82,16 +102,18 @@ func (p *Proxy) Sessions() []SessionInfo {
 }
 
 // sessionKey tells Sessions' and KillSession's sessions apart: a SPICE
-// session's channels share one, every other websocket has its own.
+// session's channels share one, so do the viewers of a shared text
+// console (its hub's Info.Session); every other websocket has its own.
 func sessionKey(s *Session) string {
-	if s.Target.Kind == protocols.KindSPICE && s.Info.Session != "" {
-		return "spice " + s.Info.Session
+	if s.Info.Session != "" {
+		return string(s.Target.Kind) + " " + s.Info.Session
 	}
 	return s.ID
 }
 
 // KillSession ends the live session id (from Sessions; for SPICE, the ID
-// of any of its channels ends them all) as EndSessions would, and
+// of any of its channels ends them all; for a shared text console, any
+// viewer's ends every viewer's) as EndSessions would, and
 // reports whether there was one. by says who ended it, e.g. "admin
 // alice": it is the Session's KilledBy (the audit log's killed_by) and
 // the log's ended_by. The viewer's websocket is closed with 4002

@@ -23,6 +23,10 @@ type upstream struct {
 	release func() // never nil
 	info    protocols.Info
 
+	// hub, for a text console, is the shared console the session joins;
+	// conn is nil then (the hub owns the console's connection).
+	hub *hub
+
 	// consumed is the single-use token this connection consumed, to give
 	// back if no session starts; "" when it consumed none.
 	consumed string
@@ -32,9 +36,13 @@ type upstream struct {
 // consumes it if the resolver's tokens are single-use, dials the console
 // and runs QEMU's side of the handshake. If that fails, it gives the
 // token back (refund) where the resolver can.
-func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
+func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*upstream, *Error) {
 	if target, ok := p.spice().Join(token); ok {
+		target.Role = target.Role.Least(asked)
 		if herr := p.servable(target); herr != nil {
+			return nil, herr
+		}
+		if herr := viewable(target); herr != nil {
 			return nil, herr
 		}
 		return p.dial(ctx, target, token, false)
@@ -57,6 +65,16 @@ func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 	if herr := p.servable(target); herr != nil {
 		return nil, herr
 	}
+	// From here on the target's role is the session's: what the token
+	// grants, or less if the viewer asked for less.
+	target.Role = target.Role.Least(asked)
+	if herr := viewable(target); herr != nil {
+		return nil, herr
+	}
+	if target.Kind == protocols.KindSPICE && p.spice().LiveAt(target) {
+		// Before consuming: the token stays good for when the console is free.
+		return nil, fail(http.StatusConflict, nil, "this SPICE console already has a viewer and SPICE sessions cannot be shared; try again when it leaves")
+	}
 	singleUse := false
 	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
 		// Retire the token before any byte reaches QEMU: of racing
@@ -69,7 +87,11 @@ func (p *Proxy) open(ctx context.Context, token string) (*upstream, *Error) {
 		}
 		singleUse = true
 	}
-	up, herr := p.dial(ctx, target, token, singleUse)
+	dial := p.dial
+	if p.sharesText(target) {
+		dial = p.dialShared
+	}
+	up, herr := dial(ctx, target, token, singleUse)
 	if herr != nil {
 		if singleUse {
 			p.refund(ctx, token)
@@ -122,6 +144,50 @@ func (p *Proxy) dial(ctx context.Context, target protocols.Target, token string,
 		return nil, herr
 	}
 	return &upstream{target: target, conn: conn, hs: hs, release: release, info: info}, nil
+}
+
+// sharesText reports whether target's viewers share one connection:
+// text consoles, unless NoSerialSharing, or a Handshake hook of one's own
+// that wants to see each viewer's connection.
+func (p *Proxy) sharesText(target protocols.Target) bool {
+	return target.Kind.IsText() && !p.NoSerialSharing && p.Handshake == nil
+}
+
+// dialShared is dial for text consoles: the viewer joins the console's
+// live hub, or opens the console and makes the hub others join.
+func (p *Proxy) dialShared(ctx context.Context, target protocols.Target, token string, singleUse bool) (*upstream, *Error) {
+	h, created := p.hubs.acquire(target)
+	if created {
+		up, herr := p.dial(ctx, target, token, singleUse)
+		if herr != nil {
+			h.opened(nil, protocols.Info{}, herr)
+			h.release()
+			return nil, herr
+		}
+		up.release() // nothing to release for text consoles; the hub owns conn
+		h.opened(up.conn, up.info, nil)
+	} else if herr := h.wait(ctx); herr != nil {
+		h.release()
+		return nil, herr
+	}
+	return &upstream{target: target, hs: protocols.PassThrough{}, release: h.release, info: h.info, hub: h}, nil
+}
+
+// closeConn closes the console's connection of a session that did not
+// start (a hub's is released with the upstream instead).
+func (up *upstream) closeConn() {
+	if up.conn != nil {
+		up.conn.Close()
+	}
+}
+
+// viewable refuses a view-only session of a console whose input the
+// proxy cannot filter: better no session than one that can type.
+func viewable(target protocols.Target) *Error {
+	if target.Role == protocols.RoleView && target.Kind == protocols.KindSPICE {
+		return fail(http.StatusForbidden, nil, "view-only sessions are not supported for %s consoles", target.Kind)
+	}
+	return nil
 }
 
 // servable refuses a target that the proxy's configuration cannot serve

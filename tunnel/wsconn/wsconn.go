@@ -80,6 +80,9 @@ const (
 	// CloseEndedByAdmin: an administrator ended the session (the proxy's
 	// sessions API).
 	CloseEndedByAdmin = 4002
+	// CloseViewerTooSlow: a viewer of a shared console left its output
+	// unread for too long, and was dropped so as not to hold the others.
+	CloseViewerTooSlow = 4003
 )
 
 // MaxCloseReason is the longest close reason, in bytes: a control frame

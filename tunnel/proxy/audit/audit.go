@@ -52,6 +52,7 @@ type Event struct {
 	DomainUUID string `json:"domain_uuid,omitempty"` // and its UUID
 	Console    string `json:"console,omitempty"`     // the console's address
 	Channel    string `json:"channel,omitempty"`     // SPICE: the connection's channel
+	Role       string `json:"role,omitempty"`        // the viewer's: control or view
 
 	Client       string `json:"client"`                  // the peer's address
 	ForwardedFor string `json:"forwarded_for,omitempty"` // X-Forwarded-For's client, when trusted
@@ -195,7 +196,7 @@ func (l *Log) SessionEnd(s *proxy.Session) {
 
 // sessionEvent is the part of an event that every event of s has.
 func sessionEvent(s *proxy.Session, name string, t time.Time) *Event {
-	e := &Event{Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID, Channel: s.Info.Channel}
+	e := &Event{Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID, Channel: s.Info.Channel, Role: string(s.Role)}
 	setClient(e, s.Client)
 	setTarget(e, s.Target)
 	return e

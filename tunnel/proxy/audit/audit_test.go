@@ -45,6 +45,7 @@ func session() *proxy.Session {
 		TokenID: resolver.TokenID("s3cret-token"),
 		Target:  proxy.TargetInfo{Kind: protocols.KindVNC, Address: "127.0.0.1:5900", Domain: "web1", DomainUUID: "c7a5fdbd-edaf-9455-926a-d65c16db1809"},
 		Setup:   20 * time.Millisecond,
+		Role:    protocols.RoleView,
 	}
 	return s
 }
@@ -92,7 +93,7 @@ func TestLog(t *testing.T) {
 		t.Errorf("refusal %+v", r)
 	}
 	if st := ev[1]; st.SessionID != s.ID || st.Kind != "vnc" || st.Domain != "web1" || st.DomainUUID == "" || st.Console != "127.0.0.1:5900" ||
-		st.ForwardedFor != "198.51.100.7" || st.ClientCert != "CN=alice" || st.Outcome != "ok" || *st.SetupSeconds != 0.02 || st.Time.Location() != time.UTC {
+		st.ForwardedFor != "198.51.100.7" || st.ClientCert != "CN=alice" || st.Outcome != "ok" || *st.SetupSeconds != 0.02 || st.Time.Location() != time.UTC || st.Role != "view" {
 		t.Errorf("start %+v", st)
 	}
 	if k := ev[2]; k.KilledBy != "token revoked" || k.SessionID != s.ID {

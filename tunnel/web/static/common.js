@@ -9,6 +9,11 @@
 
 const params = new URLSearchParams(location.hash.slice(1));
 const token = params.get('token') || '';
+// role=view (in the fragment too) asks the proxy for a view-only session:
+// it goes as the role cookie beside the token's. A token's own role can
+// only be lowered.
+const role = params.get('role') || '';
+export const viewOnly = role === 'view';
 if (location.hash) {
   history.replaceState(null, '', location.pathname + location.search);
 }
@@ -60,6 +65,9 @@ export function setToken() {
   refusalID = Array.from(crypto.getRandomValues(new Uint8Array(16)), b => b.toString(16).padStart(2, '0')).join('');
   cookie('token', token, 30);
   cookie('refusal', refusalID, 30);
+  if (role && cookieSafe.test(role)) {
+    cookie('role', role, 30);
+  }
   return true;
 }
 
@@ -67,6 +75,7 @@ export function setToken() {
 export function clearToken() {
   cookie('token', '', 0);
   cookie('refusal', '', 0);
+  cookie('role', '', 0);
 }
 
 // show sets the status bar: the state, a reason, and whether to offer

@@ -6,7 +6,8 @@ import { Terminal } from '../vendor/xterm/lib/xterm.mjs';
 import { FitAddon } from '../vendor/xterm-addon-fit/lib/addon-fit.mjs';
 import * as page from './common.js';
 
-const term = new Terminal({convertEol: false, cursorBlink: true, scrollback: 5000});
+// A view-only page takes no keys (the proxy would drop them anyway).
+const term = new Terminal({convertEol: false, cursorBlink: true, scrollback: 5000, disableStdin: page.viewOnly});
 const fit = new FitAddon();
 term.loadAddon(fit);
 term.open(document.getElementById('screen'));

@@ -80,6 +80,8 @@ type ProxyOptions struct {
 	TLSDir    string
 	Insecure  bool
 	Timeout   time.Duration
+	// View asks the proxy for a view-only session (proxy.RoleHeader).
+	View bool
 }
 
 // DomainOptions are the domain group: which console of DOMAIN.
@@ -120,7 +122,8 @@ func AddFlags(cmd *cobra.Command, o *Options, kind protocols.Kind) {
 	fl.StringVar(&o.Proxy.CAFile, "ca-file", "", "trust the proxy's certificate if signed by the CA in `FILE` (default: system roots)")
 	fl.StringVar(&o.Proxy.TLSDir, "proxy-tls-dir", "", "present client-cert.pem/client-key.pem from `DIR` to a proxy that requires client certificates (ca-cert.pem there is trusted too)")
 	fl.BoolVar(&o.Proxy.Insecure, "proxy-insecure", false, "allow a ws:// proxy URL (token and console data in cleartext)")
-	cmdutil.SetFlagGroup(fl, cmdutil.GroupProxy, "proxy", "token-file", "ca-file", "proxy-tls-dir", "proxy-insecure")
+	fl.BoolVar(&o.Proxy.View, "view", false, "watch only: the proxy drops this viewer's input (a token may grant no more than that)")
+	cmdutil.SetFlagGroup(fl, cmdutil.GroupProxy, "proxy", "token-file", "ca-file", "proxy-tls-dir", "proxy-insecure", "view")
 
 	cmdutil.AddLibvirtURIFlag(cmd, &o.Domain.URI)
 	fl.IntVar(&o.Domain.Index, "index", 0, "which console device of the type: `N` (0 is the first)")
@@ -173,7 +176,7 @@ func (o *Options) Check(f *cmdutil.Factory, cmd *cobra.Command, args []string) e
 		return &cmdutil.FlagError{Err: errors.New("give DOMAIN or --target, not both")}
 	case o.domain != "" && proxy == "":
 		o.mode = DirectDomain
-		return nil
+		return o.checkView()
 	case o.domain != "":
 		o.mode = ProxyDomain
 	case o.Direct.Target == "" && proxy == "":
@@ -189,7 +192,7 @@ func (o *Options) Check(f *cmdutil.Factory, cmd *cobra.Command, args []string) e
 		return &cmdutil.FlagError{Err: errors.New("give --proxy or --target (direct mode), not both")}
 	default:
 		o.mode = DirectTarget
-		return nil
+		return o.checkView()
 	}
 	u, err := ProxyURL(proxy, o.Proxy.Insecure)
 	if err != nil {
@@ -197,6 +200,16 @@ func (o *Options) Check(f *cmdutil.Factory, cmd *cobra.Command, args []string) e
 		return &cmdutil.FlagError{Err: err}
 	}
 	o.Proxy.URL = u
+	return nil
+}
+
+// checkView refuses --view without the proxy: only the proxy can drop
+// input, so a direct session cannot promise it.
+func (o *Options) checkView() error {
+	if o.Proxy.View {
+		o.mode = 0
+		return &cmdutil.FlagError{Err: errors.New("--view needs the proxy (--proxy or " + EnvProxy + "): a direct session cannot be view-only")}
+	}
 	return nil
 }
 

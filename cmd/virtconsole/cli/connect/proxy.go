@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
@@ -143,6 +144,7 @@ type proxyLeg struct {
 	policy  tlscreds.Policy
 	timeout time.Duration
 	tokens  *tokenSource
+	view    bool // ask for a view-only session
 }
 
 // dial opens a websocket to the proxy carrying a token in an
@@ -164,6 +166,9 @@ func (p *proxyLeg) dial(ctx context.Context) (*Conn, error) {
 	}
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+token)
+	if p.view {
+		h.Set(protocols.RoleHeader, string(protocols.RoleView))
+	}
 	conn, err := wsconn.Dial(ctx, p.url, h, opts)
 	if err != nil {
 		release()

@@ -60,7 +60,7 @@ func (o *Options) resolveProxy(ctx context.Context, f *cmdutil.Factory, kind pro
 	if err != nil {
 		return nil, err
 	}
-	return &proxyLeg{url: o.Proxy.URL, host: hostOf(o.Proxy.URL), creds: creds, policy: policy, timeout: o.Proxy.Timeout, tokens: ts}, nil
+	return &proxyLeg{url: o.Proxy.URL, host: hostOf(o.Proxy.URL), creds: creds, policy: policy, timeout: o.Proxy.Timeout, tokens: ts, view: o.Proxy.View}, nil
 }
 
 func (o *Options) resolveDirect(ctx context.Context, f *cmdutil.Factory, kind protocols.Kind, policy tlscreds.Policy) (*directLeg, error) {

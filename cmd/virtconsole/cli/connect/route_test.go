@@ -132,6 +132,8 @@ func TestModeConflicts(t *testing.T) {
 		{"ws without opt-in", protocols.KindSerial, "", []string{"--proxy", "ws://p:1"}, `proxy URL "ws://p:1" is cleartext; use wss:// or pass --proxy-insecure`},
 		{"https", protocols.KindSerial, "vm", []string{"--proxy", "https://p:1"}, `proxy URL "https://p:1": use wss://p:1 (the proxy's websocket URL)`},
 		{"query", protocols.KindVNC, "", []string{"--proxy", "wss://p:1/?token=x"}, "proxy URL must not carry a query (tokens go in --token-file or VIRTCONSOLE_TOKEN)"},
+		{"view, direct domain", protocols.KindSerial, "vm", []string{"--view"}, "--view needs the proxy (--proxy or VIRTCONSOLE_PROXY): a direct session cannot be view-only"},
+		{"view, target", protocols.KindVNC, "", []string{"--view", "--target", "h:1"}, "--view needs the proxy (--proxy or VIRTCONSOLE_PROXY): a direct session cannot be view-only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := check(t, testFactory(t, nil), tc.kind, tc.domain, tc.flags...)
@@ -186,6 +188,7 @@ func TestFlagGroups(t *testing.T) {
 		"connect-tls-dir": cmdutil.GroupDirect, "connect-insecure": cmdutil.GroupDirect,
 		"tls-min-version": cmdutil.GroupTLS, "tls-cipher-suites": cmdutil.GroupTLS,
 		"proxy-timeout": cmdutil.GroupTimeouts, "handshake-timeout": cmdutil.GroupTimeouts,
+		"view": cmdutil.GroupProxy,
 	}
 	for _, k := range []protocols.Kind{protocols.KindSerial, protocols.KindVNC, protocols.KindSPICE} {
 		want[k] = map[string]string{}

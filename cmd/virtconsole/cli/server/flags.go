@@ -99,6 +99,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.IntVar(&opts.MaxSessions, "max-sessions", 1000, "`N` sessions open or opening at once before 503 (0: no bound)")
 	fl.IntVar(&opts.MaxSessionsPerToken, "max-sessions-per-token", 0, "`N` of --max-sessions one token may hold (0: half of --max-sessions; each SPICE channel counts)")
 	fl.IntVar(&opts.MaxSessionsPerClient, "max-sessions-per-client", 0, "`N` of --max-sessions one client address may hold (0: half of --max-sessions)")
+	fl.BoolVar(&opts.NoSerialSharing, "no-serial-sharing", false, "give each viewer of a serial or console device its own connection to it, for consoles that serve many clients (default: viewers share its one connection)")
 	fl.IntVar(&opts.MaxConnsPerClient, "max-conns-per-client", 100, "`N` connections open at once per client address; more are closed on accept (0: no bound; none with --trust-forwarded)")
 	fl.StringVar(&opts.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on the loopback `ADDR` (host:port; off by default)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")

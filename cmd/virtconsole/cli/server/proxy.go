@@ -51,6 +51,9 @@ type ProxyOptions struct {
 	SPICEGrace       time.Duration
 	MaxSessions      int
 	TrustForwarded   bool
+	// NoSerialSharing gives each viewer of a text console a connection
+	// of its own (proxy.NoSerialSharing).
+	NoSerialSharing bool
 	// MaxSessionsPerToken and MaxSessionsPerClient are shares of
 	// MaxSessions; zero means half of it.
 	MaxSessionsPerToken, MaxSessionsPerClient int
@@ -194,6 +197,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		Logger:               log,
 		Limiter:              proxy.NewLimiter(opts.MaxFailures, time.Minute),
 		MaxSessions:          opts.MaxSessions,
+		NoSerialSharing:      opts.NoSerialSharing,
 		MaxSessionsPerToken:  share(opts.MaxSessionsPerToken, opts.MaxSessions),
 		MaxSessionsPerClient: share(opts.MaxSessionsPerClient, opts.MaxSessions),
 		TrustForwarded:       opts.TrustForwarded,

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
@@ -140,12 +141,33 @@ func writeTable(w io.Writer, list []proxy.SessionInfo) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tDOMAIN\tCONSOLE\tCLIENT\tSTARTED\tTO CONSOLE\tFROM CONSOLE\tVIEWERS")
+	fmt.Fprintln(tw, "ID\tKIND\tDOMAIN\tCONSOLE\tCLIENT\tSTARTED\tTO CONSOLE\tFROM CONSOLE\tVIEWERS\tROLES")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", s.ID, s.Kind, orDash(s.Domain), s.Console, s.Client,
-			s.Started.UTC().Format(time.RFC3339), s.BytesToConsole, s.BytesFromConsole, s.Viewers)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.ID, s.Kind, orDash(s.Domain), s.Console, s.Client,
+			s.Started.UTC().Format(time.RFC3339), s.BytesToConsole, s.BytesFromConsole, s.Viewers, roles(s.Connections))
 	}
 	return tw.Flush()
+}
+
+// roles counts a session's connections by role, e.g. "1 control, 2 view"
+// ("-" from a proxy that does not say).
+func roles(conns []proxy.Connection) string {
+	var control, view int
+	for _, c := range conns {
+		if c.Role == protocols.RoleView {
+			view++
+		} else {
+			control++
+		}
+	}
+	var parts []string
+	if control > 0 {
+		parts = append(parts, fmt.Sprintf("%d control", control))
+	}
+	if view > 0 {
+		parts = append(parts, fmt.Sprintf("%d view", view))
+	}
+	return orDash(strings.Join(parts, ", "))
 }
 
 func orDash(s string) string {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
@@ -24,7 +25,8 @@ func api(t *testing.T, dir string) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode([]proxy.SessionInfo{{ID: "3f46e0a823f092c8", Kind: "vnc", Domain: "myvm", Console: "127.0.0.1:5900",
-			Client: "192.0.2.10:51234", Started: started, BytesToConsole: 213, BytesFromConsole: 18731, Viewers: 1}})
+			Client: "192.0.2.10:51234", Started: started, BytesToConsole: 213, BytesFromConsole: 18731, Viewers: 2,
+			Connections: []proxy.Connection{{Role: protocols.RoleControl}, {Role: protocols.RoleView}}}})
 	})
 	mux.HandleFunc("DELETE /v1/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("id") != "3f46e0a823f092c8" {
@@ -70,8 +72,8 @@ func TestListAndKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "ID                KIND  DOMAIN  CONSOLE         CLIENT            STARTED               TO CONSOLE  FROM CONSOLE  VIEWERS\n" +
-		"3f46e0a823f092c8  vnc   myvm    127.0.0.1:5900  192.0.2.10:51234  2026-12-01T10:00:00Z  213         18731         1\n"
+	want := "ID                KIND  DOMAIN  CONSOLE         CLIENT            STARTED               TO CONSOLE  FROM CONSOLE  VIEWERS  ROLES\n" +
+		"3f46e0a823f092c8  vnc   myvm    127.0.0.1:5900  192.0.2.10:51234  2026-12-01T10:00:00Z  213         18731         2        1 control, 1 view\n"
 	if out != want {
 		t.Fatalf("list:\n%s\nwant:\n%s", out, want)
 	}
