@@ -77,7 +77,8 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	}()
 	dir := pki(b)
 	tokens := writeTokens(b, map[string]resolver.Console{"mem": {Type: "serial", Address: echo.Addr().String(), Insecure: true}})
-	p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-insecure", "--tokens", tokens, "--max-failures", "1000000", "--max-conns-per-client", "0")
+	p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-insecure", "--tokens", tokens, "--max-failures", "1000000", "--max-conns-per-client", "0",
+		"--no-serial-sharing") // many sessions to one echo console, each its own
 	tlsCfg := clientTLS(b, filepath.Join(dir, "ca-cert.pem"))
 	h := http.Header{}
 	h.Set("Authorization", "Bearer mem")
