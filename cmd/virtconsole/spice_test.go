@@ -490,11 +490,19 @@ func TestSPICEPassword(t *testing.T) {
 	good := b.client(t, "pw-right")
 	bad := b.client(t, "pw-wrong")
 
-	scriptedSession(t, good.port, "not-the-password")
+	main, display := scriptedSession(t, good.port, "not-the-password")
 	if !strings.Contains(b.p.log.String(), "auth="+spice.AuthTicketTakeover) {
 		t.Errorf("no ticket takeover in the proxy log:\n%s", b.p.log.String())
 	}
 
+	// One SPICE viewer per console at a time (a second gets 409): the
+	// first session ends before the next link.
+	main.Close()
+	display.Close()
+	waitFor(t, 10*time.Second, "the first session's end", func() bool {
+		log := b.p.log.String()
+		return strings.Count(log, "msg=\"session end\"") >= strings.Count(log, "msg=\"session start\"")
+	})
 	c := linkAt(t, bad.port, spicetest.LinkOptions{Ticket: right})
 	if c.Result != spice.LinkErrPermissionDenied {
 		t.Fatalf("wrong password in the token file: link result %v, want permission denied", c.Result)
