@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -55,6 +56,24 @@ func (t *TokenTable[K, V]) Lookup(token string) (V, bool) {
 	for _, e := range t.byHash[sum] {
 		if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
 			return e.value, true
+		}
+	}
+	return zero, false
+}
+
+// LookupID returns the value of the first entry whose token's TokenID is
+// id. IDs are not secret (the grant or request naming one is checked
+// elsewhere), so this is a plain scan, not a constant-time comparison.
+func (t *TokenTable[K, V]) LookupID(id string) (V, bool) {
+	var zero V
+	if len(id) != 12 {
+		return zero, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for sum, entries := range t.byHash {
+		if hex.EncodeToString(sum[:6]) == id && len(entries) > 0 {
+			return entries[0].value, true
 		}
 	}
 	return zero, false
