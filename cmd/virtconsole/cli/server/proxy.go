@@ -17,6 +17,7 @@ import (
 	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/tunnel/grant"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/web"
@@ -60,6 +61,9 @@ type ProxyOptions struct {
 	// MaxConnsPerClient bounds each client address's open connections;
 	// behind a front proxy (TrustForwarded) all share its address.
 	MaxConnsPerClient int
+	// GrantKey is the key file of share links (--grant-key): the proxy
+	// accepts grants signed with it, and its admin API mints them.
+	GrantKey string
 	// DebugListen is the loopback address of the profiling endpoints
 	// (--debug-listen); empty means none.
 	DebugListen string
@@ -211,9 +215,6 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if !opts.TrustForwarded {
 		d.maxConnsPerClient = opts.MaxConnsPerClient
 	}
-	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
-		return err
-	}
 	m, err := opts.Ops.metrics(d)
 	if err != nil {
 		return err
@@ -224,6 +225,17 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	}
 	if al != nil {
 		defer al.Close()
+	}
+	if opts.GrantKey != "" {
+		key, err := grant.LoadKey(opts.GrantKey)
+		if err != nil {
+			return &cmdutil.FlagError{Err: err}
+		}
+		p.GrantKey = key
+		opts.Admin.grants = &granter{key: key, audit: al}
+	}
+	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
+		return err
 	}
 	p.Observer = observers(m, al)
 
@@ -250,6 +262,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		if st, ok := res.(*resolver.Static); ok {
 			st.SetSingleUse(opts.SingleUse)
+			p.GrantConsole = st.ResolveID
 			if opts.EndRevoked {
 				st.OnReload(func() { endRevoked(p, st, log) })
 			}
