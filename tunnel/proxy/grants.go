@@ -83,14 +83,10 @@ func (p *Proxy) openGrant(ctx context.Context, c *grant.Claims, token string, as
 	if herr := viewable(target); herr != nil {
 		return nil, nil, herr
 	}
-	if target.Kind == protocols.KindSPICE && p.spice().LiveAt(target) {
-		return nil, nil, fail(http.StatusConflict, nil, "this SPICE console already has a viewer and SPICE sessions cannot be shared; try again when it leaves")
+	if herr := p.spiceBusy(target); herr != nil {
+		return nil, nil, herr
 	}
-	dial := p.dial
-	if p.sharesText(target) {
-		dial = p.dialShared
-	}
-	up, herr := dial(ctx, target, token, false)
+	up, herr := p.dialTarget(ctx, target, token, false)
 	if herr != nil {
 		return nil, nil, herr
 	}
