@@ -76,14 +76,16 @@ func (p *Proxy) openGrant(ctx context.Context, c *grant.Claims, token string, as
 		}
 		share.tokenID, target = c.Console, t
 	}
+	if target.Kind == protocols.KindSPICE {
+		// A SPICE session spans connections that a grant could not follow
+		// (each channel would be a new viewer), and has one viewer at most.
+		return nil, nil, fail(http.StatusForbidden, nil, "share links are not supported for %s consoles", target.Kind)
+	}
 	if herr := p.servable(target); herr != nil {
 		return nil, nil, herr
 	}
 	target.Role = target.Role.Least(c.Role).Least(asked)
 	if herr := viewable(target); herr != nil {
-		return nil, nil, herr
-	}
-	if herr := p.spiceBusy(target); herr != nil {
 		return nil, nil, herr
 	}
 	up, herr := p.dialTarget(ctx, target, token, false)

@@ -49,11 +49,12 @@ func wantRefusal(t *testing.T, err error, status int, reason string) {
 // TestGrantConsole: a view grant for a console (named by its token's ID)
 // opens it as a viewer whose input is dropped, its session says which
 // grant, and the grant stops working at its expiry (a session it opened
-// is ended then too); a forged, altered or wrong-key grant is 403; no log
-// line holds the grant or the token.
+// is ended then too); a forged, altered or wrong-key grant is 403, as is
+// one for a SPICE console; no log line holds the grant or the token.
 func TestGrantConsole(t *testing.T) {
 	d, addr := startChardev(t, 0)
-	_, url, logs, key, rec := grantProxy(t, map[string]resolver.Console{"s3cret": {Type: "serial", Address: addr, Insecure: true}})
+	_, url, logs, key, rec := grantProxy(t, map[string]resolver.Console{"s3cret": {Type: "serial", Address: addr, Insecure: true},
+		"sp": {Type: "spice", Address: "127.0.0.1:1", Insecure: true}})
 
 	ctl, err := dial(t, url, bearer("s3cret"))
 	if err != nil {
@@ -93,6 +94,9 @@ func TestGrantConsole(t *testing.T) {
 	gone := mint(t, key, grant.Claims{Console: resolver.TokenID("nope"), Role: protocols.RoleView}, time.Minute)
 	_, err = dial(t, url, bearer(gone))
 	wantRefusal(t, err, http.StatusForbidden, "shared console no longer exists")
+	spice := mint(t, key, grant.Claims{Console: resolver.TokenID("sp"), Role: protocols.RoleControl}, time.Minute)
+	_, err = dial(t, url, bearer(spice))
+	wantRefusal(t, err, http.StatusForbidden, "share links are not supported for spice consoles")
 
 	// At its expiry (plus the skew) the grant's session ends and the
 	// grant is refused.
@@ -124,6 +128,12 @@ func TestGrantSession(t *testing.T) {
 	}
 	defer owner.Close()
 	id := next(t, rec.starts).ID
+	for deadline := time.Now().Add(10 * time.Second); len(p.Sessions()) == 0; { // listed just after SessionStart
+		if time.Now().After(deadline) {
+			t.Fatal("the session is not listed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	g := mint(t, key, grant.Claims{Session: id, Role: protocols.RoleControl}, time.Minute)
 	v, err := dial(t, url, bearer(g))
 	if err != nil {
