@@ -119,6 +119,13 @@ start and end, refusal and session the proxy ended, with the client's
 address and certificate subject and a token_id (12 hex digits of the
 token's SHA-256), never the token; SIGHUP reopens it after logrotate.
 
+--grant-key FILE accepts share links signed with the key in FILE (see
+'virtconsole share'): a grant names a console (by its token's ID, with
+--tokens) or a live session, a role and an expiry; a refused one gets 403
+with its reason (grant expired, grant signature invalid, grant role not
+allowed, shared session has ended), and the admin API mints them (POST
+/v1/grants).
+
 --admin-listen serves the sessions API over TLS (the --tls-dir server
 certificate) to clients with a certificate from --admin-client-ca only:
 GET /v1/sessions lists the live sessions as JSON, DELETE /v1/sessions/ID
