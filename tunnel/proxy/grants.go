@@ -37,10 +37,11 @@ type grantShare struct {
 	tokenID string   // the console's token ID (the shared session's for a session share)
 }
 
-// verifyGrant checks a grant presented as a token. It returns nil, nil
-// when token is not a grant or the proxy takes none (GrantKey nil): it is
-// then an ordinary token.
-func (p *Proxy) verifyGrant(token string) (*grant.Claims, *Error) {
+// verifyGrant checks a grant presented as a token by req. It returns
+// nil, nil when token is not a grant or the proxy takes none (GrantKey
+// nil): it is then an ordinary token. A grant's request is not
+// EndSessions': it holds no token of the resolver's.
+func (p *Proxy) verifyGrant(req *request, token string) (*grant.Claims, *Error) {
 	if p.GrantKey == nil || !grant.Is(token) {
 		return nil, nil
 	}
@@ -48,6 +49,9 @@ func (p *Proxy) verifyGrant(token string) (*grant.Claims, *Error) {
 	if err != nil {
 		return nil, fail(http.StatusForbidden, err, "%s", err.Error())
 	}
+	p.mu.Lock()
+	req.token = ""
+	p.mu.Unlock()
 	return c, nil
 }
 
@@ -110,12 +114,8 @@ func (p *Proxy) liveSession(id string) (*request, *Session, bool) {
 
 // bindGrant ties req's life to its grant: it ends at the grant's expiry
 // and, for a session share, when the shared session ends. Call stop when
-// req ends. A grant's request is not EndSessions': it holds no token of
-// the resolver's.
+// req ends.
 func (p *Proxy) bindGrant(req *request, g *grantShare) (stop func()) {
-	p.mu.Lock()
-	req.token = ""
-	p.mu.Unlock()
 	t := time.AfterFunc(time.Until(g.claims.Expiry().Add(grant.Skew)), func() { p.end(req, KilledByGrantExpiry) })
 	if g.parent == nil {
 		return func() { t.Stop() }

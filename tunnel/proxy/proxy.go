@@ -287,7 +287,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, fail(http.StatusBadRequest, err, "role must be control or view"))
 		return
 	}
-	claims, herr := p.verifyGrant(token)
+	claims, herr := p.verifyGrant(req, token)
 	if herr != nil {
 		p.refuse(w, r, log, p.refused(host, herr))
 		return
