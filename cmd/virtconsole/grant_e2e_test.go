@@ -199,3 +199,44 @@ func readFor(t *testing.T, ws net.Conn, want string) {
 		}
 	}
 }
+
+// TestShareLinkVNC: a view link of a VNC console ("virtconsole share
+// --token-file", the grant given to "virtconsole vnc" as its token) shows
+// the guest but its keys never reach it, while the token's viewer types.
+func TestShareLinkVNC(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "grant.key")
+	if r := run(t, nil, "share", "--new-key", key); r.code != 0 {
+		t.Fatalf("share --new-key: exit %d, %s", r.code, r.stderr)
+	}
+	_, common, boot := vncGuestBehindProxy(t, "share-link-vnc", "--grant-key", key)
+	r := run(t, nil, "share", "--token-file", common[len(common)-1], "--role", "view", "--ttl", "10m", "--grant-key", key)
+	m := grantRE.FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("share: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+	}
+	viewV := startVNC(t, append(append([]string{}, common[:len(common)-1]...), writeToken(t, m[1]))...)
+	ctlV := startVNC(t, common...)
+	serial := boot()
+	view, viewAlive := exclusiveViewer(t, viewV.port)
+	ctl, _ := exclusiveViewer(t, ctlV.port)
+
+	typeIntoGuest(t, serial, func(line string) error { return rfbType(ctl, line) })
+	for range 3 {
+		if err := rfbType(view, "\necho link-$((5+5)) > /dev/ttyS0\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(60 * time.Second); !serial.Contains("after-9"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer to the control viewer's line; serial: %q", serial.Output())
+		}
+		rfbType(ctl, "\necho after-$((8+1)) > /dev/ttyS0\n")
+		waitForOr(2*time.Second, func() bool { return serial.Contains("after-9") })
+	}
+	if serial.Contains("link-10") {
+		t.Fatalf("the view link's keys reached the guest: %q", serial.Output())
+	}
+	if !viewAlive() {
+		t.Fatal("the view link's viewer was disconnected")
+	}
+}
