@@ -9,8 +9,9 @@
 //	                websocket upgrade (outcome "failed", with the reason)
 //	session_end     a session ended: duration, bytes each way, outcome and reason
 //	session_killed  the proxy ended a session (killed_by "shutdown",
-//	                "token revoked", or "admin NAME" for the sessions
-//	                API); its session_end follows
+//	                "token revoked", "admin NAME" for the sessions API,
+//	                or for a share link's viewer "grant expired" or
+//	                "shared session has ended"); its session_end follows
 //	refusal         a request refused before the upgrade: HTTP status and reason
 //	grant_minted    a share link was minted through the admin API (grant:
 //	                its ID, who minted it, its role, console or session
