@@ -79,6 +79,23 @@ func (t *TokenTable[K, V]) LookupID(id string) (V, bool) {
 	return zero, false
 }
 
+// Find returns the value of the first entry, in no particular order,
+// for which match reports true (a lookup by what the token opens, not by
+// the token).
+func (t *TokenTable[K, V]) Find(match func(V) bool) (V, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, entries := range t.groups {
+		for _, e := range entries {
+			if match(e.value) {
+				return e.value, true
+			}
+		}
+	}
+	var zero V
+	return zero, false
+}
+
 // Take removes every entry whose token is token and returns their values,
 // in the order they were put in. Of concurrent Takes of one token, one
 // gets the entries and the others none.

@@ -51,10 +51,16 @@ var (
 // Claims are what a grant says.
 type Claims struct {
 	V int `json:"v"`
-	// Console is the resolver.TokenID of the token that opens the
-	// console; Session a live session's ID. Exactly one is set.
-	Console string `json:"console,omitempty"`
-	Session string `json:"session,omitempty"`
+	// What the grant opens, one of: Console, the resolver.TokenID of the
+	// token that opens a console (static token files); Domain (a libvirt
+	// domain's name or UUID) with Kind and Index, its console of that
+	// kind and number (the libvirt resolver); Session, a live session's
+	// ID.
+	Console string         `json:"console,omitempty"`
+	Domain  string         `json:"domain,omitempty"`
+	Kind    protocols.Kind `json:"kind,omitempty"`
+	Index   int            `json:"index,omitempty"`
+	Session string         `json:"session,omitempty"`
 	// Role is the most the grant's viewers may do.
 	Role protocols.Role `json:"role"`
 	Exp  int64          `json:"exp"` // unix seconds
@@ -63,6 +69,17 @@ type Claims struct {
 	JTI string `json:"jti"`
 	// By is who minted it (an admin certificate's CN, or user@host).
 	By string `json:"by,omitempty"`
+}
+
+// names reports whether c names exactly one thing to open.
+func (c *Claims) names() bool {
+	n := 0
+	for _, s := range []string{c.Console, c.Domain, c.Session} {
+		if s != "" {
+			n++
+		}
+	}
+	return n == 1 && (c.Domain == "") == (c.Kind == "") && c.Index >= 0
 }
 
 // Expiry returns Exp as a time.
@@ -133,8 +150,8 @@ func (k *Key) Mint(c Claims, now time.Time, ttl time.Duration) (string, *Claims,
 	if ttl <= 0 || ttl > MaxTTL {
 		return "", nil, fmt.Errorf("grant ttl must be between 1s and %s", MaxTTL)
 	}
-	if (c.Console == "") == (c.Session == "") {
-		return "", nil, errors.New("a grant names a console or a session, one of them")
+	if !c.names() {
+		return "", nil, errors.New("a grant names one console (a token ID, or a domain and a console kind) or one session")
 	}
 	if c.Role != protocols.RoleControl && c.Role != protocols.RoleView {
 		return "", nil, errors.New("grant role must be control or view")
@@ -183,7 +200,7 @@ func (k *Key) Verify(token string, now time.Time) (*Claims, error) {
 		return nil, ErrMalformed
 	}
 	var c Claims
-	if err := json.Unmarshal(body, &c); err != nil || c.V != Version || (c.Console == "") == (c.Session == "") {
+	if err := json.Unmarshal(body, &c); err != nil || c.V != Version || !c.names() {
 		return nil, ErrMalformed
 	}
 	if now.After(time.Unix(c.Exp, 0).Add(Skew)) {

@@ -25,6 +25,9 @@ type GrantInfo struct {
 	By      string         // who minted it
 	Role    protocols.Role // the most it allows
 	Console string         // the console's token ID, for a console share
+	Domain  string         // or its domain, kind and number
+	Kind    protocols.Kind //
+	Index   int            //
 	Session string         // the shared session's ID, for a session share
 	Expires time.Time
 }
@@ -71,7 +74,7 @@ func (p *Proxy) openGrant(ctx context.Context, c *grant.Claims, token string, as
 		if p.GrantConsole == nil {
 			return nil, nil, fail(http.StatusForbidden, nil, "console grants are not accepted by this proxy")
 		}
-		t, err := p.GrantConsole(ctx, c.Console)
+		t, err := p.GrantConsole(ctx, c)
 		switch {
 		case errors.Is(err, resolver.ErrNotFound):
 			return nil, nil, fail(http.StatusForbidden, err, "shared console no longer exists")
@@ -136,6 +139,11 @@ func (p *Proxy) end(req *request, by string) {
 
 // info is what the Session and the audit log say of g.
 func (g *grantShare) info() *GrantInfo {
-	return &GrantInfo{JTI: g.claims.JTI, By: g.claims.By, Role: g.claims.Role,
-		Console: g.claims.Console, Session: g.claims.Session, Expires: g.claims.Expiry()}
+	return NewGrantInfo(g.claims)
+}
+
+// NewGrantInfo returns what the audit log may say of c.
+func NewGrantInfo(c *grant.Claims) *GrantInfo {
+	return &GrantInfo{JTI: c.JTI, By: c.By, Role: c.Role, Console: c.Console, Domain: c.Domain, Kind: c.Kind, Index: c.Index,
+		Session: c.Session, Expires: c.Expiry()}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -22,7 +23,10 @@ func grantProxy(t *testing.T, tokens map[string]resolver.Console) (*Proxy, strin
 		t.Fatal(err)
 	}
 	p.GrantKey = key
-	p.GrantConsole = p.Resolver.(*resolver.Static).ResolveID
+	st := p.Resolver.(*resolver.Static)
+	p.GrantConsole = func(ctx context.Context, c *grant.Claims) (protocols.Target, error) {
+		return st.ResolveID(ctx, c.Console)
+	}
 	p.Limiter = nil
 	rec := newRecorder()
 	p.Observer = rec

@@ -195,11 +195,13 @@ type Proxy struct {
 	// means grants are not accepted: one is just an unknown token.
 	GrantKey *grant.Key
 
-	// GrantConsole returns the console of the token whose
-	// resolver.TokenID is id, for grants naming a console (e.g.
-	// resolver.Static.ResolveID). Nil means such grants are refused
-	// (403); grants naming a live session still work.
-	GrantConsole func(ctx context.Context, id string) (protocols.Target, error)
+	// GrantConsole returns the console a grant names (its Console, a
+	// token's ID, e.g. with resolver.Static.ResolveID; or its Domain,
+	// Kind and Index, e.g. with the libvirt resolver's ResolveConsole),
+	// or an error wrapping resolver.ErrNotFound. Nil means grants naming
+	// a console are refused (403); grants naming a live session still
+	// work.
+	GrantConsole func(ctx context.Context, c *grant.Claims) (protocols.Target, error)
 
 	// NoSerialSharing gives each viewer of a text console (serial,
 	// console) its own connection to it, as for a server that serves

@@ -87,6 +87,9 @@ type Grant struct {
 	By      string    `json:"by,omitempty"`
 	Role    string    `json:"role"`
 	Console string    `json:"console,omitempty"` // the console's token ID
+	Domain  string    `json:"domain,omitempty"`  // or its domain, kind and number
+	Kind    string    `json:"kind,omitempty"`
+	Index   *int      `json:"index,omitempty"`
 	Session string    `json:"session,omitempty"` // the shared session's ID
 	Expires time.Time `json:"expires"`
 }
@@ -96,7 +99,12 @@ func GrantEvent(g *proxy.GrantInfo) *Grant {
 	if g == nil {
 		return nil
 	}
-	return &Grant{JTI: g.JTI, By: g.By, Role: string(g.Role), Console: g.Console, Session: g.Session, Expires: g.Expires.UTC()}
+	e := &Grant{JTI: g.JTI, By: g.By, Role: string(g.Role), Console: g.Console, Domain: g.Domain, Kind: string(g.Kind),
+		Session: g.Session, Expires: g.Expires.UTC()}
+	if g.Domain != "" {
+		e.Index = ptr(g.Index)
+	}
+	return e
 }
 
 // Log is an audit log. Its methods are safe for concurrent use; each

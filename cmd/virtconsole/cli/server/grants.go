@@ -22,9 +22,13 @@ import (
 // certificate's CN, and the audit log records grant_minted.
 
 // GrantRequest is the body of POST /v1/grants: a console (its token's
-// resolver.TokenID) or a live session, a role and a TTL ("15m").
+// resolver.TokenID, or a domain, a console kind and index) or a live
+// session, a role and a TTL ("15m").
 type GrantRequest struct {
 	Console string         `json:"console,omitempty"`
+	Domain  string         `json:"domain,omitempty"` // with kind and index: a libvirt domain's console
+	Kind    protocols.Kind `json:"kind,omitempty"`
+	Index   int            `json:"index,omitempty"`
 	Session string         `json:"session,omitempty"`
 	Role    protocols.Role `json:"role"`
 	TTL     string         `json:"ttl"`
@@ -51,7 +55,7 @@ func (g *granter) mint(w http.ResponseWriter, r *http.Request, admin string, log
 	}
 	var req GrantRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-		http.Error(w, "a grant request is JSON: {\"console\" or \"session\", \"role\", \"ttl\"}", http.StatusBadRequest)
+		http.Error(w, "a grant request is JSON: {\"console\", \"domain\" with \"kind\" and \"index\", or \"session\"; \"role\", \"ttl\"}", http.StatusBadRequest)
 		return
 	}
 	ttl, err := time.ParseDuration(req.TTL)
@@ -59,17 +63,19 @@ func (g *granter) mint(w http.ResponseWriter, r *http.Request, admin string, log
 		http.Error(w, fmt.Sprintf("ttl %q must be a duration like \"15m\"", req.TTL), http.StatusBadRequest)
 		return
 	}
-	tok, c, err := g.key.Mint(grant.Claims{Console: req.Console, Session: req.Session, Role: req.Role, By: admin}, time.Now(), ttl)
+	tok, c, err := g.key.Mint(grant.Claims{Console: req.Console, Domain: req.Domain, Kind: req.Kind, Index: req.Index,
+		Session: req.Session, Role: req.Role, By: admin}, time.Now(), ttl)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	info := &proxy.GrantInfo{JTI: c.JTI, By: c.By, Role: c.Role, Console: c.Console, Session: c.Session, Expires: c.Expiry()}
+	info := proxy.NewGrantInfo(c)
 	if g.audit != nil {
 		g.audit.Write(&audit.Event{Time: time.Now(), Event: audit.GrantMinted, Client: r.RemoteAddr,
 			ClientCert: r.TLS.PeerCertificates[0].Subject.String(), TokenID: c.Console, Role: string(c.Role), Grant: audit.GrantEvent(info)})
 	}
-	log.Info("share link minted", "grant", c.JTI, "admin", admin, "role", c.Role, "console", c.Console, "session", c.Session, "expires", c.Expiry().UTC())
+	log.Info("share link minted", "grant", c.JTI, "admin", admin, "role", c.Role, "console", c.Console, "domain", c.Domain,
+		"session", c.Session, "expires", c.Expiry().UTC())
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(GrantResponse{Grant: tok, JTI: c.JTI, Expires: c.Expiry().UTC()})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
@@ -262,6 +263,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		defer lr.Close()
 		p.Resolver = lr
+		p.GrantConsole = func(ctx context.Context, c *grant.Claims) (protocols.Target, error) {
+			if c.Domain == "" {
+				return protocols.Target{}, fmt.Errorf("%w: a console share of this proxy names a domain", resolver.ErrNotFound)
+			}
+			return lr.ResolveConsole(ctx, c.Domain, c.Kind, c.Index)
+		}
 	} else {
 		res, err := newResolver(f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
 		if err != nil {
@@ -269,7 +276,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		if st, ok := res.(*resolver.Static); ok {
 			st.SetSingleUse(opts.SingleUse)
-			p.GrantConsole = st.ResolveID
+			p.GrantConsole = func(ctx context.Context, c *grant.Claims) (protocols.Target, error) {
+				if c.Console == "" {
+					return protocols.Target{}, fmt.Errorf("%w: a console share of this proxy names a token ID", resolver.ErrNotFound)
+				}
+				return st.ResolveID(ctx, c.Console)
+			}
 			if opts.EndRevoked {
 				st.OnReload(func() { endRevoked(p, st, log) })
 			}

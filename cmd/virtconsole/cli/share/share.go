@@ -28,8 +28,11 @@ import (
 type Options struct {
 	IO *cmdutil.IOStreams
 
-	// What is shared: the token of --token-file (only its ID goes in the
+	// What is shared: a libvirt domain's console (DOMAIN, --type,
+	// --index), the token of --token-file (only its ID goes in the
 	// grant), a token ID, or a live session.
+	Domain  string
+	Index   int
 	Token   connect.ProxyOptions
 	TokenID string
 	Session string
@@ -62,7 +65,7 @@ type Result struct {
 func NewCmdShare(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams, Admin: sessions.Options{IO: f.IOStreams}}
 	cmd := &cobra.Command{
-		Use:   "share",
+		Use:   "share [DOMAIN]",
 		Short: "Mint a share link: a console or a live session, a role, an expiry",
 		Long: `Mint a share link: a short-lived grant, signed with the key that the proxies
 read from --grant-key FILE, that opens a console or joins a live session
@@ -71,11 +74,12 @@ proxy with the key checks it without a store. It prints the browser link
 (with --proxy: the console page with the grant in the fragment) and the
 grant, which CLI clients take as their token (--token-file).
 
-What it shares: the console of the token in --token-file, or of --token-id
-(the token's ID, as the audit log's token_id), on a proxy with a static
-token file (--tokens); or the live session --session ID (from "virtconsole
-sessions list"), on any proxy. The grant holds the token's ID, never the
-token. A session share stops working when the session ends, and its viewers
+What it shares: DOMAIN's console of --type and number --index, on a
+proxy that resolves libvirt consoles ("virtconsole server"); the console
+of the token in --token-file, or of --token-id (the token's ID, as the
+audit log's token_id), on a proxy with a static token file (--tokens); or
+the live session --session ID (from "virtconsole sessions list"), on any
+proxy. The grant holds a domain's name or the token's ID, never a token. A session share stops working when the session ends, and its viewers
 are ended with it; every grant's viewers are ended at its expiry.
 
 Minting: --grant-key FILE mints here, with the key (the grant says who
@@ -91,10 +95,14 @@ carries "grant": its jti, who minted it, its role and what it shares.
 
 ` + cmdutil.ExitCodesLine,
 		Example: `  virtconsole share --new-key /etc/virtconsole/grant.key
+  virtconsole share myvm --type vnc --ttl 30m --grant-key /etc/virtconsole/grant.key --proxy https://proxy.example:6443
   virtconsole share --token-file ./vnctoken --role view --ttl 15m --grant-key /etc/virtconsole/grant.key --proxy https://proxy.example:6443
   virtconsole share --session 3f46e0a823f092c8 --type serial --ttl 1h --server https://127.0.0.1:6444 --tls-dir ./pki --proxy https://proxy.example:6443`,
-		Args: cobra.NoArgs,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				opts.Domain = args[0]
+			}
 			if opts.Token.URL == "" {
 				opts.Token.URL = f.Getenv(connect.EnvProxy)
 			}
@@ -110,7 +118,8 @@ carries "grant": its jti, who minted it, its role and what it shares.
 	fl.StringVar(&opts.Session, "session", "", "share the live session `ID` (from 'virtconsole sessions list')")
 	fl.StringVar(&opts.Role, "role", string(protocols.RoleView), "the most the link's viewers may do: `ROLE` view or control")
 	fl.DurationVar(&opts.TTL, "ttl", 15*time.Minute, "the link stops working after `DURATION` (at most 24h)")
-	fl.StringVar(&opts.Type, "type", string(protocols.KindVNC), "the console page of the link: `TYPE` vnc, spice, serial or console")
+	fl.StringVar(&opts.Type, "type", string(protocols.KindVNC), "the console `TYPE` (of DOMAIN, and the link's page): vnc, spice, serial or console")
+	fl.IntVar(&opts.Index, "index", 0, "with DOMAIN: which console device of the type: `N` (0 is the first)")
 	fl.StringVar(&opts.Token.URL, "proxy", "", "print the browser link for the proxy at `URL` (https://host:port; env "+connect.EnvProxy+")")
 	fl.BoolVar(&opts.Insecure, "proxy-insecure", false, "allow an http:// proxy URL")
 	fl.StringVar(&opts.GrantKey, "grant-key", "", "mint with the proxies' grant key in `FILE`")
@@ -158,8 +167,8 @@ func runShare(f *cmdutil.Factory, opts *Options) error {
 		}
 		res = Result{Grant: tok, JTI: c.JTI, Expires: c.Expiry().UTC()}
 	case opts.Admin.Server != "":
-		body, _ := json.Marshal(map[string]string{"console": claims.Console, "session": claims.Session,
-			"role": string(claims.Role), "ttl": opts.TTL.String()})
+		body, _ := json.Marshal(map[string]any{"console": claims.Console, "domain": claims.Domain, "kind": claims.Kind,
+			"index": claims.Index, "session": claims.Session, "role": claims.Role, "ttl": opts.TTL.String()})
 		answer, err := opts.Admin.Call("POST", "/v1/grants", body)
 		if err != nil {
 			return err
@@ -194,14 +203,20 @@ func (opts *Options) what(f *cmdutil.Factory) (grant.Claims, error) {
 		return grant.Claims{}, &cmdutil.FlagError{Err: errors.New("--role must be view or control")}
 	}
 	c := grant.Claims{Role: role, Console: opts.TokenID, Session: opts.Session}
+	if opts.Domain != "" {
+		if _, ok := web.Pages[opts.Type]; !ok {
+			return c, &cmdutil.FlagError{Err: &web.KindError{Kind: opts.Type}}
+		}
+		c.Domain, c.Kind, c.Index = opts.Domain, protocols.Kind(opts.Type), opts.Index
+	}
 	n := 0
-	for _, s := range []string{opts.Token.TokenFile, opts.TokenID, opts.Session} {
+	for _, s := range []string{opts.Domain, opts.Token.TokenFile, opts.TokenID, opts.Session} {
 		if s != "" {
 			n++
 		}
 	}
 	if n != 1 {
-		return c, &cmdutil.FlagError{Err: errors.New("share one thing: give --token-file FILE, --token-id ID or --session ID")}
+		return c, &cmdutil.FlagError{Err: errors.New("share one thing: give DOMAIN, --token-file FILE, --token-id ID or --session ID")}
 	}
 	if opts.Token.TokenFile != "" {
 		tok, err := opts.Token.ReadToken(f)

@@ -63,6 +63,14 @@ func TestShare(t *testing.T) {
 		t.Fatalf("--json %+v: claims %+v, %v", res, c, err)
 	}
 
+	out, _, err = cmdtest.Run(t, newCmd, "myvm", "--type", "serial", "--index", "1", "--grant-key", keyPath, "--json")
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("DOMAIN --json: %q, %v", out, err)
+	}
+	if c, err := key.Verify(res.Grant, time.Now()); err != nil || c.Domain != "myvm" || c.Kind != protocols.KindSerial || c.Index != 1 || c.Role != protocols.RoleView {
+		t.Fatalf("DOMAIN: claims %+v, %v", c, err)
+	}
+
 	for _, args := range [][]string{
 		{"--grant-key", keyPath},
 		{"--session", "x", "--token-id", "y", "--grant-key", keyPath},
@@ -71,6 +79,8 @@ func TestShare(t *testing.T) {
 		{"--session", "x", "--grant-key", keyPath, "--ttl", "25h"},
 		{"--session", "x", "--grant-key", keyPath, "--role", "admin"},
 		{"--session", "x", "--grant-key", keyPath, "--proxy", "http://cleartext:1"},
+		{"myvm", "--session", "x", "--grant-key", keyPath},
+		{"myvm", "--type", "rdp", "--grant-key", keyPath},
 	} {
 		var fe *cmdutil.FlagError
 		if _, _, err := cmdtest.Run(t, newCmd, args...); !errors.As(err, &fe) {
