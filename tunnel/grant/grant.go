@@ -6,7 +6,8 @@
 // A grant is "vcg1." + base64url(JSON claims) + "." +
 // base64url(HMAC-SHA256(key, "vcg1." + payload)), without padding. The
 // claims never hold a console's token or password: a console is named by
-// its token's ID (resolver.TokenID, a digest), a session by its ID.
+// its token's ID (resolver.TokenID, a digest) or by its libvirt domain,
+// kind and index, a session by its ID.
 package grant
 
 import (

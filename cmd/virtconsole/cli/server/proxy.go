@@ -122,7 +122,8 @@ token's SHA-256), never the token; SIGHUP reopens it after logrotate.
 
 --grant-key FILE accepts share links signed with the key in FILE (see
 'virtconsole share'): a grant names a console (by its token's ID, with
---tokens) or a live session, a role and an expiry; a refused one gets 403
+--tokens; by its libvirt domain, kind and index, with "virtconsole
+server") or a live session, a role and an expiry; a refused one gets 403
 with its reason (grant expired, grant signature invalid, grant role not
 allowed, shared session has ended), and the admin API mints them (POST
 /v1/grants).
