@@ -161,3 +161,24 @@ func TestGrantSession(t *testing.T) {
 	_, err = dial(t, url, bearer(g))
 	wantRefusal(t, err, http.StatusNotFound, "unknown token")
 }
+
+// TestGrantLimiter: refused grants count toward the Limiter like unknown
+// tokens: past its limit the address gets 429.
+func TestGrantLimiter(t *testing.T) {
+	p, url, _, key, _ := grantProxy(t, map[string]resolver.Console{"s3cret": {Type: "serial", Address: echoServer(t), Insecure: true}})
+	p.Limiter = NewLimiter(2, time.Minute)
+	other, _ := grant.NewKey(bytes.Repeat([]byte{9}, grant.MinKeyLen))
+	forged := mint(t, other, grant.Claims{Console: resolver.TokenID("s3cret"), Role: protocols.RoleView}, time.Minute)
+	for range 2 {
+		_, err := dial(t, url, bearer(forged))
+		wantRefusal(t, err, http.StatusForbidden, "grant signature invalid")
+	}
+	_, err := dial(t, url, bearer(forged))
+	wantStatus(t, err, http.StatusTooManyRequests)
+	good := mint(t, key, grant.Claims{Console: resolver.TokenID("s3cret"), Role: protocols.RoleView}, time.Minute)
+	c, err := dial(t, url, bearer(good)) // a valid grant still opens its session
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
