@@ -25,9 +25,9 @@ type GrantInfo struct {
 	By      string         // who minted it
 	Role    protocols.Role // the most it allows
 	Console string         // the console's token ID, for a console share
-	Domain  string         // or its domain, kind and number
-	Kind    protocols.Kind //
-	Index   int            //
+	Domain  string         // or its libvirt domain,
+	Kind    protocols.Kind // its kind
+	Index   int            // and its number of that kind
 	Session string         // the shared session's ID, for a session share
 	Expires time.Time
 }
