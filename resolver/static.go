@@ -224,6 +224,20 @@ func (s *Static) Resolve(ctx context.Context, token string) (protocols.Target, e
 	return t, nil
 }
 
+// ResolveID returns the console of the token whose TokenID is id (a
+// share link names a console so, never by its token), or an error
+// wrapping ErrNotFound. A grant does not spend a single-use token.
+func (s *Static) ResolveID(ctx context.Context, id string) (protocols.Target, error) {
+	if err := ctx.Err(); err != nil {
+		return protocols.Target{}, err
+	}
+	t, ok := s.tokens.LookupID(id)
+	if !ok {
+		return protocols.Target{}, ErrNotFound
+	}
+	return t, nil
+}
+
 func (s *Static) isSpent(sum [sha256.Size]byte) bool {
 	s.spentMu.RLock()
 	defer s.spentMu.RUnlock()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -57,6 +58,41 @@ func (t *TokenTable[K, V]) Lookup(token string) (V, bool) {
 			return e.value, true
 		}
 	}
+	return zero, false
+}
+
+// LookupID returns the value of the first entry whose token's TokenID is
+// id. IDs are not secret (the grant or request naming one is checked
+// elsewhere), so this is a plain scan, not a constant-time comparison.
+func (t *TokenTable[K, V]) LookupID(id string) (V, bool) {
+	var zero V
+	if len(id) != 12 {
+		return zero, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for sum, entries := range t.byHash {
+		if hex.EncodeToString(sum[:6]) == id && len(entries) > 0 {
+			return entries[0].value, true
+		}
+	}
+	return zero, false
+}
+
+// Find returns the value of the first entry, in no particular order,
+// for which match reports true (a lookup by what the token opens, not by
+// the token).
+func (t *TokenTable[K, V]) Find(match func(V) bool) (V, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, entries := range t.groups {
+		for _, e := range entries {
+			if match(e.value) {
+				return e.value, true
+			}
+		}
+	}
+	var zero V
 	return zero, false
 }
 

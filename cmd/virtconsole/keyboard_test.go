@@ -104,14 +104,14 @@ func rfbPoint(c net.Conn, x, y uint16) error {
 // maps token to it. It returns the proxy, the client flags that reach
 // the console through it with token, and boot, which resumes the guest
 // and returns its serial console (QEMU's output is logged if the test
-// fails).
-func vncGuestBehindProxy(t *testing.T, token string) (p *daemon, clientArgs []string, boot func() *qemutest.SerialConsole) {
+// fails). proxyArgs are more flags of the proxy.
+func vncGuestBehindProxy(t *testing.T, token string, proxyArgs ...string) (p *daemon, clientArgs []string, boot func() *qemutest.SerialConsole) {
 	t.Helper()
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
 	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
 	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "vnc", Address: addr}})
-	p = startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
+	p = startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}, proxyArgs...)...)
 	clientArgs = []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)}
 	return p, clientArgs, func() *qemutest.SerialConsole {
 		t.Helper()

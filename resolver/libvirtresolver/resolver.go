@@ -186,10 +186,16 @@ func (r *Resolver) awaitFirstSync(ctx context.Context) {
 
 // Resolve implements resolver.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, token string) (protocols.Target, error) {
+	return r.resolve(ctx, func() (*watcher, *entry) { return r.find(token) })
+}
+
+// resolve returns the target of the entry find finds, checked against
+// libvirt (verify).
+func (r *Resolver) resolve(ctx context.Context, find func() (*watcher, *entry)) (protocols.Target, error) {
 	r.awaitFirstSync(ctx)
 	// A second look only after verify re-read a domain that had changed.
 	for range 2 {
-		w, e := r.find(token)
+		w, e := find()
 		if e == nil {
 			return protocols.Target{}, r.missing()
 		}
@@ -205,6 +211,24 @@ func (r *Resolver) Resolve(ctx context.Context, token string) (protocols.Target,
 		}
 	}
 	return protocols.Target{}, resolver.ErrNotFound
+}
+
+// ResolveConsole returns the console of kind and number index of domain
+// (its name or UUID), for a share link that names it so (package grant);
+// an error wraps resolver.ErrNotFound when it has no enabled console so.
+// It consumes nothing: the grant is the credential.
+func (r *Resolver) ResolveConsole(ctx context.Context, domain string, kind protocols.Kind, index int) (protocols.Target, error) {
+	match := func(e *entry) bool {
+		return e.kind == kind && e.index == index && (e.dom.Name == domain || libvirtapi.UUIDString(e.dom.UUID) == domain)
+	}
+	return r.resolve(ctx, func() (*watcher, *entry) {
+		for _, w := range r.watchers {
+			if e, ok := w.tokens.Find(match); ok {
+				return w, e
+			}
+		}
+		return nil, nil
+	})
 }
 
 // find looks token up in every watcher's table.

@@ -132,7 +132,13 @@ type Session struct {
 	Duration time.Duration
 	Outcome  string // EndClosed, EndError or EndKilled
 	Reason   string // one line: why it ended (or, with StartErr, failed)
-	KilledBy string // with EndKilled: KilledByShutdown, KilledByRevoke or KillSession's by
+	KilledBy string // with EndKilled: KilledByShutdown, KilledByRevoke, KilledByGrantExpiry, KilledBySharedEnd or KillSession's by
+
+	// Grant is the share link that admitted the session (its claims);
+	// nil when a token did. TokenID is then the shared console's token ID.
+	Grant *GrantInfo
+
+	target protocols.Target // the console, for session shares to join
 }
 
 // StartOutcome is StartOK or StartFailed.

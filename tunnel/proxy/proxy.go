@@ -5,8 +5,9 @@
 //
 // Doing everything that can fail before the upgrade lets every failure be
 // a real HTTP status with a one-line reason (400 or 405 not a well-formed
-// websocket upgrade, 400 an unknown role, 401 no token, 403 origin or a
-// view-only SPICE session (the proxy cannot filter SPICE input), 404
+// websocket upgrade, 400 an unknown role, 401 no token, 403 origin, a
+// refused share link (grant expired, signature invalid, role not allowed,
+// shared session has ended) or a view-only SPICE session (the proxy cannot filter SPICE input), 404
 // unknown token, 409 a second viewer of a live SPICE console (SPICE
 // cannot be shared: QEMU 7.2 crashes on a second main channel), 429 too
 // many failures, 502 console unreachable or its handshake failed, 503
@@ -52,7 +53,7 @@
 // limit.go (the refused-token limiter), session.go (how a session's end
 // reaches the viewer), observer.go (the events an Observer receives),
 // sessions.go (listing and ending live sessions), hub.go (shared text
-// consoles).
+// consoles), grants.go (share links: GrantKey).
 package proxy
 
 import (
@@ -70,6 +71,7 @@ import (
 	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel"
+	"github.com/virtconsole/virtconsole/tunnel/grant"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
@@ -184,6 +186,23 @@ type Proxy struct {
 	// pass (see Observer). Nil means nobody is.
 	Observer Observer
 
+	// GrantKey, if set, admits share links (package grant): a token that
+	// starts with grant.Prefix is verified with it (signature, expiry,
+	// role) and opens the console or joins the live session it names,
+	// with at most its role, until its expiry; a shared session's viewers
+	// are ended when it ends. A bad grant is refused with 403 and its
+	// reason, and counted for the Limiter like an unknown token. Nil
+	// means grants are not accepted: one is just an unknown token.
+	GrantKey *grant.Key
+
+	// GrantConsole returns the console a grant names (its Console, a
+	// token's ID, e.g. with resolver.Static.ResolveID; or its Domain,
+	// Kind and Index, e.g. with the libvirt resolver's ResolveConsole),
+	// or an error wrapping resolver.ErrNotFound. Nil means grants naming
+	// a console are refused (403); grants naming a live session still
+	// work.
+	GrantConsole func(ctx context.Context, c *grant.Claims) (protocols.Target, error)
+
 	// NoSerialSharing gives each viewer of a text console (serial,
 	// console) its own connection to it, as for a server that serves
 	// many clients (QEMU's chardevs serve one). By default the viewers of
@@ -270,6 +289,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, fail(http.StatusBadRequest, err, "role must be control or view"))
 		return
 	}
+	claims, herr := p.verifyGrant(req, token)
+	if herr != nil {
+		p.refuse(w, r, log, p.refused(host, herr))
+		return
+	}
 	releaseShare, herr := p.takeShare(token, host)
 	if herr != nil {
 		p.refuse(w, r, log, herr)
@@ -285,9 +309,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	defer context.AfterFunc(req.ctx, cancel)() // Shutdown ends handshakes too
 
-	up, herr := p.open(ctx, token, asked)
+	var up *upstream
+	var share *grantShare
+	if claims != nil {
+		up, share, herr = p.openGrant(ctx, claims, token, asked)
+	} else {
+		up, herr = p.open(ctx, token, asked)
+	}
 	if herr != nil {
-		if herr.Status == http.StatusNotFound {
+		if herr.Status == http.StatusNotFound || (claims != nil && herr.Status == http.StatusForbidden) {
 			herr = p.refused(host, herr)
 		}
 		p.refuse(w, r, log, herr)
@@ -301,8 +331,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info,
-		Role: up.target.Role}
+		Role: up.target.Role, target: up.target}
 	log = log.With("id", sess.ID, "kind", up.target.Kind, "console", up.target.Address)
+	if share != nil {
+		defer p.bindGrant(req, share)()
+		sess.TokenID, sess.Grant = share.tokenID, share.info()
+		log = log.With("grant", share.claims.JTI)
+		if share.claims.Session != "" {
+			log = log.With("shares", share.claims.Session)
+		}
+	}
 
 	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)
 	if !ok {

@@ -24,11 +24,14 @@ const (
 // closeFor is the close code and reason of a session that killedBy ended
 // (the proxy's close of a session neither side closed): 4002 for an
 // administrator's KillSession, 1001 going away otherwise (the drain
-// period's end; a revoked token's session, as before KillSession).
+// period's end; a revoked token's session, as before KillSession; a
+// share link's expiry or its shared session's end, with that reason).
 func closeFor(killedBy string) (int, string) {
 	switch killedBy {
 	case KilledByShutdown, KilledByRevoke:
 		return wsconn.CloseGoingAway, reasonShutdown
+	case KilledByGrantExpiry, KilledBySharedEnd:
+		return wsconn.CloseGoingAway, killedBy
 	}
 	return wsconn.CloseEndedByAdmin, reasonAdmin
 }

@@ -71,9 +71,9 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 	if herr := viewable(target); herr != nil {
 		return nil, herr
 	}
-	if target.Kind == protocols.KindSPICE && p.spice().LiveAt(target) {
+	if herr := p.spiceBusy(target); herr != nil {
 		// Before consuming: the token stays good for when the console is free.
-		return nil, fail(http.StatusConflict, nil, "this SPICE console already has a viewer and SPICE sessions cannot be shared; try again when it leaves")
+		return nil, herr
 	}
 	singleUse := false
 	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
@@ -87,11 +87,7 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 		}
 		singleUse = true
 	}
-	dial := p.dial
-	if p.sharesText(target) {
-		dial = p.dialShared
-	}
-	up, herr := dial(ctx, target, token, singleUse)
+	up, herr := p.dialTarget(ctx, target, token, singleUse)
 	if herr != nil {
 		if singleUse {
 			p.refund(ctx, token)
@@ -144,6 +140,23 @@ func (p *Proxy) dial(ctx context.Context, target protocols.Target, token string,
 		return nil, herr
 	}
 	return &upstream{target: target, conn: conn, hs: hs, release: release, info: info}, nil
+}
+
+// spiceBusy refuses a second viewer of a live SPICE console (409).
+func (p *Proxy) spiceBusy(target protocols.Target) *Error {
+	if target.Kind == protocols.KindSPICE && p.spice().LiveAt(target) {
+		return fail(http.StatusConflict, nil, "this SPICE console already has a viewer and SPICE sessions cannot be shared; try again when it leaves")
+	}
+	return nil
+}
+
+// dialTarget is dial, or dialShared for a text console whose viewers
+// share its connection.
+func (p *Proxy) dialTarget(ctx context.Context, target protocols.Target, token string, singleUse bool) (*upstream, *Error) {
+	if p.sharesText(target) {
+		return p.dialShared(ctx, target, token, singleUse)
+	}
+	return p.dial(ctx, target, token, singleUse)
 }
 
 // sharesText reports whether target's viewers share one connection:

@@ -9,9 +9,17 @@
 //	                websocket upgrade (outcome "failed", with the reason)
 //	session_end     a session ended: duration, bytes each way, outcome and reason
 //	session_killed  the proxy ended a session (killed_by "shutdown",
-//	                "token revoked", or "admin NAME" for the sessions
-//	                API); its session_end follows
+//	                "token revoked", "admin NAME" for the sessions API,
+//	                or for a share link's viewer "grant expired" or
+//	                "shared session has ended"); its session_end follows
 //	refusal         a request refused before the upgrade: HTTP status and reason
+//	grant_minted    a share link was minted through the admin API (grant:
+//	                its ID, who minted it, its role, console or session
+//	                and expiry)
+//
+// The session events of a session opened with a share link carry
+// "grant": its ID (jti), who minted it (by), its role, and the console
+// (token ID) or session it shares; never the grant itself.
 //
 // No line holds a token or a password: a token appears as its token_id,
 // the first 12 hex digits of its SHA-256 (resolver.TokenID).
@@ -38,6 +46,7 @@ const (
 	SessionEnd    = "session_end"
 	SessionKilled = "session_killed"
 	Refusal       = "refusal"
+	GrantMinted   = "grant_minted"
 )
 
 // Event is one line of the audit log. Fields that do not apply to an
@@ -68,6 +77,34 @@ type Event struct {
 	DurationSeconds  *float64 `json:"duration_seconds,omitempty"`   // session_end
 	BytesToConsole   *int64   `json:"bytes_to_console,omitempty"`   // session_end
 	BytesFromConsole *int64   `json:"bytes_from_console,omitempty"` // session_end
+
+	Grant *Grant `json:"grant,omitempty"` // the share link that opened the session, or was minted
+}
+
+// Grant is what the audit log says of a share link: never the grant.
+type Grant struct {
+	JTI     string    `json:"jti"`
+	By      string    `json:"by,omitempty"`
+	Role    string    `json:"role"`
+	Console string    `json:"console,omitempty"` // the console's token ID
+	Domain  string    `json:"domain,omitempty"`  // or its domain, kind and number
+	Kind    string    `json:"kind,omitempty"`
+	Index   *int      `json:"index,omitempty"`
+	Session string    `json:"session,omitempty"` // the shared session's ID
+	Expires time.Time `json:"expires"`
+}
+
+// GrantEvent returns the audit record of g.
+func GrantEvent(g *proxy.GrantInfo) *Grant {
+	if g == nil {
+		return nil
+	}
+	e := &Grant{JTI: g.JTI, By: g.By, Role: string(g.Role), Console: g.Console, Domain: g.Domain, Kind: string(g.Kind),
+		Session: g.Session, Expires: g.Expires.UTC()}
+	if g.Domain != "" {
+		e.Index = ptr(g.Index)
+	}
+	return e
 }
 
 // Log is an audit log. Its methods are safe for concurrent use; each
@@ -196,7 +233,8 @@ func (l *Log) SessionEnd(s *proxy.Session) {
 
 // sessionEvent is the part of an event that every event of s has.
 func sessionEvent(s *proxy.Session, name string, t time.Time) *Event {
-	e := &Event{Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID, Channel: s.Info.Channel, Role: string(s.Role)}
+	e := &Event{Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID, Channel: s.Info.Channel, Role: string(s.Role),
+		Grant: GrantEvent(s.Grant)}
 	setClient(e, s.Client)
 	setTarget(e, s.Target)
 	return e

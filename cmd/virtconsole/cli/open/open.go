@@ -98,7 +98,7 @@ other local users can see while it runs.`,
 }
 
 func runOpen(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
-	base, err := proxyBase(opts.Proxy.URL, opts.Insecure)
+	base, err := ProxyBase(opts.Proxy.URL, opts.Insecure)
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}
 	}
@@ -130,9 +130,9 @@ func runOpen(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 	return openBrowser(ctx, link)
 }
 
-// proxyBase checks the proxy's URL: https:// or wss:// (http:// and ws://
+// ProxyBase checks the proxy's URL: https:// or wss:// (http:// and ws://
 // with insecure), a host, no query (a token goes in the fragment only).
-func proxyBase(raw string, insecure bool) (string, error) {
+func ProxyBase(raw string, insecure bool) (string, error) {
 	if raw == "" {
 		return "", fmt.Errorf("no proxy: give --proxy https://HOST:PORT (or set %s)", connect.EnvProxy)
 	}

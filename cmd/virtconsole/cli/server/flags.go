@@ -103,6 +103,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.IntVar(&opts.MaxConnsPerClient, "max-conns-per-client", 100, "`N` connections open at once per client address; more are closed on accept (0: no bound; none with --trust-forwarded)")
 	fl.StringVar(&opts.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on the loopback `ADDR` (host:port; off by default)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
+	fl.StringVar(&opts.GrantKey, "grant-key", "", "accept share links signed with the key in `FILE` (mode 0600; 'virtconsole share --new-key FILE' makes one; the admin API mints them with it)")
 	addMetricsFlags(fl, &opts.Ops)
 	addAuditFlag(fl, &opts.Ops)
 	addAdminFlags(fl, &opts.Admin)

@@ -14,9 +14,11 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
+	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
+	"github.com/virtconsole/virtconsole/tunnel/grant"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/web"
@@ -60,6 +62,9 @@ type ProxyOptions struct {
 	// MaxConnsPerClient bounds each client address's open connections;
 	// behind a front proxy (TrustForwarded) all share its address.
 	MaxConnsPerClient int
+	// GrantKey is the key file of share links (--grant-key): the proxy
+	// accepts grants signed with it, and its admin API mints them.
+	GrantKey string
 	// DebugListen is the loopback address of the profiling endpoints
 	// (--debug-listen); empty means none.
 	DebugListen string
@@ -114,6 +119,14 @@ of its own. --audit-log writes one JSON object per line for each session
 start and end, refusal and session the proxy ended, with the client's
 address and certificate subject and a token_id (12 hex digits of the
 token's SHA-256), never the token; SIGHUP reopens it after logrotate.
+
+--grant-key FILE accepts share links signed with the key in FILE (see
+'virtconsole share'): a grant names a console (by its token's ID, with
+--tokens; by its libvirt domain, kind and index, with "virtconsole
+server") or a live session, a role and an expiry; a refused one gets 403
+with its reason (grant expired, grant signature invalid, grant role not
+allowed, shared session has ended), and the admin API mints them (POST
+/v1/grants).
 
 --admin-listen serves the sessions API over TLS (the --tls-dir server
 certificate) to clients with a certificate from --admin-client-ca only:
@@ -211,9 +224,6 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if !opts.TrustForwarded {
 		d.maxConnsPerClient = opts.MaxConnsPerClient
 	}
-	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
-		return err
-	}
 	m, err := opts.Ops.metrics(d)
 	if err != nil {
 		return err
@@ -224,6 +234,17 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	}
 	if al != nil {
 		defer al.Close()
+	}
+	if opts.GrantKey != "" {
+		key, err := grant.LoadKey(opts.GrantKey)
+		if err != nil {
+			return &cmdutil.FlagError{Err: err}
+		}
+		p.GrantKey = key
+		opts.Admin.grants = &granter{key: key, audit: al}
+	}
+	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
+		return err
 	}
 	p.Observer = observers(m, al)
 
@@ -243,6 +264,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		defer lr.Close()
 		p.Resolver = lr
+		p.GrantConsole = func(ctx context.Context, c *grant.Claims) (protocols.Target, error) {
+			if c.Domain == "" {
+				return protocols.Target{}, fmt.Errorf("%w: a console share of this proxy names a domain", resolver.ErrNotFound)
+			}
+			return lr.ResolveConsole(ctx, c.Domain, c.Kind, c.Index)
+		}
 	} else {
 		res, err := newResolver(f, opts.Tokens, opts.ResolverURL, opts.ResolverTLSDir, policy)
 		if err != nil {
@@ -250,6 +277,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		if st, ok := res.(*resolver.Static); ok {
 			st.SetSingleUse(opts.SingleUse)
+			p.GrantConsole = func(ctx context.Context, c *grant.Claims) (protocols.Target, error) {
+				if c.Console == "" {
+					return protocols.Target{}, fmt.Errorf("%w: a console share of this proxy names a token ID", resolver.ErrNotFound)
+				}
+				return st.ResolveID(ctx, c.Console)
+			}
 			if opts.EndRevoked {
 				st.OnReload(func() { endRevoked(p, st, log) })
 			}

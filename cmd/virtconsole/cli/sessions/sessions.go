@@ -4,6 +4,7 @@
 package sessions
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,7 +120,7 @@ An ID that is not live (unknown, or already ended) exits with 7.`,
 
 func runList(opts *Options) error {
 	var list []proxy.SessionInfo
-	body, err := opts.call(http.MethodGet, "/v1/sessions")
+	body, err := opts.Call(http.MethodGet, "/v1/sessions", nil)
 	if err != nil {
 		return err
 	}
@@ -178,23 +179,31 @@ func orDash(s string) string {
 }
 
 func runKill(opts *Options) error {
-	if _, err := opts.call(http.MethodDelete, "/v1/sessions/"+url.PathEscape(opts.ID)); err != nil {
+	if _, err := opts.Call(http.MethodDelete, "/v1/sessions/"+url.PathEscape(opts.ID), nil); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(opts.IO.Out, "ended session %s\n", opts.ID)
 	return err
 }
 
-// call makes one request to the sessions API and returns the body of a
-// 2xx answer; any other is an *cmdutil.APIError with the server's reason.
-func (opts *Options) call(method, path string) ([]byte, error) {
+// Call makes one request to the admin API (a JSON body, or none when
+// nil) and returns the body of a 2xx answer; any other is an
+// *cmdutil.APIError with the server's reason.
+func (opts *Options) Call(method, path string, body []byte) ([]byte, error) {
 	base, client, err := opts.client()
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequest(method, base+path, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		return nil, &cmdutil.FlagError{Err: fmt.Errorf("--server %q: %v", opts.Server, err)}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -205,18 +214,18 @@ func (opts *Options) call(method, path string) ([]byte, error) {
 		return nil, &cmdutil.DialError{Msg: fmt.Sprintf("sessions API at %s: %s", req.URL.Host, cmdutil.OneLine(cause)), Err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, &cmdutil.DialError{Msg: fmt.Sprintf("sessions API at %s: reading its answer: %s", req.URL.Host, cmdutil.OneLine(err)), Err: err}
 	}
 	if resp.StatusCode/100 != 2 {
-		reason := strings.Join(strings.Fields(string(body)), " ")
+		reason := strings.Join(strings.Fields(string(answer)), " ")
 		if reason == "" {
 			reason = http.StatusText(resp.StatusCode)
 		}
 		return nil, &cmdutil.APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("sessions API at %s: %d %s", req.URL.Host, resp.StatusCode, reason)}
 	}
-	return body, nil
+	return answer, nil
 }
 
 // client checks the flags and returns the API's base URL and the HTTPS
