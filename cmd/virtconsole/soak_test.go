@@ -405,7 +405,7 @@ func TestSoak(t *testing.T) {
 		row("fault", f)
 	}
 	row("proxy A under load", fmt.Sprintf("%d fds, %d goroutines, heap %.1f MiB, RSS %.1f MiB", a.fds, a.goroutines, mib(a.heap), mib(a.rss)))
-	row("proxy A CPU during the load", fmt.Sprintf("%.1f s (%.0f%% of one core)", (a.cpu - cpuStart).Seconds(), 100*(a.cpu-cpuStart).Seconds()/elapsed.Seconds()))
+	row("proxy A CPU during the load", fmt.Sprintf("%.1f s (%.0f%% of one core)", (a.cpu-cpuStart).Seconds(), 100*(a.cpu-cpuStart).Seconds()/elapsed.Seconds()))
 	row("proxy A before / after", fmt.Sprintf("fds %d / %d, goroutines %d / %d, heap %.1f / %.1f MiB, RSS %.1f / %.1f MiB",
 		base.fds, after.fds, base.goroutines, after.goroutines, mib(base.heap), mib(after.heap), mib(base.rss), mib(after.rss)))
 	t.Log("\n" + tb.String())

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -133,12 +134,18 @@ func TestWebPages(t *testing.T) {
 	target := &url.URL{Scheme: "https"}
 	front, rec := startFront(t, dir, target)
 	// --allowed-origin: the front proxy's pages open websockets too.
+	// A grant key, for a share link (below).
+	grantKey := filepath.Join(t.TempDir(), "grant.key")
+	if r := run(t, nil, "share", "--new-key", grantKey); r.code != 0 {
+		t.Fatalf("share --new-key: exit %d: %s", r.code, r.stderr)
+	}
 	p := startDaemon(t, append(readmeArgs(lines[0], strings.NewReplacer("127.0.0.1:6443", "127.0.0.1:0", "./pki", dir,
-		"tokens.json", writeTokens(t, tokens))), "--allowed-origin", front.URL)...)
+		"tokens.json", writeTokens(t, tokens))), "--allowed-origin", front.URL, "--grant-key", grantKey)...)
 	target.Host = p.addr
 	t.Logf("QEMU, proxy and front proxy up after %v", since())
 
 	b := startChromium(t, chromium, spkiHash(t, filepath.Join(dir, "server-cert.pem")))
+	var grant string // the share link's, once minted
 
 	// link is what "virtconsole open" prints for the token.
 	link := func(t *testing.T, typ, token, proxy string) string {
@@ -314,7 +321,16 @@ func TestWebPages(t *testing.T) {
 			"--token-file", writeToken(t, "web-serial-token-1"))
 		typeUntil(t, cli, "echo v-$((8*8))\n", "v-64")
 		b.openPage(t, "about:blank") // a new document: the link differs from this page's only in its fragment
-		view := b.openPage(t, link(t, "serial", "web-serial-token-1", front.URL+"/consoles")+"&role=view")
+		// The view-only page is a share link: "virtconsole share" mints
+		// a view grant for the console, and the link carries it.
+		r := run(t, nil, "share", "--token-file", writeToken(t, "web-serial-token-1"), "--type", "serial", "--role", "view",
+			"--ttl", "15m", "--grant-key", grantKey, "--proxy", front.URL+"/consoles", "--json")
+		var shared struct{ Link, Grant string }
+		if err := json.Unmarshal([]byte(r.stdout), &shared); r.code != 0 || err != nil || !strings.Contains(shared.Link, "#") {
+			t.Fatalf("share: exit %d, %v: %s%s", r.code, err, r.stdout, r.stderr)
+		}
+		grant = shared.Grant
+		view := b.openPage(t, shared.Link)
 		waitConnected(t, view)
 		if !waitForOr(30*time.Second, func() bool {
 			b.eval(t, view, termTextJS, &text)
@@ -398,11 +414,11 @@ func TestWebPages(t *testing.T) {
 	}
 	t.Logf("%d requests from the pages, %d of them websockets", len(reqs), ws)
 
-	// What the front proxy received: no token in any URL, and the
-	// websockets carried it as the cookie.
+	// What the front proxy received: no token or grant in any URL, and
+	// the websockets carried it as the cookie.
 	cookies := 0
 	for _, r := range rec.requests() {
-		if strings.Contains(r.URI, "token") {
+		if strings.Contains(r.URI, "token") || grant != "" && strings.Contains(r.URI, grant[:20]) {
 			t.Errorf("the front proxy received a token in %s", r.URI)
 		}
 		if strings.HasSuffix(r.URI, "/websockify") && r.TokenCookie {
@@ -414,7 +430,7 @@ func TestWebPages(t *testing.T) {
 	if cookies < 3 {
 		t.Errorf("%d websockets with the token cookie through the front proxy, want at least 3 (SPICE main, display; serial)", cookies)
 	}
-	if strings.Contains(p.log.String(), "-token-1") {
+	if strings.Contains(p.log.String(), "-token-1") || grant != "" && strings.Contains(p.log.String(), grant) {
 		t.Errorf("the proxy logged a token:\n%s", p.log.String())
 	}
 	t.Logf("done after %v", since())
