@@ -74,6 +74,27 @@ func (c *Client) Base() string { return c.base }
 // gives an error wrapping ErrNotFound; a 502, 503 or 504, a transport
 // failure or a cancelled ctx give one wrapping ErrUnavailable.
 func (c *Client) Resolve(ctx context.Context, token string) (protocols.Target, error) {
+	t, err := c.resolve(ctx, token)
+	if err != nil {
+		// The parts are scrubbed where they are formatted; the whole is
+		// scrubbed again, as the token could be spelled across two of
+		// them (an escape's digits and the text after it).
+		return t, &scrubbedError{err: err, msg: scrub(err.Error(), token)}
+	}
+	return t, nil
+}
+
+// scrubbedError is err with its text scrubbed of the token; errors.Is
+// and As see err.
+type scrubbedError struct {
+	err error
+	msg string
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func (c *Client) resolve(ctx context.Context, token string) (protocols.Target, error) {
 	if token == "" {
 		return protocols.Target{}, fmt.Errorf("resolver %s: %w", c.base, ErrNotFound)
 	}
@@ -178,7 +199,8 @@ func reason(resp *http.Response, token string) string {
 			msg = msg[:len(msg)-1]
 		}
 	}
-	return fmt.Sprintf(": %q", msg)
+	// Quote, then scrub: an escape (\x10…) could spell the token.
+	return ": " + scrub(strconv.Quote(msg), token)
 }
 
 func isJSON(mediaType string) bool {
