@@ -54,6 +54,18 @@ const GuestVTCmdline = GuestCmdline + " " + guestTTY1
 // kernel takes a dotted unknown parameter for a module's and ignores it.
 const guestTTY1 = "virtconsole.tty1"
 
+// GuestLoginCmdline is a kernel parameter that makes the guest's first
+// serial port show a login prompt ("virtconsole-guest login: ", busybox's
+// getty and login) instead of a shell; root logs in with no password, and
+// the shell's prompt ends in "# ". ttyS0 still shows GuestReady first.
+const GuestLoginCmdline = guestLogin
+
+// GuestHostname is the guest's host name with GuestLoginCmdline: its login
+// prompt is GuestHostname + " login: ".
+const GuestHostname = "virtconsole-guest"
+
+const guestLogin = "virtconsole.login"
+
 // guestInit is the initramfs's /init. It runs the shell in a loop so that
 // "exit" does not make init return (which panics the kernel).
 const guestInit = `#!/bin/busybox sh
@@ -81,6 +93,14 @@ if grep -qw ` + guestTTY1 + ` /proc/cmdline; then
 	done &
 fi
 echo "` + GuestReady + `" > /dev/ttyS0
+if grep -qw ` + guestLogin + ` /proc/cmdline; then
+	# A login prompt, as a distribution's serial getty gives: root, no
+	# password (/etc/passwd).
+	hostname ` + GuestHostname + `
+	while true; do
+		setsid getty -L 115200 ttyS0 vt100
+	done
+fi
 while true; do
 	setsid cttyhack sh -l < /dev/ttyS0 > /dev/ttyS0 2>&1
 done
@@ -88,7 +108,7 @@ done
 
 // guestVersion changes whenever the initramfs layout or /init changes, so
 // that cached images of an older layout are not reused.
-const guestVersion = 4
+const guestVersion = 5
 
 // LinuxGuest returns a Linux kernel and an initramfs that boot, in about
 // five seconds under TCG with 128 MiB, to a root shell on the first serial
@@ -209,6 +229,9 @@ func BuildInitramfs(busyboxPath string, modules ...string) ([]byte, error) {
 		mkdir(d)
 	}
 	w.entry("dev/console", 0o020600, nil, 5, 1)
+	// For busybox's login (GuestLoginCmdline): root, no password.
+	w.entry("etc/passwd", 0o100644, []byte("root::0:0:root:/root:/bin/sh\n"), 0, 0)
+	w.entry("etc/group", 0o100644, []byte("root:x:0:\n"), 0, 0)
 	w.entry("bin/busybox", 0o100755, bin, 0, 0)
 	w.entry("init", 0o100755, []byte(guestInit), 0, 0)
 	if len(modules) > 0 {
