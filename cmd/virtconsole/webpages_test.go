@@ -495,13 +495,27 @@ func TestREADMEOpen(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	runtimeDir := t.TempDir()
 	cmd := exec.Command(vcBinary, args(lines[1])...)
-	cmd.Env = env("PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"))
+	cmd.Env = env("PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "XDG_RUNTIME_DIR="+runtimeDir)
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
 		t.Errorf("%s: %v, output %q", lines[1], err, out)
 	}
-	if b, err := os.ReadFile(opened); err != nil || string(b) != "https://proxy.example:6443/serial.html#token="+tok+"\n" {
-		t.Errorf("%s: xdg-open got %q (%v)", lines[1], b, err)
+	// xdg-open's command line, which every local user can read, carries
+	// no token: it names a page that only the user can read, which sends
+	// the browser on to the link.
+	argv, err := os.ReadFile(opened)
+	page := strings.TrimPrefix(strings.TrimSpace(string(argv)), "file://")
+	if err != nil || strings.Contains(string(argv), tok) || !strings.HasPrefix(page, filepath.Join(runtimeDir, "virtconsole", "open")+"/") {
+		t.Fatalf("%s: xdg-open got %q (%v); want a file:// URL under %s and no token", lines[1], argv, err, runtimeDir)
+	}
+	fi, err := os.Stat(page)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: the redirect page %s: %v, mode %v; want 0600", lines[1], page, err, fi.Mode())
+	}
+	b, _ := os.ReadFile(page)
+	if link := "https://proxy.example:6443/serial.html#token=" + tok; !strings.Contains(string(b), `url=`+link+`"`) || !strings.Contains(string(b), `location.replace("`+link+`")`) {
+		t.Errorf("%s: the redirect page does not send the browser to %s:\n%s", lines[1], link, b)
 	}
 
 	r := run(t, nil, args(lines[2])...)

@@ -4,10 +4,15 @@ package open
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -59,8 +64,10 @@ when it connects, and a later reconnect needs a fresh link. Without DOMAIN,
 the token comes from --token-file (- for standard input) or ` + connect.EnvToken + `.
 
 Anyone with the link has the console until its token is spent or revoked:
-treat it as a password. --browser passes it to xdg-open, whose command line
-other local users can see while it runs.`,
+treat it as a password. --browser does not put it on xdg-open's command line,
+which other local users can see: xdg-open gets a page that only you can read
+(in $XDG_RUNTIME_DIR/virtconsole/open/; a later --browser removes pages older
+than two minutes), which sends the browser on to the link.`,
 		Example: `  # the VNC page of a libvirt domain's console, through the bundled server
   virtconsole open myvm -c qemu:///system --proxy https://proxy.example:6443
 
@@ -155,11 +162,66 @@ func ProxyBase(raw string, insecure bool) (string, error) {
 	return raw, nil
 }
 
-// xdgOpen hands link to the desktop's browser.
+// xdgOpen hands link to the desktop's browser. The link carries the
+// token, and a command line is visible to every local user (ps), so
+// xdg-open gets the file:// URL of a redirect page readable by the user
+// only, as Jupyter does; the page sends the browser on to link.
 func xdgOpen(ctx context.Context, link string) error {
-	// Its output is dropped: it may quote the link, token and all.
-	if err := exec.CommandContext(ctx, "xdg-open", link).Run(); err != nil {
+	page, err := redirectPage(link)
+	if err != nil {
+		return fmt.Errorf("--browser: %v; run without --browser and open the printed link yourself", err)
+	}
+	// Its output is dropped: it may quote what it opens.
+	if err := exec.CommandContext(ctx, "xdg-open", (&url.URL{Scheme: "file", Path: page}).String()).Run(); err != nil {
 		return fmt.Errorf("xdg-open failed (%v); run without --browser and open the printed link yourself", err)
 	}
 	return nil
+}
+
+// redirectPageAge is how long a redirect page is kept: the browser reads
+// it soon after xdg-open returns, but not necessarily before.
+const redirectPageAge = 2 * time.Minute
+
+// redirectPage writes a page that redirects to link into a directory of
+// the user's own (mode 0700, under $XDG_RUNTIME_DIR or the user's cache
+// directory), mode 0600, and returns its path. Pages older than
+// redirectPageAge are removed first: the token they carry may still be
+// live, and nothing else would delete them.
+func redirectPage(link string) (string, error) {
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if base == "" {
+		var err error
+		if base, err = os.UserCacheDir(); err != nil {
+			return "", err
+		}
+	}
+	dir := filepath.Join(base, "virtconsole", "open")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", err
+	}
+	if old, err := filepath.Glob(filepath.Join(dir, "*.html")); err == nil {
+		for _, p := range old {
+			if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > redirectPageAge {
+				os.Remove(p)
+			}
+		}
+	}
+	f, err := os.CreateTemp(dir, "console-*.html") // mode 0600
+	if err != nil {
+		return "", err
+	}
+	q := html.EscapeString(link)
+	js, _ := json.Marshal(link)
+	_, err = fmt.Fprintf(f, "<!DOCTYPE html>\n<meta charset=\"utf-8\">\n<meta name=\"referrer\" content=\"no-referrer\">\n<meta http-equiv=\"refresh\" content=\"0;url=%s\">\n<script>location.replace(%s)</script>\n<a href=\"%s\">Open the console</a>\n", q, js, q)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
