@@ -25,7 +25,12 @@ import (
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
-var vcBinary string
+var (
+	vcBinary string
+	// emptyConfigHome is XDG_CONFIG_HOME for the vcBinary: an empty
+	// directory, so that no developer's client config file is read.
+	emptyConfigHome string
+)
 
 func TestMain(m *testing.M) {
 	if dir, ok := os.LookupEnv(soakEchoEnv); ok {
@@ -41,6 +46,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vcBinary = filepath.Join(dir, "virtconsole")
+	emptyConfigHome = filepath.Join(dir, "config-home")
+	if err := os.Mkdir(emptyConfigHome, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	args := []string{"build", "-o", vcBinary}
 	if raceEnabled {
 		args = append(args, "-race") // the binary under test is checked too
@@ -56,8 +66,10 @@ func TestMain(m *testing.M) {
 }
 
 // env is the environment for the vcBinary: ours without VIRTCONSOLE_*,
-// and an empty config file for the daemons, so that an installed
-// /etc/virtconsole/server.toml does not change them (--config wins).
+// an empty config file for the daemons, so that an installed
+// /etc/virtconsole/server.toml does not change them (--config wins), and
+// an empty XDG_CONFIG_HOME, so that no client config file is read; extra
+// comes last and wins (exec keeps a key's last value).
 func env(extra ...string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
@@ -65,7 +77,7 @@ func env(extra ...string) []string {
 			e = append(e, kv)
 		}
 	}
-	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull), extra...)
+	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull, "XDG_CONFIG_HOME="+emptyConfigHome), extra...)
 }
 
 // result is a finished command.
