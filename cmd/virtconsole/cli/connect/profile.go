@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,8 +141,9 @@ func orNoFile(path string) string {
 // Apply loads the profile and sets each flag of cmd that it holds a key
 // for, unless the command line gave the flag or the key's environment
 // variable is set. The profile's token-command goes to proxy (when not
-// nil).
-func (o *ProfileOptions) Apply(f *cmdutil.Factory, cmd *cobra.Command, proxy *ProxyOptions) error {
+// nil). The keys in skip are not applied (a command whose flag of that
+// name means something else).
+func (o *ProfileOptions) Apply(f *cmdutil.Factory, cmd *cobra.Command, proxy *ProxyOptions, skip ...string) error {
 	if err := o.Load(f); err != nil {
 		return err
 	}
@@ -160,7 +162,7 @@ func (o *ProfileOptions) Apply(f *cmdutil.Factory, cmd *cobra.Command, proxy *Pr
 	for _, k := range ProfileKeys {
 		e, ok := o.Profile.Entry(k.Name)
 		fl := cmd.Flags().Lookup(k.FlagName())
-		if !ok || fl == nil || given[fl.Name] || k.Env != "" && f.Getenv(k.Env) != "" {
+		if !ok || fl == nil || given[fl.Name] || k.Env != "" && f.Getenv(k.Env) != "" || slices.Contains(skip, k.Name) {
 			continue
 		}
 		if k.Name == "token-command" {

@@ -27,6 +27,7 @@ type Options struct {
 	Libvirt  connect.DomainOptions
 	Browser  bool
 	Insecure bool
+	Profile  connect.ProfileOptions
 
 	// OpenBrowser opens link in the desktop's browser; nil runs xdg-open.
 	OpenBrowser func(ctx context.Context, link string) error
@@ -74,8 +75,11 @@ other local users can see while it runs.`,
 			if len(args) > 0 {
 				opts.Domain = args[0]
 			}
-			if opts.Domain != "" && opts.Proxy.TokenFile != "" {
+			if opts.Domain != "" && cmd.Flags().Changed("token-file") {
 				return &cmdutil.FlagError{Err: errors.New("give DOMAIN or --token-file, not both")}
+			}
+			if err := opts.Profile.Apply(f, cmd, &opts.Proxy); err != nil {
+				return err
 			}
 			if opts.Proxy.URL == "" {
 				opts.Proxy.URL = f.Getenv(connect.EnvProxy)
@@ -94,6 +98,7 @@ other local users can see while it runs.`,
 	fl.StringVar(&opts.Proxy.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+connect.EnvToken+" otherwise)")
 	fl.BoolVar(&opts.Insecure, "proxy-insecure", false, "allow an http:// proxy (the token and the console in cleartext)")
 	fl.BoolVar(&opts.Browser, "browser", false, "open the link with xdg-open instead of printing it")
+	connect.AddProfileFlags(cmd, &opts.Profile)
 	return cmd
 }
 
