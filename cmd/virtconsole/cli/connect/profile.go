@@ -203,7 +203,11 @@ func (o *ProfileOptions) Source(f *cmdutil.Factory, k ProfileKey, given bool) st
 // standard input and at most TokenCommandTimeout. Failures name the
 // profile, never the command line (it may hold a secret).
 func runTokenCommand(f *cmdutil.Factory, line, profile string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), TokenCommandTimeout)
+	return runTokenCommandWithin(f, line, profile, TokenCommandTimeout)
+}
+
+func runTokenCommandWithin(f *cmdutil.Factory, line, profile string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, "sh", "-c", line)
 	var out bytes.Buffer
@@ -215,7 +219,7 @@ func runTokenCommand(f *cmdutil.Factory, line, profile string) (string, error) {
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		return "", fmt.Errorf("%w: %s did not finish within %v", cmdutil.ErrNoToken, what, TokenCommandTimeout)
+		return "", fmt.Errorf("%w: %s did not finish within %v", cmdutil.ErrNoToken, what, timeout)
 	case errors.As(err, &ee):
 		return "", fmt.Errorf("%w: %s failed (%s); run it yourself to see why", cmdutil.ErrNoToken, what, ee.ProcessState)
 	case err != nil:
