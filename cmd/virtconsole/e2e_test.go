@@ -89,10 +89,16 @@ type result struct {
 // run runs the vcBinary to completion with stdin and a bounded time.
 func run(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
+	return runEnv(t, env(), stdin, args...)
+}
+
+// runEnv is run with the environment environ.
+func runEnv(t *testing.T, environ []string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vcBinary, args...)
-	cmd.Env = env()
+	cmd.Env = environ
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
