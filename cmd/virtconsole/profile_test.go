@@ -74,6 +74,12 @@ func TestProfilesSerial(t *testing.T) {
 	} {
 		mustVC(append([]string{"config", "set"}, set...)...)
 	}
+	// Completions offer the profiles.
+	for _, args := range [][]string{{"serial", "--profile", ""}, {"config", "use-profile", ""}} {
+		if r := mustVC(append([]string{"__complete"}, args...)...); !strings.HasPrefix(r.stdout, "a\nb\n:4\n") {
+			t.Errorf("completion of %v: %q", args, r.stdout)
+		}
+	}
 	checkMode := func(path string, want os.FileMode) {
 		t.Helper()
 		fi, err := os.Stat(path)

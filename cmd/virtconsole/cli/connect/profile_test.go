@@ -292,3 +292,31 @@ func TestConfigEdit(t *testing.T) {
 		t.Errorf("edited file:\n%s\nwant:\n%s", b, want)
 	}
 }
+
+// TestProfileCommandKeys: escape and viewer, keys of one command each,
+// reach the commands that have them, and a flag still wins.
+func TestProfileCommandKeys(t *testing.T) {
+	cfg := writeConfig(t, "[profiles.p]\nproxy = \"wss://p:1\"\nescape = \"^A\"\nviewer = \"remote-viewer\"\nproxy-insecure = true\n")
+	f := profileFactory(t, map[string]string{EnvClientConfig: cfg, EnvProfile: "p"}, &bytes.Buffer{})
+	for _, tc := range []struct {
+		flags        []string
+		escape, view string
+	}{
+		{nil, "^A", "remote-viewer"},
+		{[]string{"--escape", "^B", "--viewer", "auto"}, "^B", "auto"},
+	} {
+		cmd, o := command(protocols.KindVNC)
+		var local LocalOptions
+		AddLocalFlags(cmd, &local, "vnc")
+		escape := cmd.Flags().String("escape", "^]", "")
+		if err := cmd.Flags().Parse(tc.flags); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Check(f, cmd, nil); err != nil {
+			t.Fatal(err)
+		}
+		if *escape != tc.escape || local.Viewer != tc.view || !o.Proxy.Insecure {
+			t.Errorf("%v: escape %q viewer %q insecure %v; want %q %q true", tc.flags, *escape, local.Viewer, o.Proxy.Insecure, tc.escape, tc.view)
+		}
+	}
+}
