@@ -364,10 +364,10 @@ func TestSerialThroughProxy(t *testing.T) {
 	}
 }
 
-// TestSerialTypedBytesReachQEMU types a command into QEMU's monitor on a
-// TLS chardev through the proxy and reads QEMU's answer.
-func TestSerialTypedBytesReachQEMU(t *testing.T) {
-	qemutest.Require(t)
+// qemuVersion is QEMU's version as its monitor's "info version" prints
+// it, e.g. 8.2.2.
+func qemuVersion(t *testing.T) string {
+	t.Helper()
 	out, err := exec.Command(qemutest.Binary, "--version").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -376,6 +376,14 @@ func TestSerialTypedBytesReachQEMU(t *testing.T) {
 	if version == nil {
 		t.Fatalf("cannot read QEMU's version from %q", out)
 	}
+	return version[1]
+}
+
+// TestSerialTypedBytesReachQEMU types a command into QEMU's monitor on a
+// TLS chardev through the proxy and reads QEMU's answer.
+func TestSerialTypedBytesReachQEMU(t *testing.T) {
+	qemutest.Require(t)
+	version := qemuVersion(t)
 	dir := pki(t)
 	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Monitor: true})
 	tokens := writeTokens(t, map[string]resolver.Console{"mon": {Type: "console", Address: addr}})
@@ -386,7 +394,7 @@ func TestSerialTypedBytesReachQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "QEMU's answer to 'info version'", func() bool {
-		return strings.Contains(c.out.String(), version[1])
+		return strings.Contains(c.out.String(), version)
 	})
 	c.stdin.Close()
 	if code := c.wait(t, 30*time.Second); code != 0 {

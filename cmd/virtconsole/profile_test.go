@@ -9,7 +9,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,14 +23,7 @@ import (
 
 func TestProfilesSerial(t *testing.T) {
 	qemutest.Require(t)
-	out, err := exec.Command(qemutest.Binary, "--version").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	version := regexp.MustCompile(`version (\d+\.\d+\.\d+)`).FindStringSubmatch(string(out))
-	if version == nil {
-		t.Fatalf("cannot read QEMU's version from %q", out)
-	}
+	version := qemuVersion(t)
 
 	// One QEMU monitor on a TLS chardev that verifies clients; proxies A
 	// and B in front of it, each with its own listener CA and token.
@@ -99,7 +91,7 @@ func TestProfilesSerial(t *testing.T) {
 		t.Helper()
 		a0, b0 := sessions()
 		r := vc("info version\n", extra, append([]string{"serial"}, args...)...)
-		if r.code != 0 || !strings.Contains(r.stdout, version[1]) {
+		if r.code != 0 || !strings.Contains(r.stdout, version) {
 			t.Fatalf("serial %v %v: exit %d, stdout %q, stderr %q", args, extra, r.code, r.stdout, r.stderr)
 		}
 		var got string
