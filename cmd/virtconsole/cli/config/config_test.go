@@ -30,6 +30,7 @@ func TestConfigSetGet(t *testing.T) {
 		{"set", "proxy", "wss://a:1", "--profile", "a"},
 		{"set", "viewer", "auto", "--profile", "b"},
 		{"set", "proxy-insecure", "true"}, // the default profile: a
+		{"set", "ca-file", "ca.pem", "--profile", "b"},
 	} {
 		if _, stderr, err := run(args...); err != nil {
 			t.Fatalf("%v: %v (%s)", args, err, stderr)
@@ -43,7 +44,11 @@ func TestConfigSetGet(t *testing.T) {
 			t.Fatalf("%s: %v %v", p.path, err, fi)
 		}
 	}
-	want := "default-profile = \"a\"\n[profiles.a]\nproxy = \"wss://a:1\"\nproxy-insecure = true\n\n[profiles.b]\nviewer = \"auto\"\n"
+	abs, err := filepath.Abs("ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "default-profile = \"a\"\n[profiles.a]\nproxy = \"wss://a:1\"\nproxy-insecure = true\n\n[profiles.b]\nviewer = \"auto\"\nca-file = \"" + abs + "\"\n"
 	if b, _ := os.ReadFile(cfg); string(b) != want {
 		t.Errorf("file:\n%s\nwant:\n%s", b, want)
 	}

@@ -62,20 +62,22 @@ type ProfileKey struct {
 	Bool, List bool
 	// Secret: "config view" shows only whether it is set.
 	Secret bool
-	check  func(string) error
+	// Path: a file or directory, made absolute by "config set".
+	Path  bool
+	check func(string) error
 }
 
 // ProfileKeys are the keys a profile may hold, in the order "config
 // view" shows them.
 var ProfileKeys = []ProfileKey{
 	{Name: "proxy", Env: EnvProxy, check: func(v string) error { _, err := ProxyURL(v, true); return err }},
-	{Name: "ca-file"},
-	{Name: "proxy-tls-dir"},
+	{Name: "ca-file", Path: true},
+	{Name: "proxy-tls-dir", Path: true},
 	{Name: "proxy-insecure", Bool: true},
-	{Name: "token-file", Env: EnvToken},
+	{Name: "token-file", Path: true, Env: EnvToken},
 	{Name: "token-command", Flag: "token-file", Env: EnvToken, Secret: true},
 	{Name: "connect", Env: EnvLibvirtURI},
-	{Name: "connect-tls-dir"},
+	{Name: "connect-tls-dir", Path: true},
 	{Name: "connect-insecure", Bool: true},
 	{Name: "tls-min-version", check: func(v string) error { _, err := tlscreds.ParsePolicy(v, nil); return err }},
 	{Name: "tls-cipher-suites", List: true},
@@ -153,6 +155,12 @@ func (k ProfileKey) Entry(value string) (cmdutil.ConfigEntry, error) {
 			return e, errors.New("want true or false")
 		}
 		e.Values, e.Kinds = []string{strconv.FormatBool(b)}, []unstable.Kind{unstable.Bool}
+	case k.Path:
+		abs, err := filepath.Abs(value)
+		if err != nil {
+			return e, err
+		}
+		e.Values[0] = abs
 	case k.List:
 		e.Array, e.Values, e.Kinds = true, nil, nil
 		for _, v := range strings.Split(value, ",") {
@@ -264,6 +272,11 @@ func ReadClientConfig(path string, warn func(string)) (*ClientConfig, error) {
 			err = pe.Err
 		}
 		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		// Its token-command runs: a file others can change runs their
+		// commands as you.
+		return nil, fmt.Errorf("config file %s is writable by others than you (mode %04o); chmod 600 it", path, fi.Mode().Perm())
 	}
 	if w := resolver.ExposedWarning("config file", path); w != "" && warn != nil {
 		warn(w)

@@ -51,8 +51,10 @@ none is fine. Which value: the command line wins over the environment
 (` + EnvProxy + `, ` + EnvToken + ` for token-file and token-command, ` + EnvLibvirtURI + `
 for connect), which wins over the profile, which wins over the flag's
 default. "virtconsole config view" shows each value and where it came from.
-A file that its group or others can read gets a warning; an unknown key or a
-bad value is an error naming the file and line.`
+A file that its group or others can read gets a warning, one they can write to
+is refused (its token-command would run their commands); an unknown key or a
+bad value is an error naming the file and line. "config set" writes paths
+(ca-file, proxy-tls-dir, token-file, connect-tls-dir) as absolute paths.`
 
 // ProfileOptions are --profile and --config of a client command, and
 // what applying the profile found.

@@ -193,6 +193,14 @@ func TestProfileExposedWarning(t *testing.T) {
 	if errOut.String() != want {
 		t.Errorf("stderr %q, want %q", errOut.String(), want)
 	}
+	// Writable by others: refused, since its token-command would run.
+	if err := os.Chmod(cfg, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	_, err := check(t, f, protocols.KindSerial, "")
+	if want := "config file " + cfg + " is writable by others than you (mode 0620); chmod 600 it"; err == nil || err.Error() != want {
+		t.Errorf("mode 0620: %v, want %q", err, want)
+	}
 }
 
 // TestTokenCommand: the first line of the command's output, trimmed, is
