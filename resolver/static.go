@@ -410,7 +410,11 @@ func (s *Static) poll(logger *slog.Logger) {
 // (mode 0644); chmod 600 it", and "" otherwise: when only its owner can
 // read it, when it cannot be stat'ed (reading it will say why), and on
 // systems without Unix permission bits. It never reads the file.
-func ExposedFileWarning(path string) string {
+func ExposedFileWarning(path string) string { return ExposedWarning("token file", path) }
+
+// ExposedWarning is ExposedFileWarning for any file of secrets, which the
+// warning calls what (e.g. "config file").
+func ExposedWarning(what, path string) string {
 	fi, err := os.Stat(path)
 	if err != nil || !fi.Mode().IsRegular() {
 		return ""
@@ -424,7 +428,7 @@ func ExposedFileWarning(path string) string {
 	default:
 		return ""
 	}
-	return fmt.Sprintf("token file %s is readable by %s (mode %04o); chmod 600 it", path, who, fi.Mode().Perm())
+	return fmt.Sprintf("%s %s is readable by %s (mode %04o); chmod 600 it", what, path, who, fi.Mode().Perm())
 }
 
 // fileStamp is what Watch compares to notice a changed file.

@@ -25,7 +25,12 @@ import (
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
 
-var vcBinary string
+var (
+	vcBinary string
+	// emptyConfigHome is XDG_CONFIG_HOME for the vcBinary: an empty
+	// directory, so that no developer's client config file is read.
+	emptyConfigHome string
+)
 
 func TestMain(m *testing.M) {
 	if dir, ok := os.LookupEnv(soakEchoEnv); ok {
@@ -41,6 +46,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vcBinary = filepath.Join(dir, "virtconsole")
+	emptyConfigHome = filepath.Join(dir, "config-home")
+	if err := os.Mkdir(emptyConfigHome, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	args := []string{"build", "-o", vcBinary}
 	if raceEnabled {
 		args = append(args, "-race") // the binary under test is checked too
@@ -56,8 +66,10 @@ func TestMain(m *testing.M) {
 }
 
 // env is the environment for the vcBinary: ours without VIRTCONSOLE_*,
-// and an empty config file for the daemons, so that an installed
-// /etc/virtconsole/server.toml does not change them (--config wins).
+// an empty config file for the daemons, so that an installed
+// /etc/virtconsole/server.toml does not change them (--config wins), and
+// an empty XDG_CONFIG_HOME, so that no client config file is read; extra
+// comes last and wins (exec keeps a key's last value).
 func env(extra ...string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
@@ -65,7 +77,7 @@ func env(extra ...string) []string {
 			e = append(e, kv)
 		}
 	}
-	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull), extra...)
+	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull, "XDG_CONFIG_HOME="+emptyConfigHome), extra...)
 }
 
 // result is a finished command.
@@ -77,10 +89,16 @@ type result struct {
 // run runs the vcBinary to completion with stdin and a bounded time.
 func run(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
+	return runEnv(t, env(), stdin, args...)
+}
+
+// runEnv is run with the environment environ.
+func runEnv(t *testing.T, environ []string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vcBinary, args...)
-	cmd.Env = env()
+	cmd.Env = environ
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -346,10 +364,10 @@ func TestSerialThroughProxy(t *testing.T) {
 	}
 }
 
-// TestSerialTypedBytesReachQEMU types a command into QEMU's monitor on a
-// TLS chardev through the proxy and reads QEMU's answer.
-func TestSerialTypedBytesReachQEMU(t *testing.T) {
-	qemutest.Require(t)
+// qemuVersion is QEMU's version as its monitor's "info version" prints
+// it, e.g. 8.2.2.
+func qemuVersion(t *testing.T) string {
+	t.Helper()
 	out, err := exec.Command(qemutest.Binary, "--version").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -358,6 +376,14 @@ func TestSerialTypedBytesReachQEMU(t *testing.T) {
 	if version == nil {
 		t.Fatalf("cannot read QEMU's version from %q", out)
 	}
+	return version[1]
+}
+
+// TestSerialTypedBytesReachQEMU types a command into QEMU's monitor on a
+// TLS chardev through the proxy and reads QEMU's answer.
+func TestSerialTypedBytesReachQEMU(t *testing.T) {
+	qemutest.Require(t)
+	version := qemuVersion(t)
 	dir := pki(t)
 	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Monitor: true})
 	tokens := writeTokens(t, map[string]resolver.Console{"mon": {Type: "console", Address: addr}})
@@ -368,7 +394,7 @@ func TestSerialTypedBytesReachQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "QEMU's answer to 'info version'", func() bool {
-		return strings.Contains(c.out.String(), version[1])
+		return strings.Contains(c.out.String(), version)
 	})
 	c.stdin.Close()
 	if code := c.wait(t, 30*time.Second); code != 0 {

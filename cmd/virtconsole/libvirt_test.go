@@ -101,6 +101,19 @@ func TestLibvirtSerial(t *testing.T) {
 		if !strings.Contains(p.log.String(), "kind=serial") {
 			t.Fatalf("no serial session in the server log:\n%s", p.log.String())
 		}
+		// The same with a profile holding the proxy, its CA and the
+		// libvirt URI: "serial DOMAIN" and nothing else (the file named
+		// with --config, as the test's environment is fixed).
+		cfg := filepath.Join(t.TempDir(), "config.toml")
+		profile := "default-profile = \"lab\"\n[profiles.lab]\nproxy = \"wss://" + p.addr + "\"\nca-file = \"" +
+			filepath.Join(dir, "ca-cert.pem") + "\"\nconnect = \"qemu:///system\"\n"
+		if err := os.WriteFile(cfg, []byte(profile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		askGuest(t, "\r", dom.Name, "--config", cfg)
+		if n := strings.Count(p.log.String(), "session start"); n < 2 {
+			t.Fatalf("%d sessions in the server log, want 2 (one with flags, one with the profile):\n%s", n, p.log.String())
+		}
 		if !strings.Contains(p.log.String(), "no --connect-tls-dir: serving only consoles that need no TLS toward QEMU") {
 			t.Fatalf("the server did not say at startup which consoles it refuses:\n%s", p.log.String())
 		}

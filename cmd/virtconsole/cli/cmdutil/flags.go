@@ -18,11 +18,12 @@ const (
 	GroupTLS      = "TLS policy flags (every TLS connection: to the proxy and to QEMU)"
 	GroupTimeouts = "Timeout flags"
 	GroupListener = "Local listener flags (for viewers)"
+	GroupProfile  = "Profile flags (defaults from the client config file)"
 )
 
 // FlagGroups are the groups in the order help shows them; flags in none
 // of them come last, under "Flags:".
-var FlagGroups = []string{GroupProxy, GroupDomain, GroupDirect, GroupTLS, GroupTimeouts, GroupListener}
+var FlagGroups = []string{GroupProxy, GroupDomain, GroupDirect, GroupTLS, GroupTimeouts, GroupListener, GroupProfile}
 
 // SetFlagGroup puts the named flags of fl in group.
 func SetFlagGroup(fl *pflag.FlagSet, group string, names ...string) {

@@ -64,6 +64,9 @@ type Options struct {
 	Domain DomainOptions
 	Direct DirectOptions
 	TLS    TLSOptions
+	// Profile is --profile and --config: defaults for the flags from
+	// the client config file, applied by Check.
+	Profile ProfileOptions
 
 	// graphics: the command is vnc or spice (--target, --tls-tunnel and
 	// --password-file exist; --type and --force do not).
@@ -82,6 +85,11 @@ type ProxyOptions struct {
 	Timeout   time.Duration
 	// View asks the proxy for a view-only session (proxy.RoleHeader).
 	View bool
+
+	// tokenCommand is a profile's token-command (of the profile
+	// tokenCommandOf), used when neither --token-file nor the
+	// environment gives the token.
+	tokenCommand, tokenCommandOf string
 }
 
 // DomainOptions are the domain group: which console of DOMAIN.
@@ -157,13 +165,19 @@ func AddFlags(cmd *cobra.Command, o *Options, kind protocols.Kind) {
 	cmdutil.DeprecatedAlias(fl, "tls-dir", "proxy-tls-dir")
 	cmdutil.DeprecatedAlias(fl, "insecure", "proxy-insecure")
 	cmdutil.DeprecatedAlias(fl, "connect-timeout", "proxy-timeout")
+
+	AddProfileFlags(cmd, &o.Profile)
 }
 
-// Check decides the mode from the flags, the environment (f.Getenv) and
-// args (DOMAIN, if any), and checks that they agree, without I/O. cmd
-// names the command in usage errors.
+// Check applies the profile (see ProfileOptions.Apply) to the flags of
+// cmd, decides the mode from the flags, the environment (f.Getenv) and
+// args (DOMAIN, if any), and checks that they agree. Its only I/O is
+// reading the client config file. cmd names the command in usage errors.
 func (o *Options) Check(f *cmdutil.Factory, cmd *cobra.Command, args []string) error {
 	o.mode, o.domain = 0, ""
+	if err := o.Profile.Apply(f, cmd, &o.Proxy); err != nil {
+		return err
+	}
 	if len(args) > 0 {
 		o.domain = args[0]
 	}
@@ -187,8 +201,9 @@ func (o *Options) Check(f *cmdutil.Factory, cmd *cobra.Command, args []string) e
 		return &cmdutil.FlagError{Err: fmt.Errorf("no console given: %s; see '%s --help'", alternatives, cmd.CommandPath())}
 	case o.Direct.Target == "":
 		o.mode = ProxyToken
-	case o.Proxy.URL != "":
-		// The environment's proxy does not count: --target says direct.
+	case o.Proxy.URL != "" && !o.Profile.FromProfile("proxy"):
+		// The environment's proxy and the profile's do not count:
+		// --target says direct.
 		return &cmdutil.FlagError{Err: errors.New("give --proxy or --target (direct mode), not both")}
 	default:
 		o.mode = DirectTarget

@@ -58,8 +58,9 @@ func ProxyURL(raw string, insecure bool) (string, error) {
 }
 
 // ReadToken returns the token from --token-file (- reads one line from
-// stdin, byte by byte so that the rest of stdin stays for the console) or
-// the environment. A token file that its group or others can read gets a
+// stdin, byte by byte so that the rest of stdin stays for the console),
+// the environment or the profile's token-command (Apply leaves it unset
+// when the environment has a token). A token file that its group or others can read gets a
 // warning on stderr. No token is cmdutil.ErrNoToken.
 func (o *ProxyOptions) ReadToken(f *cmdutil.Factory) (string, error) {
 	var tok string
@@ -79,6 +80,12 @@ func (o *ProxyOptions) ReadToken(f *cmdutil.Factory) (string, error) {
 			fmt.Fprintln(f.IOStreams.ErrOut, "warning: "+w)
 		}
 		tok = string(b)
+	case o.tokenCommand != "":
+		t, err := runTokenCommand(f, o.tokenCommand, o.tokenCommandOf)
+		if err != nil {
+			return "", err
+		}
+		tok = t
 	default:
 		tok = f.Getenv(EnvToken)
 	}

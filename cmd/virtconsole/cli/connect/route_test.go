@@ -188,7 +188,8 @@ func TestFlagGroups(t *testing.T) {
 		"connect-tls-dir": cmdutil.GroupDirect, "connect-insecure": cmdutil.GroupDirect,
 		"tls-min-version": cmdutil.GroupTLS, "tls-cipher-suites": cmdutil.GroupTLS,
 		"proxy-timeout": cmdutil.GroupTimeouts, "handshake-timeout": cmdutil.GroupTimeouts,
-		"view": cmdutil.GroupProxy,
+		"view":    cmdutil.GroupProxy,
+		"profile": cmdutil.GroupProfile, "config": cmdutil.GroupProfile,
 	}
 	for _, k := range []protocols.Kind{protocols.KindSerial, protocols.KindVNC, protocols.KindSPICE} {
 		want[k] = map[string]string{}

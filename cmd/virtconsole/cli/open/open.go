@@ -32,6 +32,7 @@ type Options struct {
 	Libvirt  connect.DomainOptions
 	Browser  bool
 	Insecure bool
+	Profile  connect.ProfileOptions
 
 	// OpenBrowser opens link in the desktop's browser; nil runs xdg-open.
 	OpenBrowser func(ctx context.Context, link string) error
@@ -81,8 +82,11 @@ than two minutes), which sends the browser on to the link.`,
 			if len(args) > 0 {
 				opts.Domain = args[0]
 			}
-			if opts.Domain != "" && opts.Proxy.TokenFile != "" {
+			if opts.Domain != "" && cmd.Flags().Changed("token-file") {
 				return &cmdutil.FlagError{Err: errors.New("give DOMAIN or --token-file, not both")}
+			}
+			if err := opts.Profile.Apply(f, cmd, &opts.Proxy); err != nil {
+				return err
 			}
 			if opts.Proxy.URL == "" {
 				opts.Proxy.URL = f.Getenv(connect.EnvProxy)
@@ -101,6 +105,7 @@ than two minutes), which sends the browser on to the link.`,
 	fl.StringVar(&opts.Proxy.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+connect.EnvToken+" otherwise)")
 	fl.BoolVar(&opts.Insecure, "proxy-insecure", false, "allow an http:// proxy (the token and the console in cleartext)")
 	fl.BoolVar(&opts.Browser, "browser", false, "open the link with xdg-open instead of printing it")
+	connect.AddProfileFlags(cmd, &opts.Profile)
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/admin"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/certs"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/config"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/open"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
@@ -51,8 +52,9 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.Flags().Bool("version", false, `print the version (as "virtconsole version" does)`)
 	cmd.SetVersionTemplate(`{{printf "%s\n" ` + strconv.Quote(info.Line()) + `}}`)
 
-	cmd.AddCommand(serial.NewCmdSerial(f, nil))
-	cmd.AddCommand(vnc.NewCmdVNC(f, nil))
+	serialCmd, vncCmd := serial.NewCmdSerial(f, nil), vnc.NewCmdVNC(f, nil)
+	cmd.AddCommand(serialCmd)
+	cmd.AddCommand(vncCmd)
 	cmd.AddCommand(spice.NewCmdSPICE(f, nil))
 	cmd.AddCommand(open.NewCmdOpen(f, nil))
 	cmd.AddCommand(server.NewCmdServer(f, nil))
@@ -64,6 +66,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.AddCommand(share.NewCmdShare(f, nil))
 	cmd.AddCommand(token.NewCmdToken(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))
+	cmd.AddCommand(config.NewCmdConfig(f, serialCmd.Flags(), vncCmd.Flags()))
 	cmd.AddCommand(version.NewCmdVersion(f, nil))
 	cmd.AddCommand(newCmdExitCodes())
 	cmdutil.Walk(cmd, func(c *cobra.Command) {

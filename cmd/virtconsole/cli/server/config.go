@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -83,6 +82,9 @@ One file holds the [server], [proxy] and [resolver] tables; each daemon reads
 its own and rejects an unknown key in it. --print-config shows the result.`
 }
 
+// configEntry is one key of the daemon's table.
+type configEntry = cmdutil.ConfigEntry
+
 // sources says where each setting came from: "flag", "env NAME",
 // "FILE:LINE" or "default".
 type sources map[string]string
@@ -115,7 +117,7 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 	}
 	byKey := map[string]configEntry{}
 	for _, e := range entries {
-		byKey[e.key] = e
+		byKey[e.Key] = e
 	}
 	// A former name on the command line sets its flag as the flag would.
 	aliased := map[string]bool{}
@@ -135,12 +137,12 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 		} else if v, ok := lookupEnv(f, env); ok {
 			src[fl.Name] = "env " + env
 			if err := fl.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: invalid value for --%s: %v", env, v, fl.Name, valueError(fl, err)))
+				errs = append(errs, fmt.Errorf("%s=%q: invalid value for --%s: %v", env, v, fl.Name, cmdutil.ValueError(fl, err)))
 			}
 		} else if e, ok := byKey[fl.Name]; ok {
-			src[fl.Name] = fmt.Sprintf("%s:%d", path, e.line)
-			if err := e.apply(fl); err != nil {
-				errs = append(errs, fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, fl.Name, valueError(fl, err)))
+			src[fl.Name] = fmt.Sprintf("%s:%d", path, e.Line)
+			if err := e.Apply(fl); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.Line, fl.Name, cmdutil.ValueError(fl, err)))
 			}
 		} else {
 			src[fl.Name] = "default"
@@ -158,15 +160,15 @@ func (o *daemonOptions) load(cmd *cobra.Command, f *cmdutil.Factory) (sources, e
 // way).
 func checkEntries(cmd *cobra.Command, path, table string, entries []configEntry) error {
 	for _, e := range entries {
-		fl := cmd.Flags().Lookup(e.key)
-		if fl == nil || notSettings[e.key] {
-			return fmt.Errorf("%s:%d: unknown key %q in [%s]; the keys are the flags of '%s --help'", path, e.line, e.key, table, cmd.CommandPath())
+		fl := cmd.Flags().Lookup(e.Key)
+		if fl == nil || notSettings[e.Key] {
+			return fmt.Errorf("%s:%d: unknown key %q in [%s]; the keys are the flags of '%s --help'", path, e.Line, e.Key, table, cmd.CommandPath())
 		}
 		if fl.Deprecated != "" {
-			return fmt.Errorf("%s:%d: %q is a former name: %s", path, e.line, e.key, fl.Deprecated)
+			return fmt.Errorf("%s:%d: %q is a former name: %s", path, e.Line, e.Key, fl.Deprecated)
 		}
-		if err := e.check(fl); err != nil {
-			return fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.line, e.key, err)
+		if err := e.Check(fl); err != nil {
+			return fmt.Errorf("%s:%d: invalid value for %s: %v", path, e.Line, e.Key, err)
 		}
 	}
 	return nil
@@ -182,81 +184,6 @@ func EnvName(name string) string {
 func lookupEnv(f *cmdutil.Factory, name string) (string, bool) {
 	v := f.Getenv(name)
 	return v, v != ""
-}
-
-// configEntry is one key of the daemon's table.
-type configEntry struct {
-	key    string
-	line   int
-	values []string // the scalar's text, or each element of an array
-	kinds  []unstable.Kind
-	array  bool
-}
-
-// text is the entry's value, to tell whether a reload changed it.
-func (e configEntry) text() string {
-	if e.array {
-		return "[" + strings.Join(e.values, "\x00") + "]"
-	}
-	return e.values[0]
-}
-
-// valueError is why the flag refused a value, said for a person: the
-// type it wants rather than strconv's words.
-func valueError(fl *pflag.Flag, err error) error {
-	switch fl.Value.Type() {
-	case "int", "uint", "int64", "uint64":
-		return errors.New("want an integer")
-	case "bool":
-		return errors.New("want true or false")
-	}
-	return err
-}
-
-// apply sets the flag from the entry: an array only on a repeatable
-// flag, where it is the flag's whole list.
-func (e configEntry) apply(fl *pflag.Flag) error {
-	if err := e.check(fl); err != nil {
-		return err
-	}
-	if e.array {
-		return fl.Value.(pflag.SliceValue).Replace(e.values) // all of them, or none for []
-	}
-	return fl.Value.Set(e.values[0])
-}
-
-// check says whether the entry's TOML type suits the flag.
-func (e configEntry) check(fl *pflag.Flag) error {
-	if _, repeatable := fl.Value.(pflag.SliceValue); e.array && !repeatable {
-		return errors.New("want one value, not an array")
-	}
-	// TOML's types, so that a quoting slip (listen = 6443) is caught
-	// rather than read as text.
-	want := unstable.String
-	switch fl.Value.Type() {
-	case "bool":
-		want = unstable.Bool
-	case "int", "uint", "int64", "uint64":
-		want = unstable.Integer
-	}
-	for _, k := range e.kinds {
-		if k != want {
-			return fmt.Errorf("want %s, not %s", kindName(want), kindName(k))
-		}
-	}
-	return nil
-}
-
-func kindName(k unstable.Kind) string {
-	switch k {
-	case unstable.String:
-		return "a string (in quotes)"
-	case unstable.Bool:
-		return "true or false"
-	case unstable.Integer:
-		return "an integer"
-	}
-	return "a " + strings.ToLower(k.String())
 }
 
 // readConfig parses the TOML file at path and returns the keys of its
@@ -276,16 +203,10 @@ func readConfig(path, table string) ([]configEntry, error) {
 
 // parseConfig is readConfig on the file's content b.
 func parseConfig(path string, b []byte, table string) ([]configEntry, error) {
-	// The full decoder first: it checks everything TOML forbids (a key
-	// given twice, a bad escape) and says where.
-	var doc map[string]any
-	if err := toml.Unmarshal(b, &doc); err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			line, col := de.Position()
-			return nil, fmt.Errorf("%s:%d:%d: %s", path, line, col, strings.TrimPrefix(de.Error(), "toml: "))
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+	// The full decoder first: it checks everything TOML forbids and
+	// says where.
+	if err := cmdutil.CheckTOML(path, b); err != nil {
+		return nil, err
 	}
 	// Then the parser, which keeps each key's line.
 	var p unstable.Parser
@@ -295,7 +216,8 @@ func parseConfig(path string, b []byte, table string) ([]configEntry, error) {
 	current := ""
 	for p.NextExpression() {
 		e := p.Expression()
-		key, first := dottedKey(e)
+		parts, first := cmdutil.KeyParts(e)
+		key := strings.Join(parts, ".")
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			if e.Kind == unstable.ArrayTable || !slices.Contains(configTables, key) {
@@ -309,9 +231,9 @@ func parseConfig(path string, b []byte, table string) ([]configEntry, error) {
 			case current != table:
 				continue
 			}
-			ce := configEntry{key: key, line: line(first)}
-			if err := ce.setValue(e.Value()); err != nil {
-				return nil, fmt.Errorf("%s:%d: invalid value for %s: %v", path, ce.line, key, err)
+			ce := configEntry{Key: key, Line: line(first)}
+			if err := ce.SetValue(e.Value()); err != nil {
+				return nil, fmt.Errorf("%s:%d: invalid value for %s: %v", path, ce.Line, key, err)
 			}
 			out = append(out, ce)
 		}
@@ -322,20 +244,6 @@ func parseConfig(path string, b []byte, table string) ([]configEntry, error) {
 	return out, nil
 }
 
-// dottedKey returns the key of a table header or key/value as written
-// (parts joined with "."), and its first part's node for its line.
-func dottedKey(e *unstable.Node) (string, *unstable.Node) {
-	var parts []string
-	var first *unstable.Node
-	for it := e.Key(); it.Next(); {
-		if first == nil {
-			first = it.Node()
-		}
-		parts = append(parts, string(it.Node().Data))
-	}
-	return strings.Join(parts, "."), first
-}
-
 func otherTables(table string) []string {
 	var out []string
 	for _, t := range configTables {
@@ -344,31 +252,6 @@ func otherTables(table string) []string {
 		}
 	}
 	return out
-}
-
-// setValue takes a scalar's text (a string's value, a number's or a
-// boolean's literal, which the flag then parses) or an array of them.
-func (ce *configEntry) setValue(v *unstable.Node) error {
-	if v.Kind != unstable.Array {
-		return ce.scalar(v)
-	}
-	ce.array = true
-	for it := v.Children(); it.Next(); {
-		if err := ce.scalar(it.Node()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (ce *configEntry) scalar(v *unstable.Node) error {
-	switch v.Kind {
-	case unstable.String, unstable.Integer, unstable.Float, unstable.Bool:
-		ce.values = append(ce.values, string(v.Data))
-		ce.kinds = append(ce.kinds, v.Kind)
-		return nil
-	}
-	return fmt.Errorf("want a string, number, boolean or array of them, not %s", strings.ToLower(v.Kind.String()))
 }
 
 // print writes the effective settings of cmd: a config file's [table]

@@ -393,11 +393,11 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		lines := bytes.Count(b, []byte("\n")) + 1
 		for _, e := range entries {
-			if e.line < 1 || e.line > lines {
-				t.Fatalf("%q at line %d of %d", e.key, e.line, lines)
+			if e.Line < 1 || e.Line > lines {
+				t.Fatalf("%q at line %d of %d", e.Key, e.Line, lines)
 			}
-			if !e.array && len(e.values) != 1 || len(e.values) != len(e.kinds) {
-				t.Fatalf("%q: values %q, kinds %v", e.key, e.values, e.kinds)
+			if !e.Array && len(e.Values) != 1 || len(e.Values) != len(e.Kinds) {
+				t.Fatalf("%q: values %q, kinds %v", e.Key, e.Values, e.Kinds)
 			}
 		}
 	})

@@ -184,11 +184,11 @@ func (o *daemonOptions) configReload(cmd *cobra.Command, f *cmdutil.Factory, src
 		}
 		was := map[string]string{}
 		for _, e := range inForce {
-			was[e.key] = e.text()
+			was[e.Key] = e.Text()
 		}
 		now := map[string]string{}
 		for _, e := range entries {
-			now[e.key] = e.text()
+			now[e.Key] = e.Text()
 		}
 		var restart []string
 		for _, key := range unionKeys(was, now) {

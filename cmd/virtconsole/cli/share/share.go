@@ -50,6 +50,9 @@ type Options struct {
 
 	Insecure bool
 	JSON     bool
+	// Profile gives --proxy and --proxy-insecure (not --token-file: here
+	// it names what is shared).
+	Profile connect.ProfileOptions
 }
 
 // Result is what share prints (--json).
@@ -103,6 +106,9 @@ carries "grant": its jti, who minted it, its role and what it shares.
 			if len(args) > 0 {
 				opts.Domain = args[0]
 			}
+			if err := opts.Profile.Apply(f, cmd, nil, "token-file", "token-command"); err != nil {
+				return err
+			}
 			if opts.Token.URL == "" {
 				opts.Token.URL = f.Getenv(connect.EnvProxy)
 			}
@@ -127,6 +133,7 @@ carries "grant": its jti, who minted it, its role and what it shares.
 	fl.StringVar(&opts.Admin.TLSDir, "tls-dir", "", "the admin API's client credentials in `DIR` (ca-cert.pem, client-cert.pem, client-key.pem)")
 	fl.StringVar(&opts.NewKey, "new-key", "", "write a new grant key to `FILE` (mode 0600) and exit")
 	fl.BoolVar(&opts.JSON, "json", false, "print link, grant, jti and expires as JSON")
+	connect.AddProfileFlags(cmd, &opts.Profile)
 	return cmd
 }
 

@@ -5,6 +5,7 @@ package cmdtest
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -20,6 +21,7 @@ func Run(t testing.TB, newCmd func(*cmdutil.Factory) *cobra.Command, args ...str
 	t.Helper()
 	var out, errOut bytes.Buffer
 	f := cmdutil.NewFactory(cmdutil.Test(strings.NewReader(""), &out, &errOut))
+	f.Getenv = Getenv
 	cmd := newCmd(f)
 	cmd.SilenceUsage = true
 	cmd.SilenceErrors = true
@@ -27,6 +29,20 @@ func Run(t testing.TB, newCmd func(*cmdutil.Factory) *cobra.Command, args ...str
 	cmd.SetErr(&errOut)
 	err = cmdutil.Execute(context.Background(), cmd, args)
 	return out.String(), errOut.String(), err
+}
+
+// clientConfigEnv are the variables that lead the client commands to a
+// config file and a profile: hidden from tests, which must not read the
+// developer's file.
+var clientConfigEnv = map[string]bool{"VIRTCONSOLE_CLIENT_CONFIG": true, "VIRTCONSOLE_PROFILE": true, "XDG_CONFIG_HOME": true, "HOME": true}
+
+// Getenv is os.Getenv without the variables that choose a client config
+// file or profile.
+func Getenv(key string) string {
+	if clientConfigEnv[key] {
+		return ""
+	}
+	return os.Getenv(key)
 }
 
 // CheckHelp fails t for cmd or any command below it that lacks a Short,
