@@ -31,11 +31,11 @@ type ReconnectOptions struct {
 	Max time.Duration
 }
 
-// AddReconnectFlags registers --reconnect and --reconnect-max; what says
-// what is reconnected ("the session", "a viewer's upstream").
-func AddReconnectFlags(cmd *cobra.Command, o *ReconnectOptions, what string) {
+// AddReconnectFlags registers --reconnect and --reconnect-max; when says
+// when the command reconnects ("when the session drops").
+func AddReconnectFlags(cmd *cobra.Command, o *ReconnectOptions, when string) {
 	fl := cmd.Flags()
-	fl.BoolVar(&o.Enabled, "reconnect", false, "when "+what+" drops or cannot be opened, reconnect with backoff (0.5s doubling to 30s, ±20%)")
+	fl.BoolVar(&o.Enabled, "reconnect", false, when+", reconnect with backoff (0.5s doubling to 30s, ±20%)")
 	fl.DurationVar(&o.Max, "reconnect-max", 0, "with --reconnect: give up after `DURATION` without a connection (0: keep trying until interrupted)")
 }
 
