@@ -125,6 +125,24 @@ func TestLibvirtSerialTLS(t *testing.T) {
 		pipeGuest(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
 	})
 
+	// A scripted session straight to the TLS chardev (issue 13): the
+	// shell's answer ends it with 0, a pattern that never comes with 8
+	// within the timeout.
+	t.Run("direct-expect", func(t *testing.T) {
+		r := run(t, nil, "serial", dom.Name, "--connect-tls-dir", libvirttest.TLSDir, "--timeout", "60s",
+			"--send", `\n`, "--expect", "# ", "--send", `echo $((6*7))\n`, "--expect", "42")
+		if r.code != 0 || !strings.Contains(r.stdout, "\n42") {
+			t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		start := time.Now()
+		r = run(t, nil, "serial", dom.Name, "--connect-tls-dir", libvirttest.TLSDir, "--timeout", "2s",
+			"--send", `echo $((6*7))\n`, "--expect", "never-printed")
+		if elapsed := time.Since(start); r.code != cmdutil.ExitTimeout || elapsed > 4*time.Second ||
+			!strings.Contains(r.stderr, `waiting for --expect "never-printed"`) || !strings.Contains(r.stderr, "  | 42") {
+			t.Fatalf("exit %d after %v, want %d within 2s + 2s; stderr %q", r.code, elapsed, cmdutil.ExitTimeout, r.stderr)
+		}
+	})
+
 	t.Run("direct-without-client-cert", func(t *testing.T) {
 		noClient := filepath.Join(t.TempDir(), "ca-only")
 		if err := os.MkdirAll(noClient, 0o700); err != nil {
