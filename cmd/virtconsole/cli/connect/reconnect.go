@@ -31,11 +31,11 @@ type ReconnectOptions struct {
 	Max time.Duration
 }
 
-// AddReconnectFlags registers --reconnect and --reconnect-max; when says
-// when the command reconnects ("when the session drops").
-func AddReconnectFlags(cmd *cobra.Command, o *ReconnectOptions, when string) {
+// AddReconnectFlags registers --reconnect, with usage saying what it does
+// for the command, and --reconnect-max.
+func AddReconnectFlags(cmd *cobra.Command, o *ReconnectOptions, usage string) {
 	fl := cmd.Flags()
-	fl.BoolVar(&o.Enabled, "reconnect", false, when+", reconnect with backoff (0.5s doubling to 30s, ±20%)")
+	fl.BoolVar(&o.Enabled, "reconnect", false, usage)
 	fl.DurationVar(&o.Max, "reconnect-max", 0, "with --reconnect: give up after `DURATION` without a connection (0: keep trying until interrupted)")
 }
 
@@ -96,6 +96,8 @@ type Reconnector struct {
 	// ends the reconnect (ctx's, or the escape key's); nil waits on a
 	// timer and ctx.
 	Wait func(ctx context.Context, d time.Duration) error
+
+	prefix string // of every line (Dial's)
 }
 
 // NewReconnector returns a Reconnector along route.
@@ -115,20 +117,46 @@ func Final(err error) bool {
 // command: a refusal, a TLS failure, ctx's end, or the last failure once
 // Opts.Max has passed. An unreachable proxy or console is tried again.
 func (r *Reconnector) Redial(ctx context.Context, cause string) (*Conn, error) {
+	return r.retry(ctx, "connection lost ("+cause+")")
+}
+
+// Dial dials r.Route, and when that fails in a way waiting may cure,
+// tries again as Redial does, each line starting with prefix (e.g.
+// "viewer 127.0.0.1:40000: ").
+func (r *Reconnector) Dial(ctx context.Context, prefix string) (*Conn, error) {
+	conn, err := r.Route.Dial(ctx)
+	if err == nil || ctx.Err() != nil {
+		return conn, err
+	}
+	if final := r.final(err); final != nil {
+		return nil, final
+	}
+	rc := *r
+	rc.Backoff = &Backoff{Min: r.Backoff.Min, Max: r.Backoff.Max, Jitter: r.Backoff.Jitter, Rand: r.Backoff.Rand}
+	rc.prefix = prefix
+	return rc.retry(ctx, cmdutil.OneLine(err))
+}
+
+// retry waits and dials until it connects or must stop; what says why it
+// is waiting.
+func (r *Reconnector) retry(ctx context.Context, what string) (*Conn, error) {
 	start := time.Now()
-	what := "connection lost (" + cause + ")"
 	for {
 		d := r.Backoff.Next()
 		if r.Opts.Max > 0 && time.Since(start)+d > r.Opts.Max {
-			return nil, fmt.Errorf("%s; gave up reconnecting after %v (--reconnect-max)", what, r.Opts.Max)
+			return nil, fmt.Errorf("%s%s; gave up reconnecting after %v (--reconnect-max)", r.prefix, what, r.Opts.Max)
 		}
-		fmt.Fprintf(r.ErrOut, "virtconsole: %s; reconnecting in %.1fs...\n", what, d.Seconds())
+		fmt.Fprintf(r.ErrOut, "virtconsole: %s%s; reconnecting in %.1fs...\n", r.prefix, what, d.Seconds())
 		if err := r.wait(ctx, d); err != nil {
 			return nil, err
 		}
 		conn, err := r.Route.Dial(ctx)
 		if err == nil {
-			fmt.Fprintln(r.ErrOut, "virtconsole: reconnected")
+			done := "reconnected"
+			if r.prefix != "" {
+				done = "connected" // Dial's first connection
+			}
+			fmt.Fprintf(r.ErrOut, "virtconsole: %s%s\n", r.prefix, done)
 			r.Backoff.Reset()
 			return conn, nil
 		}

@@ -194,7 +194,7 @@ interrupted). A scripted session continues at the step it was at.
 	fl.Var(scriptFlag{&opts.Script, false}, "send", "scripted: send `TEXT`, with C escapes such as \\n and \\r, once the --expect before it matched (repeatable)")
 	fl.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "scripted: how long each --expect may wait, `DURATION` (0: no limit)")
 	fl.StringVar(&opts.Log, "log", "", "scripted: copy the console's output to `FILE` (created 0600, truncated) instead of standard output")
-	connect.AddReconnectFlags(cmd, &opts.Reconnect, "when the session drops")
+	connect.AddReconnectFlags(cmd, &opts.Reconnect, "when the session drops, reconnect with backoff (0.5s doubling to 30s, ±20%)")
 	return cmd
 }
 
