@@ -2,10 +2,13 @@ package main
 
 // "virtconsole serial --expect/--send" (a scripted session) and
 // "virtconsole serial --reconnect", against the tiny Linux guest's shell
-// on a TLS chardev, through "server proxy" with TLS on both legs.
+// on a TLS chardev, and "virtconsole vnc --once --reconnect", through
+// "server proxy" with TLS on both legs.
 
 import (
+	"io"
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -147,4 +150,58 @@ func TestSerialReconnectSingleUse(t *testing.T) {
 	if strings.Contains(c.errb.String(), "virtconsole: reconnected") {
 		t.Fatalf("stderr:\n%s", c.errb.String())
 	}
+}
+
+// TestVNCOnceReconnect: "vnc --once --reconnect" through the proxy (TLS
+// both legs, QEMU's VeNCrypt with client certificates). The proxy is
+// killed during a viewer's session: the viewer's connection ends but the
+// command does not; a viewer connecting while the proxy is down waits
+// (one line per attempt on stderr) and gets ServerInit once the proxy is
+// back on its port; when that viewer closes its session normally, the
+// command ends with 0, as --once says.
+func TestVNCOnceReconnect(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	_, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true})
+	tokens := writeTokens(t, map[string]resolver.Console{"vnc-multi": {Type: "vnc", Address: addr}})
+	proxyArgs := []string{"server", "proxy", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}
+	p := startDaemon(t, append(proxyArgs, "--listen", "127.0.0.1:0")...)
+	g := startVNC(t, "--once", "--reconnect", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
+		"--token-file", writeToken(t, "vnc-multi"))
+	local := "127.0.0.1:" + strconv.Itoa(g.port)
+
+	first := dialTCP(t, local)
+	rfbHandshake(t, first)
+	p.cmd.Process.Kill()
+	<-p.done
+	first.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(first); err != nil {
+		t.Fatalf("the first viewer's connection did not end when the proxy died: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the lost session's line", func() bool {
+		return strings.Contains(g.errb.String(), "virtconsole: viewer "+first.LocalAddr().String()+": ")
+	})
+	select {
+	case <-g.done:
+		t.Fatalf("the command ended with the lost session (exit %d); stderr:\n%s", g.cmd.ProcessState.ExitCode(), g.errb.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	second := dialTCP(t, local)
+	prefix := "virtconsole: viewer " + second.LocalAddr().String() + ": "
+	waitFor(t, 10*time.Second, "a retry line for the second viewer", func() bool {
+		return strings.Contains(g.errb.String(), prefix) && strings.Contains(g.errb.String(), "reconnecting in")
+	})
+	startDaemon(t, append(proxyArgs, "--listen", p.addr)...)
+	if name, w, h, _ := rfbHandshake(t, second); name == "" || w == 0 || h == 0 {
+		t.Fatalf("ServerInit %q %dx%d", name, w, h)
+	}
+	if !strings.Contains(g.errb.String(), prefix+"connected\n") {
+		t.Fatalf("no connected line for the second viewer; stderr:\n%s", g.errb.String())
+	}
+	second.Close()
+	if code := g.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d after the viewer closed its session; stderr:\n%s", code, g.errb.String())
+	}
+	t.Logf("stderr:\n%s", g.errb.String())
 }
