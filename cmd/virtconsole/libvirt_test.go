@@ -175,6 +175,28 @@ func TestLibvirtSerialTLS(t *testing.T) {
 		}
 	})
 
+	// serial DOMAIN --proxy --reconnect through the bundled server, whose
+	// libvirt tokens are single-use: the server is killed and started
+	// again on its port, and the client reconnects with a fresh token read
+	// from libvirt (issue 13).
+	t.Run("proxy-reconnect", func(t *testing.T) {
+		if r := run(t, nil, "enable", dom.Name, "--type", "serial"); r.code != 0 {
+			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+		}
+		dir := pki(t)
+		args := []string{"server", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir, "--connect", "qemu:///system"}
+		p := startDaemon(t, append(args, "--listen", "127.0.0.1:0")...)
+		c := reconnectingSerial(t, p, args, []string{dom.Name, "--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem")})
+		waitFor(t, 60*time.Second, "the client's reconnected line", func() bool {
+			return strings.Contains(c.errb.String(), "virtconsole: reconnected\n")
+		})
+		typeUntil(t, c, "echo after-$((6*7))\n", "after-42")
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
+		}
+	})
+
 	// A server without QEMU-side credentials refuses this console, and
 	// the client prints why.
 	t.Run("proxy-without-connect-tls-dir", func(t *testing.T) {
