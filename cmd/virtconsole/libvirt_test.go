@@ -138,6 +138,24 @@ func TestLibvirtSerialTLS(t *testing.T) {
 		pipeGuest(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
 	})
 
+	// A scripted session straight to the TLS chardev (issue 13): the
+	// shell's answer ends it with 0, a pattern that never comes with 8
+	// within the timeout.
+	t.Run("direct-expect", func(t *testing.T) {
+		r := run(t, nil, "serial", dom.Name, "--connect-tls-dir", libvirttest.TLSDir, "--timeout", "60s",
+			"--send", `\n`, "--expect", "# ", "--send", `echo $((6*7))\n`, "--expect", "42")
+		if r.code != 0 || !strings.Contains(r.stdout, "\n42") {
+			t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		start := time.Now()
+		r = run(t, nil, "serial", dom.Name, "--connect-tls-dir", libvirttest.TLSDir, "--timeout", "2s",
+			"--send", `echo $((6*7))\n`, "--expect", "never-printed")
+		if elapsed := time.Since(start); r.code != cmdutil.ExitTimeout || elapsed > 4*time.Second ||
+			!strings.Contains(r.stderr, `waiting for --expect "never-printed"`) || !strings.Contains(r.stderr, "  | 42") {
+			t.Fatalf("exit %d after %v, want %d within 2s + 2s; stderr %q", r.code, elapsed, cmdutil.ExitTimeout, r.stderr)
+		}
+	})
+
 	t.Run("direct-without-client-cert", func(t *testing.T) {
 		noClient := filepath.Join(t.TempDir(), "ca-only")
 		if err := os.MkdirAll(noClient, 0o700); err != nil {
@@ -167,6 +185,28 @@ func TestLibvirtSerialTLS(t *testing.T) {
 		want := "console=127.0.0.1:" + strconv.Itoa(dom.TCPPort)
 		if !strings.Contains(p.log.String(), want) || !strings.Contains(p.log.String(), "kind=serial") {
 			t.Fatalf("no serial session with %s in the server log:\n%s", want, p.log.String())
+		}
+	})
+
+	// serial DOMAIN --proxy --reconnect through the bundled server, whose
+	// libvirt tokens are single-use: the server is killed and started
+	// again on its port, and the client reconnects with a fresh token read
+	// from libvirt (issue 13).
+	t.Run("proxy-reconnect", func(t *testing.T) {
+		if r := run(t, nil, "enable", dom.Name, "--type", "serial"); r.code != 0 {
+			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+		}
+		dir := pki(t)
+		args := []string{"server", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir, "--connect", "qemu:///system"}
+		p := startDaemon(t, append(args, "--listen", "127.0.0.1:0")...)
+		c := reconnectingSerial(t, p, args, []string{dom.Name, "--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem")})
+		waitFor(t, 60*time.Second, "the client's reconnected line", func() bool {
+			return strings.Contains(c.errb.String(), "virtconsole: reconnected\n")
+		})
+		typeUntil(t, c, "echo after-$((6*7))\n", "after-42")
+		c.stdin.Close()
+		if code := c.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d; stderr %q", code, c.errb.String())
 		}
 	})
 

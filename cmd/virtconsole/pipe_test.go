@@ -24,21 +24,28 @@ func askInPipe(t *testing.T, args ...string) (ok bool, r result) {
 	return r.code == 0 && strings.Contains(r.stdout, "\n42\r\n"), r
 }
 
-// pipeGuest waits (up to 90 s) until the guest's shell answers a piped
-// command, then wants pipeRuns answers in a row, each in its own process
-// whose stdin ends at once.
-func pipeGuest(t *testing.T, args ...string) {
+// waitGuestShell waits (up to 90 s) until the guest's shell answers a
+// piped command.
+func waitGuestShell(t *testing.T, args ...string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ok, r := askInPipe(t, args...)
 		if ok {
-			break
+			return
 		}
 		if r.code != 0 || time.Now().After(deadline) {
 			t.Fatalf("the guest's shell never answered: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 	}
+}
+
+// pipeGuest waits (up to 90 s) until the guest's shell answers a piped
+// command, then wants pipeRuns answers in a row, each in its own process
+// whose stdin ends at once.
+func pipeGuest(t *testing.T, args ...string) {
+	t.Helper()
+	waitGuestShell(t, args...)
 	var slowest time.Duration
 	for i := range pipeRuns {
 		start := time.Now()

@@ -133,3 +133,67 @@ func TestProxyDrainsOnSIGTERM(t *testing.T) {
 		t.Fatalf("client exit code %d, want 5 with the reason; stderr: %s", code, c.errb.String())
 	}
 }
+
+// TestReconnectTerminal: "serial --reconnect" on a terminal leaves raw
+// mode while it waits for the proxy to come back (the terminal is as it
+// was before), where Ctrl+C ends it (130) and so does the escape key
+// (after Enter: the terminal is in canonical mode); once reconnected the
+// terminal is raw again and the console answers.
+func TestReconnectTerminal(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	for _, end := range []string{"reconnect", "ctrl-c", "escape"} {
+		t.Run(end, func(t *testing.T) {
+			_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Monitor: true})
+			tokens := writeTokens(t, map[string]resolver.Console{"tty": {Type: "serial", Address: addr}})
+			proxyArgs := []string{"server", "proxy", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}
+			p := startDaemon(t, append(proxyArgs, "--listen", "127.0.0.1:0")...)
+			master, slave := openPTY(t)
+			before := termios(t, slave)
+			c := newClient(vcBinary, "serial", "--reconnect", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "tty"))
+			c.cmd.Stdin = slave
+			// The terminal is the client's controlling terminal, so that
+			// Ctrl+C typed on it is a SIGINT to the client.
+			c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+			c.done = launch(t, c.cmd, c.errb.String)
+			waitFor(t, 30*time.Second, "the monitor prompt", func() bool { return strings.Contains(c.out.String(), "(qemu)") })
+			if raw := termios(t, slave); raw.Lflag&unix.ICANON != 0 {
+				t.Fatal("terminal not in raw mode during the session")
+			}
+
+			p.cmd.Process.Kill()
+			<-p.done
+			waitFor(t, 10*time.Second, "the connection lost line", func() bool {
+				return strings.Contains(c.errb.String(), "virtconsole: connection lost (")
+			})
+			if waiting := termios(t, slave); waiting != before {
+				t.Fatalf("terminal not restored while waiting to reconnect:\nbefore  %+v\nwaiting %+v", before, waiting)
+			}
+			want := 0
+			switch end {
+			case "reconnect":
+				startDaemon(t, append(proxyArgs, "--listen", p.addr)...)
+				waitFor(t, 30*time.Second, "the reconnected line", func() bool {
+					return strings.Contains(c.errb.String(), "virtconsole: reconnected")
+				})
+				waitFor(t, 10*time.Second, "raw mode again", func() bool { return termios(t, slave).Lflag&unix.ICANON == 0 })
+				master.Write([]byte("info name\r"))
+				waitFor(t, 30*time.Second, "the answer after reconnecting", func() bool {
+					return strings.Count(c.out.String(), "(qemu)") >= 2
+				})
+				master.Write([]byte{0x1d})
+			case "ctrl-c":
+				master.Write([]byte{0x03})
+				want = 130
+			case "escape":
+				master.Write([]byte("\x1d\r"))
+			}
+			if code := c.wait(t, 30*time.Second); code != want {
+				t.Fatalf("exit code %d, want %d; stderr: %q", code, want, c.errb.String())
+			}
+			if after := termios(t, slave); after != before {
+				t.Fatalf("terminal settings not restored:\nbefore %+v\nafter  %+v", before, after)
+			}
+		})
+	}
+}

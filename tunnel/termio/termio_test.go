@@ -130,3 +130,57 @@ func TestContextCancel(t *testing.T) {
 		t.Fatal("Run ignored cancellation")
 	}
 }
+
+// A session's input outlives its connection: Run on a second connection
+// (a reconnect) sends what was typed after the first one dropped, and
+// Wait without discard leaves it there.
+func TestSessionInputOutlivesConnection(t *testing.T) {
+	pr, pw := io.Pipe()
+	s := &Session{In: pr, Out: io.Discard, Escape: -1}
+	local, remote := nettest.TCPPair(t)
+	go func() {
+		io.WriteString(pw, "one")
+		io.ReadFull(remote, make([]byte, 3))
+		remote.Close()
+	}()
+	if err := s.Run(context.Background(), local); err != nil {
+		t.Fatalf("first Run = %v, want nil (the console closed)", err)
+	}
+	go io.WriteString(pw, "two")
+	if err := s.Wait(context.Background(), 100*time.Millisecond, false); err != nil {
+		t.Fatalf("Wait = %v", err)
+	}
+	local2, remote2 := nettest.TCPPair(t)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background(), local2) }()
+	got := make([]byte, 3)
+	remote2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(remote2, got); err != nil || string(got) != "two" {
+		t.Fatalf("second connection got %q, %v; want %q", got, err, "two")
+	}
+	pw.Close()
+	remote2.Close()
+	if err := <-done; err != nil || !s.InputEnded() {
+		t.Fatalf("second Run = %v, input ended %v", err, s.InputEnded())
+	}
+}
+
+// On a terminal, Wait drops what is typed but ends on the escape key.
+func TestWaitEscape(t *testing.T) {
+	pr, pw := io.Pipe()
+	s := &Session{In: pr, Out: io.Discard, Escape: 0x1d}
+	go io.WriteString(pw, "typed while waiting\r")
+	go func() { time.Sleep(100 * time.Millisecond); io.WriteString(pw, "\x1d\r") }()
+	start := time.Now()
+	if err := s.Wait(context.Background(), 10*time.Second, true); !errors.Is(err, ErrEscaped) {
+		t.Fatalf("Wait = %v, want ErrEscaped", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Wait took %v", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Wait(ctx, 10*time.Second, true); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after cancel = %v", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtapi"
+	"github.com/virtconsole/virtconsole/tunnel/termio"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -65,6 +66,9 @@ func TestExitTable(t *testing.T) {
 		{"proxy 403", status(403), ExitRefused},
 		{"proxy 404", status(404), ExitRefused},
 		{"proxy 429", status(429), ExitRefused},
+
+		{"expect timed out", Reported(wrap(&termio.TimeoutError{Pattern: "x"})), ExitTimeout},
+		{"timed out", wrap(ErrTimedOut), ExitTimeout},
 
 		{"no domain", wrap(libvirtapi.ErrDomainNotFound), ExitNotFound},
 		{"no consoles", wrap(libvirtadmin.ErrNoConsoles), ExitNotFound},

@@ -149,7 +149,10 @@ func StartViewer(ctx context.Context, argv []string, errOut io.Writer) (<-chan e
 // the connection is closed. A failure is printed on errOut, once, when it
 // happens, and returned marked as reported (cmdutil.Reported): with
 // --once it becomes the command's exit code without being printed again.
-func Handler(errOut io.Writer, route *Route, refuse func(context.Context, net.Conn, error)) forward.Handler {
+//
+// With rc, a failed dial is tried again (rc.Dial) while the viewer waits,
+// unless the failure is final (a refusal, TLS).
+func Handler(errOut io.Writer, route *Route, rc *Reconnector, refuse func(context.Context, net.Conn, error)) forward.Handler {
 	return func(ctx context.Context, local net.Conn) error {
 		defer local.Close()
 		report := func(err error) error {
@@ -159,7 +162,7 @@ func Handler(errOut io.Writer, route *Route, refuse func(context.Context, net.Co
 			fmt.Fprintf(errOut, "virtconsole: viewer %s: %s\n", local.RemoteAddr(), cmdutil.OneLine(err))
 			return cmdutil.Reported(err)
 		}
-		client, server, err := open(ctx, route, local)
+		client, server, err := open(ctx, route, rc, local)
 		if err != nil {
 			if refuse != nil {
 				refuse(ctx, local, err)
@@ -173,9 +176,15 @@ func Handler(errOut io.Writer, route *Route, refuse func(context.Context, net.Co
 	}
 }
 
-// open dials the console for the viewer local and attaches it.
-func open(ctx context.Context, route *Route, local net.Conn) (client, server net.Conn, err error) {
-	up, err := route.Dial(ctx)
+// open dials the console for the viewer local (with rc, retrying) and
+// attaches it.
+func open(ctx context.Context, route *Route, rc *Reconnector, local net.Conn) (client, server net.Conn, err error) {
+	var up *Conn
+	if rc != nil {
+		up, err = rc.Dial(ctx, fmt.Sprintf("viewer %s: ", local.RemoteAddr()))
+	} else {
+		up, err = route.Dial(ctx)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

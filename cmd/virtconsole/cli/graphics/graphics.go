@@ -33,10 +33,21 @@ type Spec struct {
 
 // Options are the flags of a graphics command.
 type Options struct {
-	IO    *cmdutil.IOStreams
-	Route connect.Options
-	Local connect.LocalOptions
+	IO        *cmdutil.IOStreams
+	Route     connect.Options
+	Local     connect.LocalOptions
+	Reconnect connect.ReconnectOptions
 }
+
+// reconnectHelp is the help's paragraph on --reconnect.
+const reconnectHelp = `With --reconnect, a viewer that connects while the proxy or QEMU cannot be
+reached is kept waiting while the command tries again (0.5s, doubling up to
+30s, ±20% at random; one line on standard error per attempt) instead of being
+refused at once; a refused token and TLS failures are still told to the viewer
+at once. With --once too, a session lost on the far side (a proxy restart, a
+network cut) does not end the command: the listener stays open for the viewer
+to connect again (remote-viewer's reconnect, or a new viewer), and the command
+ends when a session ends normally (the viewer closed it, or the console did).`
 
 // NewCmd returns the command for spec. runF replaces the run function in
 // tests; nil runs the command.
@@ -45,11 +56,14 @@ func NewCmd(f *cmdutil.Factory, spec Spec, runF func(context.Context, *Options) 
 	cmd := &cobra.Command{
 		Use:     spec.Scheme + " [DOMAIN]",
 		Short:   spec.Short,
-		Long:    spec.Long + "\n\n" + cmdutil.ExitCodesLine,
+		Long:    spec.Long + "\n\n" + reconnectHelp + "\n\n" + cmdutil.ExitCodesLine,
 		Example: spec.Example,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.Route.Check(f, cmd, args); err != nil {
+				return err
+			}
+			if err := opts.Reconnect.Check(); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -60,6 +74,8 @@ func NewCmd(f *cmdutil.Factory, spec Spec, runF func(context.Context, *Options) 
 	}
 	connect.AddFlags(cmd, &opts.Route, spec.Kind)
 	connect.AddLocalFlags(cmd, &opts.Local, spec.Scheme)
+	connect.AddReconnectFlags(cmd, &opts.Reconnect, "while the console cannot be reached, keep a new viewer waiting and retry with backoff; with --once, a lost session does not end the command")
+	cmdutil.SetFlagGroup(cmd.Flags(), cmdutil.GroupListener, "reconnect", "reconnect-max")
 	return cmd
 }
 
@@ -99,10 +115,24 @@ func run(ctx context.Context, f *cmdutil.Factory, spec Spec, opts *Options) erro
 			cancel() // the viewer closed: we are done
 		}()
 	}
-	fw := &forward.Forwarder{Listener: l, Handler: connect.Handler(opts.IO.ErrOut, route, spec.Refuse), Once: opts.Local.Once}
+	var rc *connect.Reconnector
+	if opts.Reconnect.Enabled {
+		rc = connect.NewReconnector(route, opts.Reconnect, opts.IO.ErrOut)
+	}
+	fw := &forward.Forwarder{Listener: l, Handler: connect.Handler(opts.IO.ErrOut, route, rc, spec.Refuse), Once: opts.Local.Once}
+	var onceErr onceResult
+	if opts.Local.Once && rc != nil {
+		// Keep accepting after a lost session; the first session that
+		// ends otherwise ends the command, as --once does.
+		fw.Once = false
+		fw.Handler = onceErr.wrap(fw.Handler, cancel)
+	}
 	err = fw.Serve(ctx)
 	cancel()
 	viewerDone.Wait()
+	if err == nil {
+		err = onceErr.get()
+	}
 	if err != nil {
 		return err
 	}
@@ -111,4 +141,33 @@ func run(ctx context.Context, f *cmdutil.Factory, spec Spec, opts *Options) erro
 		return fmt.Errorf("viewer %s exited with status %d", argv[0], ee.ExitCode())
 	}
 	return nil
+}
+
+// onceResult is the end of --once --reconnect: the first viewer session
+// that did not end lost.
+type onceResult struct {
+	mu  sync.Mutex
+	err error
+}
+
+// wrap returns h, except that a session that ends other than lost records
+// its result and calls end (which ends the command).
+func (o *onceResult) wrap(h forward.Handler, end func()) forward.Handler {
+	return func(ctx context.Context, local net.Conn) error {
+		err := h(ctx, local)
+		if cmdutil.ExitCode(err) == cmdutil.ExitLost || ctx.Err() != nil {
+			return err
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.err = err
+		end()
+		return err
+	}
+}
+
+func (o *onceResult) get() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }

@@ -50,7 +50,10 @@ accepting until Ctrl+C (or --once, or the viewer it started exits).`,
   virtconsole spice myvm -c qemu:///system --proxy wss://proxy.example:6443 --viewer remote-viewer
 
   # direct to QEMU's SPICE TLS port
-  virtconsole spice --target 10.0.0.5:5902 --connect-tls-dir /etc/pki/qemu --local-port 5930`,
+  virtconsole spice --target 10.0.0.5:5902 --connect-tls-dir /etc/pki/qemu --local-port 5930
+
+  # one viewer, kept through proxy restarts: reconnect it to the same port
+  virtconsole spice myvm --proxy wss://proxy.example:6443 --local-port 5930 --once --reconnect`,
 	Refuse: func(ctx context.Context, viewer net.Conn, err error) {
 		// Answer the viewer's link message with a link error.
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -55,7 +55,10 @@ When QEMU or the proxy refuses, the viewer is told why in the VNC handshake.`,
   virtconsole vnc myvm -c qemu:///system --proxy wss://proxy.example:6443 --viewer auto
 
   # direct to QEMU's VeNCrypt port with client certificates and a VNC password
-  virtconsole vnc --target 10.0.0.5:5901 --connect-tls-dir /etc/pki/qemu --password-file ./vncpass --local-port 0 --json`,
+  virtconsole vnc --target 10.0.0.5:5901 --connect-tls-dir /etc/pki/qemu --password-file ./vncpass --local-port 0 --json
+
+  # one viewer, kept through proxy restarts: reconnect it to the same port
+  virtconsole vnc myvm --proxy wss://proxy.example:6443 --local-port 5999 --once --reconnect`,
 	Refuse: func(ctx context.Context, viewer net.Conn, err error) {
 		// Tell the viewer why, in RFB, instead of dropping it.
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
