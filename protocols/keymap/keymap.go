@@ -8,9 +8,11 @@
 package keymap
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Keysym is an X keysym (X11 keysymdef.h). Printable ASCII is its own.
@@ -237,4 +239,55 @@ func ParseCombo(s string) ([]Key, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// Type types s with press (a key down or up) as a US keyboard does:
+// per rune (ForRune) its key down and up, inside Left Shift down and up
+// for a shifted one, waiting pause after each press. A rune no key types
+// is an error before anything is pressed.
+func Type(s string, pause time.Duration, press func(k Key, down bool) error) error {
+	for _, r := range s {
+		if _, _, ok := ForRune(r); !ok {
+			return fmt.Errorf("no key types %q on a US keyboard", r)
+		}
+	}
+	shiftKey := byName["shift"]
+	send := func(k Key, down bool) error {
+		err := press(k, down)
+		time.Sleep(pause)
+		return err
+	}
+	for _, r := range s {
+		k, shift, _ := ForRune(r)
+		var err error
+		if shift {
+			err = send(shiftKey, true)
+		}
+		err = errors.Join(err, send(k, true), send(k, false))
+		if shift {
+			err = errors.Join(err, send(shiftKey, false))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Press presses a combination: keys down in order, hold, then up in
+// reverse, waiting pause after each press.
+func Press(keys []Key, hold, pause time.Duration, press func(k Key, down bool) error) error {
+	for _, k := range keys {
+		if err := press(k, true); err != nil {
+			return err
+		}
+		time.Sleep(pause)
+	}
+	time.Sleep(hold)
+	var err error
+	for i := len(keys) - 1; i >= 0; i-- {
+		err = errors.Join(err, press(keys[i], false))
+		time.Sleep(pause)
+	}
+	return err
 }

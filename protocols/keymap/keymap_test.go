@@ -126,3 +126,47 @@ func TestQnum(t *testing.T) {
 		t.Errorf("a: %#x", k.Qnum)
 	}
 }
+
+type press struct {
+	q    Qnum
+	sym  Keysym
+	down bool
+}
+
+func record(out *[]press) func(Key, bool) error {
+	return func(k Key, down bool) error { *out = append(*out, press{k.Qnum, k.Keysym, down}); return nil }
+}
+
+func TestType(t *testing.T) {
+	var got []press
+	if err := Type("aB\n", 0, record(&got)); err != nil {
+		t.Fatal(err)
+	}
+	want := []press{{0x1e, 'a', true}, {0x1e, 'a', false}, {0x2a, XKShiftL, true}, {0x30, 'B', true}, {0x30, 'B', false}, {0x2a, XKShiftL, false}, {0x1c, XKReturn, true}, {0x1c, XKReturn, false}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	got = nil
+	if err := Type("ok é", 0, record(&got)); err == nil || len(got) != 0 {
+		t.Fatalf("typing é: %v, pressed %v", err, got)
+	}
+}
+
+func TestPress(t *testing.T) {
+	var got []press
+	keys, _ := ParseCombo("ctrl-alt-del")
+	if err := Press(keys, 0, 0, record(&got)); err != nil {
+		t.Fatal(err)
+	}
+	want := []press{{0x1d, XKControlL, true}, {0x38, XKAltL, true}, {0xd3, XKDelete, true}, {0xd3, XKDelete, false}, {0x38, XKAltL, false}, {0x1d, XKControlL, false}}
+	for i := range want {
+		if i >= len(got) || got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}
