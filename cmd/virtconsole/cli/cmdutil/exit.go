@@ -33,6 +33,7 @@ const (
 	ExitLost        = 5 // an established session failed before it was closed normally
 	ExitFailure     = 6 // any other failure
 	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
+	ExitTimeout     = 8 // what the command waited for (--timeout) did not happen in time
 	ExitInterrupted = 130
 )
 
@@ -54,6 +55,7 @@ tell why it failed; the message on standard error is one line.
     5    connection lost during an established session
     6    any other failure
     7    not found: no such domain or console device, or consoles not enabled; no such live session
+    8    timeout: what the command waited for did not happen within its --timeout
     130  interrupted (SIGINT/SIGTERM)`
 
 // The errors of the command layer itself. Packages below it return their
@@ -101,6 +103,13 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string { return e.Msg }
+
+// TimeoutError is a --timeout that expired before what the command
+// waited for happened (a screen change, a pattern): ExitTimeout.
+type TimeoutError struct{ Err error }
+
+func (e *TimeoutError) Error() string { return e.Err.Error() }
+func (e *TimeoutError) Unwrap() error { return e.Err }
 
 // ErrNoToken means a client had no token to present: none given, or an
 // empty one.
@@ -172,6 +181,7 @@ var exitTable = []struct {
 	match func(error) bool
 }{
 	{ExitInterrupted, is(context.Canceled)},
+	{ExitTimeout, as[*TimeoutError]},
 	{ExitUsage, anyOf(as[*FlagError], as[*pflag.NotExistError], as[*pflag.ValueRequiredError],
 		as[*pflag.InvalidValueError], as[*pflag.InvalidSyntaxError], as[*tlscreds.PolicyError])},
 	// A websocket close other than 1000 ends an established session: the

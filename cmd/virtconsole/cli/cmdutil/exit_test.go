@@ -71,6 +71,8 @@ func TestExitTable(t *testing.T) {
 		{"not enabled", wrap(libvirtadmin.ErrNotEnabled), ExitNotFound},
 		{"no device", wrap(consolestream.ErrNoConsoleDevice), ExitNotFound},
 
+		{"timeout", wrap(&TimeoutError{Err: context.DeadlineExceeded}), ExitTimeout},
+
 		{"libvirt unreachable, TLS inside", fmt.Errorf("%w: %w", libvirtapi.ErrUnreachable, x509.UnknownAuthorityError{}), ExitUnreachable},
 		{"proxy 502", status(502), ExitUnreachable},
 		{"proxy 503", status(503), ExitUnreachable},
