@@ -107,22 +107,43 @@ func rfbPoint(c net.Conn, x, y uint16) error {
 // fails). proxyArgs are more flags of the proxy.
 func vncGuestBehindProxy(t *testing.T, token string, proxyArgs ...string) (p *daemon, clientArgs []string, boot func() *qemutest.SerialConsole) {
 	t.Helper()
+	b := startVNCBed(t, token, proxyArgs...)
+	return b.p, b.proxyArgs, b.boot
+}
+
+// vncBed is vncGuestBehindProxy's test bed, with what direct mode needs.
+type vncBed struct {
+	p    *daemon
+	q    *qemutest.QEMU
+	addr string // QEMU's VNC address
+	pki  string // the CA, server and client credentials of every leg
+	// proxyArgs reach the console through the proxy with the token;
+	// directArgs reach QEMU directly with client certificates.
+	proxyArgs, directArgs []string
+	boot                  func() *qemutest.SerialConsole
+}
+
+// startVNCBed is vncGuestBehindProxy returning the whole bed.
+func startVNCBed(t *testing.T, token string, proxyArgs ...string) *vncBed {
+	t.Helper()
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
 	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
 	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "vnc", Address: addr}})
-	p = startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}, proxyArgs...)...)
-	clientArgs = []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)}
-	return p, clientArgs, func() *qemutest.SerialConsole {
-		t.Helper()
-		serial := g.Boot(t, q)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
-			}
-		})
-		return serial
-	}
+	p := startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}, proxyArgs...)...)
+	return &vncBed{p: p, q: q, addr: addr, pki: dir,
+		proxyArgs:  []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)},
+		directArgs: []string{"--target", addr, "--connect-tls-dir", dir},
+		boot: func() *qemutest.SerialConsole {
+			t.Helper()
+			serial := g.Boot(t, q)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
+				}
+			})
+			return serial
+		}}
 }
 
 // TestKeyboardVNC: QEMU with VeNCrypt x509 and client certificates, the
