@@ -335,7 +335,8 @@ func TestScriptedSPICE(t *testing.T) {
 			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
 		}
 	})
-	tokens := writeTokens(t, map[string]resolver.Console{"scripted-spice": {Type: "spice", Address: tlsAddr}})
+	tokens := writeTokens(t, map[string]resolver.Console{"scripted-spice": {Type: "spice", Address: tlsAddr},
+		"scripted-spice-2": {Type: "spice", Address: tlsAddr}})
 	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
 	args := []string{"--protocol", "spice", "--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
 		"--token-file", writeToken(t, "scripted-spice")}
@@ -343,10 +344,16 @@ func TestScriptedSPICE(t *testing.T) {
 	typeIntoGuest(t, serial, typeCLI(t, args))
 	typeMeta(t, serial, "spice", args)
 
-	// A viewer on the console: "type" is refused and does not kick it.
+	// A viewer on the console: "type" is refused and does not kick it,
+	// with the viewer's token (the proxy refuses a second main channel of
+	// its session) or another one (HTTP 409).
 	v := startGraphics(t, "spice", args[2:]...)
 	main, _ := scriptedSession(t, v.port, "")
 	r := run(t, nil, append([]string{"type", "--text", "x"}, args...)...)
+	checkRefusal(t, r, cmdutil.ExitRefused, "a SPICE viewer is on this console")
+	other := slices.Clone(args)
+	other[len(other)-1] = writeToken(t, "scripted-spice-2")
+	r = run(t, nil, append([]string{"keys", "enter"}, other...)...)
 	checkRefusal(t, r, cmdutil.ExitRefused, "a SPICE viewer is on this console")
 	time.Sleep(time.Second)
 	select {

@@ -176,7 +176,12 @@ func openSPICE(ctx context.Context, route *connect.Route, o *Options) (*session,
 	main, err := spiceclient.Open(hctx, mainConn, spiceclient.LinkOptions{})
 	if err != nil {
 		mainConn.Close()
-		return nil, &cmdutil.DialError{Err: err}
+		if route.Mode.Proxied() && spiceclient.Refused(err) == spice.LinkErrPermissionDenied {
+			// The proxy refuses a second main channel of the token's
+			// live session: someone is viewing with this token.
+			return nil, busyError(err)
+		}
+		return nil, linkError(err)
 	}
 	inputsID := spice.ChannelID{Type: spice.ChannelInputs}
 	if !slices.Contains(main.Channels, inputsID) {
@@ -192,7 +197,7 @@ func openSPICE(ctx context.Context, route *connect.Route, o *Options) (*session,
 	if err != nil {
 		inConn.Close()
 		main.Close()
-		return nil, &cmdutil.DialError{Err: err}
+		return nil, linkError(err)
 	}
 	closeAll := func() { inputs.Close(); main.Close() }
 	// SPICE_MSG_INPUTS_INIT: the server is ready for keys.
@@ -214,11 +219,25 @@ func openSPICE(ctx context.Context, route *connect.Route, o *Options) (*session,
 // spiceBusy says in words what the proxy's 409 means for SPICE.
 func spiceBusy(err error) error {
 	if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok && he.StatusCode == http.StatusConflict {
-		return cmdutil.WithCode(cmdutil.ExitRefused, &cmdutil.DialError{
-			Msg: "a SPICE viewer is on this console and spice-server allows one client, which a new connection would disconnect; try again when it leaves",
-			Err: err})
+		return busyError(err)
 	}
 	return err
+}
+
+// busyError is the refusal of a console a SPICE viewer is on (ExitRefused).
+func busyError(err error) error {
+	return cmdutil.WithCode(cmdutil.ExitRefused, &cmdutil.DialError{
+		Msg: "a SPICE viewer is on this console and spice-server allows one client, which a new connection would disconnect; try again when it leaves",
+		Err: err})
+}
+
+// linkError is a failed SPICE link: a refusal (a wrong password, say)
+// is ExitRefused, anything else ExitUnreachable.
+func linkError(err error) error {
+	if spiceclient.Refused(err) != spice.LinkOK {
+		return cmdutil.WithCode(cmdutil.ExitRefused, &cmdutil.DialError{Err: err})
+	}
+	return &cmdutil.DialError{Err: err}
 }
 
 // run opens a session, runs do on its keyboard and closes it. The last
