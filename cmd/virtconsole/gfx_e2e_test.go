@@ -25,7 +25,6 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/protocols/vnc/vncclient"
-	"github.com/virtconsole/virtconsole/resolver"
 )
 
 // shellMeta is every character a shell treats specially, and more.
@@ -328,18 +327,9 @@ func checkRefusal(t *testing.T, r result, code int, want string) {
 // console, which stays connected.
 func TestScriptedSPICE(t *testing.T) {
 	g := qemutest.NewGraphicsGuest(t)
-	dir := pki(t)
-	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Args: g.Args})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
-		}
-	})
-	tokens := writeTokens(t, map[string]resolver.Console{"scripted-spice": {Type: "spice", Address: tlsAddr},
-		"scripted-spice-2": {Type: "spice", Address: tlsAddr}})
-	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
-	args := []string{"--protocol", "spice", "--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
-		"--token-file", writeToken(t, "scripted-spice")}
+	b := newSPICEBed(t, qemutest.SPICEOptions{Args: g.Args}, map[string]string{"scripted-spice": "", "scripted-spice-2": ""})
+	q := b.q
+	args := append([]string{"--protocol", "spice"}, b.args(t, "scripted-spice")...)
 	serial := g.Boot(t, q)
 	typeIntoGuest(t, serial, typeCLI(t, args))
 	typeMeta(t, serial, "spice", args)
@@ -351,8 +341,7 @@ func TestScriptedSPICE(t *testing.T) {
 	main, _ := scriptedSession(t, v.port, "")
 	r := run(t, nil, append([]string{"type", "--text", "x"}, args...)...)
 	checkRefusal(t, r, cmdutil.ExitRefused, "a SPICE viewer is on this console")
-	other := slices.Clone(args)
-	other[len(other)-1] = writeToken(t, "scripted-spice-2")
+	other := append([]string{"--protocol", "spice"}, b.args(t, "scripted-spice-2")...)
 	r = run(t, nil, append([]string{"keys", "enter"}, other...)...)
 	checkRefusal(t, r, cmdutil.ExitRefused, "a SPICE viewer is on this console")
 	time.Sleep(time.Second)

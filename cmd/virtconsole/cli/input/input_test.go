@@ -48,16 +48,8 @@ func TestErrors(t *testing.T) {
 		{"token from stdin and text from stdin", typeCmd, []string{"--proxy", "wss://127.0.0.1:1", "--token-file", "-"}, cmdutil.ExitUsage, "give the text with --text"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, err := cmdtest.Run(t, tc.cmd, tc.args...)
-			if err == nil {
-				t.Fatalf("succeeded; stderr %q", stderr)
-			}
-			if code := cmdutil.ExitCode(err); code != tc.code {
-				t.Errorf("exit code %d, want %d (%v)", code, tc.code, err)
-			}
-			if msg := cmdutil.OneLine(err); msg != err.Error() || !strings.Contains(msg, tc.want) {
-				t.Errorf("error %q, want one line with %q", err, tc.want)
-			}
+			_, _, err := cmdtest.Run(t, tc.cmd, tc.args...)
+			cmdtest.CheckError(t, err, tc.code, tc.want)
 		})
 	}
 }

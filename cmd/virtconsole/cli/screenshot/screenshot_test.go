@@ -45,16 +45,8 @@ func TestErrors(t *testing.T) {
 		{"timeout", []string{"--target", silent.Addr().String(), "--connect-insecure", "-o", out, "--timeout", "300ms", "--handshake-timeout", "10s"}, cmdutil.ExitTimeout, "within --timeout 300ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, err := cmdtest.Run(t, newCmd, tc.args...)
-			if err == nil {
-				t.Fatalf("succeeded; stderr %q", stderr)
-			}
-			if code := cmdutil.ExitCode(err); code != tc.code {
-				t.Errorf("exit code %d, want %d (%v)", code, tc.code, err)
-			}
-			if msg := cmdutil.OneLine(err); msg != err.Error() || !strings.Contains(msg, tc.want) {
-				t.Errorf("error %q, want one line with %q", err, tc.want)
-			}
+			_, _, err := cmdtest.Run(t, newCmd, tc.args...)
+			cmdtest.CheckError(t, err, tc.code, tc.want)
 			if _, err := os.Stat(out); err == nil {
 				t.Error("an image was written")
 			}
