@@ -216,6 +216,13 @@ func TestScriptedVNC(t *testing.T) {
 		if !bytes.Equal(shot.Pix, direct.Pix) {
 			t.Error("the screenshots through the proxy and direct differ")
 		}
+		// -o -: the PNG on standard output.
+		r := run(t, nil, append([]string{"screenshot", "-o", "-"}, b.proxyArgs...)...)
+		if stdout, err := png.Decode(strings.NewReader(r.stdout)); r.code != 0 || err != nil {
+			t.Errorf("-o -: exit %d, %v: %s", r.code, err, r.stderr)
+		} else if _, over := pixelDiff(t, shot, stdout, 0); over != 0 {
+			t.Errorf("-o -: %d pixels differ from -o FILE's", over)
+		}
 		if !bytes.Equal(shot.Pix, viewer.Image().Pix) {
 			t.Error("the screenshot differs from the scripted viewer's Raw capture")
 		}
@@ -250,7 +257,7 @@ func TestScriptedVNC(t *testing.T) {
 		// one line, no image.
 		out := filepath.Join(dir, "changed.png")
 		start = time.Now()
-		r := run(t, nil, append([]string{"screenshot", "--wait-change", filepath.Join(dir, "proxy.png"), "--timeout", "3s", "-o", out}, b.proxyArgs...)...)
+		r = run(t, nil, append([]string{"screenshot", "--wait-change", filepath.Join(dir, "proxy.png"), "--timeout", "3s", "-o", out}, b.proxyArgs...)...)
 		if r.code != cmdutil.ExitTimeout || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "did not change") {
 			t.Errorf("--wait-change on a still screen: exit %d, stderr %q", r.code, r.stderr)
 		}
