@@ -19,7 +19,8 @@ import (
 // fakeServer plays an RFB 3.8 server offering None on the far end of a
 // pipe: it checks ClientInit's shared-flag, sends ServerInit for w×h,
 // reads the pixel format and encodings, then writes script and copies
-// what the client sends next to got.
+// what the client sends next to got. done yields the script's outcome,
+// and is closed once the client has closed and got is complete.
 func fakeServer(t *testing.T, w, h uint16, script []byte) (*Client, *bytes.Buffer, chan error) {
 	t.Helper()
 	a, b := net.Pipe()
@@ -27,6 +28,8 @@ func fakeServer(t *testing.T, w, h uint16, script []byte) (*Client, *bytes.Buffe
 	got := &bytes.Buffer{}
 	done := make(chan error, 1)
 	go func() {
+		defer close(done)
+		copied := make(chan struct{})
 		done <- func() error {
 			b.Write([]byte("RFB 003.008\n"))
 			v := make([]byte, 12)
@@ -57,10 +60,14 @@ func fakeServer(t *testing.T, w, h uint16, script []byte) (*Client, *bytes.Buffe
 			if pf[0] != 0 || pf[4] != 32 || pf[7] != 1 || pf[20] != 2 || pf[23] != 4 {
 				return errors.New("pixel format or encodings")
 			}
-			go io.Copy(got, b)
+			go func() { io.Copy(got, b); close(copied) }()
 			_, err := b.Write(script)
 			return err
 		}()
+		select {
+		case <-copied:
+		case <-time.After(10 * time.Second):
+		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -137,7 +144,7 @@ func TestCaptureRawCopyRectAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	time.Sleep(20 * time.Millisecond)
+	<-done // the copy has ended
 	wantOut := []byte{3, 0, 0, 0, 0, 0, 0, 4, 0, 2, 3, 1, 0, 0, 0, 0, 0, 4, 0, 2, 3, 1, 0, 0, 0, 0, 0, 4, 0, 2}
 	wantOut = append(wantOut, 255, 0, 0, 1, 0, 0, 0xff, 0xe4, 0, 0, 0, 0x9d)
 	wantOut = append(wantOut, 4, 0, 0, 0, 0, 0, 0xff, 0xe4)
