@@ -22,6 +22,7 @@ import (
 	"github.com/virtconsole/virtconsole/protocols/spice/spiceclient"
 	"github.com/virtconsole/virtconsole/protocols/vnc/vncclient"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/consolestream"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
@@ -81,6 +82,9 @@ func (o *Options) check() error {
 	default:
 		return &cmdutil.FlagError{Err: fmt.Errorf("--protocol %q: want vnc or spice", o.Protocol)}
 	}
+	if o.Route.Proxy.View {
+		return &cmdutil.FlagError{Err: errors.New("--view asks the proxy to drop this client's input, and keys are input; leave --view out")}
+	}
 	if o.KeyDelay < 0 || o.KeyDelay > time.Second {
 		return &cmdutil.FlagError{Err: fmt.Errorf("--key-delay %v: want 0 to 1s, e.g. 10ms", o.KeyDelay)}
 	}
@@ -110,7 +114,8 @@ func open(ctx context.Context, f *cmdutil.Factory, o *Options) (*session, error)
 		kind = protocols.KindSPICE
 	}
 	route, err := o.Route.Resolve(ctx, f, kind)
-	if err != nil && o.Protocol == "" && o.Route.DomainName() != "" && errors.Is(err, consolestream.ErrNoConsoleDevice) {
+	if err != nil && o.Protocol == "" && o.Route.DomainName() != "" &&
+		(errors.Is(err, consolestream.ErrNoConsoleDevice) || errors.Is(err, libvirtadmin.ErrNoConsoles)) {
 		// DOMAIN has no VNC device: its graphics may be SPICE.
 		kind = protocols.KindSPICE
 		route, err = o.Route.Resolve(ctx, f, kind)

@@ -40,6 +40,7 @@ func TestErrors(t *testing.T) {
 		{"empty key", keysCmd, []string{"--target", closed, "--connect-insecure", "ctrl--"}, cmdutil.ExitUsage, `write - as "minus"`},
 		{"no combo after DOMAIN", keysCmd, []string{"myvm"}, cmdutil.ExitUsage, "at least one key combination"},
 		{"bad protocol", keysCmd, []string{"--target", closed, "--connect-insecure", "--protocol", "rdp", "enter"}, cmdutil.ExitUsage, `--protocol "rdp"`},
+		{"--view", keysCmd, []string{"--proxy", "wss://127.0.0.1:1", "--token-file", "/nonexistent", "--view", "enter"}, cmdutil.ExitUsage, "--view asks the proxy to drop"},
 		{"unreachable target", keysCmd, []string{"--target", closed, "--connect-insecure", "enter"}, cmdutil.ExitUnreachable, "connection refused"},
 		{"no TLS dir", keysCmd, []string{"--target", closed, "enter"}, cmdutil.ExitUsage, "--connect-tls-dir"},
 		{"SPICE direct without --force", typeCmd, []string{"--target", closed, "--connect-insecure", "--protocol", "spice", "--text", "x"}, cmdutil.ExitUsage, "would disconnect a connected SPICE viewer"},
