@@ -68,6 +68,9 @@ $'...' or a here-document gives newlines.
 				if opts.Route.Proxy.TokenFile == "-" {
 					return &cmdutil.FlagError{Err: errors.New("--token-file - reads the token from standard input; give the text with --text")}
 				}
+				if opts.IO.IsStdinTTY() {
+					fmt.Fprintln(opts.IO.ErrOut, "Reading the text to type from the terminal; end it with Ctrl+D.")
+				}
 				b, err := io.ReadAll(io.LimitReader(opts.IO.In, maxText+1))
 				if err != nil {
 					return &cmdutil.FlagError{Err: fmt.Errorf("reading the text from standard input: %v", err)}
