@@ -272,10 +272,17 @@ func TestScriptedVNC(t *testing.T) {
 		if _, err := os.Stat(out); err == nil {
 			t.Error("an image was written after the timeout")
 		}
-		// --wait-stable on the still screen returns.
-		if _, j := screenshotCLI(t, out, append([]string{"--wait-stable", "1s", "--timeout", "20s"}, b.proxyArgs...)...); j["updates"].(float64) < 1 {
-			t.Errorf("--wait-stable: %v", j)
+		// --wait-stable on the still screen returns after a second of
+		// nothing.
+		start = time.Now()
+		stable, _ := screenshotCLI(t, out, append([]string{"--wait-stable", "1s", "--timeout", "20s"}, b.proxyArgs...)...)
+		if d := time.Since(start); d < time.Second || d > 15*time.Second {
+			t.Errorf("--wait-stable 1s on a still screen took %v", d)
 		}
+		if !bytes.Equal(stable.Pix, shot.Pix) {
+			t.Error("--wait-stable: the still screen changed")
+		}
+		os.Remove(out)
 		// Resumed and typed into, the screen changes and --wait-change
 		// returns it.
 		if _, err := b.q.QMP("cont", nil); err != nil {
