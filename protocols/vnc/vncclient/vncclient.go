@@ -77,6 +77,9 @@ const (
 const (
 	// MaxDimension bounds the framebuffer's width and height.
 	MaxDimension = 16384
+	// MaxPixels bounds its area: 64 Mi pixels (256 MiB), above 8K UHD's
+	// 33 Mi.
+	MaxPixels = 64 << 20
 	// maxName bounds ServerInit's desktop name.
 	maxName = 1 << 16
 	// maxReason bounds a failure reason.
@@ -108,10 +111,11 @@ type Client struct {
 	// extended key events; KeyEvent then sends scancodes.
 	ExtendedKeyEvents bool
 
-	fb       *image.RGBA
-	row      []byte   // scratch: one row of Raw pixels
-	wbuf     [12]byte // scratch: one outgoing message
-	deadline time.Time
+	fb        *image.RGBA
+	maxPixels int      // MaxPixels; less in tests
+	row       []byte   // scratch: one row of Raw pixels
+	wbuf      [12]byte // scratch: one outgoing message
+	deadline  time.Time
 	// covered counts the pixels updated since the last full request;
 	// updates counts framebuffer updates read.
 	covered int64
@@ -250,8 +254,12 @@ func (c *Client) refused() error {
 
 // resize makes a black framebuffer of w×h.
 func (c *Client) resize(w, h int) error {
-	if w <= 0 || h <= 0 || w > MaxDimension || h > MaxDimension {
-		return fmt.Errorf("vnc: the server's framebuffer is %dx%d; at most %dx%d is accepted", w, h, MaxDimension, MaxDimension)
+	limit := c.maxPixels
+	if limit == 0 {
+		limit = MaxPixels
+	}
+	if w <= 0 || h <= 0 || w > MaxDimension || h > MaxDimension || w*h > limit {
+		return fmt.Errorf("vnc: the server's framebuffer is %dx%d; at most %dx%d and %d pixels are accepted", w, h, MaxDimension, MaxDimension, limit)
 	}
 	c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
 	for i := 3; i < len(c.fb.Pix); i += 4 {

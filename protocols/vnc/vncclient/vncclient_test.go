@@ -159,6 +159,7 @@ func TestRefusals(t *testing.T) {
 		script     []byte
 	}{
 		{"too big", "framebuffer is 20000x2", nil},
+		{"too many pixels", "framebuffer is 16000x16000", nil},
 		{"outside", "outside its 4x2 framebuffer", append([]byte{0, 0, 0, 1}, rect(3, 0, 2, 1, EncodingRaw)...)},
 		{"copy from outside", "outside its 4x2", append(append([]byte{0, 0, 0, 1}, rect(0, 0, 2, 1, EncodingCopyRect)...), 0, 3, 0, 0)},
 		{"unknown encoding", "encoding 7", append([]byte{0, 0, 0, 1}, rect(0, 0, 1, 1, 7)...)},
@@ -175,7 +176,11 @@ func TestRefusals(t *testing.T) {
 					io.ReadFull(b, make([]byte, 1))
 					b.Write([]byte{0, 0, 0, 0})
 					io.ReadFull(b, make([]byte, 1))
-					b.Write([]byte{0x4e, 0x20, 0, 2})
+					size := []byte{0x4e, 0x20, 0, 2} // 20000x2
+					if tc.name == "too many pixels" {
+						size = []byte{0x3e, 0x80, 0x3e, 0x80} // 16000x16000
+					}
+					b.Write(size)
 					b.Write(make([]byte, 20))
 					b.Close()
 				}()
