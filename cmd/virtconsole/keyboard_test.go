@@ -9,7 +9,6 @@ package main
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/keymap"
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/protocols/spice"
 	"github.com/virtconsole/virtconsole/protocols/spice/spicetest"
@@ -107,22 +107,43 @@ func rfbPoint(c net.Conn, x, y uint16) error {
 // fails). proxyArgs are more flags of the proxy.
 func vncGuestBehindProxy(t *testing.T, token string, proxyArgs ...string) (p *daemon, clientArgs []string, boot func() *qemutest.SerialConsole) {
 	t.Helper()
+	b := startVNCBed(t, token, proxyArgs...)
+	return b.p, b.proxyArgs, b.boot
+}
+
+// vncBed is vncGuestBehindProxy's test bed, with what direct mode needs.
+type vncBed struct {
+	p    *daemon
+	q    *qemutest.QEMU
+	addr string // QEMU's VNC address
+	pki  string // the CA, server and client credentials of every leg
+	// proxyArgs reach the console through the proxy with the token;
+	// directArgs reach QEMU directly with client certificates.
+	proxyArgs, directArgs []string
+	boot                  func() *qemutest.SerialConsole
+}
+
+// startVNCBed is vncGuestBehindProxy returning the whole bed.
+func startVNCBed(t *testing.T, token string, proxyArgs ...string) *vncBed {
+	t.Helper()
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
 	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
 	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "vnc", Address: addr}})
-	p = startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}, proxyArgs...)...)
-	clientArgs = []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)}
-	return p, clientArgs, func() *qemutest.SerialConsole {
-		t.Helper()
-		serial := g.Boot(t, q)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
-			}
-		})
-		return serial
-	}
+	p := startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}, proxyArgs...)...)
+	return &vncBed{p: p, q: q, addr: addr, pki: dir,
+		proxyArgs:  []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)},
+		directArgs: []string{"--target", addr, "--connect-tls-dir", dir},
+		boot: func() *qemutest.SerialConsole {
+			t.Helper()
+			serial := g.Boot(t, q)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
+				}
+			})
+			return serial
+		}}
 }
 
 // TestKeyboardVNC: QEMU with VeNCrypt x509 and client certificates, the
@@ -148,51 +169,21 @@ func TestKeyboardVNC(t *testing.T) {
 	})
 }
 
-// RFB keysyms (X11 keysymdef.h) beyond printable ASCII, which is its own
-// keysym.
-const (
-	xkReturn = 0xff0d
-	xkShiftL = 0xffe1
-)
-
 // rfbType types s with RFB KeyEvents (RFC 6143 §7.5.4: u8 type 4, u8
 // down-flag, u16 padding, u32 keysym, big-endian) as a viewer with a US
-// keyboard sends them: the keysym of the character, inside Shift_L down
-// and up for a shifted one. QEMU maps each keysym to a key with its
-// keymap (en-us) and ignores the shift the keysym implies, so the viewer
-// has to hold Shift itself.
+// keyboard sends them (keymap.Type): the keysym of the character, inside
+// Shift_L down and up for a shifted one. QEMU maps each keysym to a key
+// with its keymap (en-us) and ignores the shift the keysym implies, so
+// the viewer has to hold Shift itself.
 func rfbType(c net.Conn, s string) error {
-	key := func(sym uint32, down bool) error {
+	return keymap.Type(s, keyPause, func(k keymap.Key, down bool) error {
 		m := []byte{4, 0, 0, 0}
 		if down {
 			m[1] = 1
 		}
-		_, err := c.Write(binary.BigEndian.AppendUint32(m, sym))
-		time.Sleep(keyPause)
+		_, err := c.Write(binary.BigEndian.AppendUint32(m, uint32(k.Keysym)))
 		return err
-	}
-	for _, r := range s {
-		sym := uint32(r)
-		switch {
-		case r == '\n':
-			sym = xkReturn
-		case r < 0x20 || r > 0x7e:
-			return fmt.Errorf("no keysym for %q in this viewer", r)
-		}
-		shift := r >= 'A' && r <= 'Z' || strings.ContainsRune(`~!@#$%^&*()_+{}|:"<>?`, r)
-		var err error
-		if shift {
-			err = key(xkShiftL, true)
-		}
-		err = errors.Join(err, key(sym, true), key(sym, false))
-		if shift {
-			err = errors.Join(err, key(xkShiftL, false))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 // TestKeyboardSPICE: QEMU SPICE on its TLS port, the proxy and
@@ -202,17 +193,9 @@ func rfbType(c net.Conn, s string) error {
 // SPICE server and reach the guest's virtio mouse.
 func TestKeyboardSPICE(t *testing.T) {
 	g := qemutest.NewGraphicsGuest(t)
-	dir := pki(t)
-	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Args: g.Args})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
-		}
-	})
-	tokens := writeTokens(t, map[string]resolver.Console{"kbd-spice": {Type: "spice", Address: tlsAddr}})
-	p := startDaemon(t, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens)
-	v := startGraphics(t, "spice", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"),
-		"--token-file", writeToken(t, "kbd-spice"))
+	b := newSPICEBed(t, qemutest.SPICEOptions{Args: g.Args}, map[string]string{"kbd-spice": ""})
+	q := b.q
+	v := b.client(t, "kbd-spice")
 	serial := g.Boot(t, q)
 
 	main, _ := scriptedSession(t, v.port, "")

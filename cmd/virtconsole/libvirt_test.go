@@ -264,8 +264,8 @@ func resolve(t *testing.T, hc *http.Client, addr, token string) (int, map[string
 }
 
 // TestLibvirtAdminAndVNC: enable, the resolver daemon's answers per type,
-// vncsnapshot through "virtconsole vnc DOMAIN" (proxy and direct), rotate
-// and disable.
+// vncsnapshot through "virtconsole vnc DOMAIN" (proxy and direct), and
+// screenshot, keys and type with DOMAIN; rotate and disable.
 func TestLibvirtAdminAndVNC(t *testing.T) {
 	d := libvirttest.Start(t)
 	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
@@ -316,10 +316,20 @@ func TestLibvirtAdminAndVNC(t *testing.T) {
 		waitFor(t, 10*time.Second, "the proxy's log of a VeNCrypt x509 session with QEMU", func() bool {
 			return strings.Contains(srv.log.String(), "auth=vencrypt-x509")
 		})
+		// The scripting commands with DOMAIN through the proxy, the
+		// token read from libvirt.
+		screenshotCLI(t, filepath.Join(t.TempDir(), "shot.png"), dom.Name, "--proxy", "wss://"+srv.addr, "--ca-file", ca)
+		if r := run(t, nil, "keys", dom.Name, "--proxy", "wss://"+srv.addr, "--ca-file", ca, "shift"); r.code != 0 {
+			t.Errorf("keys DOMAIN through the proxy: exit %d: %s", r.code, r.stderr)
+		}
 	})
 	t.Run("vnc-direct", func(t *testing.T) {
 		v := startVNC(t, dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
 		snapshot(t, v.port)
+		screenshotCLI(t, filepath.Join(t.TempDir(), "shot.png"), dom.Name, "--connect-tls-dir", libvirttest.TLSDir)
+		if r := run(t, nil, "type", dom.Name, "--connect-tls-dir", libvirttest.TLSDir, "--text", " "); r.code != 0 {
+			t.Errorf("type DOMAIN directly: exit %d: %s", r.code, r.stderr)
+		}
 	})
 	t.Run("vnc-direct-remote", func(t *testing.T) {
 		v := startVNC(t, dom.Name, "-c", libvirttest.TLSURI, "--connect-tls-dir", libvirttest.TLSDir)

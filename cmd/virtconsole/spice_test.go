@@ -45,9 +45,17 @@ type spiceBed struct {
 // proxy flags.
 func startSPICEBed(t *testing.T, qemuPassword string, tokens map[string]string, extra ...string) *spiceBed {
 	t.Helper()
+	return newSPICEBed(t, qemutest.SPICEOptions{Password: qemuPassword}, tokens, extra...)
+}
+
+// newSPICEBed is startSPICEBed with QEMU's SPICE options (o.TLSDir is
+// set here): o.Args may boot a guest, paused (qemutest.GraphicsGuest).
+func newSPICEBed(t *testing.T, o qemutest.SPICEOptions, tokens map[string]string, extra ...string) *spiceBed {
+	t.Helper()
 	qemutest.Require(t)
 	dir := pki(t)
-	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir, Password: qemuPassword})
+	o.TLSDir = dir
+	q, _, tlsAddr := qemutest.StartSPICE(t, o)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("QEMU alive %v, output: %s", q.Alive(), q.Output())
@@ -62,11 +70,17 @@ func startSPICEBed(t *testing.T, qemuPassword string, tokens map[string]string, 
 	return &spiceBed{q: q, tlsAddr: tlsAddr, ca: filepath.Join(dir, "ca-cert.pem"), p: startDaemon(t, args...)}
 }
 
+// args are the client flags that reach the console through the proxy
+// with token.
+func (b *spiceBed) args(t *testing.T, token string) []string {
+	return []string{"--proxy", "wss://" + b.p.addr, "--ca-file", b.ca, "--token-file", writeToken(t, token)}
+}
+
 // client runs "virtconsole spice --local-port 0 --json" through the proxy
 // with token.
 func (b *spiceBed) client(t *testing.T, token string) *localGraphics {
 	t.Helper()
-	return startGraphics(t, "spice", "--proxy", "wss://"+b.p.addr, "--ca-file", b.ca, "--token-file", writeToken(t, token))
+	return startGraphics(t, "spice", b.args(t, token)...)
 }
 
 // spiceCtx bounds one scripted link stage or main-channel exchange.

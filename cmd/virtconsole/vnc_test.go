@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/jpeg"
 	"io"
 	"net"
@@ -63,16 +64,20 @@ func startGraphics(t *testing.T, subcommand string, args ...string) *localGraphi
 
 // snapshot runs the real vncsnapshot client against the local port until
 // it saves a 720x400 image (QEMU's ServerInit says 640x480 until the VGA
-// BIOS has switched to text mode).
-func snapshot(t *testing.T, port int) {
+// BIOS has switched to text mode), and returns the image. opts are
+// vncsnapshot's options; none means -quality 90.
+func snapshot(t *testing.T, port int, opts ...string) image.Image {
 	t.Helper()
 	bin := qemutest.Need(t, "vncsnapshot")[0]
 	out := filepath.Join(t.TempDir(), "shot.jpg")
+	if len(opts) == 0 {
+		opts = []string{"-quality", "90"}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
 		os.Remove(out)
-		cmd := exec.Command(bin, "-quality", "90", fmt.Sprintf("127.0.0.1::%d", port), out)
+		cmd := exec.Command(bin, append(opts, fmt.Sprintf("127.0.0.1::%d", port), out)...)
 		b, err := cmd.CombinedOutput()
 		last = string(b)
 		if err == nil {
@@ -81,7 +86,7 @@ func snapshot(t *testing.T, port int) {
 				img, derr := jpeg.Decode(f)
 				f.Close()
 				if derr == nil && img.Bounds().Dx() == 720 && img.Bounds().Dy() == 400 {
-					return
+					return img
 				}
 				if derr == nil {
 					last = fmt.Sprintf("image is %v", img.Bounds())
@@ -91,6 +96,7 @@ func snapshot(t *testing.T, port int) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("vncsnapshot did not save a 720x400 image: %s", last)
+	return nil
 }
 
 // rfbViewer is a scripted RFB 3.8 viewer at the local port: it reaches

@@ -25,6 +25,12 @@ const GuestReady = "virtconsole-guest-ready"
 // a viewer's mouse reached the guest's kernel.
 const GuestPointer = "virtconsole-pointer-event"
 
+// GuestRestart is what the kernel prints on the serial port when it
+// restarts the machine, quiet or not (pr_emerg). A guest booted with
+// GuestVTCmdline restarts at Ctrl+Alt+Del on its keyboard (a VNC or SPICE
+// viewer's), and QEMU boots it again.
+const GuestRestart = "reboot: Restarting system"
+
 // guestModules are the kernel modules, in load order, that give the guest
 // virtio input devices and their /dev/input/event* nodes; the cloud kernel
 // has neither built in (nor a PS/2 mouse driver).
@@ -46,8 +52,9 @@ const GuestCmdline = "console=ttyS0 quiet"
 // the guest's /init also run a root shell on tty1: the VGA text console,
 // whose input is the PS/2 keyboard (the cloud kernel has the VT, i8042
 // and atkbd built in), so what a VNC or SPICE viewer types reaches it.
-// ttyS0 behaves as with GuestCmdline. Boot it in a machine with a VGA
-// device (StartVNC, StartSPICE; GraphicsGuest).
+// Ctrl+Alt+Del restarts it (GuestRestart). ttyS0 behaves as with
+// GuestCmdline. Boot it in a machine with a VGA device (StartVNC,
+// StartSPICE; GraphicsGuest).
 const GuestVTCmdline = GuestCmdline + " " + guestTTY1
 
 // guestTTY1 is the kernel parameter /init looks for in /proc/cmdline. The
@@ -86,6 +93,9 @@ for d in /sys/class/input/event*; do
 	esac
 done
 if grep -qw ` + guestTTY1 + ` /proc/cmdline; then
+	# Ctrl+Alt+Del on the keyboard restarts at once (the kernel prints
+	# GuestRestart) instead of signalling init.
+	echo 1 > /proc/sys/kernel/ctrl-alt-del
 	# tty1, the VGA console, as its controlling terminal (setsid -c);
 	# cttyhack would pick /dev/console, which is ttyS0.
 	while true; do
@@ -108,7 +118,7 @@ done
 
 // guestVersion changes whenever the initramfs layout or /init changes, so
 // that cached images of an older layout are not reused.
-const guestVersion = 5
+const guestVersion = 6
 
 // LinuxGuest returns a Linux kernel and an initramfs that boot, in about
 // five seconds under TCG with 128 MiB, to a root shell on the first serial

@@ -34,7 +34,7 @@ const (
 	ExitLost        = 5 // an established session failed before it was closed normally
 	ExitFailure     = 6 // any other failure
 	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
-	ExitTimeout     = 8 // what a script waited for did not come in time (serial --expect)
+	ExitTimeout     = 8 // what the command waited for did not come within its --timeout (serial --expect, screenshot --wait-change)
 	ExitInterrupted = 130
 )
 
@@ -56,7 +56,8 @@ tell why it failed; the message on standard error is one line.
     5    connection lost during an established session
     6    any other failure
     7    not found: no such domain or console device, or consoles not enabled; no such live session
-    8    timed out: what a script waited for did not come within --timeout (serial --expect)
+    8    timed out: what the command waited for did not come within its --timeout
+         (serial --expect, screenshot --wait-change/--wait-stable)
     130  interrupted (SIGINT/SIGTERM)`
 
 // The errors of the command layer itself. Packages below it return their
@@ -105,9 +106,12 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Msg }
 
-// ErrTimedOut means that what a command waited for did not come in
-// time (ExitTimeout).
-var ErrTimedOut = errors.New("timed out")
+// TimeoutError is a --timeout that expired before what the command
+// waited for happened (a screen change, a pattern): ExitTimeout.
+type TimeoutError struct{ Err error }
+
+func (e *TimeoutError) Error() string { return e.Err.Error() }
+func (e *TimeoutError) Unwrap() error { return e.Err }
 
 // ErrNoToken means a client had no token to present: none given, or an
 // empty one.
@@ -181,7 +185,7 @@ var exitTable = []struct {
 	{ExitInterrupted, is(context.Canceled)},
 	{ExitUsage, anyOf(as[*FlagError], as[*pflag.NotExistError], as[*pflag.ValueRequiredError],
 		as[*pflag.InvalidValueError], as[*pflag.InvalidSyntaxError], as[*tlscreds.PolicyError])},
-	{ExitTimeout, anyOf(is(ErrTimedOut), as[*termio.TimeoutError])},
+	{ExitTimeout, anyOf(as[*TimeoutError], as[*termio.TimeoutError])},
 	// A websocket close other than 1000 ends an established session: the
 	// proxy says why (console failed, proxy shutting down).
 	{ExitLost, anyOf(as[*LostError], as[*wsconn.CloseError])},

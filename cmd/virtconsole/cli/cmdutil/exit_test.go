@@ -68,12 +68,13 @@ func TestExitTable(t *testing.T) {
 		{"proxy 429", status(429), ExitRefused},
 
 		{"expect timed out", Reported(wrap(&termio.TimeoutError{Pattern: "x"})), ExitTimeout},
-		{"timed out", wrap(ErrTimedOut), ExitTimeout},
 
 		{"no domain", wrap(libvirtapi.ErrDomainNotFound), ExitNotFound},
 		{"no consoles", wrap(libvirtadmin.ErrNoConsoles), ExitNotFound},
 		{"not enabled", wrap(libvirtadmin.ErrNotEnabled), ExitNotFound},
 		{"no device", wrap(consolestream.ErrNoConsoleDevice), ExitNotFound},
+
+		{"timeout", wrap(&TimeoutError{Err: context.DeadlineExceeded}), ExitTimeout},
 
 		{"libvirt unreachable, TLS inside", fmt.Errorf("%w: %w", libvirtapi.ErrUnreachable, x509.UnknownAuthorityError{}), ExitUnreachable},
 		{"proxy 502", status(502), ExitUnreachable},

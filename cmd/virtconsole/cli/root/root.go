@@ -10,7 +10,9 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/certs"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/config"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/input"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/open"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/screenshot"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/sessions"
@@ -56,6 +58,9 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.AddCommand(serialCmd)
 	cmd.AddCommand(vncCmd)
 	cmd.AddCommand(spice.NewCmdSPICE(f, nil))
+	cmd.AddCommand(screenshot.NewCmdScreenshot(f, nil))
+	cmd.AddCommand(input.NewCmdKeys(f, nil))
+	cmd.AddCommand(input.NewCmdType(f, nil))
 	cmd.AddCommand(open.NewCmdOpen(f, nil))
 	cmd.AddCommand(server.NewCmdServer(f, nil))
 	cmd.AddCommand(admin.NewCmdEnable(f, nil))

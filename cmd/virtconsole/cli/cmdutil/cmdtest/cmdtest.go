@@ -56,3 +56,18 @@ func CheckHelp(t testing.TB, cmd *cobra.Command) {
 		CheckHelp(t, sub)
 	}
 }
+
+// CheckError fails t unless err is an error of one line that contains
+// want and exits with code.
+func CheckError(t testing.TB, err error, code int, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("succeeded; want exit code %d and %q", code, want)
+	}
+	if got := cmdutil.ExitCode(err); got != code {
+		t.Errorf("exit code %d, want %d (%v)", got, code, err)
+	}
+	if msg := cmdutil.OneLine(err); msg != err.Error() || !strings.Contains(msg, want) {
+		t.Errorf("error %q, want one line with %q", err, want)
+	}
+}
