@@ -96,6 +96,29 @@ func TestSerialExpectThroughProxy(t *testing.T) {
 	})
 }
 
+// TestSerialReconnectFirst: with --reconnect, a scripted session started
+// before its console exists (the VM not started yet: the proxy answers
+// 502) waits for it, saying so, and runs once QEMU is there.
+func TestSerialReconnectFirst(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	port := qemutest.FreePort(t)
+	tokens := writeTokens(t, map[string]resolver.Console{"first": {Type: "serial", Address: "127.0.0.1:" + strconv.Itoa(port)}})
+	p := startDaemon(t, "server", "proxy", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens, "--listen", "127.0.0.1:0")
+	c := startClient(t, "serial", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, "first"),
+		"--reconnect", "--timeout", "60s", "--send", `\n`, "--expect", "# ", "--send", `echo first-$((6*7))\n`, "--expect", "first-42")
+	waitFor(t, 20*time.Second, "the client's waiting line", func() bool {
+		return strings.Contains(c.errb.String(), "(HTTP 502): console unreachable; reconnecting in ")
+	})
+	qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: dir, VerifyPeer: true, Guest: true, Port: port})
+	if code := c.wait(t, 90*time.Second); code != 0 {
+		t.Fatalf("exit %d; stdout %q, stderr %q", code, c.out.String(), c.errb.String())
+	}
+	if !strings.Contains(c.errb.String(), "virtconsole: connected\n") || !strings.Contains(c.out.String(), "first-42") {
+		t.Fatalf("stdout %q, stderr %q", c.out.String(), c.errb.String())
+	}
+}
+
 // reconnectingSerial starts "serial --reconnect" through the proxy (stdin
 // a pipe kept open), makes sure the guest's shell answers it, then kills
 // the proxy and starts it again on the same address.

@@ -15,6 +15,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"image/color"
+	"image/png"
 	"io"
 	"os"
 	"os/exec"
@@ -140,6 +142,12 @@ func replacer(subs map[string]string) *strings.Replacer {
 // the script's PATH.
 func runREADME(t *testing.T, dir string, lines []string, subs map[string]string, limit time.Duration, binDirs ...string) string {
 	t.Helper()
+	return runREADMEEnv(t, dir, lines, subs, limit, nil, binDirs...)
+}
+
+// runREADMEEnv is runREADME with extra environment variables (which win).
+func runREADMEEnv(t *testing.T, dir string, lines []string, subs map[string]string, limit time.Duration, extraEnv []string, binDirs ...string) string {
+	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -euo pipefail\n")
 	r := replacer(subs)
@@ -155,7 +163,7 @@ func runREADME(t *testing.T, dir string, lines []string, subs map[string]string,
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
 	cmd.Dir = dir
-	cmd.Env = env("PATH=" + strings.Join(append(binDirs, filepath.Dir(vcBinary), filepath.Join(runtime.GOROOT(), "bin"), os.Getenv("PATH")), ":"))
+	cmd.Env = env(append([]string{"PATH=" + strings.Join(append(binDirs, filepath.Dir(vcBinary), filepath.Join(runtime.GOROOT(), "bin"), os.Getenv("PATH")), ":")}, extraEnv...)...)
 	cmd.Stdin = nil // /dev/null: the interactive lines end at once
 	// A file, not a pipe: the background jobs keep their stdout open
 	// after the script ends, and Wait would wait for them.
@@ -270,6 +278,69 @@ func TestREADMEYourOwnVM(t *testing.T) {
 	}, 3*time.Minute)
 	if n := strings.Count(out, "Linux (none)"); n < 2 {
 		t.Fatalf("want uname -a answered directly and through the server, got %d answers:\n%s", n, out)
+	}
+}
+
+// TestREADMEScripting: the "Scripting a VM" walkthrough, as a CI job would
+// run it: the tiny guest with a login prompt on its TLS serial chardev and
+// a shell on its VGA console (VeNCrypt x509), the proxy in front of both,
+// a client profile written by "config set" (in a config home of the
+// test's own), then the job: log in and run a command on the serial
+// console, type on the screen and read the result on the serial console,
+// press keys, save a screenshot. Ports are free ones; the VNC display is
+// the one of a free port.
+func TestREADMEScripting(t *testing.T) {
+	qemutest.Require(t)
+	kernel, _ := qemutest.LinuxGuest(t) // the kernel and busybox packages, or a clear failure
+	release := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+	dir := copyModule(t)
+	vncPort := qemutest.FreePort(t)
+	for vncPort < 5900 {
+		vncPort = qemutest.FreePort(t)
+	}
+	configHome := t.TempDir()
+	out := runREADMEEnv(t, dir, readmeSection(t, "Scripting a VM"), map[string]string{
+		"4555":           strconv.Itoa(qemutest.FreePort(t)),
+		"6443":           strconv.Itoa(qemutest.FreePort(t)),
+		"127.0.0.1:1,":   fmt.Sprintf("127.0.0.1:%d,", vncPort-5900),
+		"127.0.0.1:5901": "127.0.0.1:" + strconv.Itoa(vncPort),
+	}, 5*time.Minute, []string{"XDG_CONFIG_HOME=" + configHome})
+
+	// The login, and the command run after it.
+	// The answer typed on the screen, read on the serial port: a line of
+	// its own (the guest's tty ends lines with \r\n).
+	for _, want := range []string{qemutest.GuestHostname + " login: ", "\n" + release + "\r\n", "\n42\r\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the job's output", want)
+		}
+	}
+	// The profile "config set" wrote, for this user only.
+	cfg := filepath.Join(configHome, "virtconsole", "config.toml")
+	if fi, err := os.Stat(cfg); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the client config %s: %v; want mode 0600", cfg, err)
+	}
+	// The screenshot: a PNG of the guest's VGA text console (80x25 cells
+	// of 9x16 pixels), not blank.
+	f, err := os.Open(filepath.Join(dir, "screen.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screen.png: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != 720 || b.Dy() != 400 {
+		t.Errorf("screen.png is %dx%d, want 720x400", b.Dx(), b.Dy())
+	}
+	colours := map[color.Color]bool{}
+	for y := 0; y < img.Bounds().Dy(); y += 4 {
+		for x := 0; x < img.Bounds().Dx(); x += 3 {
+			colours[img.At(x, y)] = true
+		}
+	}
+	if len(colours) < 2 {
+		t.Errorf("screen.png is one colour: nothing of the guest's screen")
 	}
 }
 

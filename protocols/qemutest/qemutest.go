@@ -282,6 +282,8 @@ type SerialOptions struct {
 	// an empty machine: a root shell on the serial port about five seconds
 	// after start, answering typed lines ending in "\n".
 	Guest bool
+	// Port is the chardev's port on 127.0.0.1; 0 picks a free one.
+	Port int
 }
 
 // StartSerial starts a diskless PC whose first serial port is a TCP
@@ -289,7 +291,10 @@ type SerialOptions struct {
 // there. It returns QEMU and the chardev's address.
 func StartSerial(t testing.TB, o SerialOptions) (*QEMU, string) {
 	t.Helper()
-	port := FreePort(t)
+	port := o.Port
+	if port == 0 {
+		port = FreePort(t)
+	}
 	chardev := fmt.Sprintf("socket,id=s0,host=127.0.0.1,port=%d,server=on,wait=off", port)
 	var args []string
 	if o.TLSDir != "" {

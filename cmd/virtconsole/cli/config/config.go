@@ -281,7 +281,9 @@ func newCmdSet(f *cmdutil.Factory, opts *Options) *cobra.Command {
 		Use:   "set KEY VALUE",
 		Short: "Set a key of a profile (the file and profile are created if need be)",
 		Long: `Set KEY to VALUE in the profile (--profile, else ` + connect.EnvProfile + `, else the file's
-default-profile; a new file's first profile becomes its default-profile). The
+default-profile; in a file with no profile yet, a profile named "default").
+A new file's first profile becomes its default-profile, so one "config set"
+is all a client command needs to use it. The
 value is checked as the flag would check it (a proxy URL, an escape key, a
 duration…); tls-cipher-suites takes a comma-separated list. The file is
 written atomically (a new file beside it, synced, renamed over it) with mode
@@ -303,6 +305,10 @@ replaces the other.`,
 	}
 }
 
+// FirstProfile is the profile a "config set" without --profile makes in
+// a file with none.
+const FirstProfile = "default"
+
 func runSet(f *cmdutil.Factory, opts *Options, key, value string) error {
 	if key == connect.DefaultProfileKey {
 		return runUseProfile(f, opts, value)
@@ -323,6 +329,10 @@ func runSet(f *cmdutil.Factory, opts *Options, key, value string) error {
 	switch {
 	case name == "" && p.Profile != nil:
 		name = p.Profile.Name
+	case name == "" && len(p.File.Names()) == 0:
+		// A first "config set" needs no profile name: one is made,
+		// and (below) becomes the default.
+		name = FirstProfile
 	case name == "":
 		return &cmdutil.FlagError{Err: fmt.Errorf("which profile? give --profile NAME (profiles: %s)", orNone(p.File.Names()))}
 	}

@@ -83,3 +83,33 @@ func TestConfigSetGet(t *testing.T) {
 		t.Errorf("after use-profile c: %q", stdout)
 	}
 }
+
+// TestConfigSetFirst: in a file with no profile, "config set" without
+// --profile makes the profile "default", which becomes the default, so
+// that one command is all a client needs; once profiles exist and none
+// is the default, it asks which.
+func TestConfigSetFirst(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	run := func(args ...string) (string, string, error) {
+		return cmdtest.Run(t, newCmd, append(args, "--config", cfg)...)
+	}
+	if _, stderr, err := run("set", "proxy", "wss://a:1"); err != nil {
+		t.Fatalf("first set without --profile: %v (%s)", err, stderr)
+	}
+	want := "default-profile = \"" + FirstProfile + "\"\n[profiles." + FirstProfile + "]\nproxy = \"wss://a:1\"\n"
+	if b, _ := os.ReadFile(cfg); string(b) != want {
+		t.Errorf("file:\n%s\nwant:\n%s", b, want)
+	}
+	if stdout, _, err := run("get", "proxy"); err != nil || stdout != "wss://a:1\n" {
+		t.Errorf("get proxy: %q, %v", stdout, err)
+	}
+
+	other := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(other, []byte("[profiles.x]\nproxy = \"wss://x:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := cmdtest.Run(t, newCmd, "set", "viewer", "auto", "--config", other)
+	if cmdutil.ExitCode(err) != cmdutil.ExitUsage || !strings.Contains(err.Error(), "which profile? give --profile NAME (profiles: x)") {
+		t.Errorf("set without --profile or a default among profiles: %v", err)
+	}
+}

@@ -98,6 +98,7 @@ type Reconnector struct {
 	Wait func(ctx context.Context, d time.Duration) error
 
 	prefix string // of every line (Dial's)
+	first  bool   // Dial's: no session yet, so "connected"
 }
 
 // NewReconnector returns a Reconnector along route.
@@ -133,7 +134,7 @@ func (r *Reconnector) Dial(ctx context.Context, prefix string) (*Conn, error) {
 	}
 	rc := *r
 	rc.Backoff = &Backoff{Min: r.Backoff.Min, Max: r.Backoff.Max, Jitter: r.Backoff.Jitter, Rand: r.Backoff.Rand}
-	rc.prefix = prefix
+	rc.prefix, rc.first = prefix, true
 	return rc.retry(ctx, cmdutil.OneLine(err))
 }
 
@@ -153,8 +154,8 @@ func (r *Reconnector) retry(ctx context.Context, what string) (*Conn, error) {
 		conn, err := r.Route.Dial(ctx)
 		if err == nil {
 			done := "reconnected"
-			if r.prefix != "" {
-				done = "connected" // Dial's first connection
+			if r.first {
+				done = "connected"
 			}
 			fmt.Fprintf(r.ErrOut, "virtconsole: %s%s\n", r.prefix, done)
 			r.Backoff.Reset()

@@ -145,7 +145,9 @@ libvirt; a token from --token-file or the environment that the proxy refuses
 on reconnect (single-use, revoked, expired) ends the command with exit
 status 2 instead of retrying, as do TLS failures. A proxy or console that
 cannot be reached is tried again until --reconnect-max (default: until
-interrupted). A scripted session continues at the step it was at.
+interrupted); so is the first connection, so that a script can start the
+session while the VM or the proxy is still starting. A scripted session
+continues at the step it was at.
 
 ` + cmdutil.ExitCodesLine,
 		Example: `  # interactive, through a proxy with a private CA
@@ -237,13 +239,17 @@ func runSerial(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 		return err
 	}
 	defer route.Close()
-	conn, err := route.Dial(ctx)
-	if err != nil {
-		return err
-	}
 	var rc *connect.Reconnector
+	dial := route.Dial
 	if opts.Reconnect.Enabled {
 		rc = connect.NewReconnector(route, opts.Reconnect, opts.IO.ErrOut)
+		// The first connection too: a VM that is starting, a proxy
+		// that is restarting, are waited for.
+		dial = func(ctx context.Context) (*connect.Conn, error) { return rc.Dial(ctx, "") }
+	}
+	conn, err := dial(ctx)
+	if err != nil {
+		return err
 	}
 	if len(steps) > 0 {
 		s := &termio.Script{Steps: steps, Out: out, Timeout: opts.Timeout, Drain: opts.Drain}
