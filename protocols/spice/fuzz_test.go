@@ -156,8 +156,8 @@ func FuzzLinkReply(f *testing.F) {
 func FuzzMainWatcher(f *testing.F) {
 	f.Add(mainStreamPing(true, 0xabcdef, testList, 300))
 	f.Add(mainStreamPing(false, 1, []ChannelID{{ChannelMain, 0}, {ChannelPlayback, 0}}, 0))
-	f.Add(appendMessage(nil, true, 0, MsgMainInit, []byte{1}))
-	f.Add(appendMessage(nil, true, 0, MsgMainChannelsList, le.AppendUint32(nil, 0x7fffffff)))
+	f.Add(AppendMessage(nil, true, 0, MsgMainInit, []byte{1}))
+	f.Add(AppendMessage(nil, true, 0, MsgMainChannelsList, le.AppendUint32(nil, 0x7fffffff)))
 	f.Add(le.AppendUint32(le.AppendUint16(nil, uint16(MsgMainInit)), 0xffffffff))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 256<<10 {

@@ -85,16 +85,3 @@ func okReply(t testing.TB, key *rsa.PrivateKey, common []uint32, channel ...uint
 	copy(r.PubKey[:], der)
 	return r.Marshal()
 }
-
-// appendMessage appends a message with a mini or full header.
-func appendMessage(b []byte, mini bool, serial uint64, typ MsgType, body []byte) []byte {
-	if !mini {
-		b = le.AppendUint64(b, serial)
-	}
-	b = le.AppendUint16(b, uint16(typ))
-	b = le.AppendUint32(b, uint32(len(body)))
-	if !mini {
-		b = le.AppendUint32(b, 0)
-	}
-	return append(b, body...)
-}

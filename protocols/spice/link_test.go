@@ -321,7 +321,7 @@ func TestHandshaker(t *testing.T) {
 	key := testKey()
 	reply := okReply(t, key, qemuReplyCaps)
 	okResult := le.AppendUint32(nil, 0)
-	initMsg := appendMessage(nil, true, 0, MsgMainInit, le.AppendUint32(make([]byte, 0, 32), 42))
+	initMsg := AppendMessage(nil, true, 0, MsgMainInit, le.AppendUint32(make([]byte, 0, 32), 42))
 
 	t.Run("password too long", func(t *testing.T) {
 		h := &Handshaker{}

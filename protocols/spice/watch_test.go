@@ -24,7 +24,7 @@ func mainStreamPing(mini bool, session uint32, list []ChannelID, pingData int) [
 	serial := uint64(0)
 	add := func(typ MsgType, body []byte) {
 		serial++
-		b = appendMessage(b, mini, serial, typ, body)
+		b = AppendMessage(b, mini, serial, typ, body)
 	}
 	init := le.AppendUint32(nil, session)
 	init = append(init, make([]byte, 28)...)
@@ -71,7 +71,7 @@ func TestWatchMain(t *testing.T) {
 		stream := mainStream(mini, 0x1234abcd, testList)
 		// Bytes after the list are not looked at: a malformed INIT
 		// there must pass.
-		tail := appendMessage(nil, mini, 99, MsgMainInit, []byte{1})
+		tail := AppendMessage(nil, mini, 99, MsgMainInit, []byte{1})
 		in := cat(stream, tail, []byte("more"))
 		for _, chunk := range []int{1, 5, 6, 17, 18, 1000, 0} {
 			out, reports, err := watchAll(in, mini, chunk)
@@ -122,12 +122,12 @@ func TestWatchMainErrors(t *testing.T) {
 		in   []byte
 		msg  string
 	}{
-		{"oversized INIT", appendMessage(nil, true, 0, MsgMainInit, make([]byte, MaxInspectedMessage+1)), "SPICE_MSG_MAIN_INIT of 65537 bytes"},
+		{"oversized INIT", AppendMessage(nil, true, 0, MsgMainInit, make([]byte, MaxInspectedMessage+1)), "SPICE_MSG_MAIN_INIT of 65537 bytes"},
 		{"huge INIT header only", le.AppendUint32(le.AppendUint16(nil, uint16(MsgMainInit)), 0xffffffff), "4294967295 bytes"},
-		{"short INIT", appendMessage(nil, true, 0, MsgMainInit, []byte{1, 2}), "SPICE_MSG_MAIN_INIT of 2 bytes"},
-		{"short list", appendMessage(nil, true, 0, MsgMainChannelsList, []byte{1}), "too short for a count"},
-		{"truncated list", appendMessage(nil, true, 0, MsgMainChannelsList, cat(le.AppendUint32(nil, 3), []byte{2, 0, 3})), "3 channels"},
-		{"too many channels", appendMessage(nil, true, 0, MsgMainChannelsList, le.AppendUint32(nil, MaxChannels+1)), "1025 channels"},
+		{"short INIT", AppendMessage(nil, true, 0, MsgMainInit, []byte{1, 2}), "SPICE_MSG_MAIN_INIT of 2 bytes"},
+		{"short list", AppendMessage(nil, true, 0, MsgMainChannelsList, []byte{1}), "too short for a count"},
+		{"truncated list", AppendMessage(nil, true, 0, MsgMainChannelsList, cat(le.AppendUint32(nil, 3), []byte{2, 0, 3})), "3 channels"},
+		{"too many channels", AppendMessage(nil, true, 0, MsgMainChannelsList, le.AppendUint32(nil, MaxChannels+1)), "1025 channels"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, _, err := watchAll(tc.in, true, 0)
@@ -153,9 +153,9 @@ func TestWatchMainStopsWatching(t *testing.T) {
 	// watcher stops, and even a malformed INIT passes.
 	var in []byte
 	for range maxWatchedMessages {
-		in = appendMessage(in, true, 0, MsgPing, make([]byte, 12))
+		in = AppendMessage(in, true, 0, MsgPing, make([]byte, 12))
 	}
-	in = appendMessage(in, true, 0, MsgMainInit, []byte{1})
+	in = AppendMessage(in, true, 0, MsgMainInit, []byte{1})
 	out, reports, err := watchAll(in, true, 0)
 	if err != nil || !bytes.Equal(out, in) || len(reports) != 0 {
 		t.Fatalf("%v, %d reports", err, len(reports))
@@ -163,9 +163,9 @@ func TestWatchMainStopsWatching(t *testing.T) {
 	// Zero-length messages count too.
 	in = nil
 	for range maxWatchedMessages {
-		in = appendMessage(in, false, 0, MsgSetAck, nil)
+		in = AppendMessage(in, false, 0, MsgSetAck, nil)
 	}
-	in = appendMessage(in, false, 0, MsgMainChannelsList, nil)
+	in = AppendMessage(in, false, 0, MsgMainChannelsList, nil)
 	if _, _, err := watchAll(in, false, 7); err != nil {
 		t.Fatal(err)
 	}

@@ -236,3 +236,18 @@ func (p *peer) readLinkMessage(min int, what string) ([]byte, error) {
 	}
 	return raw, nil
 }
+
+// AppendMessage appends a data message of type typ with a mini header
+// (type and size) or a full one (serial, type, size, no sub-list), as
+// the channel negotiated (SPICE_COMMON_CAP_MINI_HEADER).
+func AppendMessage(b []byte, mini bool, serial uint64, typ MsgType, body []byte) []byte {
+	if !mini {
+		b = le.AppendUint64(b, serial)
+	}
+	b = le.AppendUint16(b, uint16(typ))
+	b = le.AppendUint32(b, uint32(len(body)))
+	if !mini {
+		b = le.AppendUint32(b, 0)
+	}
+	return append(b, body...)
+}

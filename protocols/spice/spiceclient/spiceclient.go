@@ -301,26 +301,13 @@ func ParseChannelsList(b []byte) ([]spice.ChannelID, error) {
 	return list, nil
 }
 
-// AppendMessage appends a data message with a mini or full header.
-func AppendMessage(b []byte, mini bool, serial uint64, typ spice.MsgType, body []byte) []byte {
-	if !mini {
-		b = le.AppendUint64(b, serial)
-	}
-	b = le.AppendUint16(b, uint16(typ))
-	b = le.AppendUint32(b, uint32(len(body)))
-	if !mini {
-		b = le.AppendUint32(b, 0)
-	}
-	return append(b, body...)
-}
-
 // WriteMessage sends one message with the header the link negotiated. It
 // is safe to call while Serve runs.
 func (c *Client) WriteMessage(typ spice.MsgType, body []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.serial++
-	_, err := c.Conn.Write(AppendMessage(nil, c.MiniHeader, c.serial, typ, body))
+	_, err := c.Conn.Write(spice.AppendMessage(nil, c.MiniHeader, c.serial, typ, body))
 	return err
 }
 
