@@ -33,6 +33,8 @@ const (
 	ExitLost        = 5 // an established session failed before it was closed normally
 	ExitFailure     = 6 // any other failure
 	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
+	ExitIncomplete  = 8 // a recording was cut short: it has no manifest ("recordings verify")
+	ExitInvalid     = 9 // a recording failed verification: its signature, hash or size does not match ("recordings verify")
 	ExitInterrupted = 130
 )
 
@@ -54,6 +56,8 @@ tell why it failed; the message on standard error is one line.
     5    connection lost during an established session
     6    any other failure
     7    not found: no such domain or console device, or consoles not enabled; no such live session
+    8    recording incomplete: cut short, it has no manifest (recordings verify)
+    9    recording invalid: its signature, hash or size does not match its manifest (recordings verify)
     130  interrupted (SIGINT/SIGTERM)`
 
 // The errors of the command layer itself. Packages below it return their

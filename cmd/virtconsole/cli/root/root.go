@@ -12,6 +12,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/open"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/recordings"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/sessions"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/share"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/spice"
@@ -61,6 +62,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.AddCommand(admin.NewCmdRotate(f, nil))
 	cmd.AddCommand(admin.NewCmdConsoles(f, nil))
 	cmd.AddCommand(sessions.NewCmdSessions(f, nil))
+	cmd.AddCommand(recordings.NewCmdRecordings(f, nil))
 	cmd.AddCommand(share.NewCmdShare(f, nil))
 	cmd.AddCommand(token.NewCmdToken(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))

@@ -69,6 +69,9 @@ type ProxyOptions struct {
 	// (--debug-listen); empty means none.
 	DebugListen string
 
+	// Record is session recording (--record-dir and its flags).
+	Record Record
+
 	// Ops are the metrics listener and the audit log.
 	Ops Ops
 	// Admin is the sessions API's listener.
@@ -247,6 +250,9 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		return err
 	}
 	p.Observer = observers(m, al)
+	if p.Recorder, err = opts.Record.recorder(log); err != nil {
+		return err
+	}
 
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
