@@ -159,7 +159,7 @@ func (s *Session) StartOutcome() string {
 type TargetInfo struct {
 	Kind               protocols.Kind
 	Address            string
-	Domain, DomainUUID string                // when the resolver knows them
+	Domain, DomainUUID string                 // when the resolver knows them
 	Record             protocols.RecordPolicy // the console's own recording policy, if any
 }
 
