@@ -271,3 +271,53 @@ func TestRecordPolicy(t *testing.T) {
 		t.Fatal("the proxy logged the token")
 	}
 }
+
+// TestREADMERecording runs the README's "Recording" block: keygen, the
+// recording proxy (in front of the tiny guest), a session, then list,
+// verify, play and asciinema cat of its recording.
+func TestREADMERecording(t *testing.T) {
+	qemutest.Require(t)
+	lines := readmeSubsection(t, "Recording")
+	if len(lines) != 6 {
+		t.Fatalf("README's Recording block has %d commands, want keygen, the proxy, list, verify, play and asciinema cat:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	pkiDir := pki(t)
+	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: pkiDir, VerifyPeer: true, Guest: true})
+	tokens := writeTokens(t, map[string]resolver.Console{recordToken: {Type: "serial", Address: addr}})
+	work := t.TempDir()
+	var cast string
+	args := func(line string) []string {
+		line = strings.ReplaceAll(line, "\\\n", " ")
+		line = strings.NewReplacer("127.0.0.1:6443", "127.0.0.1:0", "./pki", pkiDir, "tokens.json", tokens,
+			"./recordings/20261201T100000Z-serial-3f46e0a823f092c8.cast", cast, "./recordings", filepath.Join(work, "recordings"),
+			"record-key.pem", filepath.Join(work, "record-key.pem"), "record-key.pub.pem", filepath.Join(work, "record-key.pub.pem")).Replace(line)
+		return strings.Fields(line)
+	}
+	virtconsole := func(line string) []string {
+		f := args(line)
+		if f[0] != "virtconsole" {
+			t.Fatalf("README line %q does not run virtconsole", line)
+		}
+		return f[1:]
+	}
+	if r := run(t, nil, virtconsole(lines[0])...); r.code != 0 {
+		t.Fatalf("%s: exit %d: %s", lines[0], r.code, r.stderr)
+	}
+	p := startDaemon(t, virtconsole(lines[1])...)
+	askGuest(t, "\n", "--proxy", "wss://"+p.addr, "--ca-file", filepath.Join(pkiDir, "ca-cert.pem"), "--token-file", writeToken(t, recordToken))
+	cast = waitRecording(t, filepath.Join(work, "recordings"), true)
+
+	want := []string{"signed", "verified", "\n42\r\n"} // list, verify, play
+	for i, line := range lines[2:5] {
+		r := run(t, nil, virtconsole(line)...)
+		if r.code != 0 || !strings.Contains(r.stdout, want[i]) {
+			t.Fatalf("%s: exit %d, no %q in %q; stderr %q", line, r.code, want[i], r.stdout, r.stderr)
+		}
+	}
+	if f := args(lines[5]); f[0] != "asciinema" || f[1] != "cat" {
+		t.Fatalf("README line %q is not asciinema cat", lines[5])
+	}
+	if out, err := asciinemaCat(t, args(lines[5])[2]); err != nil || !strings.Contains(out, "\n42\r\n") {
+		t.Fatalf("asciinema cat: %v; no 42 in:\n%s", err, out)
+	}
+}
