@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/virtconsole/virtconsole/resolver"
 )
 
 // ManifestSuffix is appended to a recording's name to name its manifest.
@@ -84,33 +86,15 @@ func (m *Manifest) sign(k *Key) error {
 	return nil
 }
 
-// writeManifest writes m beside its recording, mode 0600: to a temporary
-// file renamed into place, so that a manifest is whole or absent.
+// writeManifest writes m beside its recording, mode 0600, whole or not
+// at all (resolver.WriteFileAtomic).
 func writeManifest(path string, m *Manifest) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
-	if err != nil {
-		return fmt.Errorf("cannot write the manifest: %w", unwrapPath(err))
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("cannot write the manifest %s: %w", path, unwrapPath(err))
+	if err := resolver.WriteFileAtomic(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("cannot write the manifest %s: %w", path, unwrapErr(err))
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	name := filepath.Join(r.Dir, fmt.Sprintf("%s-%s-%s.cast", start.UTC().Format("20060102T150405Z"), s.Target.Kind, s.ID))
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("cannot create the recording: %w", unwrapPath(err))
+		return nil, fmt.Errorf("cannot create the recording %s: %w", name, unwrapErr(err))
 	}
 	id := identity(s, r.Input)
 	title := id.Kind + " " + id.Console
@@ -129,7 +129,7 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	if err != nil {
 		f.Close()
 		os.Remove(name)
-		return nil, fmt.Errorf("cannot write the recording: %w", unwrapPath(err))
+		return nil, fmt.Errorf("cannot write the recording %s: %w", name, unwrapErr(err))
 	}
 	log := r.Logger
 	if log == nil {
@@ -138,14 +138,6 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	failOpen := r.Policy(s) != protocols.RecordRequired
 	return &recording{name: name, w: w, id: id, start: start, input: r.Input, key: r.Key, failOpen: failOpen,
 		log: log.With("id", s.ID, "recording", name)}, nil
-}
-
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
-	}
-	return err
 }
 
 // recording is one session's: a proxy.Recording.
