@@ -82,7 +82,8 @@ func (p *Proxy) openRecording(sess *Session, t protocols.Target, log *slog.Logge
 		return rec, nil
 	}
 	if policy == protocols.RecordRequired {
-		e := fail(http.StatusServiceUnavailable, err, "this console must be recorded and its recording cannot be written (%s); the proxy's log says more", oneLine(err))
+		// The cause (with the proxy's paths) is logged, not told.
+		e := fail(http.StatusServiceUnavailable, err, "this console must be recorded and its recording cannot be written (the proxy's log says why); try again later")
 		e.target = &t
 		return nil, e
 	}
