@@ -210,6 +210,15 @@ func incompleteTail(p []byte) int {
 
 const hexDigits = "0123456789abcdef"
 
+// plain are the bytes a JSON string holds as they are: printable ASCII
+// but the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for b := 0x20; b < 0x7f; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends p as a JSON string: UTF-8 kept as it is,
 // invalid bytes as U+FFFD (asciicast's data is text), quotes, backslashes
 // and control characters escaped. It allocates nothing beyond dst's
@@ -217,6 +226,16 @@ const hexDigits = "0123456789abcdef"
 func appendJSONString(dst, p []byte) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(p); {
+		// Runs of printable ASCII that need no escape, in one append.
+		j := i
+		for j < len(p) && plain[p[j]] {
+			j++
+		}
+		if j > i {
+			dst = append(dst, p[i:j]...)
+			i = j
+			continue
+		}
 		b := p[i]
 		if b < utf8.RuneSelf {
 			switch {
