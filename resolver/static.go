@@ -628,6 +628,9 @@ func targetErr(c Console, err error, tokens []string) string {
 	if containsToken(c.Role, tokens) {
 		return "unknown role (value withheld: it contains a token); want control or view"
 	}
+	if containsToken(c.Record, tokens) {
+		return "unknown record (value withheld: it contains a token); want off, on or required"
+	}
 	if containsToken(c.Type, tokens) || containsToken(c.Address, tokens) {
 		if _, kerr := protocols.ParseKind(c.Type); kerr != nil {
 			return "unknown console type (value withheld: it contains a token); want vnc, spice, serial or console"
