@@ -82,6 +82,8 @@ func newCastWriter(f *os.File, start time.Time, h *Header, every time.Duration) 
 }
 
 // tick is the flush timer's: output waits at most the flush interval.
+// It owns nothing: one that runs after close (Stop raced with it) finds
+// nothing to write.
 func (c *castWriter) tick() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,6 +130,11 @@ func (c *castWriter) event(code string, dir int, data []byte) error {
 		}
 		c.line(t, code, data[:n])
 		data = data[n:]
+		if len(c.out) >= flushBytes && len(data) > 0 {
+			if err := c.flushLocked(); err != nil { // out stays bounded
+				return err
+			}
+		}
 	}
 	return c.wrote()
 }
