@@ -211,6 +211,10 @@ func TestRecordKilledProxy(t *testing.T) {
 		t.Fatalf("verify of a cut recording: exit %d, want 8; %q %q", r.code, r.stdout, r.stderr)
 	}
 	checkOneLine(t, r.stderr, "incomplete")
+	r = run(t, nil, "recordings", "list", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, filepath.Base(cast)) || !strings.Contains(r.stdout, " incomplete") {
+		t.Fatalf("recordings list: exit %d, %q %q; want the recording, incomplete", r.code, r.stdout, r.stderr)
+	}
 	out, err := asciinemaCat(t, cast)
 	if err != nil || !strings.Contains(out, "\n42\r\n") {
 		t.Fatalf("asciinema cat of the cut recording: %v; no 42 in:\n%s", err, out)
