@@ -11,8 +11,9 @@
 // unknown token, 409 a second viewer of a live SPICE console (SPICE
 // cannot be shared: QEMU 7.2 crashes on a second main channel), 429 too
 // many failures, 502 console unreachable or its handshake failed, 503
-// resolver unavailable), which browsers, the
-// virtconsole client and load balancers all understand.
+// resolver unavailable, or a console that must be recorded cannot be),
+// which browsers, the virtconsole client and load balancers all
+// understand.
 //
 // A single-use token is spent only by a request that can open a session:
 // the upgrade is checked before the token is looked at, and a token whose
@@ -53,7 +54,8 @@
 // limit.go (the refused-token limiter), session.go (how a session's end
 // reaches the viewer), observer.go (the events an Observer receives),
 // sessions.go (listing and ending live sessions), hub.go (shared text
-// consoles), grants.go (share links: GrantKey).
+// consoles), grants.go (share links: GrantKey), record.go (session
+// recording: Recorder).
 package proxy
 
 import (
