@@ -48,6 +48,29 @@ const (
 	RoleView    Role = "view"    // sees the console; its input is dropped
 )
 
+// RecordPolicy is whether a console's sessions are recorded (a token
+// file's "record", a libvirt domain's metadata), overriding the proxy's
+// default for the console's kind (--record).
+type RecordPolicy string
+
+// The policies. "" is the proxy's default for the console's kind.
+const (
+	RecordDefault  RecordPolicy = ""
+	RecordOff      RecordPolicy = "off"      // never recorded
+	RecordOn       RecordPolicy = "on"       // recorded when the recording can be written; the session goes on without it otherwise (fail-open)
+	RecordRequired RecordPolicy = "required" // no session without its recording (fail-closed)
+)
+
+// ParseRecordPolicy returns the RecordPolicy spelled s, or an error
+// naming the valid ones.
+func ParseRecordPolicy(s string) (RecordPolicy, error) {
+	switch p := RecordPolicy(s); p {
+	case RecordDefault, RecordOff, RecordOn, RecordRequired:
+		return p, nil
+	}
+	return "", fmt.Errorf("record %q: want off, on or required", s)
+}
+
 // RoleHeader is the HTTP request header by which a viewer asks the
 // proxy for a lesser role than its token grants ("view").
 const RoleHeader = "X-Virtconsole-Role"
@@ -101,6 +124,9 @@ type Target struct {
 	// Role is what the token grants its viewer; "" means RoleControl.
 	// The proxy enforces it: it is not a client's promise.
 	Role Role
+	// Record overrides the proxy's recording policy for this console;
+	// RecordDefault leaves it to the proxy's --record.
+	Record RecordPolicy
 }
 
 // Host returns the host part of Address, for TLS server-name checks.

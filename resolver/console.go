@@ -16,6 +16,10 @@ func consoleTarget(c Console) (protocols.Target, error) {
 	if _, err := protocols.ParseRole(c.Role); err != nil {
 		return protocols.Target{}, err
 	}
+	record, err := protocols.ParseRecordPolicy(c.Record)
+	if err != nil {
+		return protocols.Target{}, err
+	}
 	host, port, err := net.SplitHostPort(c.Address)
 	if err != nil || host == "" {
 		return protocols.Target{}, fmt.Errorf("address %q: want host:port", c.Address)
@@ -30,5 +34,6 @@ func consoleTarget(c Console) (protocols.Target, error) {
 		TLSTunnel: c.TLSTunnel,
 		Password:  c.Password,
 		Role:      protocols.Role(c.Role), // "" stays "": FromTarget gives back what it got
+		Record:    record,
 	}, nil
 }

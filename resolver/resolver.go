@@ -25,6 +25,11 @@ type Console struct {
 	// Role is what the token grants: "control" (the default: may type)
 	// or "view" (sees everything; the proxy drops its input).
 	Role string `json:"role,omitempty"`
+	// Record overrides the proxy's recording policy (--record) for this
+	// console: "off", "on" (recorded if the recording can be written) or
+	// "required" (no session without its recording); "" leaves it to
+	// the proxy.
+	Record string `json:"record,omitempty"`
 }
 
 // Target converts c into a protocols.Target, validating the type and the
@@ -43,6 +48,7 @@ func FromTarget(t protocols.Target) Console {
 		TLSTunnel: t.TLSTunnel,
 		Password:  t.Password,
 		Role:      string(t.Role),
+		Record:    string(t.Record),
 	}
 }
 

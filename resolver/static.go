@@ -149,13 +149,16 @@ func (s *Static) writeSpentLocked() error {
 	if len(lines) > 0 {
 		data += "\n"
 	}
-	if err := writeAtomic(path, []byte(data)); err != nil {
+	if err := WriteFileAtomic(path, []byte(data)); err != nil {
 		return fmt.Errorf("spent-token file %s: cannot write it: %v: %w", path, unwrapPath(err), ErrUnavailable)
 	}
 	return nil
 }
 
-func writeAtomic(path string, data []byte) error {
+// WriteFileAtomic writes data to path, mode 0600, through a temporary
+// file beside it, synced and renamed over it: a crash leaves the old
+// file or the new one, never part of one.
+func WriteFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -628,6 +631,9 @@ func containsToken(v string, tokens []string) bool {
 func targetErr(c Console, err error, tokens []string) string {
 	if containsToken(c.Role, tokens) {
 		return "unknown role (value withheld: it contains a token); want control or view"
+	}
+	if containsToken(c.Record, tokens) {
+		return "unknown record (value withheld: it contains a token); want off, on or required"
 	}
 	if containsToken(c.Type, tokens) || containsToken(c.Address, tokens) {
 		if _, kerr := protocols.ParseKind(c.Type); kerr != nil {

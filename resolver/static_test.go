@@ -68,7 +68,7 @@ func TestLoadFileOK(t *testing.T) {
   "`+tokB+`": {"type":"vnc","address":"[::1]:5901","insecure":true,"tlsTunnel":false,"password":"pw",
                 "comment":"unknown fields are ignored","extra":{"nested":[1,2,3]}},
   "`+tokC+`": {"type":"spice","address":"host.example:5902","tlsTunnel":true},
-  "`+tokD+`": {"type":"serial","address":"127.0.0.1:4556","role":"view"}
+  "`+tokD+`": {"type":"serial","address":"127.0.0.1:4556","role":"view","record":"required"}
 }`)
 	s, err := LoadFile(path)
 	if err != nil {
@@ -81,7 +81,7 @@ func TestLoadFileOK(t *testing.T) {
 		tokA: {Kind: protocols.KindSerial, Address: "127.0.0.1:4555"},
 		tokB: {Kind: protocols.KindVNC, Address: "[::1]:5901", Insecure: true, Password: "pw"},
 		tokC: {Kind: protocols.KindSPICE, Address: "host.example:5902", TLSTunnel: true},
-		tokD: {Kind: protocols.KindSerial, Address: "127.0.0.1:4556", Role: protocols.RoleView},
+		tokD: {Kind: protocols.KindSerial, Address: "127.0.0.1:4556", Role: protocols.RoleView, Record: protocols.RecordRequired},
 	}
 	for tok, w := range want {
 		if got := mustResolve(t, s, tok); !reflect.DeepEqual(got, w) {
@@ -144,6 +144,10 @@ func TestLoadFileMalformed(t *testing.T) {
 			[]string{`field "insecure" must be true or false`}},
 		{"bad role", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:4555","role":"admin"}}`,
 			[]string{"entry 1", `unknown role "admin"`, "control or view"}},
+		{"bad record", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:4555","record":"always"}}`,
+			[]string{"entry 1", `record "always"`, "off, on or required"}},
+		{"record holding a token", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:4555","record":"` + tokB + `"}, "` + tokB + `": ` + good + `}`,
+			[]string{"record", "withheld"}},
 		{"role holding a token", `{"` + tokA + `": {"type":"serial","address":"127.0.0.1:4555","role":"` + tokB + `"}, "` + tokB + `": ` + good + `}`,
 			[]string{"unknown role", "withheld"}},
 		{"bad address", `{"` + tokA + `": ` + good + `, "` + tokB + `": {"type":"serial","address":"127.0.0.1"}}`,

@@ -26,6 +26,7 @@ type JoinOption func(*joinConfig)
 type joinConfig struct {
 	linger   time.Duration
 	counters [2]*atomic.Int64
+	taps     [2]func([]byte) error
 }
 
 // WithLinger bounds how long the remaining direction may run after the
@@ -43,6 +44,17 @@ func WithLinger(d time.Duration) JoinOption {
 // per write: nothing is allocated on the byte path.
 func WithCounters(aToB, bToA *atomic.Int64) JoinOption {
 	return func(c *joinConfig) { c.counters = [2]*atomic.Int64{aToB, bToA} }
+}
+
+// WithTap makes Join show the bytes it copies to aToB and bToA (either
+// may be nil) before writing them on, in order, on the direction's own
+// goroutine: a recorder's hook on the one copy loop, rather than a
+// second loop (before, so that a fail-closed recorder lets no byte pass
+// unrecorded). The slice is Join's buffer, valid only during the call: a
+// tap copies what it keeps. A tap that returns an error ends the session
+// with that error, as a failed write would.
+func WithTap(aToB, bToA func([]byte) error) JoinOption {
+	return func(c *joinConfig) { c.taps = [2]func([]byte) error{aToB, bToA} }
 }
 
 // closeWriter is a conn that can shut down its writing side alone:
@@ -79,6 +91,7 @@ func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error)
 	}
 	j.linger = cfg.linger
 	j.counters = cfg.counters
+	j.taps = cfg.taps
 
 	stop := context.AfterFunc(ctx, func() {
 		if !j.finished.Load() {
@@ -119,7 +132,8 @@ type joiner struct {
 	bufs   [2]copyBuf
 	n      [2]int64 // bytes copied by direction i; owned by its loop
 
-	counters [2]*atomic.Int64 // WithCounters; nil entries count nothing
+	counters [2]*atomic.Int64      // WithCounters; nil entries count nothing
+	taps     [2]func([]byte) error // WithTap; nil entries see nothing
 
 	// closed[i] is set just before Join closes conns[i]: errors from a
 	// conn closed by Join are not errors.
@@ -143,6 +157,12 @@ func (j *joiner) copy(i int) {
 		buf := bufs.buf()
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			if tap := j.taps[i]; tap != nil {
+				if terr := tap(buf[:nr]); terr != nil {
+					j.fail(-1, terr)
+					return
+				}
+			}
 			nw, werr := dst.Write(buf[:nr])
 			j.n[i] += int64(nw)
 			if c := j.counters[i]; c != nil {
@@ -193,9 +213,10 @@ func (j *joiner) eof(i int) {
 	}
 }
 
-// fail ends the session because of err, an error from conns[ci].
+// fail ends the session because of err, an error from conns[ci] (ci -1:
+// from a tap, always an error).
 func (j *joiner) fail(ci int, err error) {
-	if !j.closed[ci].Load() {
+	if ci < 0 || !j.closed[ci].Load() {
 		j.mu.Lock()
 		if j.err == nil {
 			j.err = err

@@ -433,3 +433,33 @@ func (c *closeRecorder) Close() error {
 	c.closed = true
 	return c.Conn.Close()
 }
+
+// TestJoinTap: WithTap sees every byte of each direction, in order, and
+// a tap's error ends the session with that error.
+func TestJoinTap(t *testing.T) {
+	var seen [2]bytes.Buffer // each written by its direction's loop only
+	j := startJoin(t, context.Background(), WithTap(
+		func(p []byte) error { seen[0].Write(p); return nil },
+		func(p []byte) error { seen[1].Write(p); return nil }))
+	toB, toA := make([]byte, 1<<20+3), make([]byte, 70000)
+	rand.Read(toB)
+	rand.Read(toA)
+	atB, atA := readAllChan(j.B), readAllChan(j.A)
+	go writeChunks(j.A, toB, 1000, 70000)
+	go writeChunks(j.B, toA, 1, 5000)
+	recv(t, atB, "a→b")
+	recv(t, atA, "b→a")
+	if r := j.wait(t); r.err != nil {
+		t.Fatalf("Join: %v", r.err)
+	}
+	if !bytes.Equal(seen[0].Bytes(), toB) || !bytes.Equal(seen[1].Bytes(), toA) {
+		t.Fatalf("taps saw %d and %d bytes, want %d and %d, or they differ", seen[0].Len(), seen[1].Len(), len(toB), len(toA))
+	}
+
+	errFull := errors.New("disk full")
+	j = startJoin(t, context.Background(), WithTap(nil, func([]byte) error { return errFull }))
+	go j.B.Write([]byte("x"))
+	if r := j.wait(t); !errors.Is(r.err, errFull) {
+		t.Fatalf("Join with a failing tap returned %v, want %v", r.err, errFull)
+	}
+}

@@ -59,6 +59,14 @@ func BenchmarkProxyThroughput(b *testing.B) {
 				"--no-serial-sharing") // the byte pump, as websockify has it: a session per connection
 			return p.addr, p.cmd.Process.Pid
 		}},
+		{"virtconsole-recorded", func(b *testing.B) (string, int) {
+			// The same, recording every session (asciicast, --record-input):
+			// the recorder's overhead.
+			tokens := writeTokens(b, map[string]resolver.Console{"serial": {Type: "serial", Address: sinkL.Addr().String(), Insecure: true}})
+			p := startDaemon(b, "server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-insecure", "--tokens", tokens, "--max-failures", "1000000",
+				"--no-serial-sharing", "--record-dir", b.TempDir(), "--record-input")
+			return p.addr, p.cmd.Process.Pid
+		}},
 		{"websockify", func(b *testing.B) (string, int) {
 			return startWebsockify(b, dir, sinkL.Addr().String())
 		}},

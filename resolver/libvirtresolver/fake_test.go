@@ -489,3 +489,40 @@ func TestFakeCloseWaits(t *testing.T) {
 		})
 	}
 }
+
+// TestFakeRecordPolicy: a console's record attribute in the metadata
+// becomes its target's recording policy; a bad one leaves the console
+// unserved (it may have meant required); re-enabling keeps it.
+func TestFakeRecordPolicy(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	vnc := f.enable(t, protocols.KindVNC)
+	waitFor(t, "vnc token", time.Second, resolvesTo(r, vnc, func(g protocols.Target) bool { return g.Record == protocols.RecordDefault }))
+	l, err := f.h.Connect(context.Background(), fakeURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// setMeta rewrites the metadata, live and in the config, with edit.
+	setMeta := func(edit func(string) string) {
+		t.Helper()
+		meta := edit(f.h.Metadata(f.dom, domainxml.Namespace, true))
+		for _, flags := range []libvirt.DomainModificationImpact{libvirt.DomainAffectLive, libvirt.DomainAffectConfig} {
+			if err := l.DomainSetMetadata(f.dom, int32(libvirt.DomainMetadataElement), libvirt.OptString{meta},
+				libvirt.OptString{domainxml.MetadataKey}, libvirt.OptString{domainxml.Namespace}, flags); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setMeta(func(m string) string {
+		return strings.NewReplacer(`type="vnc"`, `type="vnc" record="required"`, `type='vnc'`, `type='vnc' record='required'`).Replace(m)
+	})
+	waitFor(t, "record required", time.Second, resolvesTo(r, vnc, func(g protocols.Target) bool { return g.Record == protocols.RecordRequired }))
+	if _, err := f.c.Enable(context.Background(), "web", nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	if meta := f.h.Metadata(f.dom, domainxml.Namespace, true); !strings.Contains(meta, "required") {
+		t.Fatalf("enable dropped the record attribute: %q", meta)
+	}
+	setMeta(func(m string) string { return strings.Replace(m, "required", "always", 1) })
+	waitFor(t, "a bad record leaves the console unserved", time.Second, failsWith(r, vnc, resolver.ErrNotFound))
+}

@@ -101,6 +101,12 @@ func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []dom
 		w.log.Warn("bad console in metadata", "domain", d.Name, "type", kind, "err", err)
 		return none, nil
 	}
+	record, err := m.RecordPolicy()
+	if err != nil {
+		// Not served rather than served unrecorded: it may say required.
+		w.log.Warn("bad console in metadata", "domain", d.Name, "type", kind, "index", index, "err", err)
+		return none, nil
+	}
 	su, ok := libvirtapi.ParseUUID(m.Token)
 	if !ok {
 		w.log.Warn("console metadata token is not a secret UUID", "domain", d.Name, "type", kind, "index", index)
@@ -126,6 +132,7 @@ func (w *watcher) loadConsole(l libvirtapi.Libvirt, d libvirt.Domain, devs []dom
 	}
 	if e.err == nil {
 		e.target.Domain, e.target.DomainUUID = d.Name, libvirtapi.UUIDString(d.UUID)
+		e.target.Record = record
 	}
 	return resolver.Token[*entry]{Token: string(val), Value: e}, nil
 }

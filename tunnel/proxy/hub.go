@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -90,6 +91,9 @@ type hubViewer struct {
 	stop  error         // guarded by hub.mu: errTooSlow, or errConsoleEnded
 	took  time.Time     // guarded by hub.mu: when the writer last took pend, or pend filled from empty
 	spare []byte        // the writer's own
+
+	rec  Recording // the viewer's session's recording; nil when not recorded
+	name string    // the viewer, for the others' recordings' markers
 }
 
 var errConsoleEnded = errors.New("console ended")
@@ -290,9 +294,12 @@ func (v *hubViewer) signal() {
 // dropped, the console ends or ctx does (which first closes the viewer's
 // websocket with the code and reason closing returns). It owns ws. The
 // viewer first gets the scrollback; its input reaches the console only
-// if role is RoleControl.
-func (h *hub) serve(ctx context.Context, ws net.Conn, role protocols.Role, toConsole, fromConsole *atomic.Int64, closing func() (int, string)) (tunnel.Stats, error) {
-	v := &hubViewer{wake: make(chan struct{}, 1)}
+// if sess.Role is RoleControl. rec, if not nil, records what the viewer
+// gets and its input, and markers for the other viewers joining and
+// leaving; its failure ends the session (1011).
+func (h *hub) serve(ctx context.Context, ws net.Conn, sess *Session, rec Recording, closing func() (int, string)) (tunnel.Stats, error) {
+	role, toConsole, fromConsole := sess.Role, &sess.BytesToConsole, &sess.BytesFromConsole
+	v := &hubViewer{wake: make(chan struct{}, 1), rec: rec, name: viewerName(sess)}
 	h.mu.Lock()
 	if h.ended {
 		code, cause := h.endCode, h.endCause
@@ -305,6 +312,7 @@ func (h *hub) serve(ctx context.Context, ws net.Conn, role protocols.Role, toCon
 	}
 	v.pend = h.ring.appendTo(make([]byte, 0, 4<<10))
 	v.took = time.Now()
+	h.markLocked(v, "viewer joined: ")
 	h.viewers[v] = struct{}{}
 	v.signal()
 	h.mu.Unlock()
@@ -330,6 +338,13 @@ func (h *hub) serve(ctx context.Context, ws net.Conn, role protocols.Role, toCon
 	for {
 		n, err := ws.Read(buf)
 		if n > 0 && role != protocols.RoleView {
+			if rec != nil {
+				if rerr = rec.Input(buf[:n]); rerr != nil {
+					closeWith(ws, wsconn.CloseInternalError, reasonRecording+": "+oneLine(rerr))
+					rerr = fmt.Errorf("%s: %w", reasonRecording, rerr)
+					break
+				}
+			}
 			if h.input(buf[:n]) != nil {
 				left = false // the hub has ended: the writer tells the viewer
 				break
@@ -351,6 +366,7 @@ func (h *hub) serve(ctx context.Context, ws net.Conn, role protocols.Role, toCon
 	stopWriter()
 	h.mu.Lock()
 	delete(h.viewers, v)
+	h.markLocked(v, "viewer left: ")
 	h.mu.Unlock()
 	h.signalDrained() // the reader may be waiting for this viewer
 	ws.Close()
@@ -385,6 +401,12 @@ func (h *hub) write(ctx context.Context, ws net.Conn, v *hubViewer, fromConsole 
 			closeWith(ws, wsconn.CloseViewerTooSlow, reasonTooSlow)
 			return n, errTooSlow
 		}
+		if len(out) > 0 && v.rec != nil {
+			if err := v.rec.Output(out); err != nil {
+				closeWith(ws, wsconn.CloseInternalError, reasonRecording+": "+oneLine(err))
+				return n, fmt.Errorf("%s: %w", reasonRecording, err)
+			}
+		}
 		if len(out) > 0 {
 			w, err := ws.Write(out)
 			n += int64(w)
@@ -406,6 +428,27 @@ func (h *hub) write(ctx context.Context, ws net.Conn, v *hubViewer, fromConsole 
 			return n, nil
 		}
 	}
+}
+
+// markLocked notes v joining or leaving in the other viewers'
+// recordings (h.mu held). A marker that fails is left out: the
+// recording's next output or input reports the failure.
+func (h *hub) markLocked(v *hubViewer, what string) {
+	for o := range h.viewers {
+		if o != v && o.rec != nil {
+			o.rec.Marker(what + v.name)
+		}
+	}
+}
+
+// viewerName identifies a viewer in markers: its session ID, address
+// and certificate subject (never its token).
+func viewerName(s *Session) string {
+	name := "session " + s.ID + " from " + s.Client.Addr
+	if s.Client.CertSubject != "" {
+		name += " (" + s.Client.CertSubject + ")"
+	}
+	return name
 }
 
 // ring is the last ScrollbackBytes of a console's output, grown as

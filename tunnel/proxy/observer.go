@@ -134,6 +134,11 @@ type Session struct {
 	Reason   string // one line: why it ended (or, with StartErr, failed)
 	KilledBy string // with EndKilled: KilledByShutdown, KilledByRevoke, KilledByGrantExpiry, KilledBySharedEnd or KillSession's by
 
+	// Recording is the session's recording (Recording.Name: its file);
+	// "" when it is not recorded. NotRecorded says why a session whose
+	// policy is RecordOn is not ("" otherwise).
+	Recording, NotRecorded string
+
 	// Grant is the share link that admitted the session (its claims);
 	// nil when a token did. TokenID is then the shared console's token ID.
 	Grant *GrantInfo
@@ -154,11 +159,12 @@ func (s *Session) StartOutcome() string {
 type TargetInfo struct {
 	Kind               protocols.Kind
 	Address            string
-	Domain, DomainUUID string // when the resolver knows them
+	Domain, DomainUUID string                 // when the resolver knows them
+	Record             protocols.RecordPolicy // the console's own recording policy, if any
 }
 
 func targetInfo(t protocols.Target) TargetInfo {
-	return TargetInfo{Kind: t.Kind, Address: t.Address, Domain: t.Domain, DomainUUID: t.DomainUUID}
+	return TargetInfo{Kind: t.Kind, Address: t.Address, Domain: t.Domain, DomainUUID: t.DomainUUID, Record: t.Record}
 }
 
 // observer returns p.Observer, or one that does nothing.

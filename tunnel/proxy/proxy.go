@@ -11,8 +11,9 @@
 // unknown token, 409 a second viewer of a live SPICE console (SPICE
 // cannot be shared: QEMU 7.2 crashes on a second main channel), 429 too
 // many failures, 502 console unreachable or its handshake failed, 503
-// resolver unavailable), which browsers, the
-// virtconsole client and load balancers all understand.
+// resolver unavailable, or a console that must be recorded cannot be),
+// which browsers, the virtconsole client and load balancers all
+// understand.
 //
 // A single-use token is spent only by a request that can open a session:
 // the upgrade is checked before the token is looked at, and a token whose
@@ -53,7 +54,8 @@
 // limit.go (the refused-token limiter), session.go (how a session's end
 // reaches the viewer), observer.go (the events an Observer receives),
 // sessions.go (listing and ending live sessions), hub.go (shared text
-// consoles), grants.go (share links: GrantKey).
+// consoles), grants.go (share links: GrantKey), record.go (session
+// recording: Recorder).
 package proxy
 
 import (
@@ -203,6 +205,12 @@ type Proxy struct {
 	// work.
 	GrantConsole func(ctx context.Context, c *grant.Claims) (protocols.Target, error)
 
+	// Recorder, if set, records sessions (see Recorder): their policy,
+	// from the console's own (protocols.Target.Record) and the
+	// recorder's defaults, says which. Nil means none is recorded, and a
+	// console whose own policy is RecordRequired is refused (503).
+	Recorder Recorder
+
 	// NoSerialSharing gives each viewer of a text console (serial,
 	// console) its own connection to it, as for a server that serves
 	// many clients (QEMU's chardevs serve one). By default the viewers of
@@ -342,13 +350,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	rec, herr := p.openRecording(sess, up.target, log)
+	if herr != nil {
+		p.refuse(w, r, log, herr)
+		return
+	}
+	defer closeRecording(&rec, sess, log) // a session that did not start
+	if rec != nil {
+		log = log.With("recording", rec.Name())
+	}
+
 	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)
 	if !ok {
 		return
 	}
 	started = true
 	cancel()
-	p.pass(req, log, up, client, server, sess, start)
+	p.pass(req, log, up, client, server, sess, start, &rec)
 }
 
 // accept upgrades the request to a websocket and runs the viewer's side
@@ -398,7 +416,7 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // pass logs the session's start, passes bytes until either side ends or
 // req's context does (Shutdown or EndSessions ending it), and logs its
 // end; the Observer hears of both.
-func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, server net.Conn, sess *Session, arrived time.Time) {
+func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, server net.Conn, sess *Session, arrived time.Time, rec *Recording) {
 	ctx := req.ctx
 	p.active.Add(1)
 	defer p.active.Add(-1)
@@ -427,10 +445,13 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 	var stats tunnel.Stats
 	var err error
 	if up.hub != nil {
-		stats, err = up.hub.serve(ctx, client, sess.Role, &sess.BytesToConsole, &sess.BytesFromConsole, closing)
+		stats, err = up.hub.serve(ctx, client, sess, *rec, closing)
 	} else {
-		stats, err = join(ctx, client, server, closing,
-			tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole))
+		opts := []tunnel.JoinOption{tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole)}
+		if r := *rec; r != nil {
+			opts = append(opts, recordTaps(r, client, server))
+		}
+		stats, err = join(ctx, client, server, closing, opts...)
 	}
 	p.setSession(req, nil) // before SessionEnd: Sessions lists only live ones
 	sess.Duration = time.Since(sess.Time)
@@ -448,6 +469,7 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 		sess.Outcome, sess.Reason = EndClosed, "closed"
 	}
 	log.Info("session end", end...)
+	closeRecording(rec, sess, log)
 	obs.SessionEnd(sess)
 }
 

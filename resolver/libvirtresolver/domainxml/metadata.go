@@ -30,15 +30,23 @@ type Metadata struct {
 	Consoles []MetaConsole `xml:"console"`
 }
 
-// MetaConsole is one <console token=… type=… port=… insecure=… host=…/>.
-// token is the UUID of the libvirt secret whose value clients present;
-// port is the index of the device among those of its type.
+// MetaConsole is one <console token=… type=… port=… insecure=… host=…
+// record=…/>. token is the UUID of the libvirt secret whose value clients
+// present; port is the index of the device among those of its type;
+// record (virtconsole's own, optional) is the console's recording policy,
+// off, on or required, overriding the proxy's --record.
 type MetaConsole struct {
 	Token    string `xml:"token,attr"`
 	Type     string `xml:"type,attr"`
 	Port     string `xml:"port,attr"`
 	Insecure string `xml:"insecure,attr,omitempty"`
 	Host     string `xml:"host,attr,omitempty"`
+	Record   string `xml:"record,attr,omitempty"`
+}
+
+// RecordPolicy is the record attribute's policy.
+func (m MetaConsole) RecordPolicy() (protocols.RecordPolicy, error) {
+	return protocols.ParseRecordPolicy(m.Record)
 }
 
 // Kind is the console type.

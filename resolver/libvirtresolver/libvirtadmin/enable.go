@@ -95,6 +95,7 @@ func (c *Conn) enableOne(ctx context.Context, dom libvirt.Domain, meta *domainxm
 	entry := domainxml.MetaConsole{Token: libvirtapi.UUIDString(s.UUID), Type: string(dev.Kind),
 		Port: strconv.Itoa(dev.Index), Insecure: domainxml.YesNo(insecure), Host: host}
 	if m != nil {
+		entry.Record = m.Record // the operator's recording policy stays
 		*m = entry
 	} else {
 		meta.Consoles = append(meta.Consoles, entry)

@@ -79,6 +79,9 @@ type Event struct {
 	BytesFromConsole *int64   `json:"bytes_from_console,omitempty"` // session_end
 
 	Grant *Grant `json:"grant,omitempty"` // the share link that opened the session, or was minted
+
+	Recording   string `json:"recording,omitempty"`    // session_start, session_end: the session's recording (its file)
+	NotRecorded string `json:"not_recorded,omitempty"` // session_start, session_end: why a session to be recorded (record "on") is not
 }
 
 // Grant is what the audit log says of a share link: never the grant.
@@ -234,7 +237,7 @@ func (l *Log) SessionEnd(s *proxy.Session) {
 // sessionEvent is the part of an event that every event of s has.
 func sessionEvent(s *proxy.Session, name string, t time.Time) *Event {
 	e := &Event{Time: t, Event: name, SessionID: s.ID, TokenID: s.TokenID, Channel: s.Info.Channel, Role: string(s.Role),
-		Grant: GrantEvent(s.Grant)}
+		Grant: GrantEvent(s.Grant), Recording: s.Recording, NotRecorded: s.NotRecorded}
 	setClient(e, s.Client)
 	setTarget(e, s.Target)
 	return e

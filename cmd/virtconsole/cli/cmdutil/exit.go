@@ -35,6 +35,8 @@ const (
 	ExitFailure     = 6 // any other failure
 	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
 	ExitTimeout     = 8 // what the command waited for did not come within its --timeout (serial --expect, screenshot --wait-change)
+	ExitIncomplete  = 9 // a recording was cut short: it has no manifest ("recordings verify")
+	ExitInvalid     = 10 // a recording failed verification: its signature, hash or size does not match ("recordings verify")
 	ExitInterrupted = 130
 )
 
@@ -58,6 +60,8 @@ tell why it failed; the message on standard error is one line.
     7    not found: no such domain or console device, or consoles not enabled; no such live session
     8    timed out: what the command waited for did not come within its --timeout
          (serial --expect, screenshot --wait-change/--wait-stable)
+    9    recording incomplete: cut short, it has no manifest (recordings verify)
+    10   recording invalid: its signature, hash or size does not match its manifest (recordings verify)
     130  interrupted (SIGINT/SIGTERM)`
 
 // The errors of the command layer itself. Packages below it return their

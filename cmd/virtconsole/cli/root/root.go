@@ -13,6 +13,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/input"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/open"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/screenshot"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/recordings"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/serial"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/server"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/sessions"
@@ -68,6 +69,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.AddCommand(admin.NewCmdRotate(f, nil))
 	cmd.AddCommand(admin.NewCmdConsoles(f, nil))
 	cmd.AddCommand(sessions.NewCmdSessions(f, nil))
+	cmd.AddCommand(recordings.NewCmdRecordings(f, nil))
 	cmd.AddCommand(share.NewCmdShare(f, nil))
 	cmd.AddCommand(token.NewCmdToken(f))
 	cmd.AddCommand(certs.NewCmdCerts(f))

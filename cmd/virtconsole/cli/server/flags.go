@@ -104,6 +104,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	fl.StringVar(&opts.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on the loopback `ADDR` (host:port; off by default)")
 	fl.DurationVar(&opts.SPICEGrace, "spice-grace", spice.DefaultGrace, "for `DURATION` after a SPICE session's main channel, other channel types not in its list are still accepted")
 	fl.StringVar(&opts.GrantKey, "grant-key", "", "accept share links signed with the key in `FILE` (mode 0600; 'virtconsole share --new-key FILE' makes one; the admin API mints them with it)")
+	addRecordFlags(fl, &opts.Record)
 	addMetricsFlags(fl, &opts.Ops)
 	addAuditFlag(fl, &opts.Ops)
 	addAdminFlags(fl, &opts.Admin)

@@ -69,6 +69,9 @@ type ProxyOptions struct {
 	// (--debug-listen); empty means none.
 	DebugListen string
 
+	// Record is session recording (--record-dir and its flags).
+	Record Record
+
 	// Ops are the metrics listener and the audit log.
 	Ops Ops
 	// Admin is the sessions API's listener.
@@ -104,6 +107,8 @@ verifies clients). --listen-insecure and --connect-insecure allow cleartext.
 
 The token file (--tokens) is a JSON object mapping each token to a console:
   {"s3cret": {"type": "serial", "address": "127.0.0.1:4555", "insecure": false}}
+(optional keys: "role": "view" or "control"; "record": "off", "on" or
+"required", see --record-dir below).
 It is reloaded when it changes; a broken edit keeps the last good table.
 Removing a token refuses new sessions with it; the sessions it opened go on
 until they end, or the proxy restarts, unless --end-revoked-sessions ends
@@ -136,6 +141,23 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "admin" and the certificate's CN. Without a client certificate it answers
 401, with one from another CA 403. "virtconsole sessions" is its client.
 
+--record-dir DIR records sessions: serial and console sessions (--record
+serial,console, the default with --record-dir; "none": only consoles that ask
+for it) as asciicast v2 files that play in asciinema, DIR/START-KIND-ID.cast,
+mode 0600, with the session's identity in the header (session ID, console,
+client address and certificate subject, token_id; never the token), the
+console's output as "o" events and, only with --record-input, what the
+viewer typed as "i" events (off by default: it may be a password). When the
+session ends, FILE.manifest.json holds the recording's SHA-256, size, session
+and times, signed with the Ed25519 key of --record-key ('virtconsole
+recordings keygen'); 'virtconsole recordings verify' checks it. A token
+file's "record" overrides --record per console: "off", "on" (recorded when
+the file can be written; otherwise the session goes on, the log warns and
+the audit log's not_recorded says why) or "required" (fail-closed: a
+recording that cannot be created refuses the session with 503 and the
+reason; one that fails mid-session ends it with the websocket close 1011
+"session recording failed: …"). VNC and SPICE sessions are not recorded yet.
+
 --web serves browser consoles beside /websockify: vnc.html (noVNC),
 spice.html (spice-html5) and serial.html (xterm.js), embedded in the binary,
 under a strict Content-Security-Policy, from the proxy's own origin only.
@@ -157,6 +179,10 @@ reported to the service manager (Type=notify).
   # with the sessions API for "virtconsole sessions", for admins' certificates from admin-ca.pem
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
       --tokens /etc/virtconsole/tokens.json --admin-listen 127.0.0.1:6444 --admin-client-ca /etc/pki/virtconsole/admin-ca.pem
+
+  # record serial sessions, with signed manifests
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --tokens /etc/virtconsole/tokens.json --record-dir /var/lib/virtconsole/recordings --record-key /etc/virtconsole/record-key.pem
 
   # resolve tokens with an external resolver over mutual TLS
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
@@ -247,6 +273,9 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		return err
 	}
 	p.Observer = observers(m, al)
+	if p.Recorder, err = opts.Record.recorder(log); err != nil {
+		return err
+	}
 
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
