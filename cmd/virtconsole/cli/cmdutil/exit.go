@@ -26,16 +26,16 @@ import (
 // Exit codes, documented in the help topic "virtconsole help exit-codes"
 // (ExitCodesHelp), its man page and the README.
 const (
-	ExitOK          = 0 // success; for interactive sessions, the user left
-	ExitUsage       = 1 // bad flags, arguments or input files; a listen address in use
-	ExitRefused     = 2 // the token or credentials were refused (missing, unknown, not allowed; the sessions API's 401/403)
-	ExitUnreachable = 3 // the console, QEMU or the proxy could not be reached, or its handshake failed
-	ExitTLS         = 4 // TLS credentials are invalid or a peer's certificate was not trusted
-	ExitLost        = 5 // an established session failed before it was closed normally
-	ExitFailure     = 6 // any other failure
-	ExitNotFound    = 7 // the domain or console device does not exist, or its consoles are not enabled; no such live session
-	ExitTimeout     = 8 // what the command waited for did not come within its --timeout (serial --expect, screenshot --wait-change)
-	ExitIncomplete  = 9 // a recording was cut short: it has no manifest ("recordings verify")
+	ExitOK          = 0  // success; for interactive sessions, the user left
+	ExitUsage       = 1  // bad flags, arguments or input files; a listen address in use
+	ExitRefused     = 2  // the token or credentials were refused (missing, unknown, not allowed; the sessions API's 401/403)
+	ExitUnreachable = 3  // the console, QEMU or the proxy could not be reached, or its handshake failed
+	ExitTLS         = 4  // TLS credentials are invalid or a peer's certificate was not trusted
+	ExitLost        = 5  // an established session failed before it was closed normally
+	ExitFailure     = 6  // any other failure
+	ExitNotFound    = 7  // the domain or console device does not exist, or its consoles are not enabled; no such live session
+	ExitTimeout     = 8  // what the command waited for did not come within its --timeout (serial --expect, screenshot --wait-change)
+	ExitIncomplete  = 9  // a recording was cut short: it has no manifest ("recordings verify")
 	ExitInvalid     = 10 // a recording failed verification: its signature, hash or size does not match ("recordings verify")
 	ExitInterrupted = 130
 )
