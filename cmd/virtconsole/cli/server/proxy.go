@@ -73,6 +73,8 @@ type ProxyOptions struct {
 	Ops Ops
 	// Admin is the sessions API's listener.
 	Admin Admin
+	// SPICEConnect is the SPICE CONNECT gateway's listener.
+	SPICEConnect SPICEConnect
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -244,6 +246,9 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		opts.Admin.grants = &granter{key: key, audit: al}
 	}
 	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
+		return err
+	}
+	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, policy, d.maxConnsPerClient, log); err != nil {
 		return err
 	}
 	p.Observer = observers(m, al)
