@@ -186,10 +186,10 @@ func TestSPICEGatewayRemoteViewer(t *testing.T) {
 
 	// The same file again, while the first viewer is live: its main
 	// channel is refused at the link; QEMU sees nothing of it.
-	refusedBefore := strings.Count(p.log.String(), "refused a main link")
+	refusedBefore := strings.Count(p.log.String(), "refused a main:0 link")
 	second := viewerThroughGateway(t, rv, ca, vvCopy(t, text), "")
 	waitFor(t, 60*time.Second, "the proxy's refusal of the second viewer", func() bool {
-		return strings.Count(p.log.String(), "refused a main link") > refusedBefore
+		return strings.Count(p.log.String(), "refused a main:0 link") > refusedBefore
 	})
 	if n := len(qemuChannels(t, q)); n != live || !q.Alive() {
 		t.Errorf("QEMU has %d channels (alive %v) after the second viewer; want the first session's %d", n, q.Alive(), live)
