@@ -358,3 +358,58 @@ func TestSPICEGatewayRefusals(t *testing.T) {
 		t.Errorf("no session start of the main channel in the proxy log:\n%s", b.p.log.String())
 	}
 }
+
+// TestVVViewerAndErrors: "vv --viewer PATH" hands the viewer the .vv
+// file as its one argument, in a private directory (0700) with mode
+// 0600, and removes it when the viewer exits; without -o the file goes to
+// standard output; a missing or cleartext gateway, or one that is not a
+// gateway, is a one-line error. No QEMU is needed: the file is made from
+// the token and what the gateway says of itself.
+func TestVVViewerAndErrors(t *testing.T) {
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	const token = "vv-viewer-token-1"
+	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "spice", Address: "127.0.0.1:1"}})
+	p := startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir,
+		"--tokens", tokens}, gatewayFlags...)...)
+	gw := "https://" + gatewayAddr(t, p)
+	tokFile := writeToken(t, token)
+
+	std := run(t, nil, "vv", "--token-file", tokFile, "--gateway", gw, "--ca-file", ca, "--title", "my vm")
+	if std.code != 0 || !strings.HasPrefix(std.stdout, "[virt-viewer]\n") || vvValue(std.stdout, "title") != "my vm" {
+		t.Fatalf("vv to stdout: exit %d\n%s%s", std.code, std.stdout, std.stderr)
+	}
+
+	// A viewer that reports what it was given.
+	report := filepath.Join(t.TempDir(), "report")
+	viewer := writeFile(t, "#!/bin/sh\n{ echo \"$#\"; stat -c %a \"$1\" \"$(dirname \"$1\")\"; cat \"$1\"; } > "+report+"\n")
+	os.Chmod(viewer, 0o700)
+	r := run(t, nil, "vv", "--token-file", tokFile, "--gateway", gw, "--ca-file", ca, "--title", "my vm", "--viewer", viewer)
+	if r.code != 0 {
+		t.Fatalf("vv --viewer: exit %d: %s", r.code, r.stderr)
+	}
+	got, _ := os.ReadFile(report)
+	lines := strings.SplitN(string(got), "\n", 4)
+	if len(lines) < 4 || lines[0] != "1" || lines[1] != "600" || lines[2] != "700" || lines[3] != std.stdout {
+		t.Fatalf("the viewer got %q; want one argument, a 0600 file in a 0700 directory holding the .vv", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "virtconsole-vv-*", "console.vv")); len(left) != 0 {
+		t.Errorf("the .vv file outlived the viewer: %v", left)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no gateway", nil, "no gateway: give --gateway"},
+		{"cleartext", []string{"--gateway", "http://" + strings.TrimPrefix(gw, "https://")}, "is cleartext"},
+		{"not a gateway", []string{"--gateway", "https://" + p.addr, "--ca-file", ca}, "is --gateway the proxy's --spice-connect-listen address?"},
+	} {
+		r := run(t, nil, append([]string{"vv", "--token-file", tokFile}, tc.args...)...)
+		if r.code == 0 || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q", tc.name, r.code, r.stdout)
+		}
+		checkOneLine(t, r.stderr, tc.want)
+	}
+}
