@@ -146,6 +146,18 @@ which browsers never send; the page hands it to the websocket as the token
 cookie. The pages use relative URLs, so a front proxy may serve them under
 a prefix (https://front/consoles/vnc.html). "virtconsole open" prints links.
 
+--spice-connect-listen ADDR serves a SPICE CONNECT gateway for native SPICE
+clients (remote-viewer, virt-manager, GNOME Boxes) given a .vv file by
+'virtconsole vv': each SPICE channel is an HTTP CONNECT (TLS to the gateway
+with the --tls-dir certificate unless --listen-insecure) carrying the token,
+base64url-encoded, as the Proxy-Authorization: Basic password; the proxy
+answers 200, runs TLS inside the tunnel with the --spice-connect-tls-dir (or
+--tls-dir) certificate, and serves the channel as it serves a websocket's
+(single-use tokens, the SPICE password, audit, limits). No or a wrong token
+is 407; a CONNECT to anything but ` + proxy.ConnectTarget + ` (the .vv file's
+host and tls-port: "the console this token opens") is 403, so the gateway is
+never an open proxy. GET ` + proxy.InfoPath + ` describes the gateway for 'virtconsole vv'.
+
 Under systemd (virtconsole-proxy.service), a socket handed over by socket
 activation replaces --listen, and readiness, stopping and the watchdog are
 reported to the service manager (Type=notify).
@@ -159,6 +171,10 @@ reported to the service manager (Type=notify).
   # with the sessions API for "virtconsole sessions", for admins' certificates from admin-ca.pem
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
       --tokens /etc/virtconsole/tokens.json --admin-listen 127.0.0.1:6444 --admin-client-ca /etc/pki/virtconsole/admin-ca.pem
+
+  # with the SPICE CONNECT gateway for .vv files ('virtconsole vv --gateway https://proxy.example:3128')
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --tokens /etc/virtconsole/tokens.json --single-use --spice-connect-listen :3128
 
   # resolve tokens with an external resolver over mutual TLS
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
