@@ -413,3 +413,45 @@ func TestVVViewerAndErrors(t *testing.T) {
 		checkOneLine(t, r.stderr, tc.want)
 	}
 }
+
+// TestREADMESPICEGateway runs the README's "Native SPICE clients" block:
+// the proxy with the gateway, "virtconsole vv", and remote-viewer (under
+// Xvfb, trusting the test CA as the README says it must) opening the file
+// and reaching QEMU's SPICE TLS port through the gateway. Ports become
+// free loopback ones; ./pki, tokens.json, ./spicetoken and console.vv
+// temporary files; proxy.example the gateway's address.
+func TestREADMESPICEGateway(t *testing.T) {
+	var lines []string
+	for _, l := range readmeSubsection(t, "Native SPICE clients: the CONNECT gateway and .vv files") {
+		if !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "virtconsole server proxy ") || !strings.HasSuffix(lines[0], " &") ||
+		!strings.HasPrefix(lines[1], "virtconsole vv ") || lines[2] != "remote-viewer console.vv" {
+		t.Fatalf("README's gateway block is not the proxy, vv and remote-viewer:\n%s", strings.Join(lines, "\n"))
+	}
+	bins := qemutest.Need(t, "xvfb-run", "remote-viewer", "unshare")
+	qemutest.Require(t)
+	dir := pki(t)
+	q, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir})
+	const token = "readme-gateway-token-1"
+	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "spice", Address: tlsAddr}})
+	vvFile := filepath.Join(t.TempDir(), "console.vv")
+	subst := strings.NewReplacer(" :6443", " 127.0.0.1:0", " :3128", " 127.0.0.1:0", "./pki/", dir+"/", "./pki", dir,
+		"tokens.json", tokens, "./spicetoken", writeToken(t, token), "console.vv", vvFile)
+	args := func(line string) []string {
+		return strings.Fields(subst.Replace(strings.TrimSuffix(line, " &")))[1:]
+	}
+	p := startDaemon(t, args(lines[0])...)
+	gw := gatewayAddr(t, p)
+	vv := strings.ReplaceAll(lines[1], "proxy.example:3128", gw)
+	if r := run(t, nil, args(vv)...); r.code != 0 {
+		t.Fatalf("%s: exit %d: %s", vv, r.code, r.stderr)
+	}
+	x := viewerThroughGateway(t, bins[1], filepath.Join(dir, "ca-cert.pem"), vvFile, "")
+	viewerSession(t, x, p, "")
+	if !q.Alive() {
+		t.Fatal("QEMU died")
+	}
+}
