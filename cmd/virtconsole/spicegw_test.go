@@ -455,3 +455,52 @@ func TestREADMESPICEGateway(t *testing.T) {
 		t.Fatal("QEMU died")
 	}
 }
+
+// TestSPICEGatewayInsecureListener: with --listen-insecure the gateway
+// speaks cleartext HTTP (the token in the clear to it, as the help says)
+// but still TLS inside the tunnel, with --spice-connect-tls-dir's
+// certificate; "vv --proxy-insecure" writes an http:// proxy URL. Without
+// any certificate for the tunnel, or with --spice-connect-tls-dir alone,
+// the proxy does not start, with a one-line reason.
+func TestSPICEGatewayInsecureListener(t *testing.T) {
+	qemutest.Require(t)
+	dir := pki(t)
+	_, _, tlsAddr := qemutest.StartSPICE(t, qemutest.SPICEOptions{TLSDir: dir})
+	const token = "insecure-gateway-token-1"
+	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "spice", Address: tlsAddr}})
+	base := []string{"server", "proxy", "--listen", "127.0.0.1:0", "--listen-insecure", "--connect-tls-dir", dir, "--tokens", tokens}
+
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{gatewayFlags, "--spice-connect-listen needs a server certificate for the TLS inside its tunnels"},
+		{[]string{"--spice-connect-tls-dir", dir}, "--spice-connect-tls-dir goes with --spice-connect-listen"},
+	} {
+		r := run(t, nil, append(base, tc.extra...)...)
+		if r.code != 1 {
+			t.Errorf("%v: exit %d, want 1", tc.extra, r.code)
+		}
+		checkOneLine(t, r.stderr, tc.want)
+	}
+
+	p := startDaemon(t, append(base, "--spice-connect-tls-dir", dir, "--spice-connect-listen", "127.0.0.1:0")...)
+	gw := loggedAddr(t, p, regexp.MustCompile(`spice-connect listening" address=http://(\S+)`), "the cleartext gateway's listening line")
+	r := run(t, nil, "vv", "--token-file", writeToken(t, token), "--gateway", "http://"+gw, "--proxy-insecure")
+	if r.code != 0 || !strings.HasPrefix(vvValue(r.stdout, "proxy"), "http://virtconsole:") {
+		t.Fatalf("vv --proxy-insecure: exit %d, proxy=%q: %s", r.code, vvValue(r.stdout, "proxy"), r.stderr)
+	}
+	c := dialTCP(t, gw)
+	defer c.Close()
+	resp, _ := connectReply(t, c, proxy.ConnectTarget, basic(proxy.EncodeConnectToken(token)))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("cleartext CONNECT with the token: %s", resp.Status)
+	}
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca-cert.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	inner := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err := inner.Handshake(); err != nil {
+		t.Fatalf("TLS inside the cleartext tunnel: %v", err)
+	}
+}
