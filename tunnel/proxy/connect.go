@@ -202,6 +202,10 @@ func (g *ConnectGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, fail(http.StatusForbidden, nil, "CONNECT to %s only (the console the credential opens): this gateway is not an open proxy", ConnectTarget))
 		return
 	}
+	// Viewers connect to the gateway directly: a front proxy's headers
+	// would be the client's own, e.g. to escape the refused-token limit.
+	r.Header.Del("X-Forwarded-For")
+	r.Header.Del("X-Forwarded-Host")
 	p.serve(w, r, log, start, g.accept)
 }
 

@@ -53,7 +53,8 @@
 // limit.go (the refused-token limiter), session.go (how a session's end
 // reaches the viewer), observer.go (the events an Observer receives),
 // sessions.go (listing and ending live sessions), hub.go (shared text
-// consoles), grants.go (share links: GrantKey).
+// consoles), grants.go (share links: GrantKey), connect.go (the SPICE
+// CONNECT gateway: ConnectGateway, whose tunnels take the websocket's place).
 package proxy
 
 import (
@@ -383,8 +384,8 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	return p.acceptViewer(ctx, ws, log, up, sess, arrived)
 }
 
-// acceptViewer runs the viewer's side of the handshake on viewer, its
-// websocket or CONNECT tunnel, as accept does.
+// acceptViewer runs the viewer's side of the handshake on ws, the
+// viewer's websocket or CONNECT tunnel, as accept does.
 func (p *Proxy) acceptViewer(ctx context.Context, ws net.Conn, log *slog.Logger, up *upstream, sess *Session, arrived time.Time) (client, server net.Conn, ok bool) {
 	if up.hub != nil {
 		if !p.acceptingSessions() {
