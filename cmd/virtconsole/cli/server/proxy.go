@@ -264,7 +264,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
 		return err
 	}
-	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, policy, d.maxConnsPerClient, log); err != nil {
+	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, policy, opts.MaxConnsPerClient, log); err != nil {
 		return err
 	}
 	p.Observer = observers(m, al)

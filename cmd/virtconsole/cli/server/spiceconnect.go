@@ -37,7 +37,9 @@ func addSPICEConnectFlags(fl *pflag.FlagSet, o *SPICEConnect) {
 // TLS is the websocket listener's (listen; nil with --listen-insecure),
 // without client certificates (spice-gtk has none to give); inside the
 // tunnels it presents the certificate of --spice-connect-tls-dir or
-// --tls-dir. Nothing without --spice-connect-listen.
+// --tls-dir. maxConns bounds each client address's connections
+// (--max-conns-per-client, even with --trust-forwarded: the gateway's
+// clients connect directly). Nothing without --spice-connect-listen.
 func (o *SPICEConnect) side(d *daemon, p *proxy.Proxy, listen *tlscreds.Reloader[*tls.Config], t *ListenTLS, policy tlscreds.Policy, maxConns int, log *slog.Logger) error {
 	if o.Listen == "" {
 		if o.TLSDir != "" {
