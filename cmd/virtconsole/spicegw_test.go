@@ -127,8 +127,9 @@ func TestSPICEGatewayRemoteViewer(t *testing.T) {
 		token:    {Type: "spice", Address: tlsAddr, Password: password},
 		envToken: {Type: "spice", Address: tlsAddr, Password: password},
 	})
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	p := startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir,
-		"--tokens", tokens, "--single-use"}, gatewayFlags...)...)
+		"--tokens", tokens, "--single-use", "--audit-log", auditPath}, gatewayFlags...)...)
 	gw := gatewayAddr(t, p)
 
 	out := filepath.Join(t.TempDir(), "console.vv")
@@ -177,6 +178,19 @@ func TestSPICEGatewayRemoteViewer(t *testing.T) {
 	}
 	if !strings.Contains(log, "auth=spice-ticket-takeover") {
 		t.Errorf("the proxy did not supply the SPICE password:\n%s", log)
+	}
+	// The audit log: a session_start for each channel, with the token's ID.
+	var audited []string
+	for _, rec := range readAudit(t, auditPath) {
+		if rec["event"] == "session_start" && rec["outcome"] == "ok" {
+			if rec["token_id"] != resolver.TokenID(token) || rec["kind"] != "spice" {
+				t.Errorf("audit record %v: want token_id %s, kind spice", rec, resolver.TokenID(token))
+			}
+			audited = append(audited, str(rec["channel"]))
+		}
+	}
+	if !containsAll(audited, viewerSessionChannels) {
+		t.Errorf("audited channels %v, want %v", audited, viewerSessionChannels)
 	}
 	screenshot(t, x.displayFile)
 	xdo := xdotoolOn(t, xdotool, x)
