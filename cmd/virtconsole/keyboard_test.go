@@ -267,12 +267,31 @@ func remoteViewerInput(t *testing.T, kind string) {
 	serial := g.Boot(t, q)
 	x := startXvfb(t, bins[1], kind+"://127.0.0.1:"+strconv.Itoa(v.port))
 
+	xdo := xdotoolOn(t, xdotool, x)
+	win := viewerWindow(t, x, xdo, func() bool { return strings.Contains(p.log.String(), inputs) })
+	xdoTypeIntoGuest(t, serial, xdo, win)
+	// Mouse: moves and a click inside the window, as XTEST input.
+	pointIntoGuest(t, serial, func(i int) error {
+		if _, err := xdo("mousemove", "--window", win, strconv.Itoa(150+10*(i%20)), "150"); err != nil {
+			return err
+		}
+		_, err := xdo("click", "1")
+		return err
+	})
+	if !q.Alive() {
+		t.Fatal("QEMU died")
+	}
+}
+
+// xdotoolOn returns a function running xdotool on x's display.
+func xdotoolOn(t *testing.T, xdotool string, x *xvfbProc) func(args ...string) (string, error) {
+	t.Helper()
 	var display, xauth string
 	waitFor(t, 30*time.Second, "Xvfb's display", func() bool {
 		_, display, xauth = xvfbDisplay(x.displayFile)
 		return display != ""
 	})
-	xdo := func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
 		cmd := exec.Command(xdotool, args...)
 		cmd.Env = env("DISPLAY="+display, "XAUTHORITY="+xauth)
 		out, err := cmd.CombinedOutput()
@@ -281,8 +300,14 @@ func remoteViewerInput(t *testing.T, kind string) {
 		}
 		return strings.TrimSpace(string(out)), nil
 	}
-	// remote-viewer's window. There is no window manager: the test gives
-	// it the keyboard focus itself.
+}
+
+// viewerWindow waits (60 s at most) for remote-viewer's window and for
+// ready (e.g. its inputs channel in the proxy's log), and returns the
+// window. There is no window manager: the test gives it the keyboard
+// focus itself.
+func viewerWindow(t *testing.T, x *xvfbProc, xdo func(args ...string) (string, error), ready func() bool) string {
+	t.Helper()
 	var win string
 	waitFor(t, 60*time.Second, "remote-viewer's window and its input through the proxy", func() bool {
 		select {
@@ -295,11 +320,16 @@ func remoteViewerInput(t *testing.T, kind string) {
 			return false
 		}
 		win = strings.Fields(out)[0]
-		return strings.Contains(p.log.String(), inputs)
+		return ready()
 	})
-	serial.Wait(t, qemutest.GuestReady, 60*time.Second)
+	return win
+}
 
-	// Keys: xdotool types into the window; the viewer sends scancodes.
+// xdoTypeIntoGuest types the keyboard line into window win with xdotool
+// (typeIntoGuest): the viewer sends the keys' scancodes.
+func xdoTypeIntoGuest(t *testing.T, serial *qemutest.SerialConsole, xdo func(args ...string) (string, error), win string) {
+	t.Helper()
+	serial.Wait(t, qemutest.GuestReady, 60*time.Second)
 	typeIntoGuest(t, serial, func(line string) error {
 		// Focus, as a window manager would give it. The pointer stays
 		// where it is: the mouse check below wants the guest to have
@@ -321,15 +351,4 @@ func remoteViewerInput(t *testing.T, kind string) {
 		}
 		return nil
 	})
-	// Mouse: moves and a click inside the window, as XTEST input.
-	pointIntoGuest(t, serial, func(i int) error {
-		if _, err := xdo("mousemove", "--window", win, strconv.Itoa(150+10*(i%20)), "150"); err != nil {
-			return err
-		}
-		_, err := xdo("click", "1")
-		return err
-	})
-	if !q.Alive() {
-		t.Fatal("QEMU died")
-	}
 }

@@ -203,26 +203,11 @@ func TestSPICERemoteViewer(t *testing.T) {
 	v := b.client(t, token)
 
 	x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
-	rvDone, rvOut, displayFile := x.done, x.out, x.displayFile
+	displayFile := x.displayFile
 
 	// The session: the proxy reports the main channel's session id and
 	// channel list, and every channel's websocket.
-	want := []string{"main:0", "display:0", "inputs:0", "cursor:0"}
-	var session string
-	waitFor(t, 60*time.Second, "main, display, inputs and cursor through the proxy", func() bool {
-		select {
-		case <-rvDone:
-			t.Fatalf("remote-viewer exited: %s", rvOut.String())
-		default:
-		}
-		for s, chans := range sessionChannels(b.p.log.String()) {
-			if containsAll(chans, want) {
-				session = s
-				return true
-			}
-		}
-		return false
-	})
+	session := viewerSession(t, x, b.p, "")
 	t.Logf("remote-viewer's channels through the proxy after %v", time.Since(start).Round(time.Millisecond))
 	log := b.p.log.String()
 	starts := logLines(log, "session start")
@@ -267,6 +252,32 @@ func TestSPICERemoteViewer(t *testing.T) {
 		t.Fatal("QEMU died")
 	}
 	t.Logf("done after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// viewerSessionChannels are the channels remote-viewer opens at least.
+var viewerSessionChannels = []string{"main:0", "display:0", "inputs:0", "cursor:0"}
+
+// viewerSession waits (60 s at most) until the proxy p has logged a
+// session other than not with every one of viewerSessionChannels, all
+// opened by the viewer x, and returns it.
+func viewerSession(t *testing.T, x *xvfbProc, p *daemon, not string) string {
+	t.Helper()
+	var session string
+	waitFor(t, 60*time.Second, "main, display, inputs and cursor through the proxy", func() bool {
+		select {
+		case <-x.done:
+			t.Fatalf("remote-viewer exited: %s", x.out.String())
+		default:
+		}
+		for s, chans := range sessionChannels(p.log.String()) {
+			if s != not && containsAll(chans, viewerSessionChannels) {
+				session = s
+				return true
+			}
+		}
+		return false
+	})
+	return session
 }
 
 func containsAll(have, want []string) bool {

@@ -93,6 +93,9 @@ func withheld(t protocols.Target, token string) *Error {
 // saying the rest are left out, and the next line logged says how many
 // were): one client repeating a refused request must not flood it.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *Error) {
+	if r.Method == http.MethodConnect {
+		e = connectRefusal(w, e)
+	}
 	host := p.clientAddr(r)
 	switch v := p.refusals.admit(host); {
 	case v.log:

@@ -55,7 +55,8 @@
 // reaches the viewer), observer.go (the events an Observer receives),
 // sessions.go (listing and ending live sessions), hub.go (shared text
 // consoles), grants.go (share links: GrantKey), record.go (session
-// recording: Recorder).
+// recording: Recorder), connect.go (the SPICE CONNECT gateway:
+// ConnectGateway, whose tunnels take the websocket's place).
 package proxy
 
 import (
@@ -271,6 +272,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, fail(http.StatusForbidden, nil, "origin %q is not allowed; add it with --allowed-origin", r.Header.Get("Origin")))
 		return
 	}
+	p.serve(w, r, log, start, p.accept)
+}
+
+// acceptFunc brings the viewer's side of a request up once the console
+// is open: a websocket upgrade (Proxy.accept) or a CONNECT tunnel
+// (ConnectGateway.accept). Its contract is accept's.
+type acceptFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, log *slog.Logger, up *upstream, sess *Session, arrived time.Time) (client, server net.Conn, ok bool)
+
+// serve is one session from a request whose transport checks have
+// passed: limits, token, role, resolving, dialling and QEMU's side of the
+// handshake, then accept for the viewer's side, then the bytes.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, start time.Time, accept acceptFunc) {
 	req, ok := p.track(r)
 	if !ok {
 		p.refuse(w, r, log, fail(http.StatusServiceUnavailable, nil, "proxy is shutting down"))
@@ -360,7 +373,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log = log.With("recording", rec.Name())
 	}
 
-	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)
+	client, server, ok := accept(ctx, w, r, log, up, sess, start)
 	if !ok {
 		return
 	}
@@ -386,6 +399,12 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		p.startFailed(sess, arrived, err)
 		return nil, nil, false // Upgrade has answered the request.
 	}
+	return p.acceptViewer(ctx, ws, log, up, sess, arrived)
+}
+
+// acceptViewer runs the viewer's side of the handshake on ws, the
+// viewer's websocket or CONNECT tunnel, as accept does.
+func (p *Proxy) acceptViewer(ctx context.Context, ws net.Conn, log *slog.Logger, up *upstream, sess *Session, arrived time.Time) (client, server net.Conn, ok bool) {
 	if up.hub != nil {
 		if !p.acceptingSessions() {
 			closeWith(ws, wsconn.CloseGoingAway, reasonShutdown)
@@ -394,7 +413,7 @@ func (p *Proxy) accept(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 		return ws, nil, true // nothing to negotiate; the hub has the console
 	}
-	client, server, err = up.hs.Client(ctx, ws, up.conn)
+	client, server, err := up.hs.Client(ctx, ws, up.conn)
 	if err != nil {
 		closeWith(ws, wsconn.CloseHandshakeFailed, reasonClientHS+": "+errorText(err))
 		up.closeConn()

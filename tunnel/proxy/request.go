@@ -11,8 +11,13 @@ import (
 
 // Token returns the request's token: from an "Authorization: Bearer"
 // header (the CLI's way: keeps tokens out of URLs and access logs), a
-// "token" cookie, or a "token" query parameter (noVNC, spice-html5).
+// "token" cookie, or a "token" query parameter (noVNC, spice-html5). A
+// CONNECT request (ConnectGateway) carries it only as the password of
+// its Proxy-Authorization (ConnectToken).
 func Token(r *http.Request) string {
+	if r.Method == http.MethodConnect {
+		return ConnectToken(r)
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(tok)

@@ -22,6 +22,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/token"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/version"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vnc"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vv"
 )
 
 // NewCmdRoot returns the root command with every subcommand attached.
@@ -63,6 +64,7 @@ understands the console protocols and talks TLS to QEMU, or straight to QEMU.
 	cmd.AddCommand(input.NewCmdKeys(f, nil))
 	cmd.AddCommand(input.NewCmdType(f, nil))
 	cmd.AddCommand(open.NewCmdOpen(f, nil))
+	cmd.AddCommand(vv.NewCmdVV(f, nil))
 	cmd.AddCommand(server.NewCmdServer(f, nil))
 	cmd.AddCommand(admin.NewCmdEnable(f, nil))
 	cmd.AddCommand(admin.NewCmdDisable(f, nil))

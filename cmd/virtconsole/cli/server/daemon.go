@@ -63,6 +63,9 @@ type side struct {
 	tls     *tls.Config // nil: cleartext
 	path    string      // logged with the address: what it serves
 	handler http.Handler
+	// maxConns bounds each client address's open connections
+	// (connlimit); zero means none.
+	maxConns int
 }
 
 // listen opens the side's listener and returns the server for it.
@@ -70,6 +73,9 @@ func (s side) listen(log *slog.Logger) (net.Listener, *http.Server, error) {
 	l, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return nil, nil, cmdutil.ListenError(s.addr, s.flag+" address", err)
+	}
+	if s.maxConns > 0 {
+		l = connlimit.New(l, s.maxConns) // beneath TLS, as the daemon's own
 	}
 	if s.tls != nil {
 		l = tls.NewListener(l, s.tls)

@@ -108,6 +108,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	addMetricsFlags(fl, &opts.Ops)
 	addAuditFlag(fl, &opts.Ops)
 	addAdminFlags(fl, &opts.Admin)
+	addSPICEConnectFlags(fl, &opts.SPICEConnect)
 }
 
 // addListenFlags registers --listen (default addr) and the listener's TLS

@@ -76,6 +76,8 @@ type ProxyOptions struct {
 	Ops Ops
 	// Admin is the sessions API's listener.
 	Admin Admin
+	// SPICEConnect is the SPICE CONNECT gateway's listener.
+	SPICEConnect SPICEConnect
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -166,6 +168,18 @@ which browsers never send; the page hands it to the websocket as the token
 cookie. The pages use relative URLs, so a front proxy may serve them under
 a prefix (https://front/consoles/vnc.html). "virtconsole open" prints links.
 
+--spice-connect-listen ADDR serves a SPICE CONNECT gateway for native SPICE
+clients (remote-viewer, virt-manager, GNOME Boxes) given a .vv file by
+'virtconsole vv': each SPICE channel is an HTTP CONNECT (TLS to the gateway
+with the --tls-dir certificate unless --listen-insecure) carrying the token,
+base64url-encoded, as the Proxy-Authorization: Basic password; the proxy
+answers 200, runs TLS inside the tunnel with the --spice-connect-tls-dir (or
+--tls-dir) certificate, and serves the channel as it serves a websocket's
+(single-use tokens, the SPICE password, audit, limits). No or a wrong token
+is 407; a CONNECT to anything but ` + proxy.ConnectTarget + ` (the .vv file's
+host and tls-port: "the console this token opens") is 403, so the gateway is
+never an open proxy. GET ` + proxy.InfoPath + ` describes the gateway for 'virtconsole vv'.
+
 Under systemd (virtconsole-proxy.service), a socket handed over by socket
 activation replaces --listen, and readiness, stopping and the watchdog are
 reported to the service manager (Type=notify).
@@ -183,6 +197,10 @@ reported to the service manager (Type=notify).
   # record serial sessions, with signed manifests
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
       --tokens /etc/virtconsole/tokens.json --record-dir /var/lib/virtconsole/recordings --record-key /etc/virtconsole/record-key.pem
+
+  # with the SPICE CONNECT gateway for .vv files ('virtconsole vv --gateway https://proxy.example:3128')
+  virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --tokens /etc/virtconsole/tokens.json --single-use --spice-connect-listen :3128
 
   # resolve tokens with an external resolver over mutual TLS
   virtconsole server proxy --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
@@ -270,6 +288,9 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		opts.Admin.grants = &granter{key: key, audit: al}
 	}
 	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
+		return err
+	}
+	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, policy, opts.MaxConnsPerClient, log); err != nil {
 		return err
 	}
 	p.Observer = observers(m, al)

@@ -1,0 +1,75 @@
+package vv_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vv"
+	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtfake"
+	"github.com/virtconsole/virtconsole/tunnel/proxy"
+)
+
+// TestVVDomain: "vv DOMAIN" puts the token libvirt holds for the
+// domain's SPICE console into the proxy URL (base64url password), and the
+// CA and subject the gateway reports into ca and host-subject.
+func TestVVDomain(t *testing.T) {
+	h := libvirtfake.New()
+	h.Start(h.Define("myvm", `<graphics type='spice' tlsPort='5902' autoport='no' listen='127.0.0.1'/>`))
+	ctx := context.Background()
+	c, err := libvirtadmin.Connect(ctx, "qemu:///system", libvirtadmin.WithConnector(h.Connect))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Enable(ctx, "myvm", nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := c.Token(ctx, "myvm", protocols.KindSPICE, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config.Handler = &proxy.ConnectGateway{Proxy: &proxy.Proxy{},
+		TLSConfig: func() *tls.Config { return srv.TLS },
+		CA:        func() []byte { return []byte("CA PEM\n") }}
+	srv.StartTLS()
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+
+	out, stderr, err := cmdtest.Run(t, func(f *cmdutil.Factory) *cobra.Command {
+		f.Getenv = func(string) string { return "" }
+		f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
+			return libvirtadmin.Connect(ctx, f.LibvirtURI(uri), libvirtadmin.WithConnector(h.Connect))
+		}
+		return vv.NewCmdVV(f, nil)
+	}, "myvm", "-c", "qemu:///system", "--gateway", srv.URL, "--ca-file", caFile)
+	if err != nil {
+		t.Fatalf("vv myvm: %v: %s", err, stderr)
+	}
+	u, _ := url.Parse(srv.URL)
+	want := "[virt-viewer]\ntype=spice\nhost=console.virtconsole.invalid\ntls-port=5901\n" +
+		"proxy=https://virtconsole:" + proxy.EncodeConnectToken(tok) + "@" + u.Host + "\n" +
+		"ca=CA PEM\\n\nhost-subject=O=Acme Co\nsecure-channels=all\ndelete-this-file=1\n" +
+		"title=myvm (release the cursor: shift+f12)\ntoggle-fullscreen=shift+f11\nrelease-cursor=shift+f12\nsecure-attention=ctrl+alt+end\n"
+	if out != want {
+		t.Errorf("vv myvm wrote:\n%s\nwant:\n%s", out, want)
+	}
+	if strings.Contains(out, "password") {
+		t.Error("a password in the .vv file")
+	}
+}
