@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -85,6 +86,12 @@ var ProfileKeys = []ProfileKey{
 	{Name: "handshake-timeout", check: positiveDuration},
 	{Name: "escape", check: func(v string) error { _, err := termio.ParseEscape(v); return err }},
 	{Name: "viewer"},
+	{Name: "gateway", Env: EnvGateway, check: func(v string) error {
+		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("%q: want https://HOST:PORT, the proxy's --spice-connect-listen address", v)
+		}
+		return nil
+	}},
 }
 
 // LookupProfileKey returns the key named name.

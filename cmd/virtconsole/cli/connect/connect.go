@@ -22,6 +22,8 @@ import (
 const (
 	EnvProxy = "VIRTCONSOLE_PROXY"
 	EnvToken = "VIRTCONSOLE_TOKEN"
+	// EnvGateway is the SPICE CONNECT gateway of "virtconsole vv".
+	EnvGateway = "VIRTCONSOLE_SPICE_GATEWAY"
 )
 
 // Mode is how a client reaches a console: the four ways the flags and

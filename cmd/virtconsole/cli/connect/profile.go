@@ -38,8 +38,8 @@ flag names of the client commands:
 
 The keys: proxy, ca-file, proxy-tls-dir, proxy-insecure, token-file,
 token-command, connect, connect-tls-dir, connect-insecure, tls-min-version,
-tls-cipher-suites, proxy-timeout, handshake-timeout, escape (serial) and viewer
-(vnc, spice). A command uses the keys it has a flag for.
+tls-cipher-suites, proxy-timeout, handshake-timeout, escape (serial), viewer
+(vnc, spice) and gateway (vv). A command uses the keys it has a flag for.
 
 Tokens are never kept in the file: a profile names a token-file, or a
 token-command that prints the token on its first line of standard output, like

@@ -123,11 +123,14 @@ func TestProfileKeysApplyToFlags(t *testing.T) {
 	AddLocalFlags(cmdVNC, &LocalOptions{}, "vnc")
 	cmdSerial, _ := command(protocols.KindSerial)
 	cmdSerial.Flags().String("escape", "^]", "")
+	// vv's own flag (its test applies a profile's gateway).
+	cmdVV, _ := command(protocols.KindSPICE)
+	cmdVV.Flags().String("gateway", "", "")
 	for _, k := range ProfileKeys {
 		if k.Name == "token-command" {
 			continue
 		}
-		if cmdVNC.Flags().Lookup(k.Name) == nil && cmdSerial.Flags().Lookup(k.Name) == nil {
+		if cmdVNC.Flags().Lookup(k.Name) == nil && cmdSerial.Flags().Lookup(k.Name) == nil && cmdVV.Flags().Lookup(k.Name) == nil {
 			t.Errorf("key %s is no client command's flag", k.Name)
 		}
 	}

@@ -29,7 +29,7 @@ import (
 )
 
 // EnvGateway is the environment variable --gateway defaults to.
-const EnvGateway = "VIRTCONSOLE_SPICE_GATEWAY"
+const EnvGateway = connect.EnvGateway
 
 // Options are the flags and arguments of "virtconsole vv".
 type Options struct {

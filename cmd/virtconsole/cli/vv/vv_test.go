@@ -72,4 +72,21 @@ func TestVVDomain(t *testing.T) {
 	if strings.Contains(out, "password") {
 		t.Error("a password in the .vv file")
 	}
+
+	// The gateway and its CA from a client profile: the same file. The
+	// token is single-use no more here (the fake's secret is unchanged).
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(cfg, []byte("[profiles.lab]\ngateway = \""+srv.URL+"\"\nca-file = \""+caFile+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = cmdtest.Run(t, func(f *cmdutil.Factory) *cobra.Command {
+		f.Getenv = func(string) string { return "" }
+		f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
+			return libvirtadmin.Connect(ctx, f.LibvirtURI(uri), libvirtadmin.WithConnector(h.Connect))
+		}
+		return vv.NewCmdVV(f, nil)
+	}, "myvm", "-c", "qemu:///system", "--config", cfg, "--profile", "lab")
+	if err != nil || out != want {
+		t.Errorf("vv myvm --profile lab: %v %s; wrote:\n%s\nwant:\n%s", err, stderr, out, want)
+	}
 }
