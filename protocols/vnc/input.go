@@ -57,7 +57,7 @@ type input struct {
 	net.Conn
 	viewOnly  bool
 	encodings func(encoding int32) bool // Handshaker.Encodings: the steering, or nil
-	inited    bool                // ClientInit has gone by
+	inited    bool                      // ClientInit has gone by
 
 	// viewOnly's parser: bytes read and not yet given out are
 	// buf[r:w]; the current message has pass bytes left to give out,
