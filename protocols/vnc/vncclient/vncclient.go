@@ -15,6 +15,7 @@ package vncclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -112,10 +113,20 @@ type Client struct {
 	ExtendedKeyEvents bool
 
 	fb        *image.RGBA
-	maxPixels int      // MaxPixels; less in tests
-	row       []byte   // scratch: one row of Raw pixels
-	wbuf      [12]byte // scratch: one outgoing message
-	deadline  time.Time
+	maxPixels int    // MaxPixels; less in tests
+	row       []byte // scratch: one row of Raw pixels
+
+	// The pixel format (SetPixelFormat): bpp bytes a pixel, cbpp a ZRLE
+	// CPIXEL (shifted left by cshift bits to a pixel value).
+	pf                PixelFormat
+	bpp, cbpp, cshift int
+	// ZRLE's one zlib stream (§7.7.6): the compressed bytes not inflated
+	// yet, and the inflater, made at the first ZRLE rectangle.
+	zin      bytes.Buffer
+	zr       io.ReadCloser
+	palette  [127][4]byte // a ZRLE tile's palette
+	wbuf     [12]byte     // scratch: one outgoing message
+	deadline time.Time
 	// covered counts the pixels updated since the last full request;
 	// updates counts framebuffer updates read.
 	covered int64
@@ -131,6 +142,7 @@ type Client struct {
 func Handshake(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
 	defer protocols.Deadline(ctx, conn)()
 	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 16<<10)}
+	c.SetPixelFormat(defaultFormat)
 	if err := c.handshake(); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("vnc: handshake: %w", ctx.Err())
@@ -428,6 +440,20 @@ func (c *Client) update() error {
 				return err
 			}
 			c.copyRect(r, from.Min)
+		case EncodingHextile, EncodingZRLE:
+			if err := c.inside(r, enc); err != nil {
+				return err
+			}
+			if r.Empty() {
+				continue
+			}
+			decode := c.hextile
+			if enc == EncodingZRLE {
+				decode = c.zrle
+			}
+			if err := decode(r); err != nil {
+				return err
+			}
 		case EncodingDesktopSize:
 			if err := c.resize(r.Dx(), r.Dy()); err != nil {
 				return err
@@ -435,6 +461,18 @@ func (c *Client) update() error {
 			continue
 		case EncodingQEMUExtendedKeyEvent:
 			c.ExtendedKeyEvents = true
+			continue
+		case EncodingCursor, EncodingXCursor:
+			if err := c.discard(c.cursorData(r, enc), "a cursor shape"); err != nil {
+				return err
+			}
+			continue
+		case EncodingQEMULEDState:
+			if err := c.discard(1, "a LED state"); err != nil {
+				return err
+			}
+			continue
+		case EncodingPointerTypeChange:
 			continue
 		default:
 			return fmt.Errorf("vnc: the server sent a rectangle in encoding %d, which was not asked for", enc)
@@ -453,12 +491,15 @@ func (c *Client) inside(r image.Rectangle, enc Encoding) error {
 	return nil
 }
 
-// raw reads a Raw rectangle (§7.7.1) row by row into the framebuffer:
-// B, G, R, X on the wire (the pixel format Handshake set).
+// raw reads a Raw rectangle (§7.7.1) row by row into the framebuffer.
 func (c *Client) raw(r image.Rectangle) error {
 	if r.Empty() {
 		return nil // no pixels, wherever it is
 	}
+	if c.pf != defaultFormat {
+		return c.pixels(c.r, r, false)
+	}
+	// The pixel format Handshake sets: B, G, R, X on the wire.
 	n := 4 * r.Dx()
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		row := c.row[:n]
