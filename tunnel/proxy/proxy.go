@@ -358,6 +358,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer closeRecording(&rec, sess, log) // a session that did not start
 	if rec != nil {
 		log = log.With("recording", rec.Name())
+		steerRecorded(up.hs)
 	}
 
 	client, server, ok := p.accept(ctx, w, r, log, up, sess, start)

@@ -66,7 +66,9 @@ type castWriter struct {
 	last    float64 // the time of the last event
 }
 
-func newCastWriter(f *os.File, start time.Time, h *Header, every time.Duration) (*castWriter, error) {
+// newCastWriter writes h as the first line (an asciicast Header, or a VNC
+// recording's RFBHeader).
+func newCastWriter(f *os.File, start time.Time, h any, every time.Duration) (*castWriter, error) {
 	c := &castWriter{f: f, sum: sha256.New(), start: start, out: make([]byte, 0, flushBytes+1024), every: every}
 	line, err := json.Marshal(h)
 	if err != nil {

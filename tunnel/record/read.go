@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -97,7 +98,7 @@ type Info struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// List describes the recordings (*.cast) in dir, oldest first. With key
+// List describes the recordings (*.cast, *.rfb) in dir, oldest first. With key
 // each is verified; without, its status only says whether a manifest
 // and a signature are there.
 func List(dir string, key *Key) ([]Info, error) {
@@ -105,6 +106,11 @@ func List(dir string, key *Key) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	rfbs, err := filepath.Glob(filepath.Join(dir, "*.rfb"))
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, rfbs...)
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
@@ -130,21 +136,39 @@ func describe(name string, key *Key) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	rd, err := NewReader(f)
-	if err != nil {
-		return Info{}, err
-	}
-	info := Info{File: name, Size: fi.Size(), Start: time.Unix(rd.Header.Timestamp, 0).UTC()}
-	if id := rd.Header.Virtconsole; id != nil {
-		info.Kind, info.Console, info.Domain, info.Client, info.Session = id.Kind, id.Console, id.Domain, id.Client, id.SessionID
-	}
+	var ts int64
+	var id *Identity
 	var last float64
-	for {
-		e, err := rd.Next()
+	if strings.HasSuffix(name, ".rfb") {
+		rd, err := NewRFBReader(f)
 		if err != nil {
-			break
+			return Info{}, err
 		}
-		last = e.Time
+		ts, id = rd.Header.Timestamp, rd.Header.Virtconsole
+		for {
+			rec, err := rd.Next()
+			if err != nil {
+				break
+			}
+			last = rec.Time.Seconds()
+		}
+	} else {
+		rd, err := NewReader(f)
+		if err != nil {
+			return Info{}, err
+		}
+		ts, id = rd.Header.Timestamp, rd.Header.Virtconsole
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				break
+			}
+			last = e.Time
+		}
+	}
+	info := Info{File: name, Size: fi.Size(), Start: time.Unix(ts, 0).UTC()}
+	if id != nil {
+		info.Kind, info.Console, info.Domain, info.Client, info.Session = id.Kind, id.Console, id.Domain, id.Client, id.SessionID
 	}
 	info.Duration = time.Duration(last * float64(time.Second))
 	info.Seconds = last

@@ -1,7 +1,9 @@
 // Package record writes the proxy's session recordings (issue 14): a
 // proxy.Recorder that records serial and console sessions as asciicast
-// v2 files in a directory, each closed with a signed manifest, and what
-// reads them back (Open, Verify) for "virtconsole recordings".
+// v2 files and VNC sessions as RFB recordings (rfb.go: the container;
+// export.go: their frames), in a directory, each closed with a signed
+// manifest, and what reads them back (Open, Verify) for "virtconsole
+// recordings".
 //
 // A recording of session ID started at T is DIR/T-KIND-ID.cast (T as
 // 20060102T150405Z), mode 0600: an asciicast v2 header (80x24, the
@@ -86,7 +88,7 @@ type Recorder struct {
 }
 
 // Recordable are the kinds this package can record.
-var Recordable = []protocols.Kind{protocols.KindSerial, protocols.KindConsole}
+var Recordable = []protocols.Kind{protocols.KindSerial, protocols.KindConsole, protocols.KindVNC}
 
 // Policy implements proxy.Recorder.
 func (r *Recorder) Policy(s *proxy.Session) protocols.RecordPolicy {
@@ -102,14 +104,19 @@ func (r *Recorder) Policy(s *proxy.Session) protocols.RecordPolicy {
 // Open implements proxy.Recorder: it creates the session's file and
 // writes its header.
 func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
-	if !s.Target.Kind.IsText() {
-		return nil, fmt.Errorf("recording %s sessions is not supported yet (serial and console sessions are)", s.Target.Kind)
+	vncKind := s.Target.Kind == protocols.KindVNC
+	if !s.Target.Kind.IsText() && !vncKind {
+		return nil, fmt.Errorf("recording %s sessions is not supported yet (serial, console and VNC sessions are)", s.Target.Kind)
 	}
 	if r.Dir == "" {
 		return nil, errors.New("the proxy has no recording directory: start it with --record-dir DIR")
 	}
 	start := time.Now()
-	name := filepath.Join(r.Dir, fmt.Sprintf("%s-%s-%s.cast", start.UTC().Format("20060102T150405Z"), s.Target.Kind, s.ID))
+	ext := ".cast"
+	if vncKind {
+		ext = ".rfb"
+	}
+	name := filepath.Join(r.Dir, fmt.Sprintf("%s-%s-%s%s", start.UTC().Format("20060102T150405Z"), s.Target.Kind, s.ID, ext))
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the recording %s: %w", name, unwrapErr(err))
@@ -119,8 +126,14 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	if id.Domain != "" {
 		title = id.Kind + " of " + id.Domain
 	}
-	h := &Header{Version: castVersion, Width: castWidth, Height: castHeight, Timestamp: start.Unix(), Title: title,
+	var h any = &Header{Version: castVersion, Width: castWidth, Height: castHeight, Timestamp: start.Unix(), Title: title,
 		Env: map[string]string{"TERM": castTerm}, Virtconsole: id}
+	format := FormatAsciicast
+	var rfb *rfbClient
+	if vncKind {
+		h, format = &RFBHeader{Format: FormatRFB, Version: rfbVersion, Timestamp: start.Unix(), Virtconsole: id}, FormatRFB
+		rfb = &rfbClient{input: r.Input}
+	}
 	every := r.FlushInterval
 	if every <= 0 {
 		every = DefaultFlushInterval
@@ -137,19 +150,22 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	}
 	failOpen := r.Policy(s) != protocols.RecordRequired
 	return &recording{name: name, w: w, id: id, start: start, input: r.Input, key: r.Key, failOpen: failOpen,
-		log: log.With("id", s.ID, "recording", name)}, nil
+		format: format, rfb: rfb, log: log.With("id", s.ID, "recording", name)}, nil
 }
 
 // recording is one session's: a proxy.Recording.
 type recording struct {
-	name     string
-	w        *castWriter
-	id       *Identity
-	start    time.Time
-	input    bool
-	key      *Key
-	failOpen bool // policy on: a failure stops the recording, not the session
-	log      *slog.Logger
+	name      string
+	w         *castWriter
+	id        *Identity
+	start     time.Time
+	input     bool
+	key       *Key
+	failOpen  bool // policy on: a failure stops the recording, not the session
+	format    string
+	rfb       *rfbClient // a VNC recording's: the viewer's stream, followed
+	rfbWarned bool
+	log       *slog.Logger
 
 	once   sync.Once
 	failed error // the failure that stopped a fail-open recording
@@ -157,9 +173,24 @@ type recording struct {
 
 func (r *recording) Name() string { return r.name }
 
-func (r *recording) Output(p []byte) error { return r.check(r.w.event(eventOutput, 0, p)) }
+func (r *recording) Output(p []byte) error {
+	if r.rfb != nil {
+		return r.check(r.w.frame(RecordServer, p))
+	}
+	return r.check(r.w.event(eventOutput, 0, p))
+}
 
 func (r *recording) Input(p []byte) error {
+	if r.rfb != nil {
+		// The viewer's pixel format and encodings are recorded always
+		// (the exporter needs them), its input only with Input.
+		err := r.rfb.split(p, func(b []byte) error { return r.w.frame(RecordClient, b) })
+		if r.rfb.err != nil && !r.rfbWarned {
+			r.rfbWarned = true // Input is called on one goroutine
+			r.log.Warn("the viewer's messages are no longer recorded", "err", r.rfb.err)
+		}
+		return r.check(err)
+	}
 	if !r.input {
 		return nil
 	}
@@ -167,6 +198,9 @@ func (r *recording) Input(p []byte) error {
 }
 
 func (r *recording) Marker(label string) error {
+	if r.rfb != nil {
+		return r.check(r.w.frame(RecordMarker, []byte(label)))
+	}
 	return r.check(r.w.event(eventMarker, -1, []byte(label)))
 }
 
@@ -190,7 +224,7 @@ func (r *recording) Close(s *proxy.Session) error {
 	if err != nil {
 		return fmt.Errorf("recording %s: %w", r.name, err)
 	}
-	m := &Manifest{Version: manifestVersion, File: filepath.Base(r.name), Format: FormatAsciicast, SHA256: fmt.Sprintf("%x", sum),
+	m := &Manifest{Version: manifestVersion, File: filepath.Base(r.name), Format: r.format, SHA256: fmt.Sprintf("%x", sum),
 		Size: size, Complete: true, Start: r.start.UTC(), End: time.Now().UTC(), Session: *r.id,
 		Outcome: s.Outcome, Reason: s.Reason}
 	if err := m.sign(r.key); err != nil {

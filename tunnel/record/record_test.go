@@ -209,9 +209,9 @@ func TestOpenRefuses(t *testing.T) {
 	if _, err := (&Recorder{}).Open(s); err == nil || !strings.Contains(err.Error(), "--record-dir") {
 		t.Fatalf("no dir: %v", err)
 	}
-	s.Target.Kind = protocols.KindVNC
+	s.Target.Kind = protocols.KindSPICE
 	if _, err := (&Recorder{Dir: t.TempDir()}).Open(s); err == nil || !strings.Contains(err.Error(), "not supported yet") {
-		t.Fatalf("vnc: %v", err)
+		t.Fatalf("spice: %v", err)
 	}
 	s.Target.Kind = protocols.KindSerial
 	if _, err := (&Recorder{Dir: filepath.Join(t.TempDir(), "gone")}).Open(s); err == nil || !strings.Contains(err.Error(), "cannot create the recording") {
