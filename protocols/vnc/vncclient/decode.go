@@ -14,6 +14,8 @@ import (
 const (
 	EncodingHextile Encoding = 5  // RFC 6143 §7.7.4
 	EncodingZRLE    Encoding = 16 // RFC 6143 §7.7.6
+	// EncodingTight (rfbproto "Tight Encoding") is not decoded.
+	EncodingTight Encoding = 7
 	// EncodingCursor and EncodingXCursor carry the pointer's shape (RFC
 	// 6143 §7.8.1; rfbproto "X Cursor Pseudo-encoding"): read and
 	// dropped, since a recording shows the framebuffer.

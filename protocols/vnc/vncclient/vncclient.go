@@ -1,5 +1,7 @@
 // Package vncclient is an RFB viewer for scripts: it takes a screenshot
-// (framebuffer updates in Raw and CopyRect, RFC 6143 §7.7) and presses
+// (framebuffer updates in Raw and CopyRect, RFC 6143 §7.7; Hextile and
+// ZRLE too, in any true-colour pixel format: decode.go, which also
+// replays recorded sessions, Replay) and presses
 // keys (KeyEvent, RFC 6143 §7.5.4, or QEMU's extended key events with
 // scancodes when the server acknowledges them, rfbproto "QEMU Extended
 // Key Event Message"). It speaks to a viewer-side connection: the proxy's
@@ -99,6 +101,11 @@ type Options struct {
 	// scancodes (Client.ExtendedKeyEvents says whether the server took
 	// them once an update has been read).
 	ExtendedKeyEvents bool
+	// Encodings, when not empty, are asked for instead of CopyRect, Raw
+	// and DesktopSize, in this order of preference (a test of the
+	// proxy's steering asks for Tight, which this viewer does not
+	// decode: a Tight rectangle is then an error).
+	Encodings []Encoding
 }
 
 // Client is an RFB viewer on one connection. Its methods are for one
@@ -131,6 +138,7 @@ type Client struct {
 	// updates counts framebuffer updates read.
 	covered int64
 	updates int
+	rects   map[Encoding]int // rectangles read, by encoding
 }
 
 // Handshake runs a viewer's side of RFB on conn up to ServerInit,
@@ -150,6 +158,9 @@ func Handshake(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
 		return nil, err
 	}
 	encs := []Encoding{EncodingCopyRect, EncodingRaw, EncodingDesktopSize}
+	if len(o.Encodings) > 0 {
+		encs = o.Encodings
+	}
 	if o.ExtendedKeyEvents {
 		encs = append(encs, EncodingQEMUExtendedKeyEvent)
 	}
@@ -358,6 +369,16 @@ func (c *Client) Next(wait time.Time) error {
 	}
 }
 
+// Rects counts the rectangles read so far by encoding (pseudo-encodings
+// too).
+func (c *Client) Rects() map[Encoding]int {
+	m := make(map[Encoding]int, len(c.rects))
+	for e, n := range c.rects {
+		m[e] = n
+	}
+	return m
+}
+
 // Updates counts the framebuffer updates read so far.
 func (c *Client) Updates() int { return c.updates }
 
@@ -419,6 +440,10 @@ func (c *Client) update() error {
 		r.Min = image.Pt(int(be.Uint16(rh[0:])), int(be.Uint16(rh[2:])))
 		r.Max = r.Min.Add(image.Pt(int(be.Uint16(rh[4:])), int(be.Uint16(rh[6:]))))
 		enc := Encoding(be.Uint32(rh[8:]))
+		if c.rects == nil {
+			c.rects = map[Encoding]int{}
+		}
+		c.rects[enc]++
 		switch enc {
 		case EncodingRaw:
 			if err := c.inside(r, enc); err != nil {
