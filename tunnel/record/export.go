@@ -52,17 +52,24 @@ func Frames(rd *RFBReader, fps float64, until, at time.Duration, emit func(t tim
 		}
 		return s.err
 	}
-	if until <= 0 {
+	if until < s.last {
 		until = s.last
 	}
 	if at >= 0 {
-		if at > s.last {
-			return fmt.Errorf("the recording ends at %s, before %s", s.last.Round(time.Millisecond), at)
+		if at > until {
+			return fmt.Errorf("the recording ends at %s, before %s", until.Round(time.Millisecond), at)
 		}
 		return emit(at, c.Image())
 	}
-	// The frames after the last record, to the end.
-	return s.tick(until)
+	// The frames after the last record, to the end; at least one shows
+	// the screen as the last record left it.
+	if err := s.tick(until); err != nil {
+		return err
+	}
+	if time.Duration(float64(s.frame-1)/fps*float64(time.Second)) < s.last {
+		return emit(time.Duration(float64(s.frame)/fps*float64(time.Second)), c.Image())
+	}
+	return nil
 }
 
 var errDone = errors.New("done")
