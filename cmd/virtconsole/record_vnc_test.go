@@ -263,7 +263,7 @@ func TestRecordVNC(t *testing.T) {
 		t.Fatalf("export -o mp4: exit %d: %s", r.code, r.stderr)
 	}
 	session, video := m.End.Sub(m.Start).Seconds(), ffprobeDuration(t, mp4)
-	t.Logf("mp4 export in %v: %s; ffprobe %.2fs, session %.2fs", time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stdout), video, session)
+	t.Logf("mp4 export in %v: %s; ffprobe %.2fs, session %.2fs", time.Since(start).Round(time.Millisecond), strings.Join(strings.Fields(r.stdout), " "), video, session)
 	if d := video - session; d < -0.2 || d > 0.2 {
 		t.Errorf("the video lasts %.2fs, the session %.2fs", video, session)
 	}
