@@ -98,7 +98,7 @@ type Info struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// List describes the recordings (*.cast, *.rfb) in dir, oldest first. With key
+// List describes the recordings (*.cast, *.rfb, *.jsonl) in dir, oldest first. With key
 // each is verified; without, its status only says whether a manifest
 // and a signature are there.
 func List(dir string, key *Key) ([]Info, error) {
@@ -106,11 +106,13 @@ func List(dir string, key *Key) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	rfbs, err := filepath.Glob(filepath.Join(dir, "*.rfb"))
-	if err != nil {
-		return nil, err
+	for _, ext := range []string{"*.rfb", "*.jsonl"} {
+		more, err := filepath.Glob(filepath.Join(dir, ext))
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, more...)
 	}
-	names = append(names, rfbs...)
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
@@ -139,7 +141,19 @@ func describe(name string, key *Key) (Info, error) {
 	var ts int64
 	var id *Identity
 	var last float64
-	if strings.HasSuffix(name, ".rfb") {
+	switch {
+	case strings.HasSuffix(name, ".jsonl"):
+		dec := json.NewDecoder(f)
+		var h RFBHeader
+		if err := dec.Decode(&h); err != nil || h.Format != FormatMetadata {
+			return Info{}, fmt.Errorf("not a %s recording", FormatMetadata)
+		}
+		ts, id = h.Timestamp, h.Virtconsole
+		var e SessionEnd
+		if dec.Decode(&e) == nil && !e.End.IsZero() {
+			last = e.End.Sub(time.Unix(h.Timestamp, 0)).Seconds()
+		}
+	case strings.HasSuffix(name, ".rfb"):
 		rd, err := NewRFBReader(f)
 		if err != nil {
 			return Info{}, err
@@ -152,7 +166,7 @@ func describe(name string, key *Key) (Info, error) {
 			}
 			last = rec.Time.Seconds()
 		}
-	} else {
+	default:
 		rd, err := NewReader(f)
 		if err != nil {
 			return Info{}, err

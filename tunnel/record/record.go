@@ -88,7 +88,7 @@ type Recorder struct {
 }
 
 // Recordable are the kinds this package can record.
-var Recordable = []protocols.Kind{protocols.KindSerial, protocols.KindConsole, protocols.KindVNC}
+var Recordable = []protocols.Kind{protocols.KindSerial, protocols.KindConsole, protocols.KindVNC, protocols.KindSPICE}
 
 // Policy implements proxy.Recorder.
 func (r *Recorder) Policy(s *proxy.Session) protocols.RecordPolicy {
@@ -104,17 +104,20 @@ func (r *Recorder) Policy(s *proxy.Session) protocols.RecordPolicy {
 // Open implements proxy.Recorder: it creates the session's file and
 // writes its header.
 func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
-	vncKind := s.Target.Kind == protocols.KindVNC
-	if !s.Target.Kind.IsText() && !vncKind {
-		return nil, fmt.Errorf("recording %s sessions is not supported yet (serial, console and VNC sessions are)", s.Target.Kind)
+	vncKind, spiceKind := s.Target.Kind == protocols.KindVNC, s.Target.Kind == protocols.KindSPICE
+	if !s.Target.Kind.IsText() && !vncKind && !spiceKind {
+		return nil, fmt.Errorf("recording %s sessions is not supported (serial, console, VNC and SPICE sessions are)", s.Target.Kind)
 	}
 	if r.Dir == "" {
 		return nil, errors.New("the proxy has no recording directory: start it with --record-dir DIR")
 	}
 	start := time.Now()
 	ext := ".cast"
-	if vncKind {
+	switch {
+	case vncKind:
 		ext = ".rfb"
+	case spiceKind:
+		ext = ".jsonl"
 	}
 	name := filepath.Join(r.Dir, fmt.Sprintf("%s-%s-%s%s", start.UTC().Format("20060102T150405Z"), s.Target.Kind, s.ID, ext))
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -130,9 +133,12 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 		Env: map[string]string{"TERM": castTerm}, Virtconsole: id}
 	format := FormatAsciicast
 	var rfb *rfbClient
-	if vncKind {
+	switch {
+	case vncKind:
 		h, format = &RFBHeader{Format: FormatRFB, Version: rfbVersion, Timestamp: start.Unix(), Virtconsole: id}, FormatRFB
 		rfb = &rfbClient{input: r.Input}
+	case spiceKind:
+		h, format = &RFBHeader{Format: FormatMetadata, Version: metadataVersion, Timestamp: start.Unix(), Virtconsole: id}, FormatMetadata
 	}
 	every := r.FlushInterval
 	if every <= 0 {
@@ -150,7 +156,7 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	}
 	failOpen := r.Policy(s) != protocols.RecordRequired
 	return &recording{name: name, w: w, id: id, start: start, input: r.Input, key: r.Key, failOpen: failOpen,
-		format: format, rfb: rfb, log: log.With("id", s.ID, "recording", name)}, nil
+		format: format, rfb: rfb, meta: spiceKind, log: log.With("id", s.ID, "recording", name)}, nil
 }
 
 // recording is one session's: a proxy.Recording.
@@ -163,6 +169,7 @@ type recording struct {
 	key       *Key
 	failOpen  bool // policy on: a failure stops the recording, not the session
 	format    string
+	meta      bool       // a SPICE session's: metadata only
 	rfb       *rfbClient // a VNC recording's: the viewer's stream, followed
 	rfbWarned bool
 	log       *slog.Logger
@@ -174,6 +181,9 @@ type recording struct {
 func (r *recording) Name() string { return r.name }
 
 func (r *recording) Output(p []byte) error {
+	if r.meta {
+		return nil
+	}
 	if r.rfb != nil {
 		return r.check(r.w.frame(RecordServer, p))
 	}
@@ -181,6 +191,9 @@ func (r *recording) Output(p []byte) error {
 }
 
 func (r *recording) Input(p []byte) error {
+	if r.meta {
+		return nil
+	}
 	if r.rfb != nil {
 		// The viewer's pixel format and encodings are recorded always
 		// (the exporter needs them), its input only with Input.
@@ -198,6 +211,9 @@ func (r *recording) Input(p []byte) error {
 }
 
 func (r *recording) Marker(label string) error {
+	if r.meta {
+		return nil
+	}
 	if r.rfb != nil {
 		return r.check(r.w.frame(RecordMarker, []byte(label)))
 	}
@@ -220,12 +236,20 @@ func (r *recording) check(err error) error {
 // Close implements proxy.Recording: it closes the file and writes the
 // manifest (none when the recording failed: it is then incomplete).
 func (r *recording) Close(s *proxy.Session) error {
+	end := time.Now().UTC()
+	if r.meta {
+		m := &SessionEnd{End: end, Channel: s.Info.Channel, SPICESession: s.Info.Session, BytesToConsole: s.BytesToConsole.Load(),
+			BytesFromConsole: s.BytesFromConsole.Load(), Outcome: s.Outcome, Reason: s.Reason}
+		if err := r.w.jsonLine(m); err != nil {
+			r.check(err)
+		}
+	}
 	sum, size, err := r.w.close()
 	if err != nil {
 		return fmt.Errorf("recording %s: %w", r.name, err)
 	}
 	m := &Manifest{Version: manifestVersion, File: filepath.Base(r.name), Format: r.format, SHA256: fmt.Sprintf("%x", sum),
-		Size: size, Complete: true, Start: r.start.UTC(), End: time.Now().UTC(), Session: *r.id,
+		Size: size, Complete: true, Start: r.start.UTC(), End: end, Session: *r.id,
 		Outcome: s.Outcome, Reason: s.Reason}
 	if err := m.sign(r.key); err != nil {
 		return err

@@ -202,16 +202,16 @@ func TestKeyFiles(t *testing.T) {
 	}
 }
 
-// TestOpenRefuses: no directory, a kind not recordable yet, a directory
+// TestOpenRefuses: no directory, a kind not recordable, a directory
 // gone: Open says why, in one line.
 func TestOpenRefuses(t *testing.T) {
 	s := testSession()
 	if _, err := (&Recorder{}).Open(s); err == nil || !strings.Contains(err.Error(), "--record-dir") {
 		t.Fatalf("no dir: %v", err)
 	}
-	s.Target.Kind = protocols.KindSPICE
-	if _, err := (&Recorder{Dir: t.TempDir()}).Open(s); err == nil || !strings.Contains(err.Error(), "not supported yet") {
-		t.Fatalf("spice: %v", err)
+	s.Target.Kind = protocols.Kind("telnet")
+	if _, err := (&Recorder{Dir: t.TempDir()}).Open(s); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("telnet: %v", err)
 	}
 	s.Target.Kind = protocols.KindSerial
 	if _, err := (&Recorder{Dir: filepath.Join(t.TempDir(), "gone")}).Open(s); err == nil || !strings.Contains(err.Error(), "cannot create the recording") {

@@ -123,3 +123,46 @@ func TestRFBRecording(t *testing.T) {
 		}
 	}
 }
+
+// TestSPICEMetadata: a SPICE session leaves metadata only: the header
+// (identity, start) and, at its end, its channel and byte counts; no
+// byte of the session; the manifest verifies; list shows it.
+func TestSPICEMetadata(t *testing.T) {
+	dir := t.TempDir()
+	key, err := GenerateKey(filepath.Join(t.TempDir(), "k.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Recorder{Dir: dir, Kinds: map[protocols.Kind]bool{protocols.KindSPICE: true}, Key: key, FlushInterval: time.Hour}
+	s := testSession()
+	s.Target.Kind = protocols.KindSPICE
+	rec, err := r.Open(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Info.Channel, s.Info.Session = "display:0", "spice-1"
+	rec.Output([]byte("secret display bytes"))
+	rec.Input([]byte("secret keys"))
+	s.BytesToConsole.Store(11)
+	s.BytesFromConsole.Store(20)
+	s.Outcome, s.Reason = "closed", "closed"
+	if err := rec.Close(s); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rec.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || strings.Contains(string(b), "secret") || !strings.Contains(lines[0], `"format":"virtconsole-metadata"`) ||
+		!strings.Contains(lines[1], `"channel":"display:0"`) || !strings.Contains(lines[1], `"bytes_to_console":11,"bytes_from_console":20`) {
+		t.Fatalf("the metadata recording:\n%s", b)
+	}
+	if v, err := VerifyFile(rec.Name(), key); err != nil || v.Status != StatusVerified {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+	infos, err := List(dir, key)
+	if err != nil || len(infos) != 1 || infos[0].Kind != "spice" || infos[0].Status != StatusVerified {
+		t.Fatalf("list: %+v %v", infos, err)
+	}
+}

@@ -44,11 +44,12 @@ func NewCmdRecordings(f *cmdutil.Factory, runF func(ctx context.Context, cmd str
 		Long: `Work with the session recordings that "virtconsole server" and "server proxy"
 write with --record-dir DIR: serial and console sessions as asciicast v2
 files (they play in asciinema), VNC sessions as RFB recordings (export makes
-a video or PNGs of them), each closed with a manifest signed with the
+a video or PNGs of them), SPICE sessions as metadata only (JSON lines: who,
+when, which channel, bytes each way), each closed with a manifest signed with the
 Ed25519 key of --record-key (its SHA-256, size, session and times).
 
-A recording is DIR/START-KIND-SESSIONID.cast (serial, console) or .rfb
-(VNC); its manifest is the same name with .manifest.json appended. A recording without a manifest was cut short
+A recording is DIR/START-KIND-SESSIONID.cast (serial, console), .rfb (VNC)
+or .jsonl (SPICE); its manifest is the same name with .manifest.json appended. A recording without a manifest was cut short
 (the proxy was killed or crashed): "verify" says it is incomplete (exit 9),
 and it still plays up to its last complete event.
 
@@ -103,7 +104,7 @@ rewrite the recordings cannot sign forged ones.`,
 	list := &cobra.Command{
 		Use:   "list DIR",
 		Short: "List the recordings in a directory",
-		Long: `List the recordings (*.cast, *.rfb) in DIR, oldest first: file, console kind,
+		Long: `List the recordings (*.cast, *.rfb, *.jsonl) in DIR, oldest first: file, console kind,
 console (domain or address), client, start (UTC), duration (to the last
 event), size and status.
 

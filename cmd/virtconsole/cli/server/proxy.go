@@ -141,9 +141,9 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "admin" and the certificate's CN. Without a client certificate it answers
 401, with one from another CA 403. "virtconsole sessions" is its client.
 
---record-dir DIR records sessions (--record serial,console,vnc, the default
-with --record-dir; "none": only consoles that ask for it): serial and console
-sessions as asciicast v2 files that play in asciinema, DIR/START-KIND-ID.cast,
+--record-dir DIR records sessions (--record serial,console,vnc,spice, the
+default with --record-dir; "none": only consoles that ask for it): serial and
+console sessions as asciicast v2 files that play in asciinema, DIR/START-KIND-ID.cast,
 mode 0600, with the session's identity in the header (session ID, console,
 client address and certificate subject, token_id; never the token), the
 console's output as "o" events and, only with --record-input, what the
@@ -161,7 +161,9 @@ DIR/START-vnc-ID.rfb ('virtconsole recordings export' makes a video or a PNG
 of them): what QEMU sent, and what the viewer sent but its keys, pointer and
 clipboard (recorded only with --record-input); while recording, the viewer is
 limited to the encodings the exporter decodes (Raw, CopyRect, Hextile, ZRLE).
-SPICE sessions are not recorded yet.
+SPICE sessions get metadata only, DIR/START-spice-ID.jsonl, one per channel:
+the identity and start, then the end, channel and bytes each way; not what
+was shown or typed.
 
 --web serves browser consoles beside /websockify: vnc.html (noVNC),
 spice.html (spice-html5) and serial.html (xterm.js), embedded in the binary,
