@@ -291,12 +291,13 @@ func TestRecordPolicy(t *testing.T) {
 
 // TestREADMERecording runs the README's "Recording" block: keygen, the
 // recording proxy (in front of the tiny guest), a session, then list,
-// verify, play and asciinema cat of its recording.
+// verify, play and asciinema cat of its recording. (Its second block,
+// the VNC exports, TestRecordVNC runs on its VNC recording.)
 func TestREADMERecording(t *testing.T) {
 	qemutest.Require(t)
 	lines := readmeSubsection(t, "Recording")
-	if len(lines) != 6 {
-		t.Fatalf("README's Recording block has %d commands, want keygen, the proxy, list, verify, play and asciinema cat:\n%s", len(lines), strings.Join(lines, "\n"))
+	if len(lines) != 8 {
+		t.Fatalf("README's Recording blocks have %d commands, want keygen, the proxy, list, verify, play, asciinema cat and two VNC exports (TestRecordVNC runs those):\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 	pkiDir := pki(t)
 	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: pkiDir, VerifyPeer: true, Guest: true})

@@ -256,16 +256,45 @@ func TestRecordVNC(t *testing.T) {
 	if err := json.Unmarshal(mb, &m); err != nil {
 		t.Fatal(err)
 	}
-	mp4 := filepath.Join(t.TempDir(), "session.mp4")
-	start := time.Now()
-	r := run(t, nil, "recordings", "export", rfb, "-o", mp4, "--json")
-	if r.code != 0 {
-		t.Fatalf("export -o mp4: exit %d: %s", r.code, r.stderr)
+	// The README's export lines (its second Recording block), on this
+	// recording: a PNG at 2 s, and the mp4.
+	work := t.TempDir()
+	shot, mp4 := filepath.Join(work, "shot.png"), filepath.Join(work, "session.mp4")
+	readme := readmeSubsection(t, "Recording")[6:]
+	for _, line := range readme {
+		f := strings.Fields(strings.NewReplacer("./recordings/20261201T100000Z-vnc-9c0e1d2b3a4f5e6d.rfb", rfb,
+			"shot.png", shot, "session.mp4", mp4).Replace(line))
+		if f[0] != "virtconsole" || f[1] != "recordings" || f[2] != "export" {
+			t.Fatalf("README line %q is not recordings export", line)
+		}
+		start := time.Now()
+		r := run(t, nil, f[1:]...)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", line, r.code, r.stderr)
+		}
+		t.Logf("%s: %v: %s", line, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stdout))
+	}
+	if f, err := os.Open(shot); err != nil {
+		t.Fatal(err)
+	} else if img, err := png.Decode(f); err != nil || img.Bounds().Dx() != 720 || img.Bounds().Dy() != 400 {
+		t.Fatalf("the README's --at 2s PNG: %v, %v", err, img.Bounds())
 	}
 	session, video := m.End.Sub(m.Start).Seconds(), ffprobeDuration(t, mp4)
-	t.Logf("mp4 export in %v: %s; ffprobe %.2fs, session %.2fs", time.Since(start).Round(time.Millisecond), strings.Join(strings.Fields(r.stdout), " "), video, session)
+	t.Logf("ffprobe %.2fs, session %.2fs", video, session)
 	if d := video - session; d < -0.2 || d > 0.2 {
 		t.Errorf("the video lasts %.2fs, the session %.2fs", video, session)
+	}
+	// --json describes what was written.
+	r := run(t, nil, "recordings", "export", rfb, "--fps", "1", "-o", filepath.Join(work, "frames")+"/", "--json")
+	var res struct {
+		Kind   string  `json:"kind"`
+		Frames int     `json:"frames"`
+		Secs   float64 `json:"duration_seconds"`
+		Width  int     `json:"width"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); r.code != 0 || err != nil || res.Kind != "frames" || res.Width != 720 ||
+		res.Frames < int(session) || res.Frames > int(session)+2 {
+		t.Errorf("export --json: exit %d, %q, %v: %+v", r.code, r.stdout, err, res)
 	}
 
 	r = run(t, nil, "recordings", "verify", rfb, "--key", pub)
