@@ -193,7 +193,7 @@ video), frames, fps, duration_seconds, width and height.`,
 	}
 	export.Flags().StringVarP(&opts.Out, "output", "o", "", "write to `OUT`: a video (.mp4, .webm, .mkv, .gif), a directory/ of PNG frames, or a PNG with --at")
 	export.Flags().StringVar(&opts.At, "at", "", "export the screen at `TIME` into the session (12.5s) as one PNG")
-	export.Flags().Float64Var(&opts.FPS, "fps", 10, "frames a second of a video or of PNG frames")
+	export.Flags().Float64Var(&opts.FPS, "fps", 10, "`N` frames a second of a video or of PNG frames")
 	export.Flags().BoolVar(&opts.JSON, "json", false, "print what was written as a JSON object")
 
 	cmd.AddCommand(keygen, list, verify, play, export)
