@@ -49,6 +49,30 @@ func settle(t *testing.T, v *vncclient.Client, quiet time.Duration) *image.RGBA 
 	return &image.RGBA{Pix: append([]byte(nil), img.Pix...), Stride: img.Stride, Rect: img.Rect}
 }
 
+// scriptedViewer connects a viewer asking for o to the local port,
+// with a deadline d from now, and captures the screen once; it is
+// closed when the test ends.
+func scriptedViewer(t *testing.T, port int, o vncclient.Options, d time.Duration) *vncclient.Client {
+	t.Helper()
+	vc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	viewer, err := vncclient.Handshake(ctx, vc, o)
+	if err != nil {
+		vc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { viewer.Close() })
+	viewer.SetDeadline(time.Now().Add(d))
+	if err := viewer.Capture(); err != nil {
+		t.Fatal(err)
+	}
+	return viewer
+}
+
 // exportAt runs "recordings export FILE --at T -o PNG" and returns the
 // image.
 func exportAt(t *testing.T, file string, at time.Duration) *image.RGBA {
@@ -174,22 +198,8 @@ func TestRecordVNC(t *testing.T) {
 
 	v := startVNC(t, b.proxyArgs...)
 	began := time.Now()
-	vc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(v.port), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	viewer, err := vncclient.Handshake(ctx, vc, vncclient.Options{Encodings: []vncclient.Encoding{
-		vncclient.EncodingTight, vncclient.EncodingZRLE, vncclient.EncodingRaw, vncclient.EncodingDesktopSize}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer.Close()
-	viewer.SetDeadline(time.Now().Add(3 * time.Minute))
-	if err := viewer.Capture(); err != nil {
-		t.Fatal(err)
-	}
+	viewer := scriptedViewer(t, v.port, vncclient.Options{Encodings: []vncclient.Encoding{
+		vncclient.EncodingTight, vncclient.EncodingZRLE, vncclient.EncodingRaw, vncclient.EncodingDesktopSize}}, 3*time.Minute)
 	// Keys the recording must leave out (Shift types nothing).
 	shift := keymap.Key{Keysym: keymap.XKShiftL, Qnum: keymap.QnumLeftShift}
 	if err := viewer.KeyEvent(shift, true); err != nil {
@@ -314,19 +324,7 @@ func TestRecordVNC(t *testing.T) {
 	noToken(t, dir)
 
 	// A second session, cut by kill -9.
-	vc2, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(v.port), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer2, err := vncclient.Handshake(ctx, vc2, vncclient.Options{Encodings: []vncclient.Encoding{vncclient.EncodingZRLE}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer2.Close()
-	viewer2.SetDeadline(time.Now().Add(time.Minute))
-	if err := viewer2.Capture(); err != nil {
-		t.Fatal(err)
-	}
+	viewer2 := scriptedViewer(t, v.port, vncclient.Options{Encodings: []vncclient.Encoding{vncclient.EncodingZRLE}}, time.Minute)
 	screen(35, "BEFORE-THE-CUT")
 	cut := settle(t, viewer2, 700*time.Millisecond)
 	rfb2 := waitRecordingExt(t, dir, ".rfb", false)

@@ -103,8 +103,7 @@ func (c *castWriter) event(code string, dir int, data []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	t := max(time.Since(c.start).Seconds(), c.last)
-	c.last = t
+	t := c.stamp()
 	if dir < 0 {
 		c.line(t, code, data)
 		return c.wrote()
@@ -139,6 +138,13 @@ func (c *castWriter) event(code string, dir int, data []byte) error {
 		}
 	}
 	return c.wrote()
+}
+
+// stamp is the time of an event now, in seconds since the start: never
+// before the last one.
+func (c *castWriter) stamp() float64 {
+	c.last = max(time.Since(c.start).Seconds(), c.last)
+	return c.last
 }
 
 // wrote writes out when it is full, and otherwise makes sure the timer

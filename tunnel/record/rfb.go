@@ -64,9 +64,7 @@ func (c *castWriter) frame(dir byte, data []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	t := max(time.Since(c.start).Seconds(), c.last)
-	c.last = t
-	us := uint64(t * 1e6)
+	us := uint64(c.stamp() * 1e6)
 	for first := true; first || len(data) > 0; first = false {
 		n := min(len(data), maxEventData)
 		c.out = append(c.out, dir)

@@ -6,7 +6,6 @@ import (
 	"image"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,14 +31,7 @@ func TestRFBRecording(t *testing.T) {
 	fbur := []byte{3, 0, 0, 0, 0, 0, 0, 4, 0, 2}
 	viewer := bytes.Join([][]byte{{1}, setPF, key, setEnc, pointer, fbur}, nil)
 	for _, input := range []bool{false, true} {
-		dir := t.TempDir()
-		key, err := GenerateKey(filepath.Join(dir, "k.pem"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &Recorder{Dir: dir, Kinds: map[protocols.Kind]bool{protocols.KindVNC: true}, Input: input, Key: key, FlushInterval: time.Hour}
-		s := testSession()
-		s.Target.Kind = protocols.KindVNC
+		r, key, s := testRecorder(t, protocols.KindVNC, input)
 		rec, err := r.Open(s)
 		if err != nil {
 			t.Fatal(err)
@@ -128,14 +120,7 @@ func TestRFBRecording(t *testing.T) {
 // (identity, start) and, at its end, its channel and byte counts; no
 // byte of the session; the manifest verifies; list shows it.
 func TestSPICEMetadata(t *testing.T) {
-	dir := t.TempDir()
-	key, err := GenerateKey(filepath.Join(t.TempDir(), "k.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Recorder{Dir: dir, Kinds: map[protocols.Kind]bool{protocols.KindSPICE: true}, Key: key, FlushInterval: time.Hour}
-	s := testSession()
-	s.Target.Kind = protocols.KindSPICE
+	r, key, s := testRecorder(t, protocols.KindSPICE, false)
 	rec, err := r.Open(s)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +146,7 @@ func TestSPICEMetadata(t *testing.T) {
 	if v, err := VerifyFile(rec.Name(), key); err != nil || v.Status != StatusVerified {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
-	infos, err := List(dir, key)
+	infos, err := List(r.Dir, key)
 	if err != nil || len(infos) != 1 || infos[0].Kind != "spice" || infos[0].Status != StatusVerified {
 		t.Fatalf("list: %+v %v", infos, err)
 	}
