@@ -353,3 +353,51 @@ func TestRecordVNC(t *testing.T) {
 	noSecret(t, dir, recordVNCPassword)
 	noToken(t, dir)
 }
+
+// TestRecordSPICEMetadata: a SPICE session through "server proxy" with
+// --record-dir leaves metadata only: one .jsonl per channel (main,
+// display), each with its channel and the bytes each way, with a signed
+// manifest that verifies; nothing else is recorded, and neither the token
+// nor QEMU's SPICE password is in any file.
+func TestRecordSPICEMetadata(t *testing.T) {
+	const password = "spice-pw-5b8e0c"
+	key, pub := recordingKey(t)
+	dir := filepath.Join(t.TempDir(), "recordings")
+	b := startSPICEBed(t, password, map[string]string{recordToken: password}, "--record-dir", dir, "--record-key", key)
+	v := b.client(t, recordToken)
+	main, display := scriptedSession(t, v.port, "")
+	display.Close()
+	main.Close()
+	var files []string
+	waitFor(t, 30*time.Second, "a manifest per channel", func() bool {
+		files, _ = filepath.Glob(filepath.Join(dir, "*.jsonl"))
+		m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"+record.ManifestSuffix))
+		return len(files) >= 2 && len(m) == len(files)
+	})
+	if all, _ := filepath.Glob(filepath.Join(dir, "*")); len(all) != 2*len(files) {
+		t.Fatalf("the recordings directory holds %v; want metadata and manifests only", all)
+	}
+	var channels []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		var end record.SessionEnd
+		if len(lines) != 2 || !strings.Contains(lines[0], `"format":"virtconsole-metadata"`) || json.Unmarshal([]byte(lines[1]), &end) != nil ||
+			end.BytesFromConsole == 0 || end.BytesToConsole == 0 {
+			t.Fatalf("%s:\n%s", f, b)
+		}
+		channels = append(channels, end.Channel)
+		if r := run(t, nil, "recordings", "verify", f, "--key", pub); r.code != 0 {
+			t.Fatalf("verify %s: exit %d: %s", f, r.code, r.stderr)
+		}
+	}
+	slices.Sort(channels)
+	if !slices.Contains(channels, "main:0") || !slices.Contains(channels, "display:0") {
+		t.Errorf("channels %v; want main:0 and display:0", channels)
+	}
+	noToken(t, dir)
+	noSecret(t, dir, password)
+}

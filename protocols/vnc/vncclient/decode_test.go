@@ -5,6 +5,7 @@ import (
 	"compress/zlib"
 	"encoding/binary"
 	"image"
+	"strings"
 	"testing"
 	"time"
 )
@@ -183,4 +184,24 @@ func FuzzReplay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPixelFormatRefused: a colour-map format, or 24 bits per pixel, is
+// refused with a clear error.
+func TestPixelFormatRefused(t *testing.T) {
+	c, err := Replay(bytes.NewReader(append(serverInit(4, 4, pf888), 'Q')))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		pf   []byte
+		want string
+	}{
+		{[]byte{8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "colour-map"},
+		{[]byte{24, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0}, "24 bits per pixel"},
+	} {
+		if err := c.SetPixelFormat(ParsePixelFormat(tc.pf)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.pf, err, tc.want)
+		}
+	}
 }
