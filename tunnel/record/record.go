@@ -197,7 +197,7 @@ func (r *recording) Input(p []byte) error {
 	if r.rfb != nil {
 		// The viewer's pixel format and encodings are recorded always
 		// (the exporter needs them), its input only with Input.
-		err := r.rfb.split(p, func(b []byte) error { return r.w.frame(RecordClient, b) })
+		err := r.rfb.split(p, r.w)
 		if r.rfb.err != nil && !r.rfbWarned {
 			r.rfbWarned = true // Input is called on one goroutine
 			r.log.Warn("the viewer's messages are no longer recorded", "err", r.rfb.err)

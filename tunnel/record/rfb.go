@@ -92,8 +92,9 @@ type rfbClient struct {
 	err        error // the stream could not be followed: nothing more is recorded
 }
 
-// split calls keep with the parts of p to record.
-func (s *rfbClient) split(p []byte, keep func([]byte) error) error {
+// split records the parts of p to record in w, as 'C' records.
+func (s *rfbClient) split(p []byte, w *castWriter) error {
+	keep := func(b []byte) error { return w.frame(RecordClient, b) }
 	for len(p) > 0 && s.err == nil {
 		switch {
 		case !s.inited:

@@ -151,3 +151,28 @@ func TestSPICEMetadata(t *testing.T) {
 		t.Fatalf("list: %+v %v", infos, err)
 	}
 }
+
+// TestRFBRecordingAllocs: recording a VNC session's bytes allocates
+// nothing per call.
+func TestRFBRecordingAllocs(t *testing.T) {
+	r, _, s := testRecorder(t, protocols.KindVNC, false)
+	rec, err := r.Open(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close(s)
+	update := make([]byte, 3000)
+	viewer := []byte{3, 1, 0, 0, 0, 0, 2, 0, 1, 0x80, 4, 1, 0, 0, 0, 0, 0, 0x61}
+	rec.Input([]byte{1})
+	for i := 0; i < 100; i++ { // the buffer grows to its size
+		rec.Output(update)
+		rec.Input(viewer)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		rec.Output(update)
+		rec.Input(viewer[:7])
+		rec.Input(viewer[7:])
+	}); n != 0 {
+		t.Errorf("%.1f allocations per call", n)
+	}
+}
