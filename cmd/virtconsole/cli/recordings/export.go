@@ -116,8 +116,17 @@ func runExport(ctx context.Context, opts *Options) error {
 			return v.frame(ctx, img)
 		}
 	}
-	if err := record.Frames(rd, opts.FPS, until, at, emit); err != nil {
-		return fmt.Errorf("%s: cannot export: %w", opts.Arg, err)
+	var emitErr error // writing the output's, as opposed to the recording's
+	if err := record.Frames(rd, opts.FPS, until, at, func(t time.Duration, img *image.RGBA) error {
+		emitErr = emit(t, img)
+		return emitErr
+	}); err != nil {
+		if emitErr != nil {
+			return fmt.Errorf("%s: cannot export: %w", opts.Arg, err)
+		}
+		// The recording cannot be decoded there, or --at is past its end:
+		// a bad input (exit 1).
+		return &cmdutil.FlagError{Err: fmt.Errorf("%s: cannot export: %w", opts.Arg, err)}
 	}
 	if v != nil {
 		if err := v.close(); err != nil {
