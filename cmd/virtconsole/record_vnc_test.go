@@ -94,9 +94,9 @@ func exportAt(t *testing.T, file string, at time.Duration) *image.RGBA {
 	return img.(*image.RGBA)
 }
 
-// viewerMessages reads a VNC recording's viewer stream: the encodings of
-// each SetEncodings, and how many input messages it holds.
-func viewerMessages(t *testing.T, file string) (encodings [][]int32, inputs int) {
+// viewerMessages reads a VNC recording's header and viewer stream: the
+// encodings of each SetEncodings, and how many input messages it holds.
+func viewerMessages(t *testing.T, file string) (encodings [][]int32, inputs int, header record.RFBHeader) {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -138,7 +138,7 @@ func viewerMessages(t *testing.T, file string) (encodings [][]int32, inputs int)
 		}
 		c = c[size:]
 	}
-	return encodings, inputs
+	return encodings, inputs, rd.Header
 }
 
 // ffprobeDuration is the duration ffprobe reports of a video.
@@ -235,7 +235,10 @@ func TestRecordVNC(t *testing.T) {
 	}
 
 	rfb := waitRecordingExt(t, dir, ".rfb", true)
-	encs, inputs := viewerMessages(t, rfb)
+	encs, inputs, header := viewerMessages(t, rfb)
+	if header.Width != 720 || header.Height != 400 || header.Name != "QEMU" || header.PixelFormat == nil || header.Virtconsole.TokenID == "" {
+		t.Errorf("the recording's header has no ServerInit (720x400, QEMU) or identity: %+v", header)
+	}
 	if len(encs) != 1 || !slices.Equal(encs[0], []int32{16, 0, -223}) || inputs != 0 {
 		t.Errorf("the recording has SetEncodings %v and %d input messages; want [16 0 -223] (Tight removed) and none", encs, inputs)
 	}

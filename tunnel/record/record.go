@@ -24,6 +24,7 @@
 package record
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/protocols/vnc/vncclient"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 )
 
@@ -135,8 +137,9 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	var rfb *rfbClient
 	switch {
 	case vncKind:
-		h, format = &RFBHeader{Format: FormatRFB, Version: rfbVersion, Timestamp: start.Unix(), Virtconsole: id}, FormatRFB
-		rfb = &rfbClient{input: r.Input}
+		rh := &RFBHeader{Format: FormatRFB, Version: rfbVersion, Timestamp: start.Unix(), Virtconsole: id}
+		h, format = rh, FormatRFB
+		rfb = &rfbClient{input: r.Input, header: rh}
 	case spiceKind:
 		h, format = &RFBHeader{Format: FormatMetadata, Version: metadataVersion, Timestamp: start.Unix(), Virtconsole: id}, FormatMetadata
 	}
@@ -144,7 +147,7 @@ func (r *Recorder) Open(s *proxy.Session) (proxy.Recording, error) {
 	if every <= 0 {
 		every = DefaultFlushInterval
 	}
-	w, err := newCastWriter(f, start, h, every)
+	w, err := newCastWriter(f, start, h, vncKind, every)
 	if err != nil {
 		f.Close()
 		os.Remove(name)
@@ -185,7 +188,11 @@ func (r *recording) Output(p []byte) error {
 		return nil
 	}
 	if r.rfb != nil {
-		return r.check(r.w.frame(RecordServer, p))
+		err := r.w.frame(RecordServer, p)
+		if err == nil && r.rfb.header != nil {
+			err = r.serverInit(p)
+		}
+		return r.check(err)
 	}
 	return r.check(r.w.event(eventOutput, 0, p))
 }
@@ -218,6 +225,36 @@ func (r *recording) Marker(label string) error {
 		return r.check(r.w.frame(RecordMarker, []byte(label)))
 	}
 	return r.check(r.w.event(eventMarker, -1, []byte(label)))
+}
+
+// serverInit reads QEMU's ServerInit (RFC 6143 §7.3.2) from the start
+// of the server's stream into the header, and writes the header once it
+// has it all.
+func (r *recording) serverInit(p []byte) error {
+	h := r.rfb.header
+	init := &r.rfb.init
+	need := 24
+	if len(*init) >= 24 {
+		need += int(binary.BigEndian.Uint32((*init)[20:]))
+	}
+	for len(p) > 0 && len(*init) < need && need <= 24+maxServerInitName {
+		n := min(len(p), need-len(*init))
+		*init, p = append(*init, p[:n]...), p[n:]
+		if len(*init) == 24 {
+			need += int(binary.BigEndian.Uint32((*init)[20:]))
+		}
+	}
+	if len(*init) < need && need <= 24+maxServerInitName {
+		return nil // more to come
+	}
+	hh := *h // h is also the writer's fallback: not changed
+	if need <= 24+maxServerInitName {
+		si := *init
+		pf := vncclient.ParsePixelFormat(si[4:20])
+		hh.Width, hh.Height, hh.PixelFormat, hh.Name = int(binary.BigEndian.Uint16(si)), int(binary.BigEndian.Uint16(si[2:])), &pf, string(si[24:])
+	}
+	r.rfb.header, r.rfb.init = nil, nil
+	return r.w.release(&hh)
 }
 
 // check passes err on for a fail-closed recording; a fail-open one logs

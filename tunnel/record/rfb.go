@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols/vnc"
+	"github.com/virtconsole/virtconsole/protocols/vnc/vncclient"
 )
 
 // A VNC recording (FormatRFB, DIR/T-vnc-ID.rfb) is our own container, not
@@ -18,10 +19,13 @@ import (
 //
 //   - The header: one line of JSON, an RFBHeader ({"format":
 //     "virtconsole-rfb", "version": 1, "timestamp": Unix seconds,
-//     "virtconsole": the Identity}), and a newline. It is written when
-//     the session opens, before QEMU's ServerInit is relayed: the
-//     ServerInit (size, pixel format, desktop name, RFC 6143 §7.3.2) is
-//     the first bytes of the server's stream.
+//     "virtconsole": the Identity, then QEMU's ServerInit (RFC 6143
+//     §7.3.2): "width", "height", "pixel_format", "name"}), and a
+//     newline. The file is created when the session opens; the header
+//     is written once the ServerInit has come (the records before it
+//     wait in memory), or without the ServerInit's fields if the
+//     session ends first. The ServerInit is also the first bytes of the
+//     server's stream, where the exporter reads it.
 //   - Then records, each a frame of 13 bytes and data: u8 direction
 //     ('S' what QEMU sent the viewer, 'C' what the viewer sent QEMU,
 //     'M' a marker's label), u64 microseconds since the start, u32
@@ -54,7 +58,17 @@ type RFBHeader struct {
 	Version     int       `json:"version"`
 	Timestamp   int64     `json:"timestamp"` // Unix seconds of the start
 	Virtconsole *Identity `json:"virtconsole,omitempty"`
+	// QEMU's ServerInit: the framebuffer's size, pixel format and
+	// desktop name (absent when the session ended before it).
+	Width       int                    `json:"width,omitempty"`
+	Height      int                    `json:"height,omitempty"`
+	PixelFormat *vncclient.PixelFormat `json:"pixel_format,omitempty"`
+	Name        string                 `json:"name,omitempty"`
 }
+
+// maxServerInitName bounds the desktop name a header waits for; a longer
+// one is left out of it (the stream has it).
+const maxServerInitName = 4096
 
 // frame appends one record (split into records of at most maxEventData
 // bytes) for dir.
@@ -84,6 +98,9 @@ func (c *castWriter) frame(dir byte, data []byte) error {
 // rfbClient follows the viewer's stream to leave its input out of a
 // recording: whole messages, sized by vnc.ClientMessageSize.
 type rfbClient struct {
+	header *RFBHeader // not written yet: waiting for QEMU's ServerInit
+	init   []byte     // its bytes so far
+
 	input      bool // record input too
 	inited     bool // ClientInit has gone by
 	pass, drop int  // of the current message: bytes to record, or to leave out

@@ -40,7 +40,8 @@ func TestRFBRecording(t *testing.T) {
 			t.Fatalf("recording %s", rec.Name())
 		}
 		rec.Input(viewer[:1])
-		rec.Output(serverInit)
+		rec.Output(serverInit[:22]) // the header waits for all of it
+		rec.Output(serverInit[22:])
 		// The viewer's bytes in awkward pieces: a header split.
 		for _, cut := range [][2]int{{1, 22}, {22, 31}, {31, 34}, {34, len(viewer)}} {
 			if err := rec.Input(viewer[cut[0]:cut[1]]); err != nil {
@@ -66,6 +67,9 @@ func TestRFBRecording(t *testing.T) {
 		rd, err := NewRFBReader(f)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if h := rd.Header; h.Width != 4 || h.Height != 2 || h.Name != "QEMU" || h.PixelFormat == nil || h.PixelFormat.BitsPerPixel != 32 || h.PixelFormat.RedShift != 16 {
+			t.Fatalf("header without the ServerInit: %+v", h)
 		}
 		if rd.Header.Virtconsole.SessionID != s.ID || rd.Header.Virtconsole.Kind != "vnc" {
 			t.Fatalf("header %+v", rd.Header)

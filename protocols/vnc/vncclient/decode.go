@@ -57,10 +57,16 @@ func Decodes(e int32) bool {
 
 // PixelFormat is an RFB PIXEL_FORMAT (RFC 6143 §7.4).
 type PixelFormat struct {
-	BitsPerPixel, Depth             uint8
-	BigEndian, TrueColour           bool
-	RedMax, GreenMax, BlueMax       uint16
-	RedShift, GreenShift, BlueShift uint8
+	BitsPerPixel uint8  `json:"bits_per_pixel"`
+	Depth        uint8  `json:"depth"`
+	BigEndian    bool   `json:"big_endian"`
+	TrueColour   bool   `json:"true_colour"`
+	RedMax       uint16 `json:"red_max"`
+	GreenMax     uint16 `json:"green_max"`
+	BlueMax      uint16 `json:"blue_max"`
+	RedShift     uint8  `json:"red_shift"`
+	GreenShift   uint8  `json:"green_shift"`
+	BlueShift    uint8  `json:"blue_shift"`
 }
 
 // ParsePixelFormat reads a PIXEL_FORMAT's 16 bytes.
