@@ -35,6 +35,22 @@ func at(img *image.RGBA, x, y int) [3]byte {
 	return [3]byte{img.Pix[o], img.Pix[o+1], img.Pix[o+2]}
 }
 
+// replayed replays the recorded server stream s (ServerInit, then n
+// messages) and returns the screen.
+func replayed(t *testing.T, s []byte, n int) *image.RGBA {
+	t.Helper()
+	c, err := Replay(bytes.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if _, err := c.ReadMessage(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c.Image()
+}
+
 // TestReplayHextile: a 20×4 Hextile rectangle in RGB565 (two tiles: one
 // raw, one with a background, a foreground subrectangle and a coloured
 // one) decodes to the colours it says.
@@ -63,16 +79,7 @@ func TestReplayHextile(t *testing.T) {
 	s = append(s, 0x00, 0x10)
 	s = append(s, px565(31, 63, 31)...)
 	s = append(s, 0x33, 0x00)
-	c, err := Replay(bytes.NewReader(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 2; i++ {
-		if _, err := c.ReadMessage(time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := c.Image()
+	img := replayed(t, s, 2)
 	for _, tc := range []struct {
 		x, y int
 		want [3]byte
@@ -126,17 +133,8 @@ func TestReplayZRLE(t *testing.T) {
 	tiles = append(append([]byte{130}, green...), red...)
 	tiles = append(tiles, 0, 0x81, 2)
 	s = append(append(s, rect(0, 3, 4, 1, EncodingZRLE)...), rectData(tiles)...)
-	c, err := Replay(bytes.NewReader(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 2; i++ {
-		if _, err := c.ReadMessage(time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	img := replayed(t, s, 2)
 	R, G, B := [3]byte{255, 0, 0}, [3]byte{0, 255, 0}, [3]byte{0, 0, 255}
-	img := c.Image()
 	for _, tc := range []struct {
 		x, y int
 		want [3]byte
