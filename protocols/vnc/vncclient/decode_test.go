@@ -203,3 +203,30 @@ func TestPixelFormatRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayZRLEPixelFormats: ZRLE's CPIXEL in other pixel formats: two
+// bytes in RGB565, three (the most significant) in a 32-bit big-endian
+// format with red at 24.
+func TestReplayZRLEPixelFormats(t *testing.T) {
+	pfHigh := []byte{32, 24, 1, 1, 0, 255, 0, 255, 0, 255, 24, 16, 8, 0, 0, 0}
+	for _, tc := range []struct {
+		name string
+		pf   []byte
+		cpix []byte // a solid tile's colour
+		want [3]byte
+	}{
+		{"RGB565", pf565, px565(31, 0, 31), [3]byte{255, 0, 255}},
+		{"32-bit, red at 24", pfHigh, []byte{0x10, 0x20, 0x30}, [3]byte{0x10, 0x20, 0x30}},
+	} {
+		var z bytes.Buffer
+		zw := zlib.NewWriter(&z)
+		zw.Write(append([]byte{1}, tc.cpix...))
+		zw.Flush()
+		s := append(serverInit(3, 3, tc.pf), 'Q', 0, 0, 0, 1)
+		s = append(append(s, rect(0, 0, 3, 3, EncodingZRLE)...), binary.BigEndian.AppendUint32(nil, uint32(z.Len()))...)
+		img := replayed(t, append(s, z.Bytes()...), 1)
+		if got := at(img, 2, 2); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
