@@ -8,16 +8,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"image"
 	"image/png"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,21 +190,7 @@ func TestScriptedVNC(t *testing.T) {
 
 		// A scripted shared viewer through "virtconsole vnc" and the proxy.
 		v := startVNC(t, b.proxyArgs...)
-		vc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(v.port), 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		viewer, err := vncclient.Handshake(ctx, vc, vncclient.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer viewer.Close()
-		viewer.SetDeadline(time.Now().Add(30 * time.Second))
-		if err := viewer.Capture(); err != nil {
-			t.Fatal(err)
-		}
+		viewer := scriptedViewer(t, v.port, vncclient.Options{}, 30*time.Second)
 
 		dir := t.TempDir()
 		start := time.Now()

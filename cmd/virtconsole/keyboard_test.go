@@ -126,10 +126,18 @@ type vncBed struct {
 // startVNCBed is vncGuestBehindProxy returning the whole bed.
 func startVNCBed(t *testing.T, token string, proxyArgs ...string) *vncBed {
 	t.Helper()
+	return startVNCBedPassword(t, token, "", proxyArgs...)
+}
+
+// startVNCBedPassword is startVNCBed with VNC password authentication
+// on QEMU's side when password is set (the token file gives the proxy
+// the password).
+func startVNCBedPassword(t *testing.T, token, password string, proxyArgs ...string) *vncBed {
+	t.Helper()
 	g := qemutest.NewGraphicsGuest(t)
 	dir := pki(t)
-	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args})
-	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "vnc", Address: addr}})
+	q, addr := qemutest.StartVNC(t, qemutest.VNCOptions{TLSDir: dir, VerifyPeer: true, Args: g.Args, Password: password})
+	tokens := writeTokens(t, map[string]resolver.Console{token: {Type: "vnc", Address: addr, Password: password}})
 	p := startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", dir, "--tokens", tokens}, proxyArgs...)...)
 	return &vncBed{p: p, q: q, addr: addr, pki: dir,
 		proxyArgs:  []string{"--proxy", "wss://" + p.addr, "--ca-file", filepath.Join(dir, "ca-cert.pem"), "--token-file", writeToken(t, token)},

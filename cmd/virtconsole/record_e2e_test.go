@@ -76,9 +76,15 @@ func castEvents(t *testing.T, path, code string) []string {
 // manifest is set) and returns its path.
 func waitRecording(t *testing.T, dir string, manifest bool) string {
 	t.Helper()
+	return waitRecordingExt(t, dir, ".cast", manifest)
+}
+
+// waitRecordingExt is waitRecording for a recording named *ext.
+func waitRecordingExt(t *testing.T, dir, ext string, manifest bool) string {
+	t.Helper()
 	var path string
 	waitFor(t, 30*time.Second, "the recording", func() bool {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.cast"))
+		m, _ := filepath.Glob(filepath.Join(dir, "*"+ext))
 		if len(m) != 1 {
 			return false
 		}
@@ -92,14 +98,20 @@ func waitRecording(t *testing.T, dir string, manifest bool) string {
 // noToken fails if any file in dir holds the token.
 func noToken(t *testing.T, dir string) {
 	t.Helper()
+	noSecret(t, dir, recordToken)
+}
+
+// noSecret fails if any file in dir holds secret.
+func noSecret(t *testing.T, dir, secret string) {
+	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(b), recordToken) {
-			t.Fatalf("%s holds the token", f)
+		if strings.Contains(string(b), secret) {
+			t.Fatalf("%s holds %q", f, secret)
 		}
 	}
 }
@@ -279,12 +291,13 @@ func TestRecordPolicy(t *testing.T) {
 
 // TestREADMERecording runs the README's "Recording" block: keygen, the
 // recording proxy (in front of the tiny guest), a session, then list,
-// verify, play and asciinema cat of its recording.
+// verify, play and asciinema cat of its recording. (Its second block,
+// the VNC exports, TestRecordVNC runs on its VNC recording.)
 func TestREADMERecording(t *testing.T) {
 	qemutest.Require(t)
 	lines := readmeSubsection(t, "Recording")
-	if len(lines) != 6 {
-		t.Fatalf("README's Recording block has %d commands, want keygen, the proxy, list, verify, play and asciinema cat:\n%s", len(lines), strings.Join(lines, "\n"))
+	if len(lines) != 8 {
+		t.Fatalf("README's Recording blocks have %d commands, want keygen, the proxy, list, verify, play, asciinema cat and two VNC exports (TestRecordVNC runs those):\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 	pkiDir := pki(t)
 	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: pkiDir, VerifyPeer: true, Guest: true})

@@ -16,7 +16,7 @@ import (
 // None (the viewer's connection is already authenticated) and sends the
 // SecurityResult where the viewer's version has one. It returns qemu
 // unchanged and viewer wrapped in Input (ClientInit always shared; with
-// ViewOnly, no input): from ClientInit on, the caller passes bytes
+// ViewOnly, no input; with Encodings, steered): from ClientInit on, the caller passes bytes
 // through. The exchange honours ctx's deadline.
 func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Conn, net.Conn, error) {
 	defer protocols.Deadline(ctx, viewer)()
@@ -31,7 +31,7 @@ func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Con
 		if err := p.Write([]byte{0, 0, 0, byte(SecurityNone)}, "the security type"); err != nil {
 			return nil, nil, err
 		}
-		return Input(viewer, h.ViewOnly), qemu, nil
+		return newInput(viewer, h.ViewOnly, h.Encodings), qemu, nil
 	}
 	if err := p.Write([]byte{1, byte(SecurityNone)}, "the security types"); err != nil {
 		return nil, nil, err
@@ -54,7 +54,7 @@ func (h *Handshaker) Client(ctx context.Context, viewer, qemu net.Conn) (net.Con
 			return nil, nil, err
 		}
 	}
-	return Input(viewer, h.ViewOnly), qemu, nil
+	return newInput(viewer, h.ViewOnly, h.Encodings), qemu, nil
 }
 
 // Refuse serves the viewer's version exchange, then refuses the

@@ -42,13 +42,22 @@ const (
 // passes; a message the filter cannot size ends the connection (an
 // error from Read) rather than pass unchecked.
 func Input(viewer net.Conn, viewOnly bool) net.Conn {
-	return &input{Conn: viewer, viewOnly: viewOnly}
+	return newInput(viewer, viewOnly, nil)
+}
+
+// maxSetEncodings bounds a SetEncodings message the steering holds
+// whole: 4 + 4 per encoding, at most 65535 of them (RFC 6143 §7.5.2).
+const maxSetEncodings = 4 + 4*0xffff
+
+func newInput(viewer net.Conn, viewOnly bool, encodings func(encoding int32) bool) net.Conn {
+	return &input{Conn: viewer, viewOnly: viewOnly, encodings: encodings}
 }
 
 type input struct {
 	net.Conn
-	viewOnly bool
-	inited   bool // ClientInit has gone by
+	viewOnly  bool
+	encodings func(encoding int32) bool // Handshaker.Encodings: the steering, or nil
+	inited    bool                      // ClientInit has gone by
 
 	// viewOnly's parser: bytes read and not yet given out are
 	// buf[r:w]; the current message has pass bytes left to give out,
@@ -56,10 +65,11 @@ type input struct {
 	buf        []byte
 	r, w       int
 	pass, drop int
+	need       int // a SetEncodings to steer needs this many bytes in buf
 }
 
 func (c *input) Read(p []byte) (int, error) {
-	if !c.viewOnly {
+	if !c.viewOnly && c.encodings == nil {
 		n, err := c.Conn.Read(p)
 		if n > 0 && !c.inited {
 			p[0], c.inited = 1, true // ClientInit: shared-flag
@@ -76,9 +86,14 @@ func (c *input) Read(p []byte) (int, error) {
 		}
 		if c.r == c.w {
 			c.r, c.w = 0, 0
-		} else if c.w == len(c.buf) {
+		} else if c.w == len(c.buf) || c.r+c.need > len(c.buf) {
 			c.w = copy(c.buf, c.buf[c.r:c.w])
 			c.r = 0
+		}
+		if c.need > len(c.buf) {
+			// A SetEncodings longer than buf, held whole: grown once,
+			// to at most maxSetEncodings.
+			c.buf = append(c.buf[:c.w], make([]byte, c.need-c.w)...)
 		}
 		m, err := c.Conn.Read(c.buf[c.w:])
 		c.w += m
@@ -103,7 +118,7 @@ func (c *input) filter(p []byte) (int, error) {
 			p[o], c.inited = 1, true // ClientInit: shared-flag
 			o, c.r = o+1, c.r+1
 		default:
-			size, input, err := messageSize(c.buf[c.r:c.w])
+			size, input, err := ClientMessageSize(c.buf[c.r:c.w])
 			if err != nil {
 				return o, err
 			}
@@ -113,9 +128,18 @@ func (c *input) filter(p []byte) (int, error) {
 				}
 				return o, nil // need more of the header
 			}
-			if input {
+			switch {
+			case input && c.viewOnly:
 				c.drop = size
-			} else {
+			case c.encodings != nil && ClientMessageType(c.buf[c.r]) == MsgSetEncodings:
+				if c.w-c.r < size {
+					c.need = size
+					return o, nil // steered whole: wait for all of it
+				}
+				c.need = 0
+				kept := steer(c.buf[c.r:c.r+size], c.encodings)
+				c.pass, c.drop = kept, size-kept
+			default:
 				c.pass = size
 			}
 		}
@@ -123,9 +147,30 @@ func (c *input) filter(p []byte) (int, error) {
 	return o, nil
 }
 
-// messageSize returns the length of the client message at the start of
-// b and whether it is input; 0 when b holds too little to tell.
-func messageSize(b []byte) (size int, isInput bool, err error) {
+// steer rewrites the SetEncodings message m in place so that it lists
+// only the encodings allow keeps, in the viewer's order of preference,
+// and returns its new length (the bytes after it are to be dropped).
+func steer(m []byte, allow func(encoding int32) bool) int {
+	n := int(binary.BigEndian.Uint16(m[2:]))
+	k := 0
+	for i := 0; i < n; i++ {
+		e := m[4+4*i : 8+4*i]
+		if allow(int32(binary.BigEndian.Uint32(e))) {
+			copy(m[4+4*k:], e)
+			k++
+		}
+	}
+	binary.BigEndian.PutUint16(m[2:], uint16(k))
+	return 4 + 4*k
+}
+
+// ClientMessageSize returns the length of the RFB client message at the
+// start of b (after ClientInit) and whether it is input (KeyEvent,
+// PointerEvent, ClientCutText, QEMU's extended key event); 0 when b
+// holds too little to tell. A message type it cannot size is an error:
+// the stream cannot be followed past it. Input's filter and the session
+// recorder (which leaves input out) use it.
+func ClientMessageSize(b []byte) (size int, isInput bool, err error) {
 	need := func(n int) bool { return len(b) >= n }
 	switch t := ClientMessageType(b[0]); t {
 	case MsgSetPixelFormat:
@@ -177,9 +222,9 @@ func messageSize(b []byte) (size int, isInput bool, err error) {
 			}
 			return 4, false, nil
 		}
-		return 0, false, fmt.Errorf("vnc: a view-only viewer sent QEMU client message sub-type %d, which the proxy cannot size", b[1])
+		return 0, false, fmt.Errorf("vnc: the viewer sent QEMU client message sub-type %d, which the proxy cannot size", b[1])
 	default:
-		return 0, false, fmt.Errorf("vnc: a view-only viewer sent client message type %d, which the proxy cannot size", uint8(t))
+		return 0, false, fmt.Errorf("vnc: the viewer sent client message type %d, which the proxy cannot size", uint8(t))
 	}
 }
 

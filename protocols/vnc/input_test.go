@@ -93,3 +93,55 @@ func TestInputUnknownMessage(t *testing.T) {
 		t.Fatalf("got % x, %v; want the ClientInit, then an error", got, err)
 	}
 }
+
+// setEncodings is a SetEncodings message listing encs.
+func setEncodings(encs ...int32) []byte {
+	b := binary.BigEndian.AppendUint16([]byte{byte(MsgSetEncodings), 0}, uint16(len(encs)))
+	for _, e := range encs {
+		b = binary.BigEndian.AppendUint32(b, uint32(e))
+	}
+	return b
+}
+
+// TestInputSteer: with Encodings, every SetEncodings reaches QEMU with
+// only the allowed encodings, in the viewer's order, whatever its length
+// (one longer than the filter's buffer too) and however the bytes are
+// split; the other messages pass unchanged, input too.
+func TestInputSteer(t *testing.T) {
+	allow := func(e int32) bool { return e == 0 || e == 16 || e == -223 }
+	many := make([]int32, 3000) // 12 KiB: more than the 4 KiB buffer
+	for i := range many {
+		many[i] = int32(i % 20)
+	}
+	fbur := []byte{byte(MsgFramebufferUpdateRequest), 1, 0, 0, 0, 0, 2, 0, 1, 0x80}
+	key := []byte{byte(MsgKeyEvent), 1, 0, 0, 0, 0, 0, 0x61}
+	var in, want []byte
+	in = append(append(in, 0), setEncodings(7, 16, 0, -223, -258, 5)...)
+	want = append(append(want, 1), setEncodings(16, 0, -223)...)
+	in, want = append(in, fbur...), append(want, fbur...)
+	in = append(in, setEncodings(many...)...)
+	kept := make([]int32, 0, 300)
+	for _, e := range many {
+		if allow(e) {
+			kept = append(kept, e)
+		}
+	}
+	want = append(want, setEncodings(kept...)...)
+	in, want = append(in, key...), append(want, key...)
+	in, want = append(in, setEncodings(7)...), append(want, setEncodings()...)
+	for _, chunk := range []int{1, 5, 4096, len(in)} {
+		v, p := nettest.TCPPair(t)
+		go func() {
+			for b := in; len(b) > 0; b = b[min(chunk, len(b)):] {
+				v.Write(b[:min(chunk, len(b))])
+			}
+			v.Close()
+		}()
+		c := newInput(p, false, allow)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%d-byte writes: got %d bytes, %v; want %d bytes (% x…)", chunk, len(got), err, len(want), want[:min(40, len(want))])
+		}
+	}
+}

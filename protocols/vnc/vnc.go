@@ -147,6 +147,13 @@ type Handshaker struct {
 	// Whatever it says, Client's viewer conn always asks QEMU for a
 	// shared session.
 	ViewOnly bool
+
+	// Encodings, when set, steers the viewer: its SetEncodings messages
+	// reach QEMU listing only the encodings (RFC 6143 §7.7, §7.8) for
+	// which it returns true, in the viewer's order (the proxy sets it
+	// while recording, so that every recording decodes offline). QEMU
+	// then sends nothing else: Raw is always allowed (§7.7.1).
+	Encodings func(encoding int32) bool
 }
 
 var _ protocols.Handshaker = (*Handshaker)(nil)

@@ -371,6 +371,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 	defer closeRecording(&rec, sess, log) // a session that did not start
 	if rec != nil {
 		log = log.With("recording", rec.Name())
+		steerRecorded(up.hs)
 	}
 
 	client, server, ok := accept(ctx, w, r, log, up, sess, start)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/protocols/vnc"
+	"github.com/virtconsole/virtconsole/protocols/vnc/vncclient"
 	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -130,4 +132,15 @@ func recordTaps(rec Recording, client, server net.Conn) tunnel.JoinOption {
 			}
 			return nil
 		})
+}
+
+// steerRecorded limits a recorded VNC session's viewer to the encodings
+// a recording's exporter decodes (vncclient.Decodes: Raw, CopyRect,
+// Hextile, ZRLE and pseudo-encodings without framebuffer data to
+// decode), so that every VNC recording exports; the viewer's pixel
+// format is left as it sets it.
+func steerRecorded(hs protocols.Handshaker) {
+	if h, ok := hs.(*vnc.Handshaker); ok {
+		h.Encodings = vncclient.Decodes
+	}
 }

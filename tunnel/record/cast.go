@@ -64,16 +64,45 @@ type castWriter struct {
 	every   time.Duration
 	err     error   // the first write error: sticky
 	last    float64 // the time of the last event
+
+	held     bool // the header is not written yet: nothing is
+	fallback any  // the header to write if release does not come
 }
 
-func newCastWriter(f *os.File, start time.Time, h *Header, every time.Duration) (*castWriter, error) {
-	c := &castWriter{f: f, sum: sha256.New(), start: start, out: make([]byte, 0, flushBytes+1024), every: every}
+// maxHeld bounds what waits for a held header.
+const maxHeld = 1 << 20
+
+// release writes the header h (before all that waits for it) and what
+// follows; nothing when it was written already.
+func (c *castWriter) release(h any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.held {
+		return c.err
+	}
+	return c.releaseLocked(h)
+}
+
+func (c *castWriter) releaseLocked(h any) error {
 	line, err := json.Marshal(h)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	c.out = append(append(c.out, line...), '\n')
-	if err := c.flushLocked(); err != nil {
+	c.out = append(append(append(make([]byte, 0, len(line)+1+len(c.out)+flushBytes), line...), '\n'), c.out...)
+	c.held, c.fallback = false, nil
+	return c.flushLocked()
+}
+
+// newCastWriter writes h as the first line (an asciicast Header, or a VNC
+// recording's RFBHeader). With hold, nothing is written until release
+// gives the header (a VNC recording's waits for QEMU's ServerInit); h is
+// the one written if release has not come by close, or once maxHeld
+// bytes wait.
+func newCastWriter(f *os.File, start time.Time, h any, hold bool, every time.Duration) (*castWriter, error) {
+	c := &castWriter{f: f, sum: sha256.New(), start: start, out: make([]byte, 0, flushBytes+1024), every: every}
+	if hold {
+		c.held, c.fallback = true, h
+	} else if err := c.releaseLocked(h); err != nil {
 		return nil, err
 	}
 	c.timer = time.AfterFunc(time.Hour, c.tick)
@@ -101,8 +130,7 @@ func (c *castWriter) event(code string, dir int, data []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	t := max(time.Since(c.start).Seconds(), c.last)
-	c.last = t
+	t := c.stamp()
 	if dir < 0 {
 		c.line(t, code, data)
 		return c.wrote()
@@ -139,6 +167,13 @@ func (c *castWriter) event(code string, dir int, data []byte) error {
 	return c.wrote()
 }
 
+// stamp is the time of an event now, in seconds since the start: never
+// before the last one.
+func (c *castWriter) stamp() float64 {
+	c.last = max(time.Since(c.start).Seconds(), c.last)
+	return c.last
+}
+
 // wrote writes out when it is full, and otherwise makes sure the timer
 // will.
 func (c *castWriter) wrote() error {
@@ -165,6 +200,12 @@ func (c *castWriter) line(t float64, code string, data []byte) {
 
 // flushLocked writes out to the file.
 func (c *castWriter) flushLocked() error {
+	if c.held {
+		if len(c.out) < maxHeld {
+			return c.err
+		}
+		return c.releaseLocked(c.fallback)
+	}
 	if c.err != nil || len(c.out) == 0 {
 		return c.err
 	}
@@ -190,7 +231,11 @@ func (c *castWriter) close() (sum []byte, size int64, err error) {
 			c.partial[dir] = nil
 		}
 	}
-	err = c.flushLocked()
+	if c.held {
+		err = c.releaseLocked(c.fallback)
+	} else {
+		err = c.flushLocked()
+	}
 	if err == nil {
 		err = c.f.Sync()
 	}

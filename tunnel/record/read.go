@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -97,13 +98,20 @@ type Info struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// List describes the recordings (*.cast) in dir, oldest first. With key
+// List describes the recordings (*.cast, *.rfb, *.jsonl) in dir, oldest first. With key
 // each is verified; without, its status only says whether a manifest
 // and a signature are there.
 func List(dir string, key *Key) ([]Info, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "*.cast"))
 	if err != nil {
 		return nil, err
+	}
+	for _, ext := range []string{"*.rfb", "*.jsonl"} {
+		more, err := filepath.Glob(filepath.Join(dir, ext))
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, more...)
 	}
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w", err)
@@ -130,21 +138,51 @@ func describe(name string, key *Key) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	rd, err := NewReader(f)
-	if err != nil {
-		return Info{}, err
-	}
-	info := Info{File: name, Size: fi.Size(), Start: time.Unix(rd.Header.Timestamp, 0).UTC()}
-	if id := rd.Header.Virtconsole; id != nil {
-		info.Kind, info.Console, info.Domain, info.Client, info.Session = id.Kind, id.Console, id.Domain, id.Client, id.SessionID
-	}
+	var ts int64
+	var id *Identity
 	var last float64
-	for {
-		e, err := rd.Next()
-		if err != nil {
-			break
+	switch {
+	case strings.HasSuffix(name, ".jsonl"):
+		dec := json.NewDecoder(f)
+		var h RFBHeader
+		if err := dec.Decode(&h); err != nil || h.Format != FormatMetadata {
+			return Info{}, fmt.Errorf("not a %s recording", FormatMetadata)
 		}
-		last = e.Time
+		ts, id = h.Timestamp, h.Virtconsole
+		var e SessionEnd
+		if dec.Decode(&e) == nil && !e.End.IsZero() {
+			last = e.End.Sub(time.Unix(h.Timestamp, 0)).Seconds()
+		}
+	case strings.HasSuffix(name, ".rfb"):
+		rd, err := NewRFBReader(f)
+		if err != nil {
+			return Info{}, err
+		}
+		ts, id = rd.Header.Timestamp, rd.Header.Virtconsole
+		for {
+			rec, err := rd.Next()
+			if err != nil {
+				break
+			}
+			last = rec.Time.Seconds()
+		}
+	default:
+		rd, err := NewReader(f)
+		if err != nil {
+			return Info{}, err
+		}
+		ts, id = rd.Header.Timestamp, rd.Header.Virtconsole
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				break
+			}
+			last = e.Time
+		}
+	}
+	info := Info{File: name, Size: fi.Size(), Start: time.Unix(ts, 0).UTC()}
+	if id != nil {
+		info.Kind, info.Console, info.Domain, info.Client, info.Session = id.Kind, id.Console, id.Domain, id.Client, id.SessionID
 	}
 	info.Duration = time.Duration(last * float64(time.Second))
 	info.Seconds = last

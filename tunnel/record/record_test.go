@@ -14,6 +14,20 @@ import (
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 )
 
+// testRecorder is a Recorder of kind (with input) in a new directory,
+// its signing key, and a session of that kind.
+func testRecorder(t *testing.T, kind protocols.Kind, input bool) (*Recorder, *Key, *proxy.Session) {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := GenerateKey(filepath.Join(t.TempDir(), "k.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testSession()
+	s.Target.Kind = kind
+	return &Recorder{Dir: dir, Kinds: map[protocols.Kind]bool{kind: true}, Input: input, Key: key, FlushInterval: time.Hour}, key, s
+}
+
 func testSession() *proxy.Session {
 	return &proxy.Session{ID: "0123456789abcdef", TokenID: "a1b2c3d4e5f6", Role: protocols.RoleControl,
 		Client: proxy.Client{Addr: "192.0.2.1:5555", CertSubject: "CN=alice"},
@@ -26,13 +40,7 @@ func testSession() *proxy.Session {
 // chunks split, and input only when asked for.
 func TestCastRoundTrip(t *testing.T) {
 	for _, input := range []bool{false, true} {
-		dir := t.TempDir()
-		key, err := GenerateKey(filepath.Join(dir, "k.pem"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &Recorder{Dir: dir, Kinds: map[protocols.Kind]bool{protocols.KindSerial: true}, Input: input, Key: key, FlushInterval: time.Hour}
-		s := testSession()
+		r, key, s := testRecorder(t, protocols.KindSerial, input)
 		if got := r.Policy(s); got != protocols.RecordOn {
 			t.Fatalf("policy %q", got)
 		}
@@ -202,16 +210,16 @@ func TestKeyFiles(t *testing.T) {
 	}
 }
 
-// TestOpenRefuses: no directory, a kind not recordable yet, a directory
+// TestOpenRefuses: no directory, a kind not recordable, a directory
 // gone: Open says why, in one line.
 func TestOpenRefuses(t *testing.T) {
 	s := testSession()
 	if _, err := (&Recorder{}).Open(s); err == nil || !strings.Contains(err.Error(), "--record-dir") {
 		t.Fatalf("no dir: %v", err)
 	}
-	s.Target.Kind = protocols.KindVNC
-	if _, err := (&Recorder{Dir: t.TempDir()}).Open(s); err == nil || !strings.Contains(err.Error(), "not supported yet") {
-		t.Fatalf("vnc: %v", err)
+	s.Target.Kind = protocols.Kind("telnet")
+	if _, err := (&Recorder{Dir: t.TempDir()}).Open(s); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("telnet: %v", err)
 	}
 	s.Target.Kind = protocols.KindSerial
 	if _, err := (&Recorder{Dir: filepath.Join(t.TempDir(), "gone")}).Open(s); err == nil || !strings.Contains(err.Error(), "cannot create the recording") {

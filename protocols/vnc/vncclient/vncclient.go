@@ -1,5 +1,7 @@
 // Package vncclient is an RFB viewer for scripts: it takes a screenshot
-// (framebuffer updates in Raw and CopyRect, RFC 6143 §7.7) and presses
+// (framebuffer updates in Raw and CopyRect, RFC 6143 §7.7; Hextile and
+// ZRLE too, in any true-colour pixel format: decode.go, which also
+// replays recorded sessions, Replay) and presses
 // keys (KeyEvent, RFC 6143 §7.5.4, or QEMU's extended key events with
 // scancodes when the server acknowledges them, rfbproto "QEMU Extended
 // Key Event Message"). It speaks to a viewer-side connection: the proxy's
@@ -15,6 +17,7 @@ package vncclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -98,6 +101,11 @@ type Options struct {
 	// scancodes (Client.ExtendedKeyEvents says whether the server took
 	// them once an update has been read).
 	ExtendedKeyEvents bool
+	// Encodings, when not empty, are asked for instead of CopyRect, Raw
+	// and DesktopSize, in this order of preference (a test of the
+	// proxy's steering asks for Tight, which this viewer does not
+	// decode: a Tight rectangle is then an error).
+	Encodings []Encoding
 }
 
 // Client is an RFB viewer on one connection. Its methods are for one
@@ -112,14 +120,25 @@ type Client struct {
 	ExtendedKeyEvents bool
 
 	fb        *image.RGBA
-	maxPixels int      // MaxPixels; less in tests
-	row       []byte   // scratch: one row of Raw pixels
-	wbuf      [12]byte // scratch: one outgoing message
-	deadline  time.Time
+	maxPixels int    // MaxPixels; less in tests
+	row       []byte // scratch: one row of Raw pixels
+
+	// The pixel format (SetPixelFormat): bpp bytes a pixel, cbpp a ZRLE
+	// CPIXEL (shifted left by cshift bits to a pixel value).
+	pf                PixelFormat
+	bpp, cbpp, cshift int
+	// ZRLE's one zlib stream (§7.7.6): the compressed bytes not inflated
+	// yet, and the inflater, made at the first ZRLE rectangle.
+	zin      bytes.Buffer
+	zr       io.ReadCloser
+	palette  [127][4]byte // a ZRLE tile's palette
+	wbuf     [12]byte     // scratch: one outgoing message
+	deadline time.Time
 	// covered counts the pixels updated since the last full request;
 	// updates counts framebuffer updates read.
 	covered int64
 	updates int
+	rects   map[Encoding]int // rectangles read, by encoding
 }
 
 // Handshake runs a viewer's side of RFB on conn up to ServerInit,
@@ -131,6 +150,7 @@ type Client struct {
 func Handshake(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
 	defer protocols.Deadline(ctx, conn)()
 	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 16<<10)}
+	c.SetPixelFormat(defaultFormat)
 	if err := c.handshake(); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("vnc: handshake: %w", ctx.Err())
@@ -138,6 +158,9 @@ func Handshake(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
 		return nil, err
 	}
 	encs := []Encoding{EncodingCopyRect, EncodingRaw, EncodingDesktopSize}
+	if len(o.Encodings) > 0 {
+		encs = o.Encodings
+	}
 	if o.ExtendedKeyEvents {
 		encs = append(encs, EncodingQEMUExtendedKeyEvent)
 	}
@@ -346,6 +369,16 @@ func (c *Client) Next(wait time.Time) error {
 	}
 }
 
+// Rects counts the rectangles read so far by encoding (pseudo-encodings
+// too).
+func (c *Client) Rects() map[Encoding]int {
+	m := make(map[Encoding]int, len(c.rects))
+	for e, n := range c.rects {
+		m[e] = n
+	}
+	return m
+}
+
 // Updates counts the framebuffer updates read so far.
 func (c *Client) Updates() int { return c.updates }
 
@@ -407,6 +440,10 @@ func (c *Client) update() error {
 		r.Min = image.Pt(int(be.Uint16(rh[0:])), int(be.Uint16(rh[2:])))
 		r.Max = r.Min.Add(image.Pt(int(be.Uint16(rh[4:])), int(be.Uint16(rh[6:]))))
 		enc := Encoding(be.Uint32(rh[8:]))
+		if c.rects == nil {
+			c.rects = map[Encoding]int{}
+		}
+		c.rects[enc]++
 		switch enc {
 		case EncodingRaw:
 			if err := c.inside(r, enc); err != nil {
@@ -428,6 +465,20 @@ func (c *Client) update() error {
 				return err
 			}
 			c.copyRect(r, from.Min)
+		case EncodingHextile, EncodingZRLE:
+			if err := c.inside(r, enc); err != nil {
+				return err
+			}
+			if r.Empty() {
+				continue
+			}
+			decode := c.hextile
+			if enc == EncodingZRLE {
+				decode = c.zrle
+			}
+			if err := decode(r); err != nil {
+				return err
+			}
 		case EncodingDesktopSize:
 			if err := c.resize(r.Dx(), r.Dy()); err != nil {
 				return err
@@ -435,6 +486,18 @@ func (c *Client) update() error {
 			continue
 		case EncodingQEMUExtendedKeyEvent:
 			c.ExtendedKeyEvents = true
+			continue
+		case EncodingCursor, EncodingXCursor:
+			if err := c.discard(c.cursorData(r, enc), "a cursor shape"); err != nil {
+				return err
+			}
+			continue
+		case EncodingQEMULEDState:
+			if err := c.discard(1, "a LED state"); err != nil {
+				return err
+			}
+			continue
+		case EncodingPointerTypeChange:
 			continue
 		default:
 			return fmt.Errorf("vnc: the server sent a rectangle in encoding %d, which was not asked for", enc)
@@ -453,12 +516,15 @@ func (c *Client) inside(r image.Rectangle, enc Encoding) error {
 	return nil
 }
 
-// raw reads a Raw rectangle (§7.7.1) row by row into the framebuffer:
-// B, G, R, X on the wire (the pixel format Handshake set).
+// raw reads a Raw rectangle (§7.7.1) row by row into the framebuffer.
 func (c *Client) raw(r image.Rectangle) error {
 	if r.Empty() {
 		return nil // no pixels, wherever it is
 	}
+	if c.pf != defaultFormat {
+		return c.pixels(c.r, r, false)
+	}
+	// The pixel format Handshake sets: B, G, R, X on the wire.
 	n := 4 * r.Dx()
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		row := c.row[:n]

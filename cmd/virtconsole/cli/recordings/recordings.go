@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,11 +24,13 @@ import (
 type Options struct {
 	IO *cmdutil.IOStreams
 
-	Out   string        // keygen -o
+	Out   string        // keygen, export -o
 	Key   string        // list, verify --key
-	JSON  bool          // list --json
+	JSON  bool          // list, export --json
 	Speed float64       // play --speed
 	Idle  time.Duration // play --idle-time-limit
+	At    string        // export --at
+	FPS   float64       // export --fps
 	Arg   string        // the DIR or FILE argument
 }
 
@@ -37,14 +40,16 @@ func NewCmdRecordings(f *cmdutil.Factory, runF func(ctx context.Context, cmd str
 	opts := &Options{IO: f.IOStreams}
 	cmd := &cobra.Command{
 		Use:   "recordings <command>",
-		Short: "Make the recording key; list, verify and play session recordings",
+		Short: "Make the recording key; list, verify, play and export session recordings",
 		Long: `Work with the session recordings that "virtconsole server" and "server proxy"
 write with --record-dir DIR: serial and console sessions as asciicast v2
-files (they play in asciinema), each closed with a manifest signed with the
+files (they play in asciinema), VNC sessions as RFB recordings (export makes
+a video or PNGs of them), SPICE sessions as metadata only (JSON lines: who,
+when, which channel, bytes each way), each closed with a manifest signed with the
 Ed25519 key of --record-key (its SHA-256, size, session and times).
 
-A recording is DIR/START-KIND-SESSIONID.cast; its manifest is the same name
-with .manifest.json appended. A recording without a manifest was cut short
+A recording is DIR/START-KIND-SESSIONID.cast (serial, console), .rfb (VNC)
+or .jsonl (SPICE); its manifest is the same name with .manifest.json appended. A recording without a manifest was cut short
 (the proxy was killed or crashed): "verify" says it is incomplete (exit 9),
 and it still plays up to its last complete event.
 
@@ -52,7 +57,8 @@ and it still plays up to its last complete event.
 		Example: `  virtconsole recordings keygen -o /etc/virtconsole/record-key.pem
   virtconsole recordings list /var/lib/virtconsole/recordings
   virtconsole recordings verify /var/lib/virtconsole/recordings/20261201T120000Z-serial-3f46e0a823f092c8.cast --key /etc/virtconsole/record-key.pub.pem
-  virtconsole recordings play /var/lib/virtconsole/recordings/20261201T120000Z-serial-3f46e0a823f092c8.cast --speed 2`,
+  virtconsole recordings play /var/lib/virtconsole/recordings/20261201T120000Z-serial-3f46e0a823f092c8.cast --speed 2
+  virtconsole recordings export /var/lib/virtconsole/recordings/20261201T120000Z-vnc-9c0e1d2b3a4f5e6d.rfb -o session.mp4`,
 		Args: cobra.NoArgs,
 	}
 	run := func(name string) func(*cobra.Command, []string) error {
@@ -70,6 +76,8 @@ and it still plays up to its last complete event.
 				return runList(opts)
 			case "verify":
 				return runVerify(opts)
+			case "export":
+				return runExport(c.Context(), opts)
 			}
 			return runPlay(c.Context(), opts)
 		}
@@ -96,7 +104,7 @@ rewrite the recordings cannot sign forged ones.`,
 	list := &cobra.Command{
 		Use:   "list DIR",
 		Short: "List the recordings in a directory",
-		Long: `List the recordings (*.cast) in DIR, oldest first: file, console kind,
+		Long: `List the recordings (*.cast, *.rfb, *.jsonl) in DIR, oldest first: file, console kind,
 console (domain or address), client, start (UTC), duration (to the last
 event), size and status.
 
@@ -154,7 +162,41 @@ Any asciicast v2 player plays it too: asciinema play FILE, asciinema cat FILE.`,
 	play.Flags().Float64Var(&opts.Speed, "speed", 1, "play `N` times faster than real time")
 	play.Flags().DurationVar(&opts.Idle, "idle-time-limit", 2*time.Second, "cut pauses longer than `DURATION` to it (0: keep them)")
 
-	cmd.AddCommand(keygen, list, verify, play)
+	export := &cobra.Command{
+		Use:   "export FILE -o OUT",
+		Short: "Export a VNC recording to a video, PNG frames or one screenshot",
+		Long: `Decode the VNC recording FILE (Raw, CopyRect, Hextile, ZRLE, in any true-colour
+pixel format: the encodings the proxy lets a recorded viewer use) and write
+what the viewer saw:
+
+  -o OUT.mp4, .webm, .mkv or .gif   a video at --fps frames a second, encoded
+                                     by ffmpeg (it must be installed), as long
+                                     as the session (its manifest's start to
+                                     end; without one, to the last record)
+  -o DIR/                           the same frames as DIR/frame-000000.png, …
+                                     (no ffmpeg needed)
+  --at T -o OUT.png                 the screen at T into the session (12.5s,
+                                     1m3s, or seconds)
+
+A frame shows the screen once everything recorded before its time had
+arrived. A recording cut short (no manifest) exports up to its last
+complete record. The video keeps the first frame's size: after a resolution
+change, frames are cropped or padded with black.
+
+With --json, prints an object with the keys output, kind (png, frames or
+video), frames, fps, duration_seconds, width and height.`,
+		Example: `  virtconsole recordings export rec/20261201T120000Z-vnc-9c0e1d2b3a4f5e6d.rfb -o session.mp4
+  virtconsole recordings export rec/20261201T120000Z-vnc-9c0e1d2b3a4f5e6d.rfb --fps 2 -o frames/
+  virtconsole recordings export rec/20261201T120000Z-vnc-9c0e1d2b3a4f5e6d.rfb --at 12.5s -o shot.png`,
+		Args: cobra.ExactArgs(1),
+		RunE: run("export"),
+	}
+	export.Flags().StringVarP(&opts.Out, "output", "o", "", "write to `OUT`: a video (.mp4, .webm, .mkv, .gif), a directory/ of PNG frames, or a PNG with --at")
+	export.Flags().StringVar(&opts.At, "at", "", "export the screen at `TIME` into the session (12.5s) as one PNG")
+	export.Flags().Float64Var(&opts.FPS, "fps", 10, "`N` frames a second of a video or of PNG frames")
+	export.Flags().BoolVar(&opts.JSON, "json", false, "print what was written as a JSON object")
+
+	cmd.AddCommand(keygen, list, verify, play, export)
 	return cmd
 }
 
@@ -257,6 +299,9 @@ func runPlay(ctx context.Context, opts *Options) error {
 	defer f.Close()
 	rd, err := record.NewReader(f)
 	if err != nil {
+		if strings.HasSuffix(opts.Arg, ".rfb") {
+			err = errors.New("a VNC recording: 'recordings export FILE -o out.mp4' makes a video of it")
+		}
 		return &cmdutil.FlagError{Err: fmt.Errorf("%s: %w", opts.Arg, err)}
 	}
 	return play(ctx, opts.IO.Out, rd, opts.Speed, opts.Idle)

@@ -143,9 +143,9 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "admin" and the certificate's CN. Without a client certificate it answers
 401, with one from another CA 403. "virtconsole sessions" is its client.
 
---record-dir DIR records sessions: serial and console sessions (--record
-serial,console, the default with --record-dir; "none": only consoles that ask
-for it) as asciicast v2 files that play in asciinema, DIR/START-KIND-ID.cast,
+--record-dir DIR records sessions (--record serial,console,vnc,spice, the
+default with --record-dir; "none": only consoles that ask for it): serial and
+console sessions as asciicast v2 files that play in asciinema, DIR/START-KIND-ID.cast,
 mode 0600, with the session's identity in the header (session ID, console,
 client address and certificate subject, token_id; never the token), the
 console's output as "o" events and, only with --record-input, what the
@@ -158,7 +158,14 @@ the file can be written; otherwise the session goes on, the log warns and
 the audit log's not_recorded says why) or "required" (fail-closed: a
 recording that cannot be created refuses the session with 503 and the
 reason; one that fails mid-session ends it with the websocket close 1011
-"session recording failed: …"). VNC and SPICE sessions are not recorded yet.
+"session recording failed: …"). VNC sessions are recorded as RFB streams,
+DIR/START-vnc-ID.rfb ('virtconsole recordings export' makes a video or a PNG
+of them): what QEMU sent, and what the viewer sent but its keys, pointer and
+clipboard (recorded only with --record-input); while recording, the viewer is
+limited to the encodings the exporter decodes (Raw, CopyRect, Hextile, ZRLE).
+SPICE sessions get metadata only, DIR/START-spice-ID.jsonl, one per channel:
+the identity and start, then the end, channel and bytes each way; not what
+was shown or typed.
 
 --web serves browser consoles beside /websockify: vnc.html (noVNC),
 spice.html (spice-html5) and serial.html (xterm.js), embedded in the binary,

@@ -25,9 +25,9 @@ type Record struct {
 }
 
 func addRecordFlags(fl *pflag.FlagSet, r *Record) {
-	fl.StringVar(&r.Dir, "record-dir", "", "record sessions in `DIR` (created 0700 if missing): serial and console sessions as asciicast v2 files, each with a signed manifest; see 'virtconsole recordings'")
-	fl.StringSliceVar(&r.Kinds, "record", nil, "console `KINDS` recorded by default, comma-separated: serial, console, or none (default with --record-dir: serial,console); a token file's \"record\": \"off\"|\"on\"|\"required\" overrides it per console")
-	fl.BoolVar(&r.Input, "record-input", false, "also record what viewers type (off by default: it may be a password)")
+	fl.StringVar(&r.Dir, "record-dir", "", "record sessions in `DIR` (created 0700 if missing): serial and console sessions as asciicast v2 files, VNC sessions as RFB recordings, SPICE sessions as metadata only, each with a signed manifest; see 'virtconsole recordings'")
+	fl.StringSliceVar(&r.Kinds, "record", nil, "console `KINDS` recorded by default, comma-separated: serial, console, vnc, spice, or none (default with --record-dir: all of them); a token file's \"record\": \"off\"|\"on\"|\"required\" overrides it per console")
+	fl.BoolVar(&r.Input, "record-input", false, "also record what viewers type (and, for VNC, the pointer and the clipboard; off by default: it may be a password)")
 	fl.StringVar(&r.Key, "record-key", "", "sign recordings' manifests with the Ed25519 key in `FILE` (PEM PKCS#8, mode 0600; 'virtconsole recordings keygen' makes one)")
 }
 
@@ -76,10 +76,10 @@ func recordKinds(names []string) (map[protocols.Kind]bool, error) {
 		}
 		k, err := protocols.ParseKind(n)
 		if err != nil {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("--record %q: want serial, console or none", n)}
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("--record %q: want serial, console, vnc, spice or none", n)}
 		}
 		if !slices.Contains(record.Recordable, k) {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("--record %s: recording %s sessions is not supported yet; --record takes serial, console or none", k, k)}
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("--record %s: recording %s sessions is not supported yet; --record takes serial, console, vnc, spice or none", k, k)}
 		}
 		kinds[k] = true
 	}

@@ -24,7 +24,7 @@ func TestRecordFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	kinds := r.(*record.Recorder).Kinds
-	if !kinds[protocols.KindSerial] || !kinds[protocols.KindConsole] || kinds[protocols.KindVNC] {
+	if !kinds[protocols.KindSerial] || !kinds[protocols.KindConsole] || !kinds[protocols.KindVNC] || !kinds[protocols.KindSPICE] {
 		t.Fatalf("default kinds %v", kinds)
 	}
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
@@ -36,8 +36,9 @@ func TestRecordFlags(t *testing.T) {
 	}{
 		{Record{Dir: dir, Kinds: []string{"console"}}, ""},
 		{Record{Dir: dir, Kinds: []string{"none"}}, ""},
-		{Record{Dir: dir, Kinds: []string{"vnc"}}, "not supported yet"},
-		{Record{Dir: dir, Kinds: []string{"telnet"}}, "want serial, console or none"},
+		{Record{Dir: dir, Kinds: []string{"vnc"}}, ""},
+		{Record{Dir: dir, Kinds: []string{"vnc", "spice"}}, ""},
+		{Record{Dir: dir, Kinds: []string{"telnet"}}, "want serial, console, vnc, spice or none"},
 		{Record{Kinds: []string{"serial"}}, "go with --record-dir"},
 		{Record{Input: true}, "go with --record-dir"},
 		{Record{Dir: dir, Key: filepath.Join(dir, "missing.pem")}, "recording key"},
