@@ -74,6 +74,11 @@ func Frames(rd *RFBReader, fps float64, until, at time.Duration, emit func(t tim
 
 var errDone = errors.New("done")
 
+// MaxExportFrames bounds the frames one export makes (a day at 10 fps):
+// a recording's timestamps are input, and a corrupt one must not make
+// the exporter run for ever.
+const MaxExportFrames = 24 * 3600 * 10
+
 // replay is the server's stream of a recording, as an io.Reader for the
 // decoder: it reads records as the decoder asks for bytes, applies the
 // viewer's pixel format, and emits the frames due before each server
@@ -144,6 +149,10 @@ func (s *replay) tick(t time.Duration) error {
 			return errDone
 		}
 		return nil
+	}
+	if due := t.Seconds() * s.fps; due > MaxExportFrames {
+		return fmt.Errorf("a record at %s would need %.0f frames at %g fps, more than the %d an export makes; is the recording corrupt? (--at exports one frame)",
+			t.Round(time.Millisecond), due, s.fps, MaxExportFrames)
 	}
 	for {
 		ft := time.Duration(float64(s.frame) / s.fps * float64(time.Second))

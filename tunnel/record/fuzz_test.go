@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"image"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,4 +45,28 @@ func FuzzFrames(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// TestFramesBounded: a record stamped far in the future (a corrupt or
+// forged recording) is refused with one line before any frame is made,
+// not exported as days of frames.
+func TestFramesBounded(t *testing.T) {
+	head := []byte(`{"format":"virtconsole-rfb","version":1,"timestamp":0}` + "\n")
+	rec := func(dir byte, us uint64, data ...byte) []byte {
+		b := binary.BigEndian.AppendUint64([]byte{dir}, us)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+		return append(b, data...)
+	}
+	si := []byte{0, 8, 0, 4, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0, 0, 0, 0, 0}
+	year := uint64(365 * 24 * time.Hour / time.Microsecond)
+	data := bytes.Join([][]byte{head, rec('S', 10, si...), rec('S', year, 2)}, nil)
+	rd, err := NewRFBReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := 0
+	err = Frames(rd, 10, 0, -1, func(time.Duration, *image.RGBA) error { frames++; return nil })
+	if err == nil || !strings.Contains(err.Error(), "more than the 864000 an export makes") || frames > 1 {
+		t.Fatalf("Frames of a record a year in: %d frames, %v", frames, err)
+	}
 }
