@@ -107,6 +107,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	addMetricsFlags(fl, &opts.Ops)
 	addAuditFlag(fl, &opts.Ops)
 	addAdminFlags(fl, &opts.Admin)
+	addScaleFlags(fl, &opts.Scale)
 }
 
 // addListenFlags registers --listen (default addr) and the listener's TLS
