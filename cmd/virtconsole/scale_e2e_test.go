@@ -1,0 +1,344 @@
+package main
+
+// Scale-out (issue 17): three replicas of "virtconsole server" over one
+// real libvirtd, behind a real HAProxy running the shipped haproxy.cfg.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+)
+
+// balancerSource is the address HAProxy connects to the replicas from
+// (haproxy.cfg's "source"): their --trusted-proxies. Clients connect from
+// 127.0.0.1, so a replica that logs peer=127.0.0.1 read the PROXY header.
+const balancerSource = "127.0.0.2"
+
+// replicaArgs are the flags of each replica in these tests.
+func replicaArgs(dir string) []string {
+	return []string{"server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir,
+		"--connect", "qemu:///system", "--trusted-proxies", balancerSource, "--drain-grace", "3s", "--drain-timeout", "1s",
+		"--max-failures", "1000"}
+}
+
+// balancer runs HAProxy with cmd/virtconsole/haproxy.cfg, its addresses
+// and paths replaced by the test's, in front of replicas; it returns the
+// frontend's address and HAProxy's log (one line per request, naming the
+// replica).
+func balancer(t *testing.T, pkiDir string, replicas []string) (string, *syncBuffer) {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("haproxy not installed (.ci/install-deps installs it)")
+		}
+		t.Skip("haproxy not installed")
+	}
+	cfg, err := os.ReadFile("haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	pem := filepath.Join(tmp, "virtconsole.pem")
+	var both []byte
+	for _, f := range []string{"server-cert.pem", "server-key.pem"} {
+		b, err := os.ReadFile(filepath.Join(pkiDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		both = append(both, b...)
+	}
+	if err := os.WriteFile(pem, both, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	front := freeAddr(t)
+	replace := []string{
+		"127.0.0.1:6443", front,
+		"/etc/haproxy/virtconsole.pem", pem,
+		"/etc/haproxy/virtconsole-ca.pem", filepath.Join(pkiDir, "ca-cert.pem"),
+	}
+	for i := range 3 {
+		replace = append(replace, fmt.Sprintf("127.0.0.1:744%d", i+1), replicas[i])
+	}
+	s := string(cfg)
+	for i := 0; i < len(replace); i += 2 {
+		if !strings.Contains(s, replace[i]) {
+			t.Fatalf("haproxy.cfg no longer has %q", replace[i])
+		}
+		s = strings.ReplaceAll(s, replace[i], replace[i+1])
+	}
+	path := filepath.Join(tmp, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncBuffer{}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	cmd.Stdout, cmd.Stderr = log, log
+	done := launch(t, cmd, log.String)
+	waitFor(t, 30*time.Second, "HAProxy's frontend", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("haproxy exited: %s", log.String())
+		default:
+		}
+		c, err := net.Dial("tcp", front)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return front, log
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// credentialForms are the three ways a viewer carries its token, which
+// the balancer must hash alike.
+var credentialForms = []string{"header", "cookie", "query"}
+
+// openConsole opens a websocket to /websockify at addr with token carried
+// in form; a refusal is a *wsconn.HandshakeError.
+func openConsole(t *testing.T, addr, ca, token, form string) (net.Conn, error) {
+	h := http.Header{}
+	u := "wss://" + addr + "/websockify"
+	switch form {
+	case "header":
+		h.Set("Authorization", "Bearer "+token)
+	case "cookie":
+		h.Set("Cookie", "token="+token)
+	case "query":
+		u += "?token=" + url.QueryEscape(token)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return wsconn.Dial(ctx, u, h, &wsconn.DialOptions{TLSConfig: clientTLS(t, ca), Subprotocols: []string{"binary"}})
+}
+
+// race opens n websockets at once with token, the forms in turn, and
+// returns the sessions opened and the count of each refusal status.
+func race(t *testing.T, addrs []string, ca, token string, n int) ([]net.Conn, map[int]int) {
+	var (
+		mu       sync.Mutex
+		opened   []net.Conn
+		statuses = map[int]int{}
+		wg       sync.WaitGroup
+		start    = make(chan struct{})
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ws, err := openConsole(t, addrs[i%len(addrs)], ca, token, credentialForms[i%len(credentialForms)])
+			mu.Lock()
+			defer mu.Unlock()
+			var he *wsconn.HandshakeError
+			switch {
+			case err == nil:
+				opened = append(opened, ws)
+			case errors.As(err, &he):
+				statuses[he.StatusCode]++
+			default:
+				t.Errorf("attempt %d: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, ws := range opened {
+			ws.Close()
+		}
+	})
+	return opened, statuses
+}
+
+var haproxyRefusedRE = regexp.MustCompile(`replicas/(replica\d) \S+ 404 `)
+
+// routed counts HAProxy's log lines of 404s per replica after offset.
+func routed(log string, offset int) map[string]int {
+	n := map[string]int{}
+	for _, m := range haproxyRefusedRE.FindAllStringSubmatch(log[offset:], -1) {
+		n[m[1]]++
+	}
+	return n
+}
+
+// TestScaleOutHAProxy: three replicas of "virtconsole server" over one
+// libvirtd behind HAProxy with the shipped haproxy.cfg.
+func TestScaleOutHAProxy(t *testing.T) {
+	d := libvirttest.Start(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
+	if r := run(t, nil, "enable", dom.Name, "--type", "vnc"); r.code != 0 {
+		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+	}
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	var replicas []*daemon
+	var addrs []string
+	for range 3 {
+		r := startDaemon(t, replicaArgs(dir)...)
+		replicas, addrs = append(replicas, r), append(addrs, r.addr)
+	}
+	front, hlog := balancer(t, dir, addrs)
+	waitFor(t, 30*time.Second, "the balancer's first session", func() bool {
+		ws, err := openConsole(t, front, ca, tokenOf(t, dom.Name, "vnc"), "header")
+		if err == nil {
+			ws.Close()
+		}
+		return err == nil
+	})
+
+	// 200 attempts at once with one single-use token, in its three
+	// forms: all land on one replica, exactly one opens a session, the
+	// others get 404.
+	t.Run("single-use", func(t *testing.T) {
+		offset := len(hlog.String())
+		opened, statuses := race(t, []string{front}, ca, tokenOf(t, dom.Name, "vnc"), 200)
+		if len(opened) != 1 || statuses[http.StatusNotFound] != 199 {
+			t.Fatalf("%d sessions and refusals %v; want 1 session and 199 × 404", len(opened), statuses)
+		}
+		rfbHandshake(t, opened[0])
+		var per map[string]int
+		waitFor(t, 10*time.Second, "HAProxy's log of 199 refusals", func() bool {
+			per = routed(hlog.String(), offset)
+			total := 0
+			for _, n := range per {
+				total += n
+			}
+			return total >= 199
+		})
+		if len(per) != 1 {
+			t.Fatalf("one token's requests went to several replicas: %v", per)
+		}
+		if strings.Contains(hlog.String(), "token=") {
+			t.Fatal("HAProxy logged a token")
+		}
+		// The replica saw the client's address from the PROXY header,
+		// not the balancer's.
+		logs := replicas[0].log.String() + replicas[1].log.String() + replicas[2].log.String()
+		if !strings.Contains(logs, "peer=127.0.0.1:") || strings.Contains(logs, "peer="+balancerSource) {
+			t.Fatalf("the replicas did not log the client's address from the PROXY header:\n%s", logs)
+		}
+	})
+
+	// Without the balancer: the same token at all three replicas at once,
+	// round after round. Libvirt secrets have no compare-and-swap, so two
+	// replicas may both accept it: measured here, not prevented.
+	t.Run("race-without-balancer", func(t *testing.T) {
+		const rounds = 20
+		doubles, total := 0, 0
+		for range rounds {
+			opened, statuses := race(t, addrs, ca, tokenOf(t, dom.Name, "vnc"), 3)
+			if len(opened)+statuses[http.StatusNotFound] != 3 {
+				t.Fatalf("%d sessions and refusals %v; want only sessions and 404s", len(opened), statuses)
+			}
+			total += len(opened)
+			if len(opened) > 1 {
+				doubles++
+			}
+			for _, ws := range opened {
+				ws.Close()
+			}
+			time.Sleep(200 * time.Millisecond) // every replica has the fresh token
+		}
+		if total < rounds {
+			t.Fatalf("%d sessions in %d rounds: a round opened none", total, rounds)
+		}
+		t.Logf("without the balancer, one token opened more than one session in %d of %d rounds of 3 simultaneous attempts (%d sessions)", doubles, rounds, total)
+	})
+
+	// One replica gets SIGTERM with sessions on it: the balancer takes it
+	// out within its health checks while it still accepts (--drain-grace),
+	// new sessions for the same console go on opening, its sessions end
+	// with a close reason after --drain-timeout, and the other replicas'
+	// sessions are not disturbed.
+	t.Run("replica-stops", func(t *testing.T) {
+		sessions := map[int][]net.Conn{}
+		for i := 0; i < 30 && (len(sessions[0]) == 0 || len(sessions[1])+len(sessions[2]) == 0); i++ {
+			before := sessionStarts(replicas)
+			ws, err := openConsole(t, front, ca, tokenOf(t, dom.Name, "vnc"), credentialForms[i%3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			rfbHandshake(t, ws)
+			t.Cleanup(func() { ws.Close() })
+			after := sessionStarts(replicas)
+			for k := range replicas {
+				if after[k] > before[k] {
+					sessions[k] = append(sessions[k], ws)
+				}
+			}
+		}
+		if len(sessions[0]) == 0 || len(sessions[1])+len(sessions[2]) == 0 {
+			t.Fatalf("sessions per replica %v: want some on replica 1 and on another", sessions)
+		}
+		if err := replicas[0].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		stopped := time.Now()
+		// New sessions for the same console all open, before, during and
+		// after the balancer's health checks take the replica out.
+		for time.Since(stopped) < 6*time.Second {
+			ws, err := openConsole(t, front, ca, tokenOf(t, dom.Name, "vnc"), "header")
+			if err != nil {
+				t.Fatalf("a new session %v after SIGTERM to replica 1: %v", time.Since(stopped).Round(time.Millisecond), err)
+			}
+			rfbHandshake(t, ws)
+			ws.Close()
+		}
+		for _, ws := range sessions[0] {
+			ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, err := io.Copy(io.Discard, ws)
+			pc := ws.(*wsconn.Conn).PeerClose()
+			if err != nil || pc == nil || pc.Code != wsconn.CloseGoingAway || pc.Reason != "proxy shutting down" {
+				t.Fatalf("a session on the stopped replica ended with %v, close %v; want 1001 proxy shutting down", err, pc)
+			}
+		}
+		for _, ws := range append(sessions[1], sessions[2]...) {
+			ws.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			_, err := ws.Read(make([]byte, 1))
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatalf("a session on another replica: %v; want it still open", err)
+			}
+		}
+		if !strings.Contains(replicas[0].log.String(), "draining: /readyz fails") {
+			t.Fatalf("the stopped replica did not drain:\n%s", replicas[0].log.String())
+		}
+		if !strings.Contains(hlog.String(), "replica1 is DOWN") {
+			t.Fatalf("HAProxy did not take replica1 out:\n%s", hlog.String())
+		}
+	})
+}
+
+// sessionStarts counts each replica's "session start" lines.
+func sessionStarts(replicas []*daemon) []int {
+	n := make([]int, len(replicas))
+	for i, r := range replicas {
+		n[i] = strings.Count(r.log.String(), `msg="session start"`)
+	}
+	return n
+}
