@@ -15,12 +15,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
@@ -67,7 +70,7 @@ func balancer(t *testing.T, pkiDir string, replicas []string) (string, *syncBuff
 	if err := os.WriteFile(pem, both, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	front := freeAddr(t)
+	front := "127.0.0.1:" + strconv.Itoa(qemutest.FreePort(t))
 	replace := []string{
 		"127.0.0.1:6443", front,
 		"/etc/haproxy/virtconsole.pem", pem,
@@ -104,17 +107,6 @@ func balancer(t *testing.T, pkiDir string, replicas []string) (string, *syncBuff
 		return err == nil
 	})
 	return front, log
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // credentialForms are the three ways a viewer carries its token, which
@@ -341,4 +333,66 @@ func sessionStarts(replicas []*daemon) []int {
 		n[i] = strings.Count(r.log.String(), `msg="session start"`)
 	}
 	return n
+}
+
+// TestScaleOutThroughput measures the VNC sessions opened per second
+// through HAProxy with 1 and 3 replicas (reusable tokens of four domains,
+// eight viewers opening sessions in a loop: websocket, TLS on both legs,
+// the console's and the viewer's RFB handshakes). A measurement, run when
+// VIRTCONSOLE_MEASURE_SCALE is set; it fails if a session fails.
+func TestScaleOutThroughput(t *testing.T) {
+	if os.Getenv("VIRTCONSOLE_MEASURE_SCALE") == "" {
+		t.Skip("a measurement: set VIRTCONSOLE_MEASURE_SCALE=1 to run it")
+	}
+	d := libvirttest.Start(t)
+	var tokens []string
+	for range 4 {
+		dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
+		if r := run(t, nil, "enable", dom.Name, "--type", "vnc"); r.code != 0 {
+			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+		}
+		tokens = append(tokens, tokenOf(t, dom.Name, "vnc"))
+	}
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, startDaemon(t, append(replicaArgs(dir), "--single-use=false")...).addr)
+	}
+	for _, n := range []int{1, 3} {
+		servers := addrs[:n]
+		for len(servers) < 3 {
+			servers = append(servers, addrs[0]) // one replica under three names
+		}
+		front, _ := balancer(t, dir, servers)
+		waitFor(t, 30*time.Second, "the balancer", func() bool {
+			ws, err := openConsole(t, front, ca, tokens[0], "header")
+			if err == nil {
+				ws.Close()
+			}
+			return err == nil
+		})
+		const workers, period = 8, 5 * time.Second
+		var opened atomic.Int64
+		var wg sync.WaitGroup
+		end := time.Now().Add(period)
+		for i := range workers {
+			wg.Go(func() {
+				for time.Now().Before(end) {
+					ws, err := openConsole(t, front, ca, tokens[i%len(tokens)], "header")
+					if err != nil {
+						t.Errorf("a session: %v", err)
+						return
+					}
+					if _, _, _, _, err := rfbInit(ws); err != nil {
+						t.Errorf("a session's RFB handshake: %v", err)
+					}
+					ws.Close()
+					opened.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		t.Logf("%d replica(s): %d sessions in %v: %.1f sessions/s", n, opened.Load(), period, float64(opened.Load())/period.Seconds())
+	}
 }
