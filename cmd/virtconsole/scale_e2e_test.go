@@ -396,3 +396,48 @@ func TestScaleOutThroughput(t *testing.T) {
 		t.Logf("%d replica(s): %d sessions in %v: %.1f sessions/s", n, opened.Load(), period, float64(opened.Load())/period.Seconds())
 	}
 }
+
+// TestScaleOutRaceWindow measures the single-use race window without the
+// balancer: one token is offered to replica 1, then after a delay to
+// replica 2, and the rounds in which both open a session are counted per
+// delay. A measurement, run when VIRTCONSOLE_MEASURE_SCALE is set.
+func TestScaleOutRaceWindow(t *testing.T) {
+	if os.Getenv("VIRTCONSOLE_MEASURE_SCALE") == "" {
+		t.Skip("a measurement: set VIRTCONSOLE_MEASURE_SCALE=1 to run it")
+	}
+	d := libvirttest.Start(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
+	if r := run(t, nil, "enable", dom.Name, "--type", "vnc"); r.code != 0 {
+		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+	}
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	a, b := startDaemon(t, replicaArgs(dir)...), startDaemon(t, replicaArgs(dir)...)
+	const rounds = 5
+	for _, delay := range []time.Duration{0, 10 * time.Millisecond, 30 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond} {
+		doubles := 0
+		for range rounds {
+			tok := tokenOf(t, dom.Name, "vnc")
+			var wg sync.WaitGroup
+			var opened atomic.Int64
+			for i, addr := range []string{a.addr, b.addr} {
+				wg.Go(func() {
+					time.Sleep(time.Duration(i) * delay)
+					if ws, err := openConsole(t, addr, ca, tok, "header"); err == nil {
+						opened.Add(1)
+						ws.Close()
+					}
+				})
+			}
+			wg.Wait()
+			if opened.Load() == 0 {
+				t.Fatalf("delay %v: neither replica opened a session", delay)
+			}
+			if opened.Load() > 1 {
+				doubles++
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		t.Logf("second replica %v after the first: both opened a session in %d of %d rounds", delay, doubles, rounds)
+	}
+}
