@@ -211,6 +211,11 @@ reported to the service manager (Type=notify).
 
 func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
 	log := f.Logger()
+	if opts.TrustForwarded && len(opts.Scale.TrustedProxies) > 0 {
+		// X-Forwarded-For would be honoured from anyone: the PROXY header
+		// is honoured from the balancer only.
+		return &cmdutil.FlagError{Err: errors.New("give --trusted-proxies (PROXY protocol from the balancer) or --trust-forwarded, not both")}
+	}
 	policy, err := opts.TLS.policy()
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
 
 // get sends a GET for path on a new connection from 127.0.0.1, after
@@ -123,5 +125,16 @@ func TestTrustedProxies(t *testing.T) {
 	err := d.serve(context.Background(), testFactory(io.Discard).Logger())
 	if err == nil || !strings.Contains(err.Error(), "--trusted-proxies") {
 		t.Fatalf("a bad CIDR: %v; want a --trusted-proxies error", err)
+	}
+}
+
+// TestTrustedProxiesFlags: --trusted-proxies and --trust-forwarded do not
+// go together (X-Forwarded-For would be read from anyone).
+func TestTrustedProxiesFlags(t *testing.T) {
+	opts := &ProxyOptions{TrustForwarded: true, Scale: Scale{TrustedProxies: []string{"10.0.0.5"}}}
+	err := runProxy(context.Background(), testFactory(io.Discard), opts)
+	var fe *cmdutil.FlagError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "--trusted-proxies") {
+		t.Fatalf("got %v; want a flag error naming --trusted-proxies", err)
 	}
 }
