@@ -241,7 +241,7 @@ func TestScaleOutHAProxy(t *testing.T) {
 	// round after round. Libvirt secrets have no compare-and-swap, so two
 	// replicas may both accept it: measured here, not prevented.
 	t.Run("race-without-balancer", func(t *testing.T) {
-		const rounds = 20
+		const rounds = 10
 		doubles, total := 0, 0
 		for range rounds {
 			opened, statuses := race(t, addrs, ca, tokenOf(t, dom.Name, "vnc"), 3)
@@ -261,6 +261,44 @@ func TestScaleOutHAProxy(t *testing.T) {
 			t.Fatalf("%d sessions in %d rounds: a round opened none", total, rounds)
 		}
 		t.Logf("without the balancer, one token opened more than one session in %d of %d rounds of 3 simultaneous attempts (%d sessions)", doubles, rounds, total)
+	})
+
+	// remote-viewer through "virtconsole spice DOMAIN" and the balancer:
+	// every channel is a websocket of its own with the session's token,
+	// so all land on the replica holding the session's registry.
+	t.Run("spice-remote-viewer", func(t *testing.T) {
+		bins := qemutest.Need(t, "xvfb-run", "remote-viewer")
+		sdom := d.NewDomain(t, libvirttest.DomainOptions{SPICE: true})
+		if r := run(t, nil, "enable", sdom.Name, "--type", "spice"); r.code != 0 {
+			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+		}
+		before := sessionStarts(replicas)
+		v := startGraphics(t, "spice", sdom.Name, "--proxy", "wss://"+front, "--ca-file", ca)
+		x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
+		want := []string{"main:0", "display:0", "inputs:0", "cursor:0"}
+		holder := -1
+		waitFor(t, 90*time.Second, "main, display, inputs and cursor on one replica", func() bool {
+			select {
+			case <-x.done:
+				t.Fatalf("remote-viewer exited: %s", x.out.String())
+			default:
+			}
+			for k, r := range replicas {
+				for _, chans := range sessionChannels(r.log.String()) {
+					if containsAll(chans, want) {
+						holder = k
+						return true
+					}
+				}
+			}
+			return false
+		})
+		after := sessionStarts(replicas)
+		for k := range replicas {
+			if k != holder && after[k] != before[k] {
+				t.Errorf("replica %d got %d of the SPICE session's websockets; want all on replica %d", k+1, after[k]-before[k], holder+1)
+			}
+		}
 	})
 
 	// One replica gets SIGTERM with sessions on it: the balancer takes it
