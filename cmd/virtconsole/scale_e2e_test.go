@@ -179,14 +179,22 @@ func routed(log string, offset int) map[string]int {
 	return n
 }
 
+// enabledDomain defines and starts a domain of d with opts and enables
+// its console of kind for the proxy.
+func enabledDomain(t *testing.T, d *libvirttest.Daemon, opts libvirttest.DomainOptions, kind string) *libvirttest.Domain {
+	t.Helper()
+	dom := d.NewDomain(t, opts)
+	if r := run(t, nil, "enable", dom.Name, "--type", kind); r.code != 0 {
+		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+	}
+	return dom
+}
+
 // TestScaleOutHAProxy: three replicas of "virtconsole server" over one
 // libvirtd behind HAProxy with the shipped haproxy.cfg.
 func TestScaleOutHAProxy(t *testing.T) {
 	d := libvirttest.Start(t)
-	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
-	if r := run(t, nil, "enable", dom.Name, "--type", "vnc"); r.code != 0 {
-		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
-	}
+	dom := enabledDomain(t, d, libvirttest.DomainOptions{VNC: true}, "vnc")
 	dir := pki(t)
 	ca := filepath.Join(dir, "ca-cert.pem")
 	var replicas []*daemon
@@ -268,10 +276,7 @@ func TestScaleOutHAProxy(t *testing.T) {
 	// so all land on the replica holding the session's registry.
 	t.Run("spice-remote-viewer", func(t *testing.T) {
 		bins := qemutest.Need(t, "xvfb-run", "remote-viewer")
-		sdom := d.NewDomain(t, libvirttest.DomainOptions{SPICE: true})
-		if r := run(t, nil, "enable", sdom.Name, "--type", "spice"); r.code != 0 {
-			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
-		}
+		sdom := enabledDomain(t, d, libvirttest.DomainOptions{SPICE: true}, "spice")
 		before := sessionStarts(replicas)
 		v := startGraphics(t, "spice", sdom.Name, "--proxy", "wss://"+front, "--ca-file", ca)
 		x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
@@ -385,10 +390,7 @@ func TestScaleOutThroughput(t *testing.T) {
 	d := libvirttest.Start(t)
 	var tokens []string
 	for range 4 {
-		dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
-		if r := run(t, nil, "enable", dom.Name, "--type", "vnc"); r.code != 0 {
-			t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
-		}
+		dom := enabledDomain(t, d, libvirttest.DomainOptions{VNC: true}, "vnc")
 		tokens = append(tokens, tokenOf(t, dom.Name, "vnc"))
 	}
 	dir := pki(t)
@@ -444,10 +446,7 @@ func TestScaleOutRaceWindow(t *testing.T) {
 		t.Skip("a measurement: set VIRTCONSOLE_MEASURE_SCALE=1 to run it")
 	}
 	d := libvirttest.Start(t)
-	dom := d.NewDomain(t, libvirttest.DomainOptions{VNC: true})
-	if r := run(t, nil, "enable", dom.Name, "--type", "vnc"); r.code != 0 {
-		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
-	}
+	dom := enabledDomain(t, d, libvirttest.DomainOptions{VNC: true}, "vnc")
 	dir := pki(t)
 	ca := filepath.Join(dir, "ca-cert.pem")
 	a, b := startDaemon(t, replicaArgs(dir)...), startDaemon(t, replicaArgs(dir)...)
