@@ -478,3 +478,46 @@ func TestScaleOutRaceWindow(t *testing.T) {
 		t.Logf("second replica %v after the first: both opened a session in %d of %d rounds", delay, doubles, rounds)
 	}
 }
+
+// TestREADMEScalingOut: the "Scaling out" walkthrough as a script (see
+// runREADME) against a libvirt domain with a pty serial console, with
+// these changes to its text: free ports for 6443 and 7441-7443 and a
+// temporary directory for /etc/haproxy (in the script and in its copy of
+// haproxy.cfg), a temporary directory for /etc/pki/virtconsole, and myvm
+// a test domain.
+func TestREADMEScalingOut(t *testing.T) {
+	needRoot(t)
+	d := libvirttest.Start(t)
+	kernel, initrd := libvirttest.LinuxGuest(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{Kernel: kernel, Initrd: initrd, Cmdline: qemutest.GuestCmdline})
+	waitFor(t, 90*time.Second, "the guest's shell", func() bool {
+		ok, _ := askInPipe(t, dom.Name)
+		return ok
+	})
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Fatal("haproxy not installed (.ci/install-deps installs it)")
+	}
+	subs := map[string]string{}
+	for _, a := range []string{"127.0.0.1:6443", "127.0.0.1:7441", "127.0.0.1:7442", "127.0.0.1:7443"} {
+		subs[a] = "127.0.0.1:" + strconv.Itoa(qemutest.FreePort(t))
+	}
+	subs["/etc/haproxy"] = t.TempDir()
+	cfg, err := os.ReadFile("haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgCopy := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfgCopy, []byte(replacer(subs).Replace(string(cfg))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	subs["myvm"] = dom.Name
+	subs["/etc/pki/virtconsole"] = filepath.Join(t.TempDir(), "pki")
+	subs["cmd/virtconsole/haproxy.cfg"] = cfgCopy
+	out := runREADME(t, t.TempDir(), readmeSection(t, "Scaling out"), subs, 3*time.Minute)
+	if !strings.Contains(out, "Linux (none)") {
+		t.Fatalf("no answer to uname -a through the balancer:\n%s", out)
+	}
+	if !regexp.MustCompile(`consoles~? replicas/replica\d .* 101 `).MatchString(out) {
+		t.Fatalf("no session through HAProxy in its log:\n%s", out)
+	}
+}
