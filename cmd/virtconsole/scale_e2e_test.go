@@ -450,8 +450,8 @@ func TestScaleOutRaceWindow(t *testing.T) {
 	dir := pki(t)
 	ca := filepath.Join(dir, "ca-cert.pem")
 	a, b := startDaemon(t, replicaArgs(dir)...), startDaemon(t, replicaArgs(dir)...)
-	const rounds = 5
-	for _, delay := range []time.Duration{0, 10 * time.Millisecond, 30 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond} {
+	const rounds = 10
+	for _, delay := range []time.Duration{0, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond} {
 		doubles := 0
 		for range rounds {
 			tok := tokenOf(t, dom.Name, "vnc")
