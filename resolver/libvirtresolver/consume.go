@@ -2,6 +2,7 @@ package libvirtresolver
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -74,7 +75,7 @@ func (r *Resolver) consume(token string) error {
 		errs  []error
 	)
 	for _, same := range bySecret(hits) {
-		p, err := rotate(same)
+		p, err := rotate(same, token)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -149,7 +150,7 @@ type poke struct {
 // through a connection of a watcher that held it, and puts the new token
 // into those watchers' tables at once. It returns the domain to poke
 // (with a nil connection when there is none).
-func rotate(same []hit) (poke, error) {
+func rotate(same []hit, token string) (poke, error) {
 	e := same[0].e
 	what := fmt.Sprintf("%s %d of domain %s (secret %s)", e.kind, e.index, e.dom.Name, libvirtapi.UUIDString(e.secret))
 	w, l := connected(same)
@@ -158,6 +159,17 @@ func rotate(same []hit) (poke, error) {
 	}
 	val := resolver.NewToken()
 	s, err := l.SecretLookupByUUID(e.secret)
+	var cur []byte
+	if err == nil {
+		cur, err = l.SecretGetValue(s, 0)
+	}
+	if err == nil && subtle.ConstantTimeCompare(cur, []byte(token)) != 1 {
+		// Another resolver of this libvirtd (a replica) spent the token
+		// first and has not told us yet: it is dead. This narrows the
+		// race between replicas to a read and a write of libvirtd's; it
+		// does not close it (secrets have no compare-and-swap).
+		return poke{}, fmt.Errorf("%w: token of %s already used", resolver.ErrNotFound, what)
+	}
 	if err == nil {
 		err = l.SecretSetValue(s, []byte(val), 0)
 	}

@@ -526,3 +526,23 @@ func TestFakeRecordPolicy(t *testing.T) {
 	setMeta(func(m string) string { return strings.Replace(m, "required", "always", 1) })
 	waitFor(t, "a bad record leaves the console unserved", time.Second, failsWith(r, vnc, resolver.ErrNotFound))
 }
+
+// TestFakeConsumeSpentElsewhere: a token another replica has spent (its
+// secret has a new value) that this resolver has not heard of yet (no
+// event: WithResync(0)) is not consumed again: Consume re-reads the secret
+// before rotating it and answers ErrNotFound, leaving the secret alone.
+func TestFakeConsumeSpentElsewhere(t *testing.T) {
+	f := newFake(t)
+	r := f.resolver(t)
+	tok := f.enable(t, protocols.KindVNC)
+	_, con, _ := f.c.Token(context.Background(), "web", protocols.KindVNC, 0)
+	secret, _ := libvirtapi.ParseUUID(con.Secret)
+	waitFor(t, "token", time.Second, resolvesTo(r, tok, nil))
+	f.h.SetSecretValue(secret, "the-other-replicas-fresh-token")
+	if err := r.Consume(context.Background(), tok); !errors.Is(err, resolver.ErrNotFound) {
+		t.Fatalf("Consume of a token spent elsewhere: %v, want ErrNotFound", err)
+	}
+	if got := f.token(t, protocols.KindVNC); got != "the-other-replicas-fresh-token" {
+		t.Fatalf("the secret was rotated again: %q", got)
+	}
+}

@@ -278,3 +278,15 @@ func (r *Resolver) tokens(domainUUID string) int {
 	}
 	return n
 }
+
+// Synced reports how many of the resolver's URIs are connected and synced
+// now, out of total: a health check's view (a proxy in front of many
+// hypervisors can serve the consoles of those it reaches).
+func (r *Resolver) Synced() (synced, total int) {
+	for _, w := range r.watchers {
+		if w.conn() != nil {
+			synced++
+		}
+	}
+	return synced, len(r.watchers)
+}

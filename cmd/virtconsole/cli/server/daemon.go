@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,14 @@ type daemon struct {
 	// exchange (the proxy's sessions); drainTimeout bounds it.
 	drain        func(context.Context) error
 	drainTimeout time.Duration
+
+	// drainGrace and draining: on SIGTERM, /readyz fails (draining) for
+	// drainGrace before the listener closes (scale.go).
+	drainGrace time.Duration
+	draining   atomic.Bool
+
+	// trustedProxies send a PROXY protocol header first (scale.go).
+	trustedProxies []string
 
 	// maxConnsPerClient bounds the connections one client address holds
 	// open (connlimit); zero means no bound.
@@ -100,6 +109,12 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	pl, err := proxyProtocol(l, d.trustedProxies)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	l = pl
 	if d.maxConnsPerClient > 0 {
 		// Beneath TLS: a refused connection costs no handshake.
 		l = connlimit.New(l, d.maxConnsPerClient)
@@ -170,8 +185,9 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("%s: %w", d.name, err) // ExitFailure
 	case <-ctx.Done():
 	}
-	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
 	notifyStopping(log)
+	d.graceBeforeDrain(log)
+	log.Info(d.name+" stopping", "drain_timeout", d.drainTimeout)
 	closeSides()
 	dctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout)
 	defer cancel()

@@ -109,6 +109,7 @@ func addProxyFlags(fl *pflag.FlagSet, opts *ProxyOptions) {
 	addAuditFlag(fl, &opts.Ops)
 	addAdminFlags(fl, &opts.Admin)
 	addSPICEConnectFlags(fl, &opts.SPICEConnect)
+	addScaleFlags(fl, &opts.Scale)
 }
 
 // addListenFlags registers --listen (default addr) and the listener's TLS

@@ -78,6 +78,8 @@ type ProxyOptions struct {
 	Admin Admin
 	// SPICEConnect is the SPICE CONNECT gateway's listener.
 	SPICEConnect SPICEConnect
+	// Scale are the flags of a replica behind a load balancer.
+	Scale Scale
 
 	// Ready, if set, is called with the listening address (tests).
 	Ready func(net.Addr)
@@ -101,7 +103,10 @@ resolver what the token opens, connects to QEMU with TLS, runs the console's
 handshake, and only then accepts the websocket, so every failure is an HTTP
 status with a one-line reason: 401 no token, 403 origin not allowed, 404
 unknown token, 429 too many refused tokens, 502 console unreachable or its
-handshake failed, 503 resolver unavailable. /healthz answers "ok".
+handshake failed, 503 resolver unavailable. /healthz answers "ok" while the
+process serves; /readyz answers "ok" while it takes new sessions, and 503
+with the reason while it is draining or (with libvirt) reaches none of its
+hypervisors yet: point a load balancer's health checks at it.
 
 TLS is required on both legs: --tls-dir for the listener, --connect-tls-dir
 for QEMU (ca-cert.pem, plus client-cert.pem and client-key.pem when QEMU
@@ -117,7 +122,18 @@ until they end, or the proxy restarts, unless --end-revoked-sessions ends
 them at the reload.
 
 SIGINT/SIGTERM stop accepting and give running sessions --drain-timeout to
-end before closing them.
+end before closing them (websocket close 1001 "proxy shutting down"). With
+--drain-grace, /readyz fails at once but new sessions are still accepted for
+that long, so that a load balancer's health checks take the replica out of
+rotation before it refuses anyone.
+
+Behind a load balancer (cmd/virtconsole/haproxy.cfg in the source tree),
+--trusted-proxies ADDRS names the balancer's addresses: their connections
+must start with a PROXY protocol v2 header (HAProxy's send-proxy-v2), whose
+client address the per-client limits, the logs and the audit log then use.
+Connections from other addresses are served as they are: their headers are
+never read as PROXY headers. The per-client connection bound
+(--max-conns-per-client) is then left to the balancer.
 
 --metrics-listen serves Prometheus metrics (virtconsole_*: sessions active,
 started and ended, refusals by status, bytes by console kind, setup time,
@@ -246,6 +262,11 @@ reported to the service manager (Type=notify).
 
 func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error {
 	log := f.Logger()
+	if opts.TrustForwarded && len(opts.Scale.TrustedProxies) > 0 {
+		// X-Forwarded-For would be honoured from anyone: the PROXY header
+		// is honoured from the balancer only.
+		return &cmdutil.FlagError{Err: errors.New("give --trusted-proxies (PROXY protocol from the balancer) or --trust-forwarded, not both")}
+	}
 	policy, err := opts.TLS.policy()
 	if err != nil {
 		return err
@@ -267,12 +288,14 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		TrustForwarded:       opts.TrustForwarded,
 		SPICE:                &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log},
 	}
-	d := &daemon{name: "proxy", addr: opts.Listen, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout}
+	d := &daemon{name: "proxy", addr: opts.Listen, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout,
+		drainGrace: opts.Scale.DrainGrace, trustedProxies: opts.Scale.TrustedProxies}
 	d.serveTLS(listenTLS)
 	if err := connectTLS(d, p, opts, policy, log); err != nil {
 		return err
 	}
-	if !opts.TrustForwarded {
+	if !opts.TrustForwarded && len(opts.Scale.TrustedProxies) == 0 {
+		// Behind a front proxy, every connection is from its address.
 		d.maxConnsPerClient = opts.MaxConnsPerClient
 	}
 	m, err := opts.Ops.metrics(d)
@@ -305,6 +328,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		return err
 	}
 
+	var ready readiness
 	if len(opts.Connect) > 0 {
 		// Bundled mode: the libvirt resolver in this process, which also
 		// dials pty consoles over libvirt's console stream.
@@ -321,6 +345,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		}
 		defer lr.Close()
 		p.Resolver = lr
+		ready = libvirtReadiness(lr.Synced)
 		p.GrantConsole = func(ctx context.Context, c *grant.Claims) (protocols.Target, error) {
 			if c.Domain == "" {
 				return protocols.Target{}, fmt.Errorf("%w: a console share of this proxy names a domain", resolver.ErrNotFound)
@@ -362,6 +387,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	mux := http.NewServeMux()
 	mux.Handle("/websockify", p)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", d.readyz(ready))
 	if opts.Web {
 		// The pages learn why the proxy refused their websockets here.
 		refusals := &web.Refusals{}

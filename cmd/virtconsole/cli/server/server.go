@@ -53,6 +53,12 @@ one is handed over, instead of --listen, and reports to the service manager
       --connect-tls-dir /etc/pki/qemu --tokens /etc/virtconsole/tokens.json
   virtconsole server resolver --listen :8081 --tls-dir /etc/pki/virtconsole --require-client-cert --connect qemu:///system
 
+  # one of several replicas behind HAProxy (cmd/virtconsole/haproxy.cfg): the client's
+  # address from the balancer's PROXY header; on SIGTERM, out of rotation before draining
+  virtconsole server --listen :6443 --tls-dir /etc/pki/virtconsole --connect-tls-dir /etc/pki/qemu \
+      --connect qemu+tls://hv1/system --connect qemu+tls://hv2/system \
+      --trusted-proxies 10.0.0.5 --drain-grace 5s --drain-timeout 10m
+
   # settings from a config file's [server] table; see what is in force
   virtconsole server --config /etc/virtconsole/server.toml --print-config`,
 		Args: cobra.NoArgs,
