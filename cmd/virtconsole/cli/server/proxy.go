@@ -180,6 +180,17 @@ is 407; a CONNECT to anything but ` + proxy.ConnectTarget + ` (the .vv file's
 host and tls-port: "the console this token opens") is 403, so the gateway is
 never an open proxy. GET ` + proxy.InfoPath + ` describes the gateway for 'virtconsole vv'.
 
+--spice-connect-passthrough is for deployments where QEMU's own certificate
+must be what the viewer checks: the gateway relays each tunnel's bytes to the
+token's SPICE TLS port unterminated. The trade-offs: the proxy cannot supply
+the SPICE password, so the .vv file ('vv --passthrough') carries the VM's
+password, with QEMU's CA (--connect-tls-dir's) and certificate subject; and it
+cannot tell one session's channels from another's, so a single-use token is
+spent by the first CONNECT and admits further CONNECTs with the same
+credential from that client address only, for the session's first minute
+(407 from any other address, and after that minute). Anyone holding the
+token before it is spent can have the password (POST ` + proxy.InfoPath + `).
+
 Under systemd (virtconsole-proxy.service), a socket handed over by socket
 activation replaces --listen, and readiness, stopping and the watchdog are
 reported to the service manager (Type=notify).
@@ -290,7 +301,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
 		return err
 	}
-	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, policy, opts.MaxConnsPerClient, log); err != nil {
+	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, opts.ConnectTLSDir, policy, opts.MaxConnsPerClient, log); err != nil {
 		return err
 	}
 	p.Observer = observers(m, al)
