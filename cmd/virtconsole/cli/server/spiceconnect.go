@@ -40,7 +40,7 @@ func addSPICEConnectFlags(fl *pflag.FlagSet, o *SPICEConnect) {
 	fl.StringVar(&o.Listen, "spice-connect-listen", "", "serve the SPICE CONNECT gateway for native SPICE clients with a .vv file ('virtconsole vv') at `ADDR` (host:port; TLS with --tls-dir unless --listen-insecure; default: off)")
 	fl.StringVar(&o.TLSDir, "spice-connect-tls-dir", "", "the gateway's server certificate inside the tunnel (server-cert.pem, server-key.pem, ca-cert.pem) from `DIR` (default: --tls-dir)")
 	fl.BoolVar(&o.Passthrough, "spice-connect-passthrough", false, "relay the gateway's tunnels to QEMU's SPICE TLS port unterminated: viewers check QEMU's own certificate, .vv files carry the VM's SPICE password, a single-use token admits its first client address for a minute")
-	fl.DurationVar(&o.GrantTTL, "spice-connect-grant-ttl", 0, "a passthrough grant's lifetime (for tests)")
+	fl.DurationVar(&o.GrantTTL, "spice-connect-grant-ttl", 0, "a passthrough grant's lifetime: `DURATION` (for tests)")
 	fl.MarkHidden("spice-connect-grant-ttl")
 }
 
