@@ -167,6 +167,24 @@ func (g *ConnectGateway) serveConsoleInfo(w http.ResponseWriter, r *http.Request
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
+	i, target, herr := g.consoleInfo(ctx, token)
+	if herr != nil {
+		if herr.Status == http.StatusNotFound {
+			herr = p.refused(host, herr)
+		}
+		p.refuse(w, r, log, herr)
+		return
+	}
+	log.Info("passthrough console info given", "token_id", tokenID(token), "console", target.Address)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(i)
+}
+
+// consoleInfo is what a passthrough .vv file for token's console needs
+// (the token is not spent), and the console.
+func (g *ConnectGateway) consoleInfo(ctx context.Context, token string) (ConnectInfo, protocols.Target, *Error) {
+	p := g.Proxy
 	target, herr := p.resolve(ctx, token)
 	if herr == nil {
 		herr = relayable(target)
@@ -175,25 +193,35 @@ func (g *ConnectGateway) serveConsoleInfo(w http.ResponseWriter, r *http.Request
 		herr = p.servable(target)
 	}
 	if herr != nil {
-		if herr.Status == http.StatusNotFound {
-			herr = p.refused(host, herr)
-		}
-		p.refuse(w, r, log, herr)
-		return
+		return ConnectInfo{}, target, herr
 	}
 	subject, err := g.consoleSubject(ctx, target)
 	if err != nil {
-		p.refuse(w, r, log, consoleFail(target, p.explain(err, target), "certificate not read"))
-		return
+		return ConnectInfo{}, target, consoleFail(target, p.explain(err, target), "certificate not read")
 	}
 	i := ConnectInfo{Host: ConnectHost, TLSPort: ConnectPort, HostSubject: subject, Passthrough: true, Password: target.Password}
 	if g.ConsoleCA != nil {
 		i.CA = string(g.ConsoleCA())
 	}
-	log.Info("passthrough console info given", "token_id", tokenID(token), "console", target.Address)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(i)
+	return i, target, nil
+}
+
+// Info is what a .vv file for token's console needs of the gateway: its
+// GET InfoPath answer, or for a passthrough gateway its POST InfoPath
+// answer for token (which is not spent). The error is an *Error.
+func (g *ConnectGateway) Info(ctx context.Context, token string) (ConnectInfo, error) {
+	if !g.Passthrough {
+		i, err := g.info()
+		if err != nil {
+			return i, fail(http.StatusInternalServerError, err, "the gateway's certificate cannot be described")
+		}
+		return i, nil
+	}
+	i, _, herr := g.consoleInfo(ctx, token)
+	if herr != nil {
+		return i, herr
+	}
+	return i, nil
 }
 
 // consoleSubject is the subject of target's TLS certificate as spice-gtk's

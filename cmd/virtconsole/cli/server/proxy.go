@@ -142,6 +142,11 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "session ended by an administrator", and the audit log's killed_by is
 "admin" and the certificate's CN. Without a client certificate it answers
 401, with one from another CA 403. "virtconsole sessions" is its client.
+GET /v1/vv?domain=NAME&gateway=https://HOST:PORT[&index=N] ("virtconsole
+server" with --spice-connect-listen) answers the .vv file 'virtconsole vv
+NAME' writes, for the token libvirt holds for the domain's SPICE console
+(application/x-virt-viewer, a download); gateway is the gateway's URL as
+viewers reach it. "virtconsole server proxy" has no token per domain: 501.
 
 --record-dir DIR records sessions: serial and console sessions (--record
 serial,console, the default with --record-dir; "none": only consoles that ask
@@ -298,6 +303,7 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		p.GrantKey = key
 		opts.Admin.grants = &granter{key: key, audit: al}
 	}
+	opts.Admin.vv = &vvMaker{f: f, uris: opts.Connect, gateway: func() *proxy.ConnectGateway { return opts.SPICEConnect.gateway }}
 	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
 		return err
 	}

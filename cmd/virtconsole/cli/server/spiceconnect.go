@@ -32,6 +32,8 @@ type SPICEConnect struct {
 	// GrantTTL is a passthrough grant's lifetime (hidden; tests shorten
 	// it); 0 means proxy.PassthroughGrantTTL.
 	GrantTTL time.Duration
+
+	gateway *proxy.ConnectGateway // once side has made it
 }
 
 // addSPICEConnectFlags registers --spice-connect-listen and
@@ -133,6 +135,7 @@ func (o *SPICEConnect) addSide(d *daemon, listen *tlscreds.Reloader[*tls.Config]
 		}}
 	}
 	d.sides = append(d.sides, s)
+	o.gateway = g
 }
 
 // tunnelCreds are what the gateway presents inside its tunnels: the

@@ -147,7 +147,7 @@ first minute. Without --passthrough, vv refuses to write such a file.`,
 }
 
 func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
-	gw, err := gatewayURL(opts.Gateway, opts.Insecure)
+	gw, err := GatewayURL(opts.Gateway, opts.Insecure)
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}
 	}
@@ -182,7 +182,7 @@ func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 		}
 		title += " (release the cursor: shift+f12)"
 	}
-	file := Render(info, gw, token, title)
+	file := info.VVFile(gw, token, title)
 	switch {
 	case opts.Viewer != "":
 		return runViewer(ctx, opts.Viewer, file)
@@ -195,7 +195,7 @@ func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 
 // gatewayURL checks the gateway's URL: https:// (http:// with insecure),
 // a host and port, nothing else.
-func gatewayURL(raw string, insecure bool) (*url.URL, error) {
+func GatewayURL(raw string, insecure bool) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("no gateway: give --gateway https://HOST:PORT, the proxy's --spice-connect-listen address (or set %s)", EnvGateway)
 	}
@@ -267,43 +267,6 @@ func gatewayInfo(ctx context.Context, gw *url.URL, caFile string, timeout time.D
 		return info, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("SPICE CONNECT gateway %s: its %s is not what virtconsole serves (%v)", gw.Host, proxy.InfoPath, err))
 	}
 	return info, nil
-}
-
-// Render is the .vv file: virt-viewer's key file format (GKeyFile), in
-// which a value's newlines are written as \n.
-func Render(info proxy.ConnectInfo, gw *url.URL, token, title string) string {
-	pu := url.URL{Scheme: gw.Scheme, Host: gw.Host, User: url.UserPassword(proxy.ConnectUser, proxy.EncodeConnectToken(token))}
-	var b strings.Builder
-	line := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, keyFileEscape(v)) }
-	b.WriteString("[virt-viewer]\n")
-	line("type", "spice")
-	line("host", info.Host)
-	line("tls-port", fmt.Sprint(info.TLSPort))
-	line("proxy", pu.String())
-	if info.Password != "" {
-		line("password", info.Password) // passthrough: the proxy cannot supply it
-	}
-	if info.CA != "" {
-		line("ca", info.CA)
-	}
-	line("host-subject", info.HostSubject)
-	line("secure-channels", "all")
-	line("delete-this-file", "1")
-	line("title", title)
-	line("toggle-fullscreen", "shift+f11")
-	line("release-cursor", "shift+f12")
-	line("secure-attention", "ctrl+alt+end")
-	return b.String()
-}
-
-// keyFileEscape escapes a GKeyFile value: backslash, newline, carriage
-// return and tab, and a leading space.
-func keyFileEscape(v string) string {
-	v = strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`, "\t", `\t`).Replace(v)
-	if strings.HasPrefix(v, " ") {
-		v = `\s` + v[1:]
-	}
-	return v
 }
 
 // writePrivate writes file to path with mode 0600 (an existing file is
