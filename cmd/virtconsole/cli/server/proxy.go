@@ -377,6 +377,10 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		refusals := &web.Refusals{}
 		p.ErrorHandler = refusals.Wrap(proxy.WriteError)
 		mux.Handle("/", web.Handler(refusals))
+		// The .vv download of web's vv.html (the token in a header).
+		mux.HandleFunc("POST /spice.vv", func(w http.ResponseWriter, r *http.Request) {
+			opts.SPICEConnect.serveVV(w, r, opts.TrustForwarded)
+		})
 	}
 	d.handler = mux
 	if opts.DebugListen != "" {

@@ -6,7 +6,12 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -33,7 +38,9 @@ type SPICEConnect struct {
 	// it); 0 means proxy.PassthroughGrantTTL.
 	GrantTTL time.Duration
 
-	gateway *proxy.ConnectGateway // once side has made it
+	gateway *proxy.ConnectGateway  // once side has made it
+	port    atomic.Pointer[string] // the gateway's port, once it listens
+	tls     bool                   // whether viewers reach it over TLS
 }
 
 // addSPICEConnectFlags registers --spice-connect-listen and
@@ -126,7 +133,13 @@ func (o *SPICEConnect) passthroughSide(d *daemon, p *proxy.Proxy, listen *tlscre
 // addSide adds the gateway's listener to d: TLS with the websocket
 // listener's certificate (listen; nil: cleartext), no client certificates.
 func (o *SPICEConnect) addSide(d *daemon, listen *tlscreds.Reloader[*tls.Config], maxConns int, g *proxy.ConnectGateway) {
-	s := side{name: "spice-connect", flag: "--spice-connect-listen", addr: o.Listen, maxConns: maxConns, handler: g}
+	s := side{name: "spice-connect", flag: "--spice-connect-listen", addr: o.Listen, maxConns: maxConns, handler: g,
+		bound: func(a net.Addr) {
+			if _, port, err := net.SplitHostPort(a.String()); err == nil {
+				o.port.Store(&port)
+			}
+		}}
+	o.tls = listen != nil
 	if listen != nil {
 		s.tls = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			cfg := listen.Current().Clone()
@@ -136,6 +149,30 @@ func (o *SPICEConnect) addSide(d *daemon, listen *tlscreds.Reloader[*tls.Config]
 	}
 	d.sides = append(d.sides, s)
 	o.gateway = g
+}
+
+// serveVV is POST /spice.vv beside the browser pages (--web): the .vv
+// file for the token of the page's link (web's vv.html), for the gateway
+// at the host name the browser reached the proxy by and the gateway's
+// own port (a front proxy's X-Forwarded-Host with --trust-forwarded).
+func (o *SPICEConnect) serveVV(w http.ResponseWriter, r *http.Request, trustForwarded bool) {
+	port := o.port.Load()
+	if o.gateway == nil || port == nil {
+		http.Error(w, "no SPICE CONNECT gateway here: the proxy serves .vv files with --spice-connect-listen ADDR", http.StatusNotFound)
+		return
+	}
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); trustForwarded && fh != "" {
+		host = strings.TrimSpace(strings.Split(fh, ",")[0])
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	gw := &url.URL{Scheme: "http", Host: net.JoinHostPort(strings.Trim(host, "[]"), *port)}
+	if o.tls {
+		gw.Scheme = "https"
+	}
+	o.gateway.ServeVV(w, r, gw)
 }
 
 // tunnelCreds are what the gateway presents inside its tunnels: the
