@@ -12,9 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtfake"
+	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 )
 
@@ -23,30 +21,15 @@ import (
 // gateway's description, as a download; what it cannot serve is a
 // one-line reason with a 4xx/5xx status.
 func TestVVAPI(t *testing.T) {
-	h := libvirtfake.New()
-	h.Start(h.Define("myvm", `<graphics type='spice' tlsPort='5902' autoport='no' listen='127.0.0.1'/>`))
+	h, tok := cmdtest.SPICEDomain(t, "myvm")
 	ctx := context.Background()
-	c, err := libvirtadmin.Connect(ctx, "qemu:///system", libvirtadmin.WithConnector(h.Connect))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Enable(ctx, "myvm", nil, "", false); err != nil {
-		t.Fatal(err)
-	}
-	tok, _, err := c.Token(ctx, "myvm", protocols.KindSPICE, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.StartTLS() // for its certificate
 	defer srv.Close()
 	gw := &proxy.ConnectGateway{Proxy: &proxy.Proxy{}, TLSConfig: func() *tls.Config { return srv.TLS }}
 
 	f := testFactory(io.Discard)
-	f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
-		return libvirtadmin.Connect(ctx, uri, libvirtadmin.WithConnector(h.Connect))
-	}
+	f.Libvirt = cmdtest.Libvirt(h)
 	v := &vvMaker{f: f, uris: []string{"qemu:///system"}, gateway: func() *proxy.ConnectGateway { return gw }}
 	get := func(v *vvMaker, query string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", "/v1/vv?"+query, nil)
