@@ -6,12 +6,14 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols/qemutest"
 	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirttest"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 )
 
@@ -98,4 +100,63 @@ func TestSPICEGatewayVVDownload(t *testing.T) {
 		t.Fatal("QEMU died")
 	}
 	t.Logf("done after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestSPICEGatewayAdminVV: the bundled server ("virtconsole server" on the
+// test libvirtd) returns a domain's .vv file on its admin listener (GET
+// /v1/vv, fetched with curl and an administrator's certificate): the
+// token libvirt holds for the domain's SPICE console in the proxy URL, the
+// gateway's certificate in ca and host-subject. remote-viewer opens it and
+// reaches the domain's SPICE TLS port through the gateway; the token is
+// then spent and libvirt holds a fresh one. Without a client certificate
+// the API answers 401, for an unknown domain 404.
+func TestSPICEGatewayAdminVV(t *testing.T) {
+	bins := qemutest.Need(t, "curl", "xvfb-run", "remote-viewer", "unshare")
+	d := libvirttest.Start(t)
+	dom := d.NewDomain(t, libvirttest.DomainOptions{SPICE: true})
+	if r := run(t, nil, "enable", dom.Name, "--type", "spice"); r.code != 0 {
+		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
+	}
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	srv := startDaemon(t, append([]string{"server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir,
+		"--connect", d.URI, "--admin-listen", "127.0.0.1:0", "--admin-client-ca", ca}, gatewayFlags...)...)
+	gw := gatewayAddr(t, srv)
+	api := "https://" + adminAddrOf(t, srv) + "/v1/vv?gateway=https://" + gw + "&domain="
+	creds := []string{"--cacert", ca, "--cert", filepath.Join(dir, "client-cert.pem"), "--key", filepath.Join(dir, "client-key.pem")}
+
+	tok := tokenOf(t, dom.Name, "spice")
+	vvFile := filepath.Join(t.TempDir(), "console.vv")
+	out, errOut, code := curl(t, bins[0], append(creds, "-f", "-o", vvFile, "-w", "%{content_type}", api+dom.Name)...)
+	if code != 0 || out != "application/x-virt-viewer" {
+		t.Fatalf("curl GET /v1/vv: exit %d, type %q: %s", code, out, errOut)
+	}
+	raw, _ := os.ReadFile(vvFile)
+	text := string(raw)
+	if got := vvValue(text, "proxy"); got != "https://"+proxy.ConnectUser+":"+proxy.EncodeConnectToken(tok)+"@"+gw {
+		t.Errorf(".vv proxy=%q; want the domain's token %s at the gateway", got, resolver.TokenID(tok))
+	}
+	if vvValue(text, "host-subject") != "O=virtconsole, CN=127.0.0.1" || vvValue(text, "title") != dom.Name+" (release the cursor: shift+f12)" {
+		t.Errorf("the .vv file:\n%s", text)
+	}
+	for query, want := range map[string]string{api + "no-such-domain": "404", api + dom.Name + "&index=3": "404"} {
+		if out, errOut, _ := curl(t, bins[0], append(creds, "-o", "/dev/null", "-w", "%{http_code}", query)...); out != want {
+			t.Errorf("GET %s: %s, want %s (%s)", query, out, want, errOut)
+		}
+	}
+	if out, _, _ := curl(t, bins[0], "--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}", api+dom.Name); out != "401" {
+		t.Errorf("GET /v1/vv without a client certificate: %s, want 401", out)
+	}
+
+	x := viewerThroughGateway(t, bins[2], ca, vvFile, "")
+	viewerSession(t, x, srv, "")
+	if _, tlsPort := dom.SPICEPorts(t); !strings.Contains(srv.log.String(), "console=127.0.0.1:"+strconv.Itoa(tlsPort)) {
+		t.Errorf("the session did not use SPICE's TLS port %d:\n%s", tlsPort, srv.log.String())
+	}
+	if tokenOf(t, dom.Name, "spice") == tok {
+		t.Error("the token is unchanged in libvirt after its session")
+	}
+	if strings.Contains(srv.log.String(), tok) {
+		t.Error("the server logged the token")
+	}
 }
