@@ -77,6 +77,22 @@ func TestSPICEGatewayPassthrough(t *testing.T) {
 	p := startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", proxyDir, "--connect-tls-dir", qemuDir,
 		"--tokens", tokens, "--single-use", "--spice-connect-passthrough", "--spice-connect-grant-ttl", ttl.String()}, gatewayFlags...)...)
 	gw := gatewayAddr(t, p)
+	// What passthrough cannot go without, or with.
+	base := []string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", proxyDir, "--tokens", tokens, "--spice-connect-passthrough"}
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--connect-tls-dir", qemuDir}, "--spice-connect-passthrough goes with --spice-connect-listen ADDR"},
+		{append([]string{"--connect-insecure"}, gatewayFlags...), "--spice-connect-passthrough needs --connect-tls-dir DIR"},
+		{append([]string{"--connect-tls-dir", qemuDir, "--spice-connect-tls-dir", proxyDir}, gatewayFlags...), "--spice-connect-tls-dir is not used with --spice-connect-passthrough"},
+	} {
+		r := run(t, nil, append(base, tc.extra...)...)
+		if r.code != 1 {
+			t.Errorf("%v: exit %d, want 1", tc.extra, r.code)
+		}
+		checkOneLine(t, r.stderr, tc.want)
+	}
 	vvArgs := []string{"vv", "--token-file", writeToken(t, token), "--gateway", "https://" + gw, "--ca-file", proxyCA}
 
 	r := run(t, nil, vvArgs...)
