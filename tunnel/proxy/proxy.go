@@ -56,7 +56,8 @@
 // sessions.go (listing and ending live sessions), hub.go (shared text
 // consoles), grants.go (share links: GrantKey), record.go (session
 // recording: Recorder), connect.go (the SPICE CONNECT gateway:
-// ConnectGateway, whose tunnels take the websocket's place).
+// ConnectGateway, whose tunnels take the websocket's place),
+// connectrelay.go (its passthrough mode), vvfile.go (.vv files for it).
 package proxy
 
 import (
