@@ -419,6 +419,7 @@ func TestVVViewerAndErrors(t *testing.T) {
 		{"no gateway", nil, "no gateway: give --gateway"},
 		{"cleartext", []string{"--gateway", "http://" + strings.TrimPrefix(gw, "https://")}, "is cleartext"},
 		{"not a gateway", []string{"--gateway", "https://" + p.addr, "--ca-file", ca}, "is --gateway the proxy's --spice-connect-listen address?"},
+		{"--passthrough at a terminating gateway", []string{"--gateway", gw, "--ca-file", ca, "--passthrough"}, "supplies the SPICE password itself; drop --passthrough"},
 	} {
 		r := run(t, nil, append([]string{"vv", "--token-file", tokFile}, tc.args...)...)
 		if r.code == 0 || r.stdout != "" {

@@ -48,6 +48,7 @@ const termTextJS = `(() => {
 type consoleState struct {
 	State, Reason string
 	Connects      int
+	Downloads     int // vv.html's
 	Violations    []string
 }
 

@@ -16,7 +16,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/virtconsole/virtconsole/protocols"
 )
 
 // The SPICE CONNECT gateway: native SPICE clients (remote-viewer,
@@ -100,6 +103,40 @@ type ConnectGateway struct {
 	// CA returns the PEM of the CA that signed TLSConfig's certificate,
 	// for GET InfoPath; nil means the info carries no CA.
 	CA func() []byte
+
+	// Passthrough relays each tunnel's bytes to QEMU's TLS port as they
+	// come, for deployments where QEMU's own certificate must be what the
+	// viewer checks: no TLS inside the tunnel (TLSConfig is not used),
+	// no link parsed, so the proxy neither supplies the SPICE password
+	// (the .vv file carries it: POST InfoPath gives it to the token's
+	// holder) nor sees which channel a tunnel is. A single-use token is
+	// spent by the first CONNECT, which opens a grant bound to the
+	// client's address for GrantTTL: CONNECTs with the same credential
+	// from that address until then reach the same console (the session's
+	// other channels); from another address, or later, they are 407.
+	Passthrough bool
+	// GrantTTL is a passthrough grant's lifetime; 0 means PassthroughGrantTTL.
+	GrantTTL time.Duration
+	// ConsoleCA returns the PEM of the CA QEMU's certificates are checked
+	// against (the proxy's own, toward QEMU): a passthrough .vv file's
+	// ca. Nil means the info carries no CA.
+	ConsoleCA func() []byte
+
+	mu     sync.Mutex
+	grants map[string]*relayGrant // passthrough grants by token
+}
+
+// PassthroughGrantTTL is how long a passthrough gateway lets a spent
+// single-use token's client open more channels: a session's first minute.
+const PassthroughGrantTTL = time.Minute
+
+// relayGrant is a single-use token's passthrough grant: the console the
+// first CONNECT opened, for that client address, until expires.
+type relayGrant struct {
+	id      string // the session's ID in the log: "relay-" and the first tunnel's
+	client  string
+	target  protocols.Target
+	expires time.Time
 }
 
 // InfoPath is where a ConnectGateway answers GET with its ConnectInfo
@@ -110,15 +147,30 @@ const InfoPath = "/spice-connect.json"
 // CONNECT target (host, tls-port), and the certificate the gateway
 // presents inside the tunnel: its subject as spice-gtk's host-subject
 // wants it (SPICESubject) and its CA (PEM). None of it is secret.
+//
+// A passthrough gateway's GET answer says Passthrough, with the CA of
+// QEMU's certificates and no HostSubject (each console has its own);
+// POST InfoPath with the token as the CONNECT's Proxy-Authorization
+// answers for that token's console: QEMU's certificate subject and the
+// SPICE password, which the .vv file must then carry.
 type ConnectInfo struct {
 	Host        string `json:"host"`
 	TLSPort     int    `json:"tls_port"`
-	HostSubject string `json:"host_subject"`
+	HostSubject string `json:"host_subject,omitempty"`
 	CA          string `json:"ca,omitempty"`
+	Passthrough bool   `json:"passthrough,omitempty"`
+	Password    string `json:"password,omitempty"`
 }
 
 func (g *ConnectGateway) info() (ConnectInfo, error) {
 	i := ConnectInfo{Host: ConnectHost, TLSPort: ConnectPort}
+	if g.Passthrough {
+		i.Passthrough = true
+		if g.ConsoleCA != nil {
+			i.CA = string(g.ConsoleCA())
+		}
+		return i, nil
+	}
 	cfg := g.TLSConfig()
 	if cfg == nil || len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
 		return i, errors.New("the gateway has no certificate")
@@ -193,6 +245,10 @@ func (g *ConnectGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveInfo(w)
 		return
 	}
+	if r.Method == http.MethodPost && r.URL.Path == InfoPath && g.Passthrough {
+		g.serveConsoleInfo(w, r, log)
+		return
+	}
 	if r.Method != http.MethodConnect {
 		w.Header().Set("Allow", http.MethodConnect)
 		p.refuse(w, r, log, fail(http.StatusMethodNotAllowed, nil, "this is a SPICE CONNECT gateway: only CONNECT %s is served", ConnectTarget))
@@ -206,7 +262,14 @@ func (g *ConnectGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// would be the client's own, e.g. to escape the refused-token limit.
 	r.Header.Del("X-Forwarded-For")
 	r.Header.Del("X-Forwarded-Host")
-	p.serve(w, r, log, start, g.accept)
+	if g.Passthrough {
+		host := p.clientAddr(r)
+		p.serve(w, r, log, start, g.acceptRelay, func(ctx context.Context, token string, asked protocols.Role) (*upstream, *Error) {
+			return g.openRelay(ctx, token, asked, host)
+		})
+		return
+	}
+	p.serve(w, r, log, start, g.accept, nil)
 }
 
 // isConnectTarget reports whether hostport is ConnectTarget.
@@ -243,22 +306,9 @@ func (g *ConnectGateway) accept(ctx context.Context, w http.ResponseWriter, r *h
 		p.startFailed(sess, arrived, fmt.Errorf("%s: %w", what, err))
 		return nil, nil, false
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	conn, raw, err := openTunnel(ctx, w, r)
 	if err != nil {
 		return failed("CONNECT tunnel not opened", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	fmt.Fprintf(brw, "HTTP/%d.%d 200 Connection established\r\n\r\n", r.ProtoMajor, r.ProtoMinor)
-	if err := brw.Flush(); err != nil {
-		conn.Close()
-		return failed("CONNECT tunnel not opened", err)
-	}
-	var raw net.Conn = conn
-	if brw.Reader.Buffered() > 0 {
-		// The client sent its TLS hello without waiting for the 200.
-		raw = &bufferedConn{Conn: conn, r: brw.Reader}
 	}
 	tconn := tls.Server(raw, g.TLSConfig())
 	if err := tconn.HandshakeContext(ctx); err != nil {
@@ -267,6 +317,30 @@ func (g *ConnectGateway) accept(ctx context.Context, w http.ResponseWriter, r *h
 	}
 	conn.SetDeadline(time.Time{})
 	return p.acceptViewer(ctx, tconn, log, up, sess, arrived)
+}
+
+// openTunnel hijacks the CONNECT's connection and answers 200; raw is
+// the tunnel (conn, or conn with what the client sent before the 200),
+// with ctx's deadline set on conn.
+func openTunnel(ctx context.Context, w http.ResponseWriter, r *http.Request) (conn, raw net.Conn, err error) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	fmt.Fprintf(brw, "HTTP/%d.%d 200 Connection established\r\n\r\n", r.ProtoMajor, r.ProtoMinor)
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	raw = conn
+	if brw.Reader.Buffered() > 0 {
+		// The client sent its TLS hello without waiting for the 200.
+		raw = &bufferedConn{Conn: conn, r: brw.Reader}
+	}
+	return conn, raw, nil
 }
 
 // bufferedConn is a conn whose first bytes were read into r already.

@@ -56,7 +56,8 @@
 // sessions.go (listing and ending live sessions), hub.go (shared text
 // consoles), grants.go (share links: GrantKey), record.go (session
 // recording: Recorder), connect.go (the SPICE CONNECT gateway:
-// ConnectGateway, whose tunnels take the websocket's place).
+// ConnectGateway, whose tunnels take the websocket's place),
+// connectrelay.go (its passthrough mode), vvfile.go (.vv files for it).
 package proxy
 
 import (
@@ -272,7 +273,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, log, fail(http.StatusForbidden, nil, "origin %q is not allowed; add it with --allowed-origin", r.Header.Get("Origin")))
 		return
 	}
-	p.serve(w, r, log, start, p.accept)
+	p.serve(w, r, log, start, p.accept, nil)
 }
 
 // acceptFunc brings the viewer's side of a request up once the console
@@ -280,10 +281,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (ConnectGateway.accept). Its contract is accept's.
 type acceptFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, log *slog.Logger, up *upstream, sess *Session, arrived time.Time) (client, server net.Conn, ok bool)
 
+// openFunc opens the console side of a request for token: Proxy.open,
+// or a passthrough CONNECT gateway's relay (ConnectGateway.openRelay).
+type openFunc func(ctx context.Context, token string, asked protocols.Role) (*upstream, *Error)
+
 // serve is one session from a request whose transport checks have
 // passed: limits, token, role, resolving, dialling and QEMU's side of the
-// handshake, then accept for the viewer's side, then the bytes.
-func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, start time.Time, accept acceptFunc) {
+// handshake, then accept for the viewer's side, then the bytes. open
+// replaces Proxy.open if not nil; share links are Proxy.open's only.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, start time.Time, accept acceptFunc, open openFunc) {
 	req, ok := p.track(r)
 	if !ok {
 		p.refuse(w, r, log, fail(http.StatusServiceUnavailable, nil, "proxy is shutting down"))
@@ -332,9 +338,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 
 	var up *upstream
 	var share *grantShare
-	if claims != nil {
+	switch {
+	case claims != nil && open != nil:
+		herr = fail(http.StatusForbidden, nil, "share links are not served here (a passthrough SPICE CONNECT gateway cannot follow a shared session)")
+	case claims != nil:
 		up, share, herr = p.openGrant(ctx, claims, token, asked)
-	} else {
+	case open != nil:
+		up, herr = open(ctx, token, asked)
+	default:
 		up, herr = p.open(ctx, token, asked)
 	}
 	if herr != nil {

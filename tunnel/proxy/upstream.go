@@ -47,19 +47,8 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 		}
 		return p.dial(ctx, target, token, false)
 	}
-	target, err := p.Resolver.Resolve(ctx, token)
-	switch {
-	case errors.Is(err, resolver.ErrNotFound):
-		return nil, fail(http.StatusNotFound, err, "unknown token")
-	case errors.Is(err, resolver.ErrUnavailable):
-		return nil, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
-	case errors.Is(err, resolver.ErrUnsupported):
-		return nil, fail(http.StatusBadGateway, err, "%s", oneLine(err))
-	case err != nil:
-		return nil, fail(http.StatusBadGateway, err, "token resolver failed")
-	}
-	// Before consuming: a libvirt token cannot be given back.
-	if herr := withheld(target, token); herr != nil {
+	target, herr := p.resolve(ctx, token)
+	if herr != nil {
 		return nil, herr
 	}
 	if herr := p.servable(target); herr != nil {
@@ -75,17 +64,9 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 		// Before consuming: the token stays good for when the console is free.
 		return nil, herr
 	}
-	singleUse := false
-	if su, ok := p.Resolver.(resolver.SingleUser); ok && su.SingleUse() {
-		// Retire the token before any byte reaches QEMU: of racing
-		// connections with one token exactly one gets this far.
-		if err := su.Consume(ctx, token); err != nil {
-			if errors.Is(err, resolver.ErrNotFound) {
-				return nil, fail(http.StatusNotFound, err, "unknown token")
-			}
-			return nil, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
-		}
-		singleUse = true
+	singleUse, herr := p.consume(ctx, token)
+	if herr != nil {
+		return nil, herr
 	}
 	up, herr := p.dialTarget(ctx, target, token, singleUse)
 	if herr != nil {
@@ -98,6 +79,40 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 		up.consumed = token
 	}
 	return up, nil
+}
+
+// resolve asks the Resolver which console token opens.
+func (p *Proxy) resolve(ctx context.Context, token string) (protocols.Target, *Error) {
+	target, err := p.Resolver.Resolve(ctx, token)
+	switch {
+	case errors.Is(err, resolver.ErrNotFound):
+		return target, fail(http.StatusNotFound, err, "unknown token")
+	case errors.Is(err, resolver.ErrUnavailable):
+		return target, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
+	case errors.Is(err, resolver.ErrUnsupported):
+		return target, fail(http.StatusBadGateway, err, "%s", oneLine(err))
+	case err != nil:
+		return target, fail(http.StatusBadGateway, err, "token resolver failed")
+	}
+	// Before consuming: a libvirt token cannot be given back.
+	return target, withheld(target, token)
+}
+
+// consume retires token if the Resolver's tokens are single-use, before
+// any byte reaches QEMU: of racing connections with one token exactly one
+// gets past it. It reports whether the token was single-use.
+func (p *Proxy) consume(ctx context.Context, token string) (bool, *Error) {
+	su, ok := p.Resolver.(resolver.SingleUser)
+	if !ok || !su.SingleUse() {
+		return false, nil
+	}
+	if err := su.Consume(ctx, token); err != nil {
+		if errors.Is(err, resolver.ErrNotFound) {
+			return false, fail(http.StatusNotFound, err, "unknown token")
+		}
+		return false, fail(http.StatusServiceUnavailable, err, "token resolver unavailable; try again later")
+	}
+	return true, nil
 }
 
 // refund gives a consumed token back when its session could not start,

@@ -44,12 +44,27 @@ type page struct {
 	Title, Script string
 	Styles        []string
 	Messages      bool // spice-html5 logs into #messages
+	Download      bool // a Download button (vv.html)
 }
 
 var pages = map[string]page{
 	"vnc.html":    {Title: "VNC", Script: "vnc.js"},
 	"spice.html":  {Title: "SPICE", Script: "spice.js", Messages: true},
 	"serial.html": {Title: "Serial", Script: "serial.js", Styles: []string{"vendor/xterm/css/xterm.css"}},
+	VVPage:        {Title: "SPICE", Script: "vv.js", Download: true},
+}
+
+// VVPage is the page that downloads a SPICE console's .vv file for a
+// native viewer (remote-viewer): its link carries the token in the
+// fragment as the console pages' do (VVLink); the page POSTs it, in an
+// Authorization header, to "spice.vv" beside itself (the proxy's
+// --spice-connect-listen gateway answers with the file) and saves the
+// answer as console.vv.
+const VVPage = "vv.html"
+
+// VVLink is Link for VVPage: base/vv.html#token=TOKEN.
+func VVLink(base, token string) (string, error) {
+	return pageLink(base, VVPage, token)
 }
 
 // renderPage renders the page name from the template.
@@ -202,6 +217,11 @@ func Link(base, kind, token string) (string, error) {
 	if !ok {
 		return "", &KindError{Kind: kind}
 	}
+	return pageLink(base, page, token)
+}
+
+// pageLink is base/page#token=TOKEN (see Link).
+func pageLink(base, page, token string) (string, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return "", err

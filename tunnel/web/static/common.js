@@ -8,7 +8,7 @@
 // bar once read; the token stays in memory for reconnecting.
 
 const params = new URLSearchParams(location.hash.slice(1));
-const token = params.get('token') || '';
+export const token = params.get('token') || '';
 // role=view (in the fragment too) asks the proxy for a view-only session:
 // it goes as the role cookie beside the token's. A token's own role can
 // only be lowered.

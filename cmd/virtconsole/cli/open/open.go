@@ -32,6 +32,7 @@ type Options struct {
 	Libvirt  connect.DomainOptions
 	Browser  bool
 	Insecure bool
+	VV       bool
 	Profile  connect.ProfileOptions
 
 	// OpenBrowser opens link in the desktop's browser; nil runs xdg-open.
@@ -53,6 +54,7 @@ fragment, which browsers never send to a server:
   https://PROXY[/PREFIX]/vnc.html#token=TOKEN     (--type vnc)
   https://PROXY[/PREFIX]/spice.html#token=TOKEN   (--type spice)
   https://PROXY[/PREFIX]/serial.html#token=TOKEN  (--type serial or console)
+  https://PROXY[/PREFIX]/vv.html#token=TOKEN      (--vv: a SPICE console)
 The page hands the token to the proxy's websocket in a cookie. --proxy is the
 proxy's address as https:// (or its wss:// websocket URL), with the prefix a
 front proxy serves it under, if any (env ` + connect.EnvProxy + `).
@@ -68,7 +70,14 @@ Anyone with the link has the console until its token is spent or revoked:
 treat it as a password. --browser does not put it on xdg-open's command line,
 which other local users can see: xdg-open gets a page that only you can read
 (in $XDG_RUNTIME_DIR/virtconsole/open/; a later --browser removes pages older
-than two minutes), which sends the browser on to the link.`,
+than two minutes), which sends the browser on to the link.
+
+--vv links to the page that downloads the SPICE console's .vv file (as
+'virtconsole vv' writes it) for remote-viewer, through the proxy's SPICE
+CONNECT gateway (--spice-connect-listen, at the link's host name and the
+gateway's port): the page sends the token in a request header, never in a
+URL, and saves the answer as console.vv. The file holds the token: the user
+opens it once, nothing of ours installed.`,
 		Example: `  # the VNC page of a libvirt domain's console, through the bundled server
   virtconsole open myvm -c qemu:///system --proxy https://proxy.example:6443
 
@@ -76,7 +85,10 @@ than two minutes), which sends the browser on to the link.`,
   virtconsole open myvm --type serial --proxy https://proxy.example:6443 --browser
 
   # a token from a static token file, behind a front proxy's /consoles/ prefix
-  virtconsole open --token-file ./vnctoken --type vnc --proxy https://front.example/consoles/`,
+  virtconsole open --token-file ./vnctoken --type vnc --proxy https://front.example/consoles/
+
+  # a link that downloads a .vv file for remote-viewer
+  virtconsole open myvm --vv --proxy https://proxy.example:6443`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -90,6 +102,12 @@ than two minutes), which sends the browser on to the link.`,
 			}
 			if opts.Proxy.URL == "" {
 				opts.Proxy.URL = f.Getenv(connect.EnvProxy)
+			}
+			if opts.VV {
+				if cmd.Flags().Changed("type") && opts.Type != string(protocols.KindSPICE) {
+					return &cmdutil.FlagError{Err: errors.New("--vv is for SPICE consoles: drop --type " + opts.Type)}
+				}
+				opts.Type = string(protocols.KindSPICE)
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -105,6 +123,7 @@ than two minutes), which sends the browser on to the link.`,
 	fl.StringVar(&opts.Proxy.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+connect.EnvToken+" otherwise)")
 	fl.BoolVar(&opts.Insecure, "proxy-insecure", false, "allow an http:// proxy (the token and the console in cleartext)")
 	fl.BoolVar(&opts.Browser, "browser", false, "open the link with xdg-open instead of printing it")
+	fl.BoolVar(&opts.VV, "vv", false, "link to the page that downloads the SPICE console's .vv file for remote-viewer (the proxy needs --spice-connect-listen)")
 	connect.AddProfileFlags(cmd, &opts.Profile)
 	return cmd
 }
@@ -128,6 +147,9 @@ func runOpen(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 		return err
 	}
 	link, err := web.Link(base, opts.Type, tok)
+	if opts.VV {
+		link, err = web.VVLink(base, tok)
+	}
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}
 	}

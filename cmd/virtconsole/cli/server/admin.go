@@ -21,6 +21,7 @@ import (
 //	GET    /v1/sessions       200, a JSON array of proxy.SessionInfo
 //	DELETE /v1/sessions/{id}  204 ended; 404 no live session id
 //	POST   /v1/grants         201 a share link minted (grants.go)
+//	GET    /v1/vv?domain=NAME 200 a .vv file for the domain's SPICE console (vvapi.go)
 //
 // Only clients with a certificate from --admin-client-ca may use it, and
 // that is checked before anything else, for every path and method: the
@@ -39,6 +40,7 @@ type Admin struct {
 	ClientCA string
 
 	grants *granter // POST /v1/grants; nil: no --grant-key
+	vv     *vvMaker // GET /v1/vv
 }
 
 // addAdminFlags registers --admin-listen and --admin-client-ca.
@@ -87,7 +89,7 @@ func (o *Admin) listener(d *daemon, p sessionsAPI, tlsDir string, policy tlscred
 	cfg := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return creds.Current().cfg, nil }}
 	roots := func() *x509.CertPool { return creds.Current().roots }
 	d.sides = append(d.sides, side{name: "admin", flag: "--admin-listen", addr: o.Listen, tls: cfg,
-		path: "/v1/sessions", handler: requireAdmin(roots, adminHandler(p, o.grants, log), log)})
+		path: "/v1/sessions", handler: requireAdmin(roots, adminHandler(p, o.grants, o.vv, log), log)})
 	return nil
 }
 
@@ -139,8 +141,9 @@ func refuseAdmin(w http.ResponseWriter, r *http.Request, log *slog.Logger, statu
 }
 
 // adminHandler serves the sessions API behind requireAdmin.
-func adminHandler(p sessionsAPI, g *granter, log *slog.Logger) http.Handler {
+func adminHandler(p sessionsAPI, g *granter, v *vvMaker, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/vv", func(w http.ResponseWriter, r *http.Request) { v.serve(w, r, adminName(r), log) })
 	mux.HandleFunc("POST /v1/grants", func(w http.ResponseWriter, r *http.Request) { g.mint(w, r, adminName(r), log) })
 	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

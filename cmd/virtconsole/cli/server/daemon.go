@@ -75,6 +75,8 @@ type side struct {
 	// maxConns bounds each client address's open connections
 	// (connlimit); zero means none.
 	maxConns int
+	// bound, if set, is told the listener's address before it serves.
+	bound func(net.Addr)
 }
 
 // listen opens the side's listener and returns the server for it.
@@ -168,6 +170,9 @@ func (d *daemon) serve(ctx context.Context, log *slog.Logger) error {
 	for i, ssrv := range sides {
 		sd, sl := d.sides[i], sideLs[i]
 		log.Info(sd.name+" listening", "address", sd.scheme()+sl.Addr().String()+sd.path)
+		if sd.bound != nil {
+			sd.bound(sl.Addr())
+		}
 		wg.Go(func() { errc <- fmt.Errorf("%s: %w", sd.name, ssrv.Serve(sl)) })
 	}
 	sideLs = nil // Serve closes them now

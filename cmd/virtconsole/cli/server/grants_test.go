@@ -38,7 +38,7 @@ func TestMintGrant(t *testing.T) {
 		r := httptest.NewRequest("POST", "/v1/grants", strings.NewReader(body))
 		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: "alice"}}}}
 		w := httptest.NewRecorder()
-		adminHandler(&fakeSessions{}, g, testFactory(io.Discard).Logger()).ServeHTTP(w, r)
+		adminHandler(&fakeSessions{}, g, nil, testFactory(io.Discard).Logger()).ServeHTTP(w, r)
 		return w
 	}
 	g := &granter{key: key, audit: al}

@@ -158,6 +158,11 @@ ends one (204; 404 unknown); its viewer gets the websocket close 4002
 "session ended by an administrator", and the audit log's killed_by is
 "admin" and the certificate's CN. Without a client certificate it answers
 401, with one from another CA 403. "virtconsole sessions" is its client.
+GET /v1/vv?domain=NAME&gateway=https://HOST:PORT[&index=N] ("virtconsole
+server" with --spice-connect-listen) answers the .vv file 'virtconsole vv
+NAME' writes, for the token libvirt holds for the domain's SPICE console
+(application/x-virt-viewer, a download); gateway is the gateway's URL as
+viewers reach it. "virtconsole server proxy" has no token per domain: 501.
 
 --record-dir DIR records sessions (--record serial,console,vnc,spice, the
 default with --record-dir; "none": only consoles that ask for it): serial and
@@ -202,6 +207,17 @@ answers 200, runs TLS inside the tunnel with the --spice-connect-tls-dir (or
 is 407; a CONNECT to anything but ` + proxy.ConnectTarget + ` (the .vv file's
 host and tls-port: "the console this token opens") is 403, so the gateway is
 never an open proxy. GET ` + proxy.InfoPath + ` describes the gateway for 'virtconsole vv'.
+
+--spice-connect-passthrough is for deployments where QEMU's own certificate
+must be what the viewer checks: the gateway relays each tunnel's bytes to the
+token's SPICE TLS port unterminated. The trade-offs: the proxy cannot supply
+the SPICE password, so the .vv file ('vv --passthrough') carries the VM's
+password, with QEMU's CA (--connect-tls-dir's) and certificate subject; and it
+cannot tell one session's channels from another's, so a single-use token is
+spent by the first CONNECT and admits further CONNECTs with the same
+credential from that client address only, for the session's first minute
+(407 from any other address, and after that minute). Anyone holding the
+token before it is spent can have the password (POST ` + proxy.InfoPath + `).
 
 Under systemd (virtconsole-proxy.service), a socket handed over by socket
 activation replaces --listen, and readiness, stopping and the watchdog are
@@ -317,10 +333,11 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		p.GrantKey = key
 		opts.Admin.grants = &granter{key: key, audit: al}
 	}
+	opts.Admin.vv = &vvMaker{f: f, uris: opts.Connect, gateway: func() *proxy.ConnectGateway { return opts.SPICEConnect.gateway }}
 	if err := opts.Admin.listener(d, p, opts.TLS.TLSDir, policy, log); err != nil {
 		return err
 	}
-	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, policy, opts.MaxConnsPerClient, log); err != nil {
+	if err := opts.SPICEConnect.side(d, p, listenTLS, &opts.TLS, opts.ConnectTLSDir, policy, opts.MaxConnsPerClient, log); err != nil {
 		return err
 	}
 	p.Observer = observers(m, al)
@@ -393,6 +410,10 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		refusals := &web.Refusals{}
 		p.ErrorHandler = refusals.Wrap(proxy.WriteError)
 		mux.Handle("/", web.Handler(refusals))
+		// The .vv download of web's vv.html (the token in a header).
+		mux.HandleFunc("POST /spice.vv", func(w http.ResponseWriter, r *http.Request) {
+			opts.SPICEConnect.serveVV(w, r, opts.TrustForwarded)
+		})
 	}
 	d.handler = mux
 	if opts.DebugListen != "" {

@@ -6,6 +6,7 @@
 package vv
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,16 +36,17 @@ const EnvGateway = connect.EnvGateway
 type Options struct {
 	IO *cmdutil.IOStreams
 
-	Domain   string
-	Gateway  string
-	Proxy    connect.ProxyOptions // TokenFile, CAFile, Insecure
-	Libvirt  connect.DomainOptions
-	Output   string
-	Title    string
-	Viewer   string
-	Profile  connect.ProfileOptions
-	Timeout  time.Duration
-	Insecure bool
+	Domain      string
+	Gateway     string
+	Proxy       connect.ProxyOptions // TokenFile, CAFile, Insecure
+	Libvirt     connect.DomainOptions
+	Output      string
+	Title       string
+	Viewer      string
+	Profile     connect.ProfileOptions
+	Timeout     time.Duration
+	Insecure    bool
+	Passthrough bool
 }
 
 // NewCmdVV returns "virtconsole vv". runF replaces the run function in
@@ -87,7 +89,16 @@ remote-viewer checks it against the system roots. http:// needs
 --viewer auto (or a viewer's path) starts remote-viewer with the file instead
 of printing it: the file is written, mode 0600, in a private directory and
 removed when the viewer exits; the token is never on a command line.
-remote-viewer honours SPICE_PROXY like proxy= in the file.`,
+remote-viewer honours SPICE_PROXY like proxy= in the file.
+
+--passthrough is for a gateway started with --spice-connect-passthrough, which
+relays the tunnels to QEMU's TLS port unterminated so that viewers check
+QEMU's own certificate: the file then carries QEMU's CA and certificate
+subject and the VM's SPICE password (password=), which the gateway gives the
+token's holder; the proxy cannot supply it. Anyone with that file has the VM
+password for as long as QEMU keeps it, not only until the token is spent.
+The token admits the first client address that uses it for the session's
+first minute. Without --passthrough, vv refuses to write such a file.`,
 		Example: `  # a .vv file for a libvirt domain's SPICE console
   virtconsole vv myvm -c qemu:///system --gateway https://proxy.example:3128 -o myvm.vv
 
@@ -95,7 +106,10 @@ remote-viewer honours SPICE_PROXY like proxy= in the file.`,
   virtconsole vv --token-file ./spicetoken --gateway https://proxy.example:3128 --viewer auto
 
   # the gateway's certificate from a private CA
-  virtconsole vv --token-file ./spicetoken --gateway https://proxy.example:3128 --ca-file ca.pem > console.vv`,
+  virtconsole vv --token-file ./spicetoken --gateway https://proxy.example:3128 --ca-file ca.pem > console.vv
+
+  # a passthrough gateway: QEMU's certificate, and the VM password in the file
+  virtconsole vv --passthrough --token-file ./spicetoken --gateway https://proxy.example:3128 -o console.vv`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -121,6 +135,7 @@ remote-viewer honours SPICE_PROXY like proxy= in the file.`,
 	fl.StringVar(&opts.Proxy.TokenFile, "token-file", "", "read the console token from `FILE` (- for the first line of stdin; env "+connect.EnvToken+" otherwise)")
 	fl.StringVar(&opts.Proxy.CAFile, "ca-file", "", "trust the gateway's certificate if signed by the CA in `FILE` (default: system roots)")
 	fl.BoolVar(&opts.Insecure, "proxy-insecure", false, "allow an http:// gateway (the token in cleartext to it)")
+	fl.BoolVar(&opts.Passthrough, "passthrough", false, "for a --spice-connect-passthrough gateway: write QEMU's CA and subject and the VM's SPICE password into the file")
 	fl.IntVar(&opts.Libvirt.Index, "index", 0, "which SPICE device of DOMAIN: `N` (0 is the first)")
 	cmdutil.AddLibvirtURIFlag(cmd, &opts.Libvirt.URI)
 	fl.StringVarP(&opts.Output, "output", "o", "", "write the file to `FILE` (mode 0600) instead of standard output")
@@ -132,7 +147,7 @@ remote-viewer honours SPICE_PROXY like proxy= in the file.`,
 }
 
 func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
-	gw, err := gatewayURL(opts.Gateway, opts.Insecure)
+	gw, err := GatewayURL(opts.Gateway, opts.Insecure)
 	if err != nil {
 		return &cmdutil.FlagError{Err: err}
 	}
@@ -145,9 +160,19 @@ func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	info, err := gatewayInfo(ctx, gw, opts.Proxy.CAFile, opts.Timeout)
+	info, err := gatewayInfo(ctx, gw, opts.Proxy.CAFile, opts.Timeout, "")
 	if err != nil {
 		return err
+	}
+	switch {
+	case info.Passthrough && !opts.Passthrough:
+		return &cmdutil.FlagError{Err: fmt.Errorf("the gateway %s relays to QEMU unterminated (--spice-connect-passthrough): its .vv file must carry the VM's SPICE password; pass --passthrough to write one", gw.Host)}
+	case !info.Passthrough && opts.Passthrough:
+		return &cmdutil.FlagError{Err: fmt.Errorf("--passthrough: the gateway %s terminates TLS and supplies the SPICE password itself; drop --passthrough", gw.Host)}
+	case info.Passthrough:
+		if info, err = gatewayInfo(ctx, gw, opts.Proxy.CAFile, opts.Timeout, token); err != nil {
+			return err
+		}
 	}
 	title := opts.Title
 	if title == "" {
@@ -157,7 +182,7 @@ func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 		}
 		title += " (release the cursor: shift+f12)"
 	}
-	file := Render(info, gw, token, title)
+	file := info.VVFile(gw, token, title)
 	switch {
 	case opts.Viewer != "":
 		return runViewer(ctx, opts.Viewer, file)
@@ -170,7 +195,7 @@ func runVV(ctx context.Context, f *cmdutil.Factory, opts *Options) error {
 
 // gatewayURL checks the gateway's URL: https:// (http:// with insecure),
 // a host and port, nothing else.
-func gatewayURL(raw string, insecure bool) (*url.URL, error) {
+func GatewayURL(raw string, insecure bool) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("no gateway: give --gateway https://HOST:PORT, the proxy's --spice-connect-listen address (or set %s)", EnvGateway)
 	}
@@ -194,8 +219,10 @@ func gatewayURL(raw string, insecure bool) (*url.URL, error) {
 }
 
 // gatewayInfo asks the gateway what a .vv file needs of it, trusting its
-// certificate if signed by caFile's CA (or the system roots).
-func gatewayInfo(ctx context.Context, gw *url.URL, caFile string, timeout time.Duration) (proxy.ConnectInfo, error) {
+// certificate if signed by caFile's CA (or the system roots); with a
+// token, a passthrough gateway what the file needs of the token's console
+// (POST, the token as a CONNECT's Proxy-Authorization).
+func gatewayInfo(ctx context.Context, gw *url.URL, caFile string, timeout time.Duration, token string) (proxy.ConnectInfo, error) {
 	var info proxy.ConnectInfo
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
@@ -208,56 +235,38 @@ func gatewayInfo(ctx context.Context, gw *url.URL, caFile string, timeout time.D
 	}
 	c := &http.Client{Transport: tr, Timeout: timeout}
 	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, gw.String()+proxy.InfoPath, nil)
+	method := http.MethodGet
+	if token != "" {
+		method = http.MethodPost
+	}
+	req, err := http.NewRequestWithContext(ctx, method, gw.String()+proxy.InfoPath, nil)
 	if err != nil {
 		return info, err
+	}
+	if token != "" {
+		req.SetBasicAuth(proxy.ConnectUser, proxy.EncodeConnectToken(token))
+		req.Header["Proxy-Authorization"], req.Header["Authorization"] = req.Header["Authorization"], nil
 	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return info, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("SPICE CONNECT gateway %s: %v; check --gateway (the proxy's --spice-connect-listen) and --ca-file", gw.Host, err))
 	}
 	defer resp.Body.Close()
+	if token != "" && resp.StatusCode != http.StatusOK {
+		reason, _ := bufio.NewReader(io.LimitReader(resp.Body, 1024)).ReadString('\n')
+		code := cmdutil.ExitUnreachable
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusTooManyRequests {
+			code = cmdutil.ExitRefused
+		}
+		return info, cmdutil.WithCode(code, fmt.Errorf("SPICE CONNECT gateway %s refused the token's console: %s: %s", gw.Host, resp.Status, strings.TrimSpace(reason)))
+	}
 	if resp.StatusCode != http.StatusOK {
 		return info, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("SPICE CONNECT gateway %s answered %s to %s: is --gateway the proxy's --spice-connect-listen address?", gw.Host, resp.Status, proxy.InfoPath))
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil || info.Host == "" || info.TLSPort == 0 || info.HostSubject == "" {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil || info.Host == "" || info.TLSPort == 0 || (info.HostSubject == "") != (info.Passthrough && token == "") {
 		return info, cmdutil.WithCode(cmdutil.ExitUnreachable, fmt.Errorf("SPICE CONNECT gateway %s: its %s is not what virtconsole serves (%v)", gw.Host, proxy.InfoPath, err))
 	}
 	return info, nil
-}
-
-// Render is the .vv file: virt-viewer's key file format (GKeyFile), in
-// which a value's newlines are written as \n.
-func Render(info proxy.ConnectInfo, gw *url.URL, token, title string) string {
-	pu := url.URL{Scheme: gw.Scheme, Host: gw.Host, User: url.UserPassword(proxy.ConnectUser, proxy.EncodeConnectToken(token))}
-	var b strings.Builder
-	line := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, keyFileEscape(v)) }
-	b.WriteString("[virt-viewer]\n")
-	line("type", "spice")
-	line("host", info.Host)
-	line("tls-port", fmt.Sprint(info.TLSPort))
-	line("proxy", pu.String())
-	if info.CA != "" {
-		line("ca", info.CA)
-	}
-	line("host-subject", info.HostSubject)
-	line("secure-channels", "all")
-	line("delete-this-file", "1")
-	line("title", title)
-	line("toggle-fullscreen", "shift+f11")
-	line("release-cursor", "shift+f12")
-	line("secure-attention", "ctrl+alt+end")
-	return b.String()
-}
-
-// keyFileEscape escapes a GKeyFile value: backslash, newline, carriage
-// return and tab, and a leading space.
-func keyFileEscape(v string) string {
-	v = strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`, "\t", `\t`).Replace(v)
-	if strings.HasPrefix(v, " ") {
-		v = `\s` + v[1:]
-	}
-	return v
 }
 
 // writePrivate writes file to path with mode 0600 (an existing file is

@@ -1,7 +1,6 @@
 package vv_test
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"net/http/httptest"
@@ -16,9 +15,6 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil/cmdtest"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/vv"
-	"github.com/virtconsole/virtconsole/protocols"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtadmin"
-	"github.com/virtconsole/virtconsole/resolver/libvirtresolver/libvirtfake"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 )
 
@@ -26,21 +22,7 @@ import (
 // domain's SPICE console into the proxy URL (base64url password), and the
 // CA and subject the gateway reports into ca and host-subject.
 func TestVVDomain(t *testing.T) {
-	h := libvirtfake.New()
-	h.Start(h.Define("myvm", `<graphics type='spice' tlsPort='5902' autoport='no' listen='127.0.0.1'/>`))
-	ctx := context.Background()
-	c, err := libvirtadmin.Connect(ctx, "qemu:///system", libvirtadmin.WithConnector(h.Connect))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Enable(ctx, "myvm", nil, "", false); err != nil {
-		t.Fatal(err)
-	}
-	tok, _, err := c.Token(ctx, "myvm", protocols.KindSPICE, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, tok := cmdtest.SPICEDomain(t, "myvm")
 
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config.Handler = &proxy.ConnectGateway{Proxy: &proxy.Proxy{},
@@ -53,9 +35,7 @@ func TestVVDomain(t *testing.T) {
 
 	out, stderr, err := cmdtest.Run(t, func(f *cmdutil.Factory) *cobra.Command {
 		f.Getenv = func(string) string { return "" }
-		f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
-			return libvirtadmin.Connect(ctx, f.LibvirtURI(uri), libvirtadmin.WithConnector(h.Connect))
-		}
+		f.Libvirt = cmdtest.Libvirt(h)
 		return vv.NewCmdVV(f, nil)
 	}, "myvm", "-c", "qemu:///system", "--gateway", srv.URL, "--ca-file", caFile)
 	if err != nil {
@@ -81,9 +61,7 @@ func TestVVDomain(t *testing.T) {
 	}
 	out, stderr, err = cmdtest.Run(t, func(f *cmdutil.Factory) *cobra.Command {
 		f.Getenv = func(string) string { return "" }
-		f.Libvirt = func(ctx context.Context, uri string) (*libvirtadmin.Conn, error) {
-			return libvirtadmin.Connect(ctx, f.LibvirtURI(uri), libvirtadmin.WithConnector(h.Connect))
-		}
+		f.Libvirt = cmdtest.Libvirt(h)
 		return vv.NewCmdVV(f, nil)
 	}, "myvm", "-c", "qemu:///system", "--config", cfg, "--profile", "lab")
 	if err != nil || out != want {
