@@ -30,6 +30,10 @@ const (
 	benchMiBEnv    = "VIRTCONSOLE_BENCH_MIB"    // MiB per throughput run (default 512)
 	benchIdleEnv   = "VIRTCONSOLE_BENCH_IDLE"   // sessions per idle-memory round (default 1000)
 	benchModesEnv  = "VIRTCONSOLE_BENCH_MODES"  // e.g. "tls" (default "plain tls")
+	benchPeersEnv  = "VIRTCONSOLE_BENCH_PEERS"  // e.g. "virtconsole gorilla" (default all)
+	// Directory for virtconsole's heap profiles (with runtime.MemStats)
+	// with the idle sessions open: MODE-idle-base.txt and -loaded.txt.
+	benchProfileEnv = "VIRTCONSOLE_BENCH_PROFILE"
 )
 
 // tableFigure is one measured figure of one contender.
@@ -56,9 +60,10 @@ var tablePeers = []string{"tcp", "gorilla", "websockify", "virtconsole"}
 
 // tablePeer is one contender, started for one mode.
 type tablePeer struct {
-	name string
-	pid  int // the proxy's process; 0 for raw TCP
-	dial func(b *testing.B) net.Conn
+	name  string
+	pid   int    // the proxy's process; 0 for raw TCP
+	debug string // its --debug-listen address, if any
+	dial  func(b *testing.B) net.Conn
 }
 
 // BenchmarkTable prints issue 16's table: raw TCP (the ceiling), the
@@ -97,6 +102,9 @@ func BenchmarkTable(b *testing.B) {
 	}
 	for _, mode := range modes {
 		peers := startTablePeers(b, dir, mode)
+		if only := strings.Fields(os.Getenv(benchPeersEnv)); len(only) > 0 {
+			peers.list = slices.DeleteFunc(peers.list, func(p tablePeer) bool { return !slices.Contains(only, p.name) })
+		}
 		add := func(peer, figure string, round int, v float64) {
 			figures = append(figures, tableFigure{Mode: mode, Peer: peer, Figure: figure, Round: round, Value: v})
 		}
@@ -134,7 +142,7 @@ func BenchmarkTable(b *testing.B) {
 			if p.name == "websockify" {
 				n = min(n, 50) // a process per session
 			}
-			add(p.name, "idle-KiB/session", 0, tableIdle(b, p, peers.sinks, n))
+			add(p.name, "idle-KiB/session", 0, tableIdle(b, p, peers.sinks, n, mode))
 		}
 	}
 	printTable(os.Stdout, figures)
@@ -267,8 +275,13 @@ func startTablePeers(b *testing.B, dir, mode string) tablePeerSet {
 	} else {
 		args = append(args, "--listen-insecure", "--connect-insecure")
 	}
+	debug := ""
+	if os.Getenv(benchProfileEnv) != "" {
+		debug = freeAddr(b)
+		args = append(args, "--debug-listen", debug)
+	}
 	vp := startDaemon(b, args...)
-	list = append(list, tablePeer{name: "virtconsole", pid: vp.cmd.Process.Pid, dial: wsDial(vp.addr)})
+	list = append(list, tablePeer{name: "virtconsole", pid: vp.cmd.Process.Pid, dial: wsDial(vp.addr), debug: debug})
 	return tablePeerSet{list: list, sinks: sinks}
 }
 
@@ -367,7 +380,7 @@ func tableEcho(b *testing.B, p tablePeer, sinks chan net.Conn, n int) (p50, p99 
 // session: 3 rounds of opening n sessions (each carries 64 KiB both
 // ways, then idles) and closing them, then n open, then n more: the
 // second n's growth, divided by n, in KiB.
-func tableIdle(b *testing.B, p tablePeer, sinks chan net.Conn, n int) float64 {
+func tableIdle(b *testing.B, p tablePeer, sinks chan net.Conn, n int, mode string) float64 {
 	var echoes sync.WaitGroup
 	payload := make([]byte, 64<<10)
 	open := func() []net.Conn {
@@ -399,11 +412,44 @@ func tableIdle(b *testing.B, p tablePeer, sinks chan net.Conn, n int) float64 {
 	first := open()
 	time.Sleep(time.Second) // let the sessions settle (buffers back, stacks idle)
 	base := treeRSSKiB(b, p.pid)
+	saveHeapProfile(b, p, mode+"-idle-base.txt")
 	second := open()
 	time.Sleep(time.Second)
 	loaded := treeRSSKiB(b, p.pid)
+	saveHeapProfile(b, p, mode+"-idle-loaded.txt")
 	closeAll(append(first, second...))
 	return float64(loaded-base) / float64(n)
+}
+
+// saveHeapProfile saves p's heap profile, with its runtime.MemStats, as
+// name in $VIRTCONSOLE_BENCH_PROFILE, when p has a debug address.
+func saveHeapProfile(b *testing.B, p tablePeer, name string) {
+	dir := os.Getenv(benchProfileEnv)
+	if p.debug == "" || dir == "" {
+		return
+	}
+	resp, err := http.Get("http://" + p.debug + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// freeAddr is a loopback address with a port free at the moment.
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // treeRSSKiB is the resident set size of pid and its descendants.
