@@ -31,8 +31,9 @@ const (
 	benchIdleEnv   = "VIRTCONSOLE_BENCH_IDLE"   // sessions per idle-memory round (default 1000)
 	benchModesEnv  = "VIRTCONSOLE_BENCH_MODES"  // e.g. "tls" (default "plain tls")
 	benchPeersEnv  = "VIRTCONSOLE_BENCH_PEERS"  // e.g. "virtconsole gorilla" (default all)
-	// Directory for virtconsole's heap profiles (with runtime.MemStats)
-	// with the idle sessions open: MODE-idle-base.txt and -loaded.txt.
+	// Directory for virtconsole's heap (with runtime.MemStats) and
+	// goroutine profiles with the idle sessions open:
+	// {heap,goroutine}-MODE-idle-{base,loaded}.txt.
 	benchProfileEnv = "VIRTCONSOLE_BENCH_PROFILE"
 )
 
@@ -428,17 +429,19 @@ func saveHeapProfile(b *testing.B, p tablePeer, name string) {
 	if p.debug == "" || dir == "" {
 		return
 	}
-	resp, err := http.Get("http://" + p.debug + "/debug/pprof/heap?debug=1")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-		b.Fatal(err)
+	for _, profile := range []string{"heap", "goroutine"} {
+		resp, err := http.Get("http://" + p.debug + "/debug/pprof/" + profile + "?debug=1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, profile+"-"+name), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
