@@ -12,7 +12,7 @@ FUZZBUDGET ?= 50000x
 GOTESTSUM := $(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --format-icons text
 TESTFLAGS := -race -count=1 -p 1 -timeout 25m
 
-.PHONY: all build test test-unit vet unit fuzz bench soak demo generate deps deps-demo check-go clean
+.PHONY: all build test test-unit vet unit fuzz bench bench-table bench-json soak demo generate deps deps-demo check-go clean
 
 all: build
 
@@ -68,7 +68,19 @@ bench: check-go
 	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
 	$(GO) test -run XXX -bench VNCSessionSetup -benchtime 200x ./cmd/virtconsole/
 	$(GO) test -run XXX -bench IdleSessionMemory -benchtime 1x -count 3 ./cmd/virtconsole/
-	$(GO) test -run XXX -bench ProxyThroughput -benchtime 3s -count 2 ./cmd/virtconsole/
+	$(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
+
+# Issue 16's side-by-side table alone (raw TCP, a minimal gorilla proxy,
+# websockify when installed, virtconsole; plain and TLS; medians of
+# VIRTCONSOLE_BENCH_ROUNDS=3 interleaved rounds), and its raw figures as
+# JSON in bench.json. VIRTCONSOLE_BENCH_MIB (512) and VIRTCONSOLE_BENCH_IDLE
+# (1000 sessions) size it; see BenchmarkTable in cmd/virtconsole.
+bench-table: check-go
+	$(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
+
+bench-json: check-go
+	VIRTCONSOLE_BENCH_JSON=$(CURDIR)/bench.json $(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/ >/dev/null
+	@cat bench.json
 
 # The soak test with faults (cmd/virtconsole/soak_test.go, TestSoak): the
 # proxy holding SOAK_SESSIONS sessions (default 10000) for SOAK_MINUTES

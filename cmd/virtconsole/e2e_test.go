@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		soakEchoMain(dir) // this process is TestSoak's echo consoles
 		return
 	}
+	if target, ok := os.LookupEnv(gorillaProxyEnv); ok {
+		gorillaProxyMain(target) // this process is BenchmarkTable's minimal gorilla proxy
+		return
+	}
 	if cfg, ok := os.LookupEnv(systemctlShimEnv); ok {
 		os.Exit(systemctlMain(cfg, os.Args[1:])) // this process is TestREADMEOperating's systemctl
 	}

@@ -1,0 +1,517 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/resolver"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+)
+
+// Environment of BenchmarkTable (make bench, make bench-json).
+const (
+	benchJSONEnv   = "VIRTCONSOLE_BENCH_JSON"   // write the raw figures to this file
+	benchRoundsEnv = "VIRTCONSOLE_BENCH_ROUNDS" // interleaved rounds (default 3)
+	benchMiBEnv    = "VIRTCONSOLE_BENCH_MIB"    // MiB per throughput run (default 512)
+	benchIdleEnv   = "VIRTCONSOLE_BENCH_IDLE"   // sessions per idle-memory round (default 1000)
+	benchModesEnv  = "VIRTCONSOLE_BENCH_MODES"  // e.g. "tls" (default "plain tls")
+	benchPeersEnv  = "VIRTCONSOLE_BENCH_PEERS"  // e.g. "virtconsole gorilla" (default all)
+	// Directory for virtconsole's heap (with runtime.MemStats) and
+	// goroutine profiles with the idle sessions open:
+	// {heap,goroutine}-MODE-idle-{base,loaded}.txt.
+	benchProfileEnv = "VIRTCONSOLE_BENCH_PROFILE"
+)
+
+// tableFigure is one measured figure of one contender.
+type tableFigure struct {
+	Mode   string  `json:"mode"`   // plain, tls
+	Peer   string  `json:"peer"`   // tcp, gorilla, websockify, virtconsole
+	Figure string  `json:"figure"` // see tableRows
+	Round  int     `json:"round"`
+	Value  float64 `json:"value"`
+}
+
+// tableRows are the figures, in the table's order, with their units.
+var tableRows = []struct{ key, label string }{
+	{"up-MiB/s", "throughput up (MiB/s)"},
+	{"down-MiB/s", "throughput down (MiB/s)"},
+	{"echo-p50-us", "1-byte echo p50 (µs)"},
+	{"echo-p99-us", "1-byte echo p99 (µs)"},
+	{"cpu-s/GiB", "proxy CPU per GiB (s)"},
+	{"idle-KiB/session", "RSS per idle session (KiB)"},
+}
+
+// tablePeers are the contenders, in the table's order.
+var tablePeers = []string{"tcp", "gorilla", "websockify", "virtconsole"}
+
+// tablePeer is one contender, started for one mode.
+type tablePeer struct {
+	name  string
+	pid   int    // the proxy's process; 0 for raw TCP
+	debug string // its --debug-listen address, if any
+	dial  func(b *testing.B) net.Conn
+}
+
+// BenchmarkTable prints issue 16's table: raw TCP (the ceiling), the
+// minimal gorilla proxy (gorillaProxyMain), websockify when installed,
+// and the virtconsole proxy binary, each between the same Go client and
+// the same Go sink, in rounds that interleave the contenders, plain
+// (ws:// and TCP) and with TLS on both legs (wss:// and TLS toward the
+// sink; for raw TCP, Go TLS on loopback):
+//
+//	client (wsconn) ⇄ [ws or wss] ⇄ proxy ⇄ [TCP or TLS] ⇄ sink
+//
+// Figures: throughput up and down (32 KiB writes), 1-byte echo p50 and
+// p99, the proxy process tree's CPU per GiB carried (up and down; in TLS
+// mode down only, see below), and
+// the growth of its RSS per idle session, each having carried 64 KiB
+// both ways, after 3 rounds of opening and closing as many sessions
+// (measured once per contender and mode, after the rounds). Medians of
+// the rounds are printed; $VIRTCONSOLE_BENCH_JSON gets every figure.
+// Run with -benchtime 1x and without the race detector (make bench).
+// It measures only: nothing here asserts a timing.
+//
+// In TLS mode virtconsole has no "up" figure: toward a TLS serial chardev
+// it writes a byte per TLS record at a paste rate, for QEMU's sake
+// (package protocols/serial), and no other console kind is a plain byte
+// pump over TLS. websockify is compared in plain mode only: 0.10's
+// --ssl-target stalls toward a Go TLS sink.
+func BenchmarkTable(b *testing.B) {
+	rounds := envInt(benchRoundsEnv, 3)
+	mib := envInt(benchMiBEnv, 512)
+	idle := envInt(benchIdleEnv, 1000)
+	dir := pki(b)
+	var figures []tableFigure
+	modes := strings.Fields(os.Getenv(benchModesEnv))
+	if len(modes) == 0 {
+		modes = []string{"plain", "tls"}
+	}
+	for _, mode := range modes {
+		peers := startTablePeers(b, dir, mode)
+		if only := strings.Fields(os.Getenv(benchPeersEnv)); len(only) > 0 {
+			peers.list = slices.DeleteFunc(peers.list, func(p tablePeer) bool { return !slices.Contains(only, p.name) })
+		}
+		add := func(peer, figure string, round int, v float64) {
+			figures = append(figures, tableFigure{Mode: mode, Peer: peer, Figure: figure, Round: round, Value: v})
+		}
+		for round := 1; round <= rounds; round++ {
+			for _, p := range peers.list {
+				// Toward a TLS serial chardev virtconsole writes a byte per
+				// TLS record at a paste rate (package protocols/serial, for
+				// QEMU's sake): not a byte pump, so no "up" in TLS mode,
+				// and the CPU figure is the down direction's for everyone.
+				var cpu time.Duration
+				carried := 0
+				if mode == "plain" || p.name != "virtconsole" {
+					up, cpuUp := tableStream(b, p, peers.sinks, int64(mib)<<20, true)
+					add(p.name, "up-MiB/s", round, up)
+					if mode == "plain" {
+						cpu, carried = cpu+cpuUp, carried+mib
+					}
+				}
+				down, cpuDown := tableStream(b, p, peers.sinks, int64(mib)<<20, false)
+				add(p.name, "down-MiB/s", round, down)
+				cpu, carried = cpu+cpuDown, carried+mib
+				if p.pid != 0 {
+					add(p.name, "cpu-s/GiB", round, cpu.Seconds()/float64(carried)*1024)
+				}
+				p50, p99 := tableEcho(b, p, peers.sinks, 2000)
+				add(p.name, "echo-p50-us", round, p50)
+				add(p.name, "echo-p99-us", round, p99)
+			}
+		}
+		for _, p := range peers.list {
+			if p.pid == 0 {
+				continue
+			}
+			n := idle
+			if p.name == "websockify" {
+				n = min(n, 50) // a process per session
+			}
+			add(p.name, "idle-KiB/session", 0, tableIdle(b, p, peers.sinks, n, mode))
+		}
+	}
+	printTable(os.Stdout, figures)
+	if path := os.Getenv(benchJSONEnv); path != "" {
+		data, err := json.MarshalIndent(figures, "", "  ")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// tablePeers is the contenders of one mode and their sink's accepted
+// conns, in order.
+type tablePeerSet struct {
+	list  []tablePeer
+	sinks chan net.Conn
+}
+
+var gorillaListeningRE = regexp.MustCompile(`gorilla proxy listening on (\S+)`)
+
+// startTablePeers starts a sink and every contender toward it.
+func startTablePeers(b *testing.B, dir, mode string) tablePeerSet {
+	secure := mode == "tls"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if secure {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}})
+	}
+	sinks := make(chan net.Conn, 64) // one session at a time: never full
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if tc, ok := c.(*tls.Conn); ok {
+				// Handshake now: a TLS client's Dial waits for it.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tc.SetDeadline(time.Now().Add(30 * time.Second))
+					tc.Handshake()
+					tc.SetDeadline(time.Time{})
+					sinks <- tc
+				}()
+				continue
+			}
+			sinks <- c
+		}
+	}()
+	b.Cleanup(func() { l.Close(); wg.Wait() })
+	target := l.Addr().String()
+	tlsCfg := clientTLS(b, filepath.Join(dir, "ca-cert.pem"))
+	scheme := "ws://"
+	if secure {
+		scheme = "wss://"
+	}
+	wsDial := func(addr string) func(b *testing.B) net.Conn {
+		return func(b *testing.B) net.Conn {
+			h := http.Header{}
+			h.Set("Authorization", "Bearer bench") // ignored but by virtconsole
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := wsconn.Dial(ctx, scheme+addr+"/websockify", h, &wsconn.DialOptions{TLSConfig: tlsCfg, Subprotocols: []string{"binary"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return c
+		}
+	}
+	var list []tablePeer
+	list = append(list, tablePeer{name: "tcp", dial: func(b *testing.B) net.Conn {
+		var c net.Conn
+		var err error
+		if secure {
+			c, err = tls.Dial("tcp", target, tlsCfg)
+		} else {
+			c, err = net.Dial("tcp", target)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}})
+
+	g := exec.Command(os.Args[0])
+	g.Env = append(os.Environ(), gorillaProxyEnv+"="+target)
+	if secure {
+		g.Env = append(g.Env, gorillaProxyTLSEnv+"="+dir)
+	}
+	gp := startDaemonCmd(b, g, gorillaListeningRE)
+	list = append(list, tablePeer{name: "gorilla", pid: gp.cmd.Process.Pid, dial: wsDial(gp.addr)})
+
+	// websockify 0.10's --ssl-target stalls toward a Go TLS sink (the
+	// upload stops after the handshake): it is compared in plain mode only.
+	_, err = exec.LookPath("websockify")
+	switch {
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "BenchmarkTable: websockify not installed (Debian: apt-get install websockify); its column stays empty")
+	case !secure:
+		addr, pid := startWebsockify(b, target)
+		list = append(list, tablePeer{name: "websockify", pid: pid, dial: wsDial(addr)})
+	}
+
+	tokens := writeTokens(b, map[string]resolver.Console{"bench": {Type: "serial", Address: target, Insecure: !secure}})
+	args := []string{"server", "proxy", "--listen", "127.0.0.1:0", "--tokens", tokens, "--max-failures", "1000000",
+		"--max-conns-per-client", "0", "--max-sessions", "0",
+		"--no-serial-sharing"} // the byte pump, as the others have it: a session per connection
+	if secure {
+		args = append(args, "--tls-dir", dir, "--connect-tls-dir", dir)
+	} else {
+		args = append(args, "--listen-insecure", "--connect-insecure")
+	}
+	debug := ""
+	if os.Getenv(benchProfileEnv) != "" {
+		debug = freeAddr(b)
+		args = append(args, "--debug-listen", debug)
+	}
+	vp := startDaemon(b, args...)
+	list = append(list, tablePeer{name: "virtconsole", pid: vp.cmd.Process.Pid, dial: wsDial(vp.addr), debug: debug})
+	return tablePeerSet{list: list, sinks: sinks}
+}
+
+// connectTable opens a session through p and returns both ends.
+func connectTable(b *testing.B, p tablePeer, sinks chan net.Conn) (client, sink net.Conn) {
+	client = p.dial(b)
+	select {
+	case sink = <-sinks:
+	case <-time.After(30 * time.Second):
+		b.Fatalf("%s: the sink got no connection", p.name)
+	}
+	// Bounded: a stuck proxy fails the benchmark instead of hanging it.
+	deadline := time.Now().Add(time.Minute)
+	client.SetDeadline(deadline)
+	sink.SetDeadline(deadline)
+	return client, sink
+}
+
+// tableStream sends total bytes up (client to sink) or down, and returns
+// MiB/s and the proxy's CPU time.
+func tableStream(b *testing.B, p tablePeer, sinks chan net.Conn, total int64, up bool) (float64, time.Duration) {
+	client, sink := connectTable(b, p, sinks)
+	defer client.Close()
+	defer sink.Close()
+	w, r := client, sink
+	if !up {
+		w, r = sink, client
+	}
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, compareChunk)
+		var n int64
+		for n < total {
+			m, err := r.Read(buf)
+			n += int64(m)
+			if err != nil {
+				got <- fmt.Errorf("%s: read %d of %d bytes: %w", p.name, n, total, err)
+				return
+			}
+		}
+		got <- nil
+	}()
+	buf := make([]byte, compareChunk)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	var cpu0 time.Duration
+	if p.pid != 0 {
+		cpu0 = treeCPU(b, p.pid)
+	}
+	start := time.Now()
+	for sent := int64(0); sent < total; sent += compareChunk {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+	}
+	if err := <-got; err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	var cpu time.Duration
+	if p.pid != 0 {
+		cpu = treeCPU(b, p.pid) - cpu0
+	}
+	return float64(total) / (1 << 20) / elapsed.Seconds(), cpu
+}
+
+// tableEcho makes n 1-byte round trips (after a warm-up) and returns the
+// median and 99th percentile in µs.
+func tableEcho(b *testing.B, p tablePeer, sinks chan net.Conn, n int) (p50, p99 float64) {
+	client, sink := connectTable(b, p, sinks)
+	defer client.Close()
+	defer sink.Close()
+	go io.Copy(sink, sink)
+	msg := []byte{'x'}
+	back := make([]byte, 1)
+	times := make([]time.Duration, 0, n)
+	for i := range n + 100 {
+		start := time.Now()
+		if _, err := client.Write(msg); err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+		if _, err := io.ReadFull(client, back); err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+		if i >= 100 {
+			times = append(times, time.Since(start))
+		}
+	}
+	slices.Sort(times)
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	return us(times[len(times)/2]), us(times[len(times)*99/100])
+}
+
+// tableIdle measures the growth of p's RSS (its process tree's) per idle
+// session: 3 rounds of opening n sessions (each carries 64 KiB both
+// ways, then idles) and closing them, then n open, then n more: the
+// second n's growth, divided by n, in KiB.
+func tableIdle(b *testing.B, p tablePeer, sinks chan net.Conn, n int, mode string) float64 {
+	var echoes sync.WaitGroup
+	payload := make([]byte, 64<<10)
+	open := func() []net.Conn {
+		conns := make([]net.Conn, 0, n)
+		back := make([]byte, len(payload))
+		for range n {
+			client, sink := connectTable(b, p, sinks)
+			echoes.Add(1)
+			go func() { defer echoes.Done(); io.Copy(sink, sink); sink.Close() }()
+			go client.Write(payload)
+			if _, err := io.ReadFull(client, back); err != nil {
+				b.Fatalf("%s: %v", p.name, err)
+			}
+			conns = append(conns, client)
+		}
+		return conns
+	}
+	// closeAll closes the clients and waits until the proxy closed every
+	// sink conn: the sessions are over.
+	closeAll := func(conns []net.Conn) {
+		for _, c := range conns {
+			c.Close()
+		}
+		echoes.Wait()
+	}
+	for range 3 {
+		closeAll(open())
+	}
+	first := open()
+	time.Sleep(time.Second) // let the sessions settle (buffers back, stacks idle)
+	base := treeRSSKiB(b, p.pid)
+	saveHeapProfile(b, p, mode+"-idle-base.txt")
+	second := open()
+	time.Sleep(time.Second)
+	loaded := treeRSSKiB(b, p.pid)
+	saveHeapProfile(b, p, mode+"-idle-loaded.txt")
+	closeAll(append(first, second...))
+	return float64(loaded-base) / float64(n)
+}
+
+// saveHeapProfile saves p's heap profile, with its runtime.MemStats, as
+// name in $VIRTCONSOLE_BENCH_PROFILE, when p has a debug address.
+func saveHeapProfile(b *testing.B, p tablePeer, name string) {
+	dir := os.Getenv(benchProfileEnv)
+	if p.debug == "" || dir == "" {
+		return
+	}
+	for _, profile := range []string{"heap", "goroutine"} {
+		resp, err := http.Get("http://" + p.debug + "/debug/pprof/" + profile + "?debug=1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, profile+"-"+name), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// freeAddr is a loopback address with a port free at the moment.
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// treeRSSKiB is the resident set size of pid and its descendants.
+func treeRSSKiB(b *testing.B, root int) int {
+	total := 0
+	for todo := []int{root}; len(todo) > 0; {
+		pid := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		total += rssKiB(b, pid)
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				todo = append(todo, c)
+			}
+		}
+	}
+	return total
+}
+
+// printTable prints the medians of figures, a table per mode, with
+// virtconsole's ratios to raw TCP and to the minimal gorilla proxy.
+func printTable(w io.Writer, figures []tableFigure) {
+	median := func(mode, peer, figure string) (float64, bool) {
+		var v []float64
+		for _, f := range figures {
+			if f.Mode == mode && f.Peer == peer && f.Figure == figure {
+				v = append(v, f.Value)
+			}
+		}
+		if len(v) == 0 {
+			return 0, false
+		}
+		slices.Sort(v)
+		return v[len(v)/2], true
+	}
+	for _, mode := range []string{"plain", "tls"} {
+		fmt.Fprintf(w, "\n%s (medians)\n", map[string]string{"plain": "plain: ws to the proxy, TCP to the sink", "tls": "TLS on both legs: wss to the proxy, TLS to the sink"}[mode])
+		fmt.Fprintf(w, "%-28s %12s %12s %12s %12s %10s %10s\n", "figure", "raw TCP", "gorilla", "websockify", "virtconsole", "vc/raw", "vc/gorilla")
+		for _, row := range tableRows {
+			fmt.Fprintf(w, "%-28s", row.label)
+			for _, peer := range tablePeers {
+				if v, ok := median(mode, peer, row.key); ok {
+					fmt.Fprintf(w, " %12.1f", v)
+				} else {
+					fmt.Fprintf(w, " %12s", "–")
+				}
+			}
+			vc, ok := median(mode, "virtconsole", row.key)
+			for _, peer := range []string{"tcp", "gorilla"} {
+				if v, ok2 := median(mode, peer, row.key); ok && ok2 && v != 0 {
+					fmt.Fprintf(w, " %9.2f×", vc/v)
+				} else {
+					fmt.Fprintf(w, " %10s", "–")
+				}
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
