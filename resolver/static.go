@@ -159,14 +159,38 @@ func (s *Static) writeSpentLocked() error {
 // file beside it, synced and renamed over it: a crash leaves the old
 // file or the new one, never part of one.
 func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	return WriteFileAtomicMode(path, data, 0o600)
+}
+
+// WriteFileAtomicMode is WriteFileAtomic with the file's mode perm. A path
+// that exists and is not a regular file (/dev/null, /dev/stdout, a FIFO)
+// is written in place: renaming over it would replace the device, and
+// "atomic" means nothing there. The directory is synced after the rename
+// where the filesystem allows, so that the rename itself is durable.
+func WriteFileAtomicMode(path string, data []byte, perm os.FileMode) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return &os.PathError{Op: "write", Path: path, Err: errors.New("is a directory")}
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(0o600)
+		err = f.Chmod(perm)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -179,8 +203,13 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
+		return err
 	}
-	return err
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 func unwrapPath(err error) error {

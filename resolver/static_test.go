@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -497,5 +499,47 @@ func TestStaticConcurrentResolveDuringReload(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestWriteFileAtomicNotRegular: a path that is no regular file (a FIFO
+// here, as /dev/null or /dev/stdout would be) is written in place, not
+// replaced by the rename: "virtconsole vv -o /dev/null" once replaced
+// /dev/null with a regular file.
+func TestWriteFileAtomicNotRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		f, err := os.Open(fifo)
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(f)
+		got <- b
+	}()
+	if err := WriteFileAtomicMode(fifo, []byte("through the pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; string(b) != "through the pipe" {
+		t.Fatalf("the FIFO's reader got %q", b)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("%s is no longer a FIFO: %v %v", fifo, fi.Mode(), err)
+	}
+	if err := WriteFileAtomicMode(t.TempDir(), []byte("x"), 0o644); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("writing over a directory: %v", err)
+	}
+	// A regular file is replaced, with the mode asked for.
+	p := filepath.Join(t.TempDir(), "f")
+	if err := WriteFileAtomicMode(p, []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("%s: %v %v", p, fi, err)
 	}
 }

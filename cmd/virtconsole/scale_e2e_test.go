@@ -46,6 +46,17 @@ func replicaArgs(dir string) []string {
 // replica).
 func balancer(t *testing.T, pkiDir string, replicas []string) (string, *syncBuffer) {
 	t.Helper()
+	front, _, log := balancerWithGateway(t, pkiDir, replicas, nil)
+	return front, log
+}
+
+// balancerWithGateway is balancer that also fronts the replicas' SPICE
+// CONNECT gateways (haproxy.cfg's spice-connect frontend), at gateways
+// (their addresses, in the order of replicas); it returns that
+// frontend's address too ("" without gateways, whose frontend then
+// listens on a free port nobody uses).
+func balancerWithGateway(t *testing.T, pkiDir string, replicas, gateways []string) (string, string, *syncBuffer) {
+	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -76,8 +87,16 @@ func balancer(t *testing.T, pkiDir string, replicas []string) (string, *syncBuff
 		"/etc/haproxy/virtconsole.pem", pem,
 		"/etc/haproxy/virtconsole-ca.pem", filepath.Join(pkiDir, "ca-cert.pem"),
 	}
+	connectFront := "127.0.0.1:" + strconv.Itoa(qemutest.FreePort(t))
+	replace = append(replace, "127.0.0.1:3128", connectFront)
 	for i := range 3 {
-		replace = append(replace, fmt.Sprintf("127.0.0.1:744%d", i+1), replicas[i])
+		gw := "127.0.0.1:" + strconv.Itoa(qemutest.FreePort(t)) // no gateway: health checks fail, unused
+		if gateways != nil {
+			gw = gateways[i]
+		}
+		_, port, _ := net.SplitHostPort(replicas[i])
+		replace = append(replace, fmt.Sprintf("127.0.0.1:744%d", i+1), replicas[i],
+			fmt.Sprintf("127.0.0.1:314%d", i+1), gw, fmt.Sprintf("port 744%d", i+1), "port "+port)
 	}
 	s := string(cfg)
 	for i := 0; i < len(replace); i += 2 {
@@ -106,7 +125,10 @@ func balancer(t *testing.T, pkiDir string, replicas []string) (string, *syncBuff
 		}
 		return err == nil
 	})
-	return front, log
+	if gateways == nil {
+		connectFront = ""
+	}
+	return front, connectFront, log
 }
 
 // credentialForms are the three ways a viewer carries its token, which
@@ -363,7 +385,7 @@ func TestScaleOutHAProxy(t *testing.T) {
 		if !strings.Contains(replicas[0].log.String(), "draining: /readyz fails") {
 			t.Fatalf("the stopped replica did not drain:\n%s", replicas[0].log.String())
 		}
-		if !strings.Contains(hlog.String(), "replica1 is DOWN") {
+		if !strings.Contains(hlog.String(), "Server replicas/replica1 is DOWN") {
 			t.Fatalf("HAProxy did not take replica1 out:\n%s", hlog.String())
 		}
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
+	"github.com/virtconsole/virtconsole/resolver"
 )
 
 // Options are the flags of "virtconsole config" and its subcommands.
@@ -395,36 +396,10 @@ func save(path string, b []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return &cmdutil.FlagError{Err: fmt.Errorf("create the config directory: %w", err)}
 	}
-	tmp, err := os.CreateTemp(dir, ".config.toml.*")
-	if err != nil {
-		return &cmdutil.FlagError{Err: fmt.Errorf("write the config file: %w", err)}
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
-	if err := writeSynced(tmp, b); err != nil {
-		return fmt.Errorf("write the config file %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace the config file %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // the rename itself, where the filesystem allows
-		d.Close()
+	if err := resolver.WriteFileAtomicMode(path, b, 0o600); err != nil {
+		return fmt.Errorf("write the config file: %w", err)
 	}
 	return nil
-}
-
-func writeSynced(tmp *os.File, b []byte) error {
-	err := tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.Write(b)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func newCmdUseProfile(f *cmdutil.Factory, opts *Options) *cobra.Command {

@@ -11,7 +11,6 @@ import (
 	"image"
 	"image/png"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +19,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
 	"github.com/virtconsole/virtconsole/protocols"
 	"github.com/virtconsole/virtconsole/protocols/vnc/vncclient"
+	"github.com/virtconsole/virtconsole/resolver"
 )
 
 // Options are the flags of "virtconsole screenshot".
@@ -242,29 +242,8 @@ func same(a *image.RGBA, b image.Image) bool {
 }
 
 // writeFile writes data to path through a temporary file in its
-// directory, so that a reader never sees half an image.
+// directory, so that a reader never sees half an image (a device such as
+// /dev/null is written, not replaced).
 func writeFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".screenshot-*.png")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
+	return resolver.WriteFileAtomicMode(path, data, 0o644)
 }

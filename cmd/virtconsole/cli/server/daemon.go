@@ -75,6 +75,10 @@ type side struct {
 	// maxConns bounds each client address's open connections
 	// (connlimit); zero means none.
 	maxConns int
+	// trusted are load balancers whose connections start with a PROXY
+	// protocol header (--trusted-proxies); with them, maxConns is the
+	// balancer's to enforce, as on the daemon's own listener.
+	trusted []string
 	// bound, if set, is told the listener's address before it serves.
 	bound func(net.Addr)
 }
@@ -85,7 +89,13 @@ func (s side) listen(log *slog.Logger) (net.Listener, *http.Server, error) {
 	if err != nil {
 		return nil, nil, cmdutil.ListenError(s.addr, s.flag+" address", err)
 	}
-	if s.maxConns > 0 {
+	pl, err := proxyProtocol(l, s.trusted)
+	if err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	l = pl
+	if s.maxConns > 0 && len(s.trusted) == 0 {
 		l = connlimit.New(l, s.maxConns) // beneath TLS, as the daemon's own
 	}
 	if s.tls != nil {

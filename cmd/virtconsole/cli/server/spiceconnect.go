@@ -133,7 +133,10 @@ func (o *SPICEConnect) passthroughSide(d *daemon, p *proxy.Proxy, listen *tlscre
 // addSide adds the gateway's listener to d: TLS with the websocket
 // listener's certificate (listen; nil: cleartext), no client certificates.
 func (o *SPICEConnect) addSide(d *daemon, listen *tlscreds.Reloader[*tls.Config], maxConns int, g *proxy.ConnectGateway) {
-	s := side{name: "spice-connect", flag: "--spice-connect-listen", addr: o.Listen, maxConns: maxConns, handler: g,
+	// Behind HAProxy (haproxy.cfg's spice-connect frontend) the gateway
+	// reads the client's address from the PROXY header, as the daemon's
+	// own listener does.
+	s := side{name: "spice-connect", flag: "--spice-connect-listen", addr: o.Listen, maxConns: maxConns, trusted: d.trustedProxies, handler: g,
 		bound: func(a net.Addr) {
 			if _, port, err := net.SplitHostPort(a.String()); err == nil {
 				o.port.Store(&port)

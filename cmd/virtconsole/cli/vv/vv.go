@@ -25,6 +25,7 @@ import (
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/connect"
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 )
@@ -270,23 +271,10 @@ func gatewayInfo(ctx context.Context, gw *url.URL, caFile string, timeout time.D
 }
 
 // writePrivate writes file to path with mode 0600 (an existing file is
-// replaced, and its mode tightened).
+// replaced, and its mode tightened; a device such as /dev/null is
+// written, not replaced).
 func writePrivate(path, file string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".vv-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.WriteString(file)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return resolver.WriteFileAtomicMode(path, []byte(file), 0o600)
 }
 
 // runViewer starts the viewer with file, written into a private
