@@ -226,7 +226,14 @@ func TestLibvirtSerialTLS(t *testing.T) {
 // consolesJSON runs "consoles DOMAIN --json --show-tokens".
 func consolesJSON(t *testing.T, domain string) []map[string]any {
 	t.Helper()
-	r := run(t, nil, "consoles", domain, "--json", "--show-tokens")
+	return consolesJSONAt(t, "", domain)
+}
+
+// consolesJSONAt is consolesJSON with the libvirt URI uri ("" for the
+// default).
+func consolesJSONAt(t *testing.T, uri, domain string) []map[string]any {
+	t.Helper()
+	r := runEnv(t, libvirtEnv(uri), nil, "consoles", domain, "--json", "--show-tokens")
 	if r.code != 0 {
 		t.Fatalf("consoles: exit %d: %s", r.code, r.stderr)
 	}
@@ -239,7 +246,13 @@ func consolesJSON(t *testing.T, domain string) []map[string]any {
 
 func tokenOf(t *testing.T, domain, kind string) string {
 	t.Helper()
-	for _, c := range consolesJSON(t, domain) {
+	return tokenAt(t, "", domain, kind)
+}
+
+// tokenAt is tokenOf with the libvirt URI uri ("" for the default).
+func tokenAt(t *testing.T, uri, domain, kind string) string {
+	t.Helper()
+	for _, c := range consolesJSONAt(t, uri, domain) {
 		if c["type"] == kind && c["index"] == float64(0) {
 			tok, _ := c["token"].(string)
 			return tok
@@ -247,6 +260,14 @@ func tokenOf(t *testing.T, domain, kind string) string {
 	}
 	t.Fatalf("no %s console in %s", kind, domain)
 	return ""
+}
+
+// libvirtEnv is env() with LIBVIRT_DEFAULT_URI=uri unless uri is "".
+func libvirtEnv(uri string) []string {
+	if uri == "" {
+		return env()
+	}
+	return env("LIBVIRT_DEFAULT_URI=" + uri)
 }
 
 // resolve asks the resolver daemon for token and returns the HTTP status

@@ -33,11 +33,18 @@ import (
 // 127.0.0.1, so a replica that logs peer=127.0.0.1 read the PROXY header.
 const balancerSource = "127.0.0.2"
 
-// replicaArgs are the flags of each replica in these tests.
-func replicaArgs(dir string) []string {
-	return []string{"server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir,
-		"--connect", "qemu:///system", "--trusted-proxies", balancerSource, "--drain-grace", "3s", "--drain-timeout", "1s",
-		"--max-failures", "1000"}
+// replicaArgs are the flags of each replica in these tests, with a
+// --connect for each of uris (qemu:///system if none).
+func replicaArgs(dir string, uris ...string) []string {
+	if len(uris) == 0 {
+		uris = []string{libvirttest.URI}
+	}
+	args := []string{"server", "--listen", "127.0.0.1:0", "--tls-dir", dir, "--connect-tls-dir", libvirttest.TLSDir,
+		"--trusted-proxies", balancerSource, "--drain-grace", "3s", "--drain-timeout", "1s", "--max-failures", "1000"}
+	for _, u := range uris {
+		args = append(args, "--connect", u)
+	}
+	return args
 }
 
 // balancer runs HAProxy with cmd/virtconsole/haproxy.cfg, its addresses
@@ -206,7 +213,7 @@ func routed(log string, offset int) map[string]int {
 func enabledDomain(t *testing.T, d *libvirttest.Daemon, opts libvirttest.DomainOptions, kind string) *libvirttest.Domain {
 	t.Helper()
 	dom := d.NewDomain(t, opts)
-	if r := run(t, nil, "enable", dom.Name, "--type", kind); r.code != 0 {
+	if r := runEnv(t, libvirtEnv(d.URI), nil, "enable", dom.Name, "--type", kind); r.code != 0 {
 		t.Fatalf("enable: exit %d: %s", r.code, r.stderr)
 	}
 	return dom
@@ -238,33 +245,7 @@ func TestScaleOutHAProxy(t *testing.T) {
 	// forms: all land on one replica, exactly one opens a session, the
 	// others get 404.
 	t.Run("single-use", func(t *testing.T) {
-		offset := len(hlog.String())
-		opened, statuses := race(t, []string{front}, ca, tokenOf(t, dom.Name, "vnc"), 200)
-		if len(opened) != 1 || statuses[http.StatusNotFound] != 199 {
-			t.Fatalf("%d sessions and refusals %v; want 1 session and 199 × 404", len(opened), statuses)
-		}
-		rfbHandshake(t, opened[0])
-		var per map[string]int
-		waitFor(t, 10*time.Second, "HAProxy's log of 199 refusals", func() bool {
-			per = routed(hlog.String(), offset)
-			total := 0
-			for _, n := range per {
-				total += n
-			}
-			return total >= 199
-		})
-		if len(per) != 1 {
-			t.Fatalf("one token's requests went to several replicas: %v", per)
-		}
-		if strings.Contains(hlog.String(), "token=") {
-			t.Fatal("HAProxy logged a token")
-		}
-		// The replica saw the client's address from the PROXY header,
-		// not the balancer's.
-		logs := replicas[0].log.String() + replicas[1].log.String() + replicas[2].log.String()
-		if !strings.Contains(logs, "peer=127.0.0.1:") || strings.Contains(logs, "peer="+balancerSource) {
-			t.Fatalf("the replicas did not log the client's address from the PROXY header:\n%s", logs)
-		}
+		singleUse(t, front, ca, hlog, replicas, func(t *testing.T) string { return tokenOf(t, dom.Name, "vnc") })
 	})
 
 	// Without the balancer: the same token at all three replicas at once,
@@ -334,61 +315,152 @@ func TestScaleOutHAProxy(t *testing.T) {
 	// with a close reason after --drain-timeout, and the other replicas'
 	// sessions are not disturbed.
 	t.Run("replica-stops", func(t *testing.T) {
-		sessions := map[int][]net.Conn{}
-		for i := 0; i < 30 && (len(sessions[0]) == 0 || len(sessions[1])+len(sessions[2]) == 0); i++ {
-			before := sessionStarts(replicas)
-			ws, err := openConsole(t, front, ca, tokenOf(t, dom.Name, "vnc"), credentialForms[i%3])
-			if err != nil {
-				t.Fatal(err)
-			}
-			rfbHandshake(t, ws)
-			t.Cleanup(func() { ws.Close() })
-			after := sessionStarts(replicas)
-			for k := range replicas {
-				if after[k] > before[k] {
-					sessions[k] = append(sessions[k], ws)
-				}
+		replicaStops(t, front, ca, hlog, replicas, []func(*testing.T) string{func(t *testing.T) string { return tokenOf(t, dom.Name, "vnc") }})
+	})
+}
+
+// TestScaleOutHAProxyTwoHypervisors: the single-use and replica-stops
+// tests of TestScaleOutHAProxy with two hypervisors behind the replicas
+// (the host's libvirtd and a second one, libvirttest.Instance), each
+// replica connected to both with a --connect each, a domain on each.
+func TestScaleOutHAProxyTwoHypervisors(t *testing.T) {
+	hvs := []*libvirttest.Daemon{libvirttest.Start(t), libvirttest.Instance(t, 2)}
+	var uris []string
+	var tokens []func(*testing.T) string
+	for _, d := range hvs {
+		dom := enabledDomain(t, d, libvirttest.DomainOptions{VNC: true}, "vnc")
+		uris = append(uris, d.URI)
+		tokens = append(tokens, func(t *testing.T) string { return tokenAt(t, d.URI, dom.Name, "vnc") })
+		// The domain is the hypervisor's alone.
+		for _, other := range hvs {
+			if _, err := other.TryVirsh("domstate", dom.UUID); (other == d) != (err == nil) {
+				t.Fatalf("domain %s: on %s %v", dom.Name, other.URI, err)
 			}
 		}
-		if len(sessions[0]) == 0 || len(sessions[1])+len(sessions[2]) == 0 {
-			t.Fatalf("sessions per replica %v: want some on replica 1 and on another", sessions)
+	}
+	dir := pki(t)
+	ca := filepath.Join(dir, "ca-cert.pem")
+	var replicas []*daemon
+	var addrs []string
+	for range 3 {
+		r := startDaemon(t, replicaArgs(dir, uris...)...)
+		replicas, addrs = append(replicas, r), append(addrs, r.addr)
+	}
+	front, hlog := balancer(t, dir, addrs)
+	for k, token := range tokens {
+		waitFor(t, 30*time.Second, fmt.Sprintf("a session to hypervisor %d through the balancer", k+1), func() bool {
+			ws, err := openConsole(t, front, ca, token(t), "header")
+			if err == nil {
+				rfbHandshake(t, ws)
+				ws.Close()
+			}
+			return err == nil
+		})
+	}
+	for k, token := range tokens {
+		t.Run(fmt.Sprintf("single-use-hypervisor%d", k+1), func(t *testing.T) {
+			singleUse(t, front, ca, hlog, replicas, token)
+		})
+	}
+	t.Run("replica-stops", func(t *testing.T) {
+		replicaStops(t, front, ca, hlog, replicas, tokens)
+	})
+}
+
+// singleUse offers one single-use token (of token) 200 times at once
+// through the balancer at front, in its three forms: all land on one
+// replica, exactly one opens a session, the others get 404, and the
+// replicas log the client's address from the PROXY header.
+func singleUse(t *testing.T, front, ca string, hlog *syncBuffer, replicas []*daemon, token func(*testing.T) string) {
+	offset := len(hlog.String())
+	opened, statuses := race(t, []string{front}, ca, token(t), 200)
+	if len(opened) != 1 || statuses[http.StatusNotFound] != 199 {
+		t.Fatalf("%d sessions and refusals %v; want 1 session and 199 × 404", len(opened), statuses)
+	}
+	rfbHandshake(t, opened[0])
+	var per map[string]int
+	waitFor(t, 10*time.Second, "HAProxy's log of 199 refusals", func() bool {
+		per = routed(hlog.String(), offset)
+		total := 0
+		for _, n := range per {
+			total += n
 		}
-		if err := replicas[0].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return total >= 199
+	})
+	if len(per) != 1 {
+		t.Fatalf("one token's requests went to several replicas: %v", per)
+	}
+	if strings.Contains(hlog.String(), "token=") {
+		t.Fatal("HAProxy logged a token")
+	}
+	// The replica saw the client's address from the PROXY header,
+	// not the balancer's.
+	logs := replicas[0].log.String() + replicas[1].log.String() + replicas[2].log.String()
+	if !strings.Contains(logs, "peer=127.0.0.1:") || strings.Contains(logs, "peer="+balancerSource) {
+		t.Fatalf("the replicas did not log the client's address from the PROXY header:\n%s", logs)
+	}
+}
+
+// replicaStops: one replica gets SIGTERM with sessions on it, for the
+// consoles of tokens in turn: the balancer takes it out within its health
+// checks while it still accepts (--drain-grace), new sessions for the same
+// consoles go on opening, its sessions end with a close reason after
+// --drain-timeout, and the other replicas' sessions are not disturbed.
+func replicaStops(t *testing.T, front, ca string, hlog *syncBuffer, replicas []*daemon, tokens []func(*testing.T) string) {
+	sessions := map[int][]net.Conn{}
+	for i := 0; i < 30 && (i < len(tokens) || len(sessions[0]) == 0 || len(sessions[1])+len(sessions[2]) == 0); i++ {
+		before := sessionStarts(replicas)
+		ws, err := openConsole(t, front, ca, tokens[i%len(tokens)](t), credentialForms[i%3])
+		if err != nil {
 			t.Fatal(err)
 		}
-		stopped := time.Now()
-		// New sessions for the same console all open, before, during and
-		// after the balancer's health checks take the replica out.
-		for time.Since(stopped) < 6*time.Second {
-			ws, err := openConsole(t, front, ca, tokenOf(t, dom.Name, "vnc"), "header")
-			if err != nil {
-				t.Fatalf("a new session %v after SIGTERM to replica 1: %v", time.Since(stopped).Round(time.Millisecond), err)
-			}
-			rfbHandshake(t, ws)
-			ws.Close()
-		}
-		for _, ws := range sessions[0] {
-			ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-			_, err := io.Copy(io.Discard, ws)
-			pc := ws.(*wsconn.Conn).PeerClose()
-			if err != nil || pc == nil || pc.Code != wsconn.CloseGoingAway || pc.Reason != "proxy shutting down" {
-				t.Fatalf("a session on the stopped replica ended with %v, close %v; want 1001 proxy shutting down", err, pc)
+		rfbHandshake(t, ws)
+		t.Cleanup(func() { ws.Close() })
+		after := sessionStarts(replicas)
+		for k := range replicas {
+			if after[k] > before[k] {
+				sessions[k] = append(sessions[k], ws)
 			}
 		}
-		for _, ws := range append(sessions[1], sessions[2]...) {
-			ws.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			_, err := ws.Read(make([]byte, 1))
-			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-				t.Fatalf("a session on another replica: %v; want it still open", err)
-			}
+	}
+	if len(sessions[0]) == 0 || len(sessions[1])+len(sessions[2]) == 0 {
+		t.Fatalf("sessions per replica %v: want some on replica 1 and on another", sessions)
+	}
+	if err := replicas[0].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	// New sessions for the same consoles all open, before, during and
+	// after the balancer's health checks take the replica out.
+	for n := 0; time.Since(stopped) < 6*time.Second || n < len(tokens); n++ {
+		ws, err := openConsole(t, front, ca, tokens[n%len(tokens)](t), "header")
+		if err != nil {
+			t.Fatalf("a new session (console %d) %v after SIGTERM to replica 1: %v", n%len(tokens)+1, time.Since(stopped).Round(time.Millisecond), err)
 		}
-		if !strings.Contains(replicas[0].log.String(), "draining: /readyz fails") {
-			t.Fatalf("the stopped replica did not drain:\n%s", replicas[0].log.String())
+		rfbHandshake(t, ws)
+		ws.Close()
+	}
+	for _, ws := range sessions[0] {
+		ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, err := io.Copy(io.Discard, ws)
+		pc := ws.(*wsconn.Conn).PeerClose()
+		if err != nil || pc == nil || pc.Code != wsconn.CloseGoingAway || pc.Reason != "proxy shutting down" {
+			t.Fatalf("a session on the stopped replica ended with %v, close %v; want 1001 proxy shutting down", err, pc)
 		}
-		if !strings.Contains(hlog.String(), "Server replicas/replica1 is DOWN") {
-			t.Fatalf("HAProxy did not take replica1 out:\n%s", hlog.String())
+	}
+	for _, ws := range append(sessions[1], sessions[2]...) {
+		ws.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err := ws.Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatalf("a session on another replica: %v; want it still open", err)
 		}
-	})
+	}
+	if !strings.Contains(replicas[0].log.String(), "draining: /readyz fails") {
+		t.Fatalf("the stopped replica did not drain:\n%s", replicas[0].log.String())
+	}
+	if !strings.Contains(hlog.String(), "Server replicas/replica1 is DOWN") {
+		t.Fatalf("HAProxy did not take replica1 out:\n%s", hlog.String())
+	}
 }
 
 // sessionStarts counts each replica's "session start" lines.

@@ -15,7 +15,8 @@
 //
 // What stays on the host after the tests: TLSDir, a marked block at the
 // end of qemu.conf and of libvirtd.conf, and virtlogd and libvirtd
-// running, libvirtd with --listen (TLS on 127.0.0.1:16514); /dev/kvm, if
+// running, libvirtd with --listen (TLS on 127.0.0.1:16514), and those of
+// Instance (other hypervisors) with their directories; /dev/kvm, if
 // any, group kvm and mode 0660. Setting NoLibvirtEnv keeps the tests from
 // making any of these changes.
 package libvirttest
@@ -63,12 +64,17 @@ type Daemon struct {
 	URI string
 	// Socket is the path of its read-write socket.
 	Socket string
+
+	// pidFile is libvirtd's PID file; instance is the root of an
+	// Instance's directories ("" for the host's libvirtd).
+	pidFile  string
+	instance string
 }
 
 var (
 	kvmOnce   sync.Once
 	startMu   sync.Mutex
-	theDaemon = &Daemon{URI: URI, Socket: Socket}
+	theDaemon = &Daemon{URI: URI, Socket: Socket, pidFile: libvirtdPIDFile}
 )
 
 // NoLibvirtEnv is the environment variable that keeps the libvirt tests
@@ -133,7 +139,7 @@ func ensure() error {
 	}
 	// A libvirtd started before (by hand, or without --listen) has no TLS
 	// listener: restart it too.
-	if alive(libvirtdPIDFile) && answers() && !listensTLS() {
+	if alive(libvirtdPIDFile) && answers(URI) && !listensTLS() {
 		restart = true
 	}
 	if restart && alive(libvirtdPIDFile) {
@@ -141,7 +147,7 @@ func ensure() error {
 			return err
 		}
 	}
-	if alive(libvirtdPIDFile) && answers() {
+	if alive(libvirtdPIDFile) && answers(URI) {
 		return nil
 	}
 	if !alive(libvirtdPIDFile) {
@@ -150,7 +156,7 @@ func ensure() error {
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !answers() || !listensTLS() {
+	for !answers(URI) || !listensTLS() {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("libvirtd does not answer on %s and %s after 30s", Socket, libvirtdTLSAddr)
 		}
@@ -188,15 +194,15 @@ func waitSocket(path string, timeout time.Duration) error {
 	}
 }
 
-// answers reports whether libvirtd serves API calls.
-func answers() bool {
+// answers reports whether the libvirtd of uri serves API calls.
+func answers(uri string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return exec.CommandContext(ctx, "virsh", "-c", URI, "uri").Run() == nil
+	return exec.CommandContext(ctx, "virsh", "-c", uri, "uri").Run() == nil
 }
 
 // PID returns libvirtd's process ID, or 0.
-func (d *Daemon) PID() int { return pidOf(libvirtdPIDFile) }
+func (d *Daemon) PID() int { return pidOf(d.pidFile) }
 
 // Kill stops libvirtd (SIGTERM, then SIGKILL) and waits until it is gone.
 // Running domains survive; Restart (or Start) brings libvirtd back and it
@@ -205,7 +211,7 @@ func (d *Daemon) Kill(t testing.TB) {
 	t.Helper()
 	startMu.Lock()
 	defer startMu.Unlock()
-	if err := stop(libvirtdPIDFile); err != nil {
+	if err := stop(d.pidFile); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -239,7 +245,11 @@ func (d *Daemon) Restart(t testing.TB) {
 	t.Helper()
 	startMu.Lock()
 	defer startMu.Unlock()
-	if err := ensure(); err != nil {
+	ensureIt := ensure
+	if d.instance != "" {
+		ensureIt = d.ensureInstance
+	}
+	if err := ensureIt(); err != nil {
 		t.Fatal(err)
 	}
 }
