@@ -10,9 +10,10 @@ FUZZBUDGET ?= 50000x
 # skipped and failed tests with their messages and a closing line
 # "DONE N tests, N skipped, N failures in Ns".
 GOTESTSUM := $(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --format-icons text
-TESTFLAGS := -race -count=1 -p 1 -timeout 25m
+# TestMeasure* tests only measure and take minutes: make measure-scale.
+TESTFLAGS := -race -count=1 -p 1 -timeout 25m -skip '^TestMeasure'
 
-.PHONY: all build test test-unit vet unit fuzz bench bench-table bench-json soak demo generate deps deps-demo check-go clean
+.PHONY: all build test test-unit vet unit fuzz bench bench-table bench-json measure-scale soak demo generate deps deps-demo check-go clean
 
 all: build
 
@@ -81,6 +82,14 @@ bench-table: check-go
 bench-json: check-go
 	VIRTCONSOLE_BENCH_JSON=$(CURDIR)/bench.json $(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/ >/dev/null
 	@cat bench.json
+
+# Scale-out figures (issue 17), against the real libvirtd and HAProxy:
+# sessions per second through the balancer with 1 and 3 replicas, the
+# single-use race window without it, and a replica's resolver against 1,
+# 10 and 50 libvirtd instances (memory, connections, sync time). Like
+# "make test" it reconfigures libvirtd. No race detector.
+measure-scale: check-go
+	VIRTCONSOLE_MEASURE_SCALE=1 $(GO) test -run '^TestMeasure' -v -count=1 -timeout 60m ./cmd/virtconsole/
 
 # The soak test with faults (cmd/virtconsole/soak_test.go, TestSoak): the
 # proxy holding SOAK_SESSIONS sessions (default 10000) for SOAK_MINUTES
