@@ -53,34 +53,10 @@ func TestScaleOutSPICEConnect(t *testing.T) {
 	}
 	before := sessionStarts(replicas)
 	x := viewerThroughGateway(t, bins[1], ca, vvCopy(t, string(raw)), "")
-	holder := -1
-	waitFor(t, 90*time.Second, "main, display, inputs and cursor on one replica", func() bool {
-		select {
-		case <-x.done:
-			t.Fatalf("remote-viewer exited: %s", x.out.String())
-		default:
-		}
-		for k, r := range replicas {
-			for _, chans := range sessionChannels(r.log.String()) {
-				if containsAll(chans, viewerSessionChannels) {
-					holder = k
-					return true
-				}
-			}
-		}
-		return false
-	})
-	after := sessionStarts(replicas)
-	for k, r := range replicas {
-		if k != holder && after[k] != before[k] {
-			t.Errorf("replica %d got %d of the session's channels; want all on replica %d", k+1, after[k]-before[k], holder+1)
-		}
-		if k == holder {
-			for _, l := range strings.Split(r.log.String(), "\n") {
-				if strings.Contains(l, `msg="session start"`) && (!strings.Contains(l, "via=connect") || !strings.Contains(l, "peer=127.0.0.1:")) {
-					t.Errorf("a channel not through the gateway, or not from the viewer's address (PROXY header): %s", l)
-				}
-			}
+	holder := oneReplica(t, x, replicas, before)
+	for _, l := range strings.Split(replicas[holder].log.String(), "\n") {
+		if strings.Contains(l, `msg="session start"`) && (!strings.Contains(l, "via=connect") || !strings.Contains(l, "peer=127.0.0.1:")) {
+			t.Errorf("a channel not through the gateway, or not from the viewer's address (PROXY header): %s", l)
 		}
 	}
 	stopViewer(t, x)

@@ -283,30 +283,7 @@ func TestScaleOutHAProxy(t *testing.T) {
 		before := sessionStarts(replicas)
 		v := startGraphics(t, "spice", sdom.Name, "--proxy", "wss://"+front, "--ca-file", ca)
 		x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
-		want := []string{"main:0", "display:0", "inputs:0", "cursor:0"}
-		holder := -1
-		waitFor(t, 90*time.Second, "main, display, inputs and cursor on one replica", func() bool {
-			select {
-			case <-x.done:
-				t.Fatalf("remote-viewer exited: %s", x.out.String())
-			default:
-			}
-			for k, r := range replicas {
-				for _, chans := range sessionChannels(r.log.String()) {
-					if containsAll(chans, want) {
-						holder = k
-						return true
-					}
-				}
-			}
-			return false
-		})
-		after := sessionStarts(replicas)
-		for k := range replicas {
-			if k != holder && after[k] != before[k] {
-				t.Errorf("replica %d got %d of the SPICE session's websockets; want all on replica %d", k+1, after[k]-before[k], holder+1)
-			}
-		}
+		oneReplica(t, x, replicas, before)
 	})
 
 	// One replica gets SIGTERM with sessions on it: the balancer takes it
@@ -461,6 +438,38 @@ func replicaStops(t *testing.T, front, ca string, hlog *syncBuffer, replicas []*
 	if !strings.Contains(hlog.String(), "Server replicas/replica1 is DOWN") {
 		t.Fatalf("HAProxy did not take replica1 out:\n%s", hlog.String())
 	}
+}
+
+// oneReplica waits until remote-viewer (x) has its session's main,
+// display, inputs and cursor channels open on one of replicas, and fails
+// t if another replica got any session since before (sessionStarts); it
+// returns the replica's index.
+func oneReplica(t *testing.T, x *xvfbProc, replicas []*daemon, before []int) int {
+	t.Helper()
+	holder := -1
+	waitFor(t, 90*time.Second, "main, display, inputs and cursor on one replica", func() bool {
+		select {
+		case <-x.done:
+			t.Fatalf("remote-viewer exited: %s", x.out.String())
+		default:
+		}
+		for k, r := range replicas {
+			for _, chans := range sessionChannels(r.log.String()) {
+				if containsAll(chans, viewerSessionChannels) {
+					holder = k
+					return true
+				}
+			}
+		}
+		return false
+	})
+	after := sessionStarts(replicas)
+	for k := range replicas {
+		if k != holder && after[k] != before[k] {
+			t.Errorf("replica %d got %d of the SPICE session's channels; want all on replica %d", k+1, after[k]-before[k], holder+1)
+		}
+	}
+	return holder
 }
 
 // needMeasure: the TestMeasure* tests measure (they take minutes and
