@@ -230,6 +230,19 @@ func (o *Options) checkView() error {
 	return nil
 }
 
+// DomainArg returns DOMAIN from args ("" for none) for a command that
+// takes a console from DOMAIN or from --token-file (open, vv), refusing
+// both at once.
+func DomainArg(cmd *cobra.Command, args []string) (string, error) {
+	if len(args) == 0 {
+		return "", nil
+	}
+	if cmd.Flags().Changed("token-file") {
+		return "", &cmdutil.FlagError{Err: errors.New("give DOMAIN or --token-file, not both")}
+	}
+	return args[0], nil
+}
+
 // Mode is the mode Check decided (0 before Check).
 func (o *Options) Mode() Mode { return o.mode }
 

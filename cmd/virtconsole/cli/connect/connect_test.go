@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/virtconsole/virtconsole/cmd/virtconsole/cli/cmdutil"
 )
 
@@ -48,5 +50,26 @@ func TestLocalPortBusy(t *testing.T) {
 	want := "listen on 127.0.0.1:" + strconv.Itoa(port) + ": address already in use; choose another --local-port (0 picks a free one) or stop the program using it"
 	if err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
+	}
+}
+
+// TestDomainArg: DOMAIN or --token-file, never both.
+func TestDomainArg(t *testing.T) {
+	newCmd := func(tokenFile bool) *cobra.Command {
+		c := &cobra.Command{}
+		c.Flags().String("token-file", "", "")
+		if tokenFile {
+			c.Flags().Set("token-file", "t")
+		}
+		return c
+	}
+	if d, err := DomainArg(newCmd(false), []string{"myvm"}); d != "myvm" || err != nil {
+		t.Errorf("DOMAIN: %q %v", d, err)
+	}
+	if d, err := DomainArg(newCmd(true), nil); d != "" || err != nil {
+		t.Errorf("--token-file: %q %v", d, err)
+	}
+	if _, err := DomainArg(newCmd(true), []string{"myvm"}); cmdutil.ExitCode(err) != cmdutil.ExitUsage || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("both: %v", err)
 	}
 }

@@ -113,11 +113,9 @@ first minute. Without --passthrough, vv refuses to write such a file.`,
   virtconsole vv --passthrough --token-file ./spicetoken --gateway https://proxy.example:3128 -o console.vv`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				opts.Domain = args[0]
-			}
-			if opts.Domain != "" && cmd.Flags().Changed("token-file") {
-				return &cmdutil.FlagError{Err: errors.New("give DOMAIN or --token-file, not both")}
+			var err error
+			if opts.Domain, err = connect.DomainArg(cmd, args); err != nil {
+				return err
 			}
 			if err := opts.Profile.Apply(f, cmd, &opts.Proxy); err != nil {
 				return err
