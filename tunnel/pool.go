@@ -25,9 +25,9 @@ var bigPool = sync.Pool{New: func() any { return new([bigBufSize]byte) }}
 // copyBuf is the buffer state of one copy direction.
 //
 // Reads go to the small buffer first. A read that fills it (give or take
-// a websocket frame header: fullSlack) means the
-// source has bulk data waiting, so the next read takes a big buffer from
-// bigPool, and keeps it while reads keep filling it. The first short read
+// a websocket frame header: fullSlack) means the source has bulk data
+// waiting, so the next read takes a big buffer from bigPool, and keeps it
+// while reads keep filling it. The first short read
 // gives it back: the source is drained for now. So a busy stream runs on
 // 32 KiB, and an idle or interactive session waits in Read holding only
 // its 2 KiB. (The read that follows a short one may of course return bulk
