@@ -75,7 +75,9 @@ bench: check-go
 # websockify when installed, virtconsole; plain and TLS; medians of
 # VIRTCONSOLE_BENCH_ROUNDS=3 interleaved rounds), and its raw figures as
 # JSON in bench.json. VIRTCONSOLE_BENCH_MIB (512) and VIRTCONSOLE_BENCH_IDLE
-# (1000 sessions) size it; see BenchmarkTable in cmd/virtconsole.
+# (1000 sessions) size it; VIRTCONSOLE_BENCH_BASELINE=/path/to/virtconsole
+# adds another build (e.g. main's) as the contender "baseline", for a
+# before/after in one run; see BenchmarkTable in cmd/virtconsole.
 bench-table: check-go
 	$(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
 

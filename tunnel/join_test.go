@@ -268,10 +268,12 @@ func TestCopyBufPolicy(t *testing.T) {
 		n       int
 		wantBig bool
 	}{
-		{10, false},               // interactive
-		{smallBufSize - 1, false}, // not full
-		{smallBufSize, true},      // small buffer filled: bulk is coming
-		{bigBufSize, true},        // bulk
+		{10, false},                       // interactive
+		{smallBufSize - fullSlack, false}, // not full
+		{smallBufSize - 8, true},          // full but for a websocket frame header
+		{bigBufSize - 1, false},           // drained: back to small
+		{smallBufSize, true},              // small buffer filled: bulk is coming
+		{bigBufSize, true},                // bulk
 		{bigBufSize, true},
 		{bigBufSize - 1, false}, // drained: back to small
 		{smallBufSize, true},    // bulk again

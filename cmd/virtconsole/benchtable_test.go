@@ -31,6 +31,9 @@ const (
 	benchIdleEnv   = "VIRTCONSOLE_BENCH_IDLE"   // sessions per idle-memory round (default 1000)
 	benchModesEnv  = "VIRTCONSOLE_BENCH_MODES"  // e.g. "tls" (default "plain tls")
 	benchPeersEnv  = "VIRTCONSOLE_BENCH_PEERS"  // e.g. "virtconsole gorilla" (default all)
+	// Another virtconsole binary (e.g. built from main) measured as the
+	// contender "baseline", for a before/after in one interleaved run.
+	benchBaselineEnv = "VIRTCONSOLE_BENCH_BASELINE"
 	// Directory for virtconsole's heap (with runtime.MemStats) and
 	// goroutine profiles with the idle sessions open:
 	// {heap,goroutine}-MODE-idle-{base,loaded}.txt.
@@ -57,7 +60,7 @@ var tableRows = []struct{ key, label string }{
 }
 
 // tablePeers are the contenders, in the table's order.
-var tablePeers = []string{"tcp", "gorilla", "websockify", "virtconsole"}
+var tablePeers = []string{"tcp", "gorilla", "websockify", "baseline", "virtconsole"}
 
 // tablePeer is one contender, started for one mode.
 type tablePeer struct {
@@ -117,7 +120,7 @@ func BenchmarkTable(b *testing.B) {
 				// and the CPU figure is the down direction's for everyone.
 				var cpu time.Duration
 				carried := 0
-				if mode == "plain" || p.name != "virtconsole" {
+				if mode == "plain" || (p.name != "virtconsole" && p.name != "baseline") {
 					up, cpuUp := tableStream(b, p, peers.sinks, int64(mib)<<20, true)
 					add(p.name, "up-MiB/s", round, up)
 					if mode == "plain" {
@@ -280,6 +283,10 @@ func startTablePeers(b *testing.B, dir, mode string) tablePeerSet {
 	if os.Getenv(benchProfileEnv) != "" {
 		debug = freeAddr(b)
 		args = append(args, "--debug-listen", debug)
+	}
+	if bin := os.Getenv(benchBaselineEnv); bin != "" {
+		bp := startDaemonCmd(b, exec.Command(bin, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--debug-listen" || a == debug })...), listeningRE)
+		list = append(list, tablePeer{name: "baseline", pid: bp.cmd.Process.Pid, dial: wsDial(bp.addr)})
 	}
 	vp := startDaemon(b, args...)
 	list = append(list, tablePeer{name: "virtconsole", pid: vp.cmd.Process.Pid, dial: wsDial(vp.addr), debug: debug})
@@ -493,7 +500,7 @@ func printTable(w io.Writer, figures []tableFigure) {
 	}
 	for _, mode := range []string{"plain", "tls"} {
 		fmt.Fprintf(w, "\n%s (medians)\n", map[string]string{"plain": "plain: ws to the proxy, TCP to the sink", "tls": "TLS on both legs: wss to the proxy, TLS to the sink"}[mode])
-		fmt.Fprintf(w, "%-28s %12s %12s %12s %12s %10s %10s\n", "figure", "raw TCP", "gorilla", "websockify", "virtconsole", "vc/raw", "vc/gorilla")
+		fmt.Fprintf(w, "%-28s %12s %12s %12s %12s %12s %10s %10s\n", "figure", "raw TCP", "gorilla", "websockify", "baseline", "virtconsole", "vc/raw", "vc/gorilla")
 		for _, row := range tableRows {
 			fmt.Fprintf(w, "%-28s", row.label)
 			for _, peer := range tablePeers {

@@ -289,13 +289,31 @@ type openFunc func(ctx context.Context, token string, asked protocols.Role) (*up
 // passed: limits, token, role, resolving, dialling and QEMU's side of the
 // handshake, then accept for the viewer's side, then the bytes. open
 // replaces Proxy.open if not nil; share links are Proxy.open's only.
+//
+// Once accept has taken the connection over (a hijack), the session's
+// bytes pass on a goroutine of its own and serve returns: net/http's
+// handler goroutine then ends, and with it its grown stack and its
+// connection's read and write buffers, which an idle session would
+// otherwise keep for its whole life. That goroutine is the request's:
+// it holds the request's count in Proxy.wg (untrack is among its
+// cleanups), so Shutdown waits for it as for any request.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, start time.Time, accept acceptFunc, open openFunc) {
 	req, ok := p.track(r)
 	if !ok {
 		p.refuse(w, r, log, fail(http.StatusServiceUnavailable, nil, "proxy is shutting down"))
 		return
 	}
-	defer p.untrack(req)
+	// The request's cleanups, run last first when it ends: when serve
+	// returns before a session starts, else when the session ends.
+	var cleanups []func()
+	later := func(f func()) { cleanups = append(cleanups, f) }
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			runCleanups(cleanups)
+		}
+	}()
+	later(func() { p.untrack(req) })
 	host := p.clientAddr(r)
 	if fwd := p.forwardedFor(r); fwd != "" {
 		log = log.With("forwarded_for", fwd)
@@ -305,7 +323,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		p.refuse(w, r, log, fail(http.StatusServiceUnavailable, nil, "too many sessions (%d); try again later", p.MaxSessions))
 		return
 	}
-	defer p.inflight.Add(-1)
+	later(func() { p.inflight.Add(-1) })
 	token := Token(r)
 	if token == "" {
 		p.refuse(w, r, log, p.refused(host, fail(http.StatusUnauthorized, nil, "no token: send Authorization: Bearer, a token cookie or a token query parameter")))
@@ -326,15 +344,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		p.refuse(w, r, log, herr)
 		return
 	}
-	defer releaseShare()
+	later(releaseShare)
 
 	timeout := p.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
+	// From r's context: a viewer that hangs up ends its handshakes. It
+	// is cancelled before the session starts, and only a refund (of a
+	// session that did not start) uses it after that.
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	defer context.AfterFunc(req.ctx, cancel)() // Shutdown ends handshakes too
+	later(cancel)
+	stopCancel := context.AfterFunc(req.ctx, cancel) // Shutdown ends handshakes too
+	later(func() { stopCancel() })
 
 	var up *upstream
 	var share *grantShare
@@ -356,17 +378,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		return
 	}
 	started := false
-	defer func() {
+	later(func() {
 		up.release()
 		if !started && up.consumed != "" {
 			p.refund(ctx, up.consumed) // after release: the SPICE session is gone
 		}
-	}()
+	})
 	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info,
 		Role: up.target.Role, target: up.target}
 	log = log.With("id", sess.ID, "kind", up.target.Kind, "console", up.target.Address)
 	if share != nil {
-		defer p.bindGrant(req, share)()
+		later(p.bindGrant(req, share))
 		sess.TokenID, sess.Grant = share.tokenID, share.info()
 		log = log.With("grant", share.claims.JTI)
 		if share.claims.Session != "" {
@@ -379,7 +401,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		p.refuse(w, r, log, herr)
 		return
 	}
-	defer closeRecording(&rec, sess, log) // a session that did not start
+	later(func() { closeRecording(&rec, sess, log) }) // a session that did not start
 	if rec != nil {
 		log = log.With("recording", rec.Name())
 		steerRecorded(up.hs)
@@ -391,7 +413,18 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 	}
 	started = true
 	cancel()
-	p.pass(req, log, up, client, server, sess, start, &rec)
+	handedOff = true
+	go func() { // the request's: untrack, among the cleanups, ends it
+		defer runCleanups(cleanups)
+		p.pass(req, log, up, client, server, sess, start, &rec)
+	}()
+}
+
+// runCleanups runs fs last first, as deferred calls run.
+func runCleanups(fs []func()) {
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 }
 
 // accept upgrades the request to a websocket and runs the viewer's side
