@@ -67,6 +67,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -416,6 +417,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 	handedOff = true
 	go func() { // the request's: untrack, among the cleanups, ends it
 		defer runCleanups(cleanups)
+		// net/http recovered a handler's panic; this goroutine is no
+		// longer the handler's, so one session's panic must not end
+		// every session: log it, end this one.
+		defer func() {
+			if v := recover(); v != nil {
+				log.Error("session panicked; ending it", "panic", v, "stack", string(debug.Stack()))
+				client.Close()
+				server.Close()
+			}
+		}()
 		p.pass(req, log, up, client, server, sess, start, &rec)
 	}()
 }
