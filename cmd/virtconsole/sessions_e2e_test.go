@@ -281,10 +281,18 @@ func TestSessionsSPICE(t *testing.T) {
 			t.Fatalf("the %s channel goes on after the kill", name)
 		}
 	}
+	// Both channels end by the administrator's hand in the proxy's log;
+	// the local listener says so for each channel whose close frame came
+	// before its viewer hung up (the scripted viewer may close one
+	// channel of a session the other ended: under load it sometimes
+	// does, and a viewer that leaves is no lost session).
 	waitFor(t, 10*time.Second, "both channels' ends, by the administrator", func() bool {
 		return strings.Count(b.p.log.String(), `ended_by="admin virtconsole client"`) == 2 &&
-			strings.Count(v.errb.String(), "session ended by an administrator (websocket close 4002)") == 2
+			strings.Count(v.errb.String(), "session ended by an administrator (websocket close 4002)") >= 1
 	})
+	if n := strings.Count(v.errb.String(), "virtconsole: viewer "); n != strings.Count(v.errb.String(), "session ended by an administrator (websocket close 4002)") {
+		t.Fatalf("the local listener reported something else than the administrator's end:\n%s", v.errb.String())
+	}
 	if r := run(t, nil, "sessions", "list", "--server", server, "--tls-dir", tlsDir); r.code != 0 || strings.TrimSpace(r.stdout) != "no live sessions" {
 		t.Fatalf("sessions list after the kill: exit %d, %q", r.code, r.stdout)
 	}
