@@ -25,6 +25,12 @@ func FuzzUpdate(f *testing.F) {
 		// A small area bound keeps each input's DesktopSize cheap; the
 		// bound is the same code as MaxPixels'.
 		c := &Client{conn: a, r: bufio.NewReader(bytes.NewReader(data)), maxPixels: 1 << 16}
+		// As Handshake leaves it: the pixel format it asks QEMU for (a
+		// client without one decodes nothing; Hextile's colours divided
+		// by its zero maxima — a harness bug the fuzzer found).
+		if err := c.SetPixelFormat(defaultFormat); err != nil {
+			t.Fatal(err)
+		}
 		if err := c.resize(16, 8); err != nil {
 			t.Fatal(err)
 		}
