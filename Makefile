@@ -4,7 +4,7 @@
 # alone. See README.md.
 GO      ?= go
 BIN     := bin/virtconsole
-FUZZBUDGET ?= 50000x
+FUZZBUDGET ?= 20000x
 # The unit phase runs go test through gotestsum (a tool in go.mod): a line
 # per package, a failed test's output as it fails, and at the end the
 # skipped and failed tests with their messages and a closing line

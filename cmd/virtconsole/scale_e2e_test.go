@@ -339,6 +339,16 @@ func TestScaleOutHAProxyTwoHypervisors(t *testing.T) {
 			singleUse(t, front, ca, hlog, replicas, token)
 		})
 	}
+	// remote-viewer through "virtconsole spice DOMAIN -c" the second
+	// hypervisor and the balancer: every channel on one replica.
+	t.Run("spice-remote-viewer-hypervisor2", func(t *testing.T) {
+		bins := qemutest.Need(t, "xvfb-run", "remote-viewer")
+		sdom := enabledDomain(t, hvs[1], libvirttest.DomainOptions{SPICE: true}, "spice")
+		before := sessionStarts(replicas)
+		v := startGraphics(t, "spice", sdom.Name, "-c", hvs[1].URI, "--proxy", "wss://"+front, "--ca-file", ca)
+		x := startXvfb(t, bins[1], "spice://127.0.0.1:"+strconv.Itoa(v.port))
+		oneReplica(t, x, replicas, before)
+	})
 	t.Run("replica-stops", func(t *testing.T) {
 		replicaStops(t, front, ca, hlog, replicas, tokens)
 	})
