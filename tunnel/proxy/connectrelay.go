@@ -39,17 +39,7 @@ func (g *ConnectGateway) openRelay(ctx context.Context, token string, asked prot
 	if herr != nil {
 		return nil, herr
 	}
-	if herr := relayable(target); herr != nil {
-		return nil, herr
-	}
-	target.Role = target.Role.Least(asked)
-	if herr := viewable(target); herr != nil {
-		return nil, herr
-	}
-	if herr := p.spiceBusy(target); herr != nil {
-		return nil, herr
-	}
-	singleUse, herr := p.consume(ctx, token)
+	target, singleUse, herr := p.admit(ctx, token, target, asked, relayable)
 	if herr != nil {
 		return nil, herr
 	}

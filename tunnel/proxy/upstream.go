@@ -51,20 +51,7 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 	if herr != nil {
 		return nil, herr
 	}
-	if herr := p.servable(target); herr != nil {
-		return nil, herr
-	}
-	// From here on the target's role is the session's: what the token
-	// grants, or less if the viewer asked for less.
-	target.Role = target.Role.Least(asked)
-	if herr := viewable(target); herr != nil {
-		return nil, herr
-	}
-	if herr := p.spiceBusy(target); herr != nil {
-		// Before consuming: the token stays good for when the console is free.
-		return nil, herr
-	}
-	singleUse, herr := p.consume(ctx, token)
+	target, singleUse, herr := p.admit(ctx, token, target, asked, p.servable)
 	if herr != nil {
 		return nil, herr
 	}
@@ -79,6 +66,27 @@ func (p *Proxy) open(ctx context.Context, token string, asked protocols.Role) (*
 		up.consumed = token
 	}
 	return up, nil
+}
+
+// admit decides whether a new session may open on the resolved target:
+// check (what this path can serve), then the role (what the token
+// grants, or less if the viewer asked for less: the session's from here
+// on), the console's rule for viewers, a SPICE console's one client —
+// all before token is spent, so that it stays good for when the console
+// is free — and then spends it if the resolver's tokens are single-use.
+func (p *Proxy) admit(ctx context.Context, token string, target protocols.Target, asked protocols.Role, check func(protocols.Target) *Error) (protocols.Target, bool, *Error) {
+	if herr := check(target); herr != nil {
+		return target, false, herr
+	}
+	target.Role = target.Role.Least(asked)
+	if herr := viewable(target); herr != nil {
+		return target, false, herr
+	}
+	if herr := p.spiceBusy(target); herr != nil {
+		return target, false, herr
+	}
+	singleUse, herr := p.consume(ctx, token)
+	return target, singleUse, herr
 }
 
 // resolve asks the Resolver which console token opens.
