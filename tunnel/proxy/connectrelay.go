@@ -159,10 +159,7 @@ func (g *ConnectGateway) serveConsoleInfo(w http.ResponseWriter, r *http.Request
 	defer cancel()
 	i, target, herr := g.consoleInfo(ctx, token)
 	if herr != nil {
-		if herr.Status == http.StatusNotFound {
-			herr = p.refused(host, herr)
-		}
-		p.refuse(w, r, log, herr)
+		p.refuseUnknown(w, r, log, host, herr)
 		return
 	}
 	log.Info("passthrough console info given", "token_id", tokenID(token), "console", target.Address)

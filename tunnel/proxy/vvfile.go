@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -83,10 +84,7 @@ func (g *ConnectGateway) ServeVV(w http.ResponseWriter, r *http.Request, gw *url
 		info, herr = g.checkedInfo(ctx, token)
 	}
 	if herr != nil {
-		if herr.Status == http.StatusNotFound {
-			herr = p.refused(host, herr)
-		}
-		p.refuse(w, r, log, herr)
+		p.refuseUnknown(w, r, log, host, herr)
 		return
 	}
 	log.Info(".vv file given", "token_id", tokenID(token), "passthrough", info.Passthrough)
@@ -111,4 +109,13 @@ func (g *ConnectGateway) checkedInfo(ctx context.Context, token string) (Connect
 		return i, fail(http.StatusInternalServerError, err, "the gateway's certificate cannot be described; see its log")
 	}
 	return i, nil
+}
+
+// refuseUnknown refuses r with herr, an unknown token (404) counting
+// against host's refused-token limit as it does on the websocket.
+func (p *Proxy) refuseUnknown(w http.ResponseWriter, r *http.Request, log *slog.Logger, host string, herr *Error) {
+	if herr.Status == http.StatusNotFound {
+		herr = p.refused(host, herr)
+	}
+	p.refuse(w, r, log, herr)
 }
