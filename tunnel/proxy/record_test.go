@@ -57,11 +57,14 @@ type fakeRecording struct {
 }
 
 func (r *fakeRecording) add(b *strings.Builder, p []byte) error {
+	r.f.mu.Lock()
+	fail := r.f.failWrite
+	r.f.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.f.failWrite != nil {
-		return r.f.failWrite
-	}
 	b.Write(p)
 	return nil
 }

@@ -1,21 +1,23 @@
 package wsconn
 
 import (
+	"bufio"
 	"context"
+	crand "crypto/rand"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/gorilla/websocket"
 )
 
 // Options configure the server side of a websocket (Upgrade).
@@ -44,15 +46,6 @@ type Options struct {
 	// included) cannot hold a Write forever: the Write fails with a
 	// timeout (0: the dead-peer timeout, < 0: no bound).
 	WriteTimeout time.Duration
-
-	// ReadBufferSize is the size of the buffer a Conn reads frames
-	// through, held for the Conn's life (0: DefaultReadBufferSize).
-	// WriteBufferSize is that of the buffer a Write frames a message in,
-	// taken from a shared pool for the duration of the Write (0:
-	// DefaultWriteBufferSize). Messages larger than either buffer are read
-	// and written past it, not split.
-	ReadBufferSize  int
-	WriteBufferSize int
 }
 
 // Upgrade answers the websocket handshake in r and returns the websocket as
@@ -66,27 +59,70 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts *Options) (net.Conn, e
 	if protos == nil {
 		protos = []string{"binary"}
 	}
-	checkOrigin := opts.CheckOrigin
-	if checkOrigin == nil {
-		checkOrigin = func(*http.Request) bool { return true }
+	refuse := func(status int, reason string) error {
+		w.Header().Set("Sec-Websocket-Version", "13")
+		http.Error(w, reason, status)
+		return errors.New(reason)
 	}
-	wbs := orDefault(opts.WriteBufferSize, DefaultWriteBufferSize)
-	u := websocket.Upgrader{
-		ReadBufferSize:  orDefault(opts.ReadBufferSize, DefaultReadBufferSize),
-		WriteBufferSize: wbs,
-		WriteBufferPool: writePool(wbs),
-		Subprotocols:    protos,
-		CheckOrigin:     checkOrigin,
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			w.Header().Set("Sec-Websocket-Version", "13")
-			http.Error(w, reason.Error(), status)
-		},
+	if err := CheckUpgrade(r); err != nil {
+		ue := err.(*UpgradeError)
+		return nil, refuse(ue.Status, "websocket: "+ue.Reason)
 	}
-	ws, err := u.Upgrade(w, r, nil)
+	if opts.CheckOrigin != nil && !opts.CheckOrigin(r) {
+		return nil, refuse(http.StatusForbidden, "websocket: request origin not allowed")
+	}
+	proto := chooseSubprotocol(r.Header, protos)
+
+	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, err
+		return nil, refuse(http.StatusInternalServerError, "websocket: cannot take the connection over: "+err.Error())
 	}
-	return newConn(ws, opts.KeepAlive, opts.DeadPeerTimeout, opts.WriteTimeout), nil
+	if brw.Reader.Buffered() > 0 {
+		// Frames before the handshake's answer: not a websocket client.
+		nc.Close()
+		return nil, errors.New("websocket: client sent data before the handshake completed")
+	}
+	resp := make([]byte, 0, 160)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = append(resp, acceptKey(r.Header.Get("Sec-Websocket-Key"))...)
+	if proto != "" {
+		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
+		resp = append(resp, proto...)
+	}
+	resp = append(resp, "\r\n\r\n"...)
+	// net/http cleared the deadlines it set; bound this write like a
+	// frame's.
+	nc.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
+	if _, err := nc.Write(resp); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("websocket: writing the handshake's answer: %w", err)
+	}
+	nc.SetWriteDeadline(time.Time{})
+	return newConn(nc, true, proto, opts.KeepAlive, opts.DeadPeerTimeout, opts.WriteTimeout), nil
+}
+
+// handshakeWriteTimeout bounds the write of the server's handshake answer.
+const handshakeWriteTimeout = 10 * time.Second
+
+// websocketGUID is appended to the client's key for the accept value
+// (RFC 6455, section 1.3).
+const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptKey is the Sec-WebSocket-Accept value for a Sec-WebSocket-Key.
+func acceptKey(key string) string {
+	h := sha1.Sum([]byte(key + websocketGUID))
+	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// chooseSubprotocol picks the first of ours that the client offered, or
+// "" when it offered none of them.
+func chooseSubprotocol(h http.Header, ours []string) string {
+	for _, p := range ours {
+		if headerHasToken(h, "Sec-Websocket-Protocol", p) {
+			return p
+		}
+	}
+	return ""
 }
 
 // DialOptions configure the client side of a websocket (Dial).
@@ -154,55 +190,111 @@ func Dial(ctx context.Context, rawURL string, header http.Header, opts *DialOpti
 	u.User = nil
 	where := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 
-	// gorilla bounds the handshake by ctx's deadline but not by its
-	// cancellation: set a past deadline on the transport when ctx ends.
-	var (
-		mu  sync.Mutex
-		raw net.Conn
-	)
+	host := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "wss" {
+			port = "443"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
 	netDial := opts.NetDialContext
 	if netDial == nil {
 		netDial = new(net.Dialer).DialContext
 	}
-	d := websocket.Dialer{
-		NetDialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			c, err := netDial(ctx, network, address)
-			if err == nil {
-				mu.Lock()
-				raw = c
-				mu.Unlock()
-			}
-			return c, err
-		},
-		TLSClientConfig: opts.TLSConfig,
-		Subprotocols:    opts.Subprotocols,
-		ReadBufferSize:  DefaultReadBufferSize,
-		// A client masks every byte it sends in this buffer and gorilla
-		// splits messages into frames of its size.
-		WriteBufferSize: DefaultWriteBufferSize,
-		WriteBufferPool: writePool(DefaultWriteBufferSize),
+	raw, err := netDial(ctx, "tcp", host)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: dial %s: %w", where, err)
 	}
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if raw != nil {
-			raw.SetDeadline(time.Unix(1, 0))
-		}
-	})
-	ws, resp, err := d.DialContext(ctx, u.String(), header)
+	// Bound the handshake by ctx's cancellation, not only its deadline.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	c, err := clientHandshake(ctx, raw, u, header, opts)
 	if !stop() {
-		if ws != nil {
-			ws.NetConn().Close()
-		}
+		raw.Close()
 		return nil, fmt.Errorf("websocket: dial %s: %w", where, context.Cause(ctx))
 	}
 	if err != nil {
-		if errors.Is(err, websocket.ErrBadHandshake) && resp != nil {
-			return nil, handshakeError(resp)
+		raw.Close()
+		var he *HandshakeError
+		if errors.As(err, &he) {
+			return nil, he
 		}
 		return nil, fmt.Errorf("websocket: dial %s: %w", where, err)
 	}
-	return newConn(ws, opts.KeepAlive, opts.DeadPeerTimeout, opts.WriteTimeout), nil
+	raw.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// clientHandshake runs TLS for wss and the opening handshake (RFC 6455,
+// section 4.1) on raw.
+func clientHandshake(ctx context.Context, raw net.Conn, u *url.URL, header http.Header, opts *DialOptions) (*Conn, error) {
+	nc := raw
+	if u.Scheme == "wss" {
+		cfg := opts.TLSConfig
+		if cfg == nil {
+			cfg = new(tls.Config)
+		}
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = u.Hostname()
+		}
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, err
+		}
+		nc = tc
+	}
+
+	var k [16]byte
+	crand.Read(k[:])
+	key := base64.StdEncoding.EncodeToString(k[:])
+	req := &http.Request{
+		Method:     http.MethodGet,
+		URL:        &url.URL{Scheme: "http", Host: u.Host, Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header),
+		Host:       u.Host,
+	}
+	for name, v := range header {
+		req.Header[name] = v
+	}
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", key)
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if len(opts.Subprotocols) > 0 {
+		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
+	}
+	if err := req.Write(nc); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(nc, 4<<10)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols ||
+		!headerHasToken(resp.Header, "Upgrade", "websocket") ||
+		!headerHasToken(resp.Header, "Connection", "upgrade") ||
+		resp.Header.Get("Sec-Websocket-Accept") != acceptKey(key) {
+		return nil, handshakeError(resp)
+	}
+	proto := resp.Header.Get("Sec-Websocket-Protocol")
+	if proto != "" && !headerHasToken(req.Header, "Sec-Websocket-Protocol", proto) {
+		return nil, &HandshakeError{StatusCode: resp.StatusCode, Reason: "the server chose a subprotocol that was not offered"}
+	}
+	c := newConn(nc, false, proto, opts.KeepAlive, opts.DeadPeerTimeout, opts.WriteTimeout)
+	if n := br.Buffered(); n > 0 {
+		// Frames the server sent right behind its answer.
+		c.prefix, _ = br.Peek(n)
+		c.prefix = slices.Clone(c.prefix)
+	}
+	return c, nil
 }
 
 // handshakeError describes a response that did not switch protocols.
@@ -235,23 +327,4 @@ func sanitize(s string, max int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-func orDefault(n, def int) int {
-	if n > 0 {
-		return n
-	}
-	return def
-}
-
-// writePools holds one shared write-buffer pool per buffer size (gorilla
-// needs a pool per size).
-var writePools sync.Map // int -> *sync.Pool
-
-func writePool(size int) *sync.Pool {
-	if p, ok := writePools.Load(size); ok {
-		return p.(*sync.Pool)
-	}
-	p, _ := writePools.LoadOrStore(size, new(sync.Pool))
-	return p.(*sync.Pool)
 }

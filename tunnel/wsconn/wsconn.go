@@ -1,5 +1,10 @@
-// Package wsconn makes a websocket (RFC 6455) a net.Conn. It is the only
-// package that knows gorilla/websocket.
+// Package wsconn makes a websocket (RFC 6455) a net.Conn, with a frame
+// codec of its own built for a byte stream: frames are decoded in place
+// in the caller's buffer (one transport read can return the data of many
+// frames, or of one frame and the next one's header, with no buffer of
+// the Conn's in between), and a frame goes out in one transport write
+// (writev of header and payload on TCP). The conformance tests compare it
+// with gorilla/websocket, which only tests use.
 //
 // A Conn carries a byte stream: each Write sends one binary message, and
 // Read streams across message boundaries, returning a message in pieces
@@ -28,17 +33,17 @@
 package wsconn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	"github.com/gorilla/websocket"
 )
 
 // Defaults for zero option values.
@@ -46,20 +51,20 @@ const (
 	DefaultKeepAlive       = 30 * time.Second
 	DefaultDeadPeerTimeout = 60 * time.Second
 
-	// DefaultReadBufferSize is the buffer a Conn reads frames through,
-	// held for the Conn's life. Reads with a buffer at least this large
-	// bypass it once it is empty; keeping it no larger than the small
-	// buffer tunnel.Join reads into first lets Join's reads come straight
-	// from the transport instead of in pieces of this buffer.
-	DefaultReadBufferSize = 2 << 10
+	// directRead is the smallest Read buffer frames are decoded in
+	// directly. A smaller Read (a protocol handshake reading a few bytes)
+	// goes through a pooled buffer of readBufSize, held only while it
+	// holds decoded data.
+	directRead  = 256
+	readBufSize = 2 << 10
 
-	// DefaultWriteBufferSize is the buffer a Write frames a message in. It
-	// comes from a shared pool for the duration of one Write, so idle
-	// conns hold none, and it matches the largest write tunnel.Join makes:
-	// a message that fits goes out in one transport write without
-	// allocating, where a 4 KiB buffer costs a second write (a second TLS
-	// record) and two allocations per message.
-	DefaultWriteBufferSize = 32 << 10
+	// writeBufSize is the buffer a Write frames a message in when the
+	// transport cannot take header and payload in one writev (TLS), or
+	// masks it (the client side). It comes from a shared pool for one
+	// Write and fits the largest write tunnel.Join makes with its
+	// header, so that such a message is one transport write (one TLS
+	// record sequence) without allocating.
+	writeBufSize = 32<<10 + maxHeader
 )
 
 // Close codes (RFC 6455, section 7.4.1; 4000-4999 are for private use,
@@ -68,7 +73,7 @@ const (
 const (
 	CloseNormal        = 1000 // normal closure: the session ended
 	CloseGoingAway     = 1001 // going away: the server is shutting down
-	CloseProtocolError = 1002 // protocol error (sent by the websocket library)
+	CloseProtocolError = 1002 // protocol error: the peer broke RFC 6455
 	CloseInternalError = 1011 // an unexpected condition: the console failed
 
 	// ClosePeerTimeout: nothing arrived from the peer, or nothing could
@@ -129,25 +134,25 @@ func closeCodeText(code int) string {
 		return "peer timeout"
 	case CloseHandshakeFailed:
 		return "handshake failed"
-	case websocket.CloseProtocolError:
+	case CloseProtocolError:
 		return "protocol error"
-	case websocket.CloseUnsupportedData:
+	case closeUnsupported:
 		return "unsupported data"
-	case websocket.CloseInvalidFramePayloadData:
+	case closeInvalidPayload:
 		return "invalid payload"
-	case websocket.ClosePolicyViolation:
+	case closePolicy:
 		return "policy violation"
-	case websocket.CloseMessageTooBig:
+	case closeTooBig:
 		return "message too big"
-	case websocket.CloseMandatoryExtension:
+	case closeExtension:
 		return "missing extension"
-	case websocket.CloseInternalServerErr:
+	case CloseInternalError:
 		return "internal error"
-	case websocket.CloseServiceRestart:
+	case closeServiceRestart:
 		return "service restart"
-	case websocket.CloseTryAgainLater:
+	case closeTryAgainLater:
 		return "try again later"
-	case websocket.CloseTLSHandshake:
+	case closeTLSHandshake:
 		return "TLS handshake failed"
 	}
 	return ""
@@ -159,30 +164,42 @@ func closeCodeText(code int) string {
 // Writes, are serialised.
 //
 // Deadlines work as net.Conn's do, including on a Read or Write in
-// progress, with one difference (gorilla/websocket's, and tls.Conn's for
-// writes): once a Read or a Write has timed out, the websocket's framing
-// state is unknown, so every later Read, or Write, returns the same error.
-// Use deadlines to bound an exchange, not to poll.
+// progress, with one difference (tls.Conn's for writes): once a Read or a
+// Write has timed out, the websocket's framing state is unknown, so every
+// later Read, or Write, returns the same error. Use deadlines to bound an
+// exchange, not to poll.
 type Conn struct {
-	ws        *websocket.Conn
-	nc        net.Conn // under ws: TCP or TLS
-	keepAlive time.Duration
-	deadPeer  time.Duration
-	writeTO   time.Duration // bound of each frame write; <= 0: none
-	ping      *time.Timer   // nil without keepalive
+	nc          net.Conn // TCP or TLS
+	server      bool     // the server's end: frames read are masked, frames written are not
+	writev      bool     // nc writes net.Buffers in one system call
+	subprotocol string
+	keepAlive   time.Duration
+	deadPeer    time.Duration
+	writeTO     time.Duration // bound of each frame write; <= 0: none
+	ping        *time.Timer   // nil without keepalive
 
 	peerClose atomic.Pointer[CloseError] // the close frame the peer sent
 
-	rmu  sync.Mutex // serialises Read; guards r and rerr
-	r    io.Reader  // current message, nil between messages
-	rerr error      // sticky read error
+	rmu    sync.Mutex // serialises Read; guards what follows
+	rerr   error      // sticky read error
+	prefix []byte     // input that arrived with the handshake's response
+	dec    decoder
+	rbuf   *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
+	roff   int
+	rend   int
 
-	// wmu serialises every frame this package writes but Close's: data,
-	// close, ping and pong (gorilla allows one writer). Control frames are
-	// written under it with the user's write deadline, like data: a ping
-	// or pong stuck behind a slow peer must not time out on its own, as a
-	// timed-out write leaves the websocket unusable.
-	wmu     sync.Mutex
+	// wmu serialises every frame this package writes: data, close, ping
+	// and pong. Control frames are written under it with the user's
+	// write deadline, like data: a ping or pong stuck behind a slow peer
+	// must not time out on its own, as a timed-out write leaves the
+	// websocket unusable.
+	wmu       sync.Mutex
+	werr      error // sticky write error
+	closeSent bool
+	hdr       [maxHeader]byte
+	vec       [2][]byte   // header and payload, for writev
+	bufs      net.Buffers // vec[:], consumed by WriteTo
+
 	pongDue atomic.Pointer[string] // payload of a ping not answered yet
 	ponging atomic.Bool            // a sendPong goroutine is running
 
@@ -195,9 +212,17 @@ type Conn struct {
 	closed    atomic.Bool
 }
 
-// newConn wraps ws. keepAlive and deadPeer: 0 means the default, < 0 off;
-// writeTO: 0 means deadPeer, < 0 off.
-func newConn(ws *websocket.Conn, keepAlive, deadPeer, writeTO time.Duration) *Conn {
+// readPool and writePool hold the buffers Conns borrow: pointers, so that
+// Get and Put do not allocate.
+var (
+	readPool  = sync.Pool{New: func() any { return new([readBufSize]byte) }}
+	writePool = sync.Pool{New: func() any { return new([writeBufSize]byte) }}
+)
+
+// newConn makes a Conn of nc after a completed handshake. keepAlive and
+// deadPeer: 0 means the default, < 0 off; writeTO: 0 means deadPeer, < 0
+// off.
+func newConn(nc net.Conn, server bool, subprotocol string, keepAlive, deadPeer, writeTO time.Duration) *Conn {
 	if keepAlive == 0 {
 		keepAlive = DefaultKeepAlive
 	}
@@ -207,27 +232,12 @@ func newConn(ws *websocket.Conn, keepAlive, deadPeer, writeTO time.Duration) *Co
 	if writeTO == 0 {
 		writeTO = deadPeer
 	}
-	c := &Conn{ws: ws, nc: ws.NetConn(), keepAlive: keepAlive, deadPeer: deadPeer, writeTO: writeTO}
-
-	// A close frame is answered by CloseWrite or Close, not at once: that
-	// is what lets the receiving side keep writing (half-close).
-	ws.SetCloseHandler(func(int, string) error { return nil })
-	ws.SetPingHandler(func(data string) error {
-		c.heard()
-		// The pong goes out from another goroutine, at most one at a
-		// time, or from a Write finishing first (unlockWrite): Read never
-		// waits for the write side, which may be stuck on a peer that
-		// does not read.
-		c.pongDue.Store(&data)
-		if c.ponging.CompareAndSwap(false, true) {
-			go c.sendPong()
-		}
-		return nil
-	})
-	ws.SetPongHandler(func(string) error {
-		c.heard()
-		return nil
-	})
+	c := &Conn{nc: nc, server: server, subprotocol: subprotocol, keepAlive: keepAlive, deadPeer: deadPeer, writeTO: writeTO}
+	c.dec.server = server
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		c.writev = true
+	}
 	if keepAlive > 0 {
 		c.ping = time.AfterFunc(time.Hour, c.sendPing)
 		c.ping.Reset(keepAlive)
@@ -236,7 +246,7 @@ func newConn(ws *websocket.Conn, keepAlive, deadPeer, writeTO time.Duration) *Co
 }
 
 // Subprotocol returns the subprotocol the handshake settled on, or "".
-func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
+func (c *Conn) Subprotocol() string { return c.subprotocol }
 
 // LocalAddr returns the local network address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
@@ -245,43 +255,129 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 // the HTTP client's.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// Read reads message data, across message boundaries.
+// Read reads message data, across message boundaries. A buffer of at
+// least 256 bytes receives the transport's bytes directly and the frames
+// are decoded in it.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.rend > c.roff {
+		n := copy(p, c.rbuf[c.roff:c.rend])
+		c.roff += n
+		c.releaseReadBuf()
+		return n, nil
+	}
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
 	c.heard() // the peer gets the full dead-peer timeout from now
+	if len(p) >= directRead {
+		return c.readFrames(p)
+	}
+	if c.rbuf == nil {
+		c.rbuf = readPool.Get().(*[readBufSize]byte)
+	}
+	m, err := c.readFrames(c.rbuf[:])
+	n := copy(p, c.rbuf[:m])
+	c.roff, c.rend = n, m
+	c.releaseReadBuf()
+	return n, err
+}
+
+// releaseReadBuf gives the small-read buffer back once it is drained.
+func (c *Conn) releaseReadBuf() {
+	if c.rbuf != nil && c.roff >= c.rend {
+		readPool.Put(c.rbuf)
+		c.rbuf = nil
+		c.roff, c.rend = 0, 0
+	}
+}
+
+// readFrames reads from the transport into b (at least maxPend long),
+// behind the undecoded input kept from the last read, and decodes the
+// frames there until some data is at the front of b. An error is kept
+// in c.rerr and returned by the first call with no data to return.
+func (c *Conn) readFrames(b []byte) (int, error) {
 	for {
-		if c.r == nil {
-			_, r, err := c.ws.NextReader()
-			if err != nil {
-				c.rerr = c.readError(err)
-				return 0, c.rerr
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil // end of message
-			if n == 0 {
-				continue // empty message
-			}
-			err = nil
-		}
-		if err != nil {
+		k := copy(b, c.dec.pend[:c.dec.npend])
+		c.dec.npend = 0
+		m, err := c.readRaw(b[k:])
+		n, stop, perr := c.dec.decode(b[:k+m], c.control)
+		switch {
+		case perr != nil:
+			c.failProtocol(perr)
+		case stop: // a close frame: c.rerr is set
+		case err != nil:
 			c.rerr = c.readError(err)
-			if n == 0 {
-				return 0, c.rerr
-			}
+		case n == 0:
+			continue // headers and control frames only
+		}
+		if n > 0 {
 			return n, nil // the error comes with the next Read
 		}
+		return 0, c.rerr
+	}
+}
+
+// readRaw reads the transport, first the input that came with the
+// handshake's response.
+func (c *Conn) readRaw(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
 		return n, nil
 	}
+	return c.nc.Read(b)
+}
+
+// control handles a control frame from the peer (RFC 6455, section 5.5).
+func (c *Conn) control(op opcode, p []byte) (stop bool, err error) {
+	switch op {
+	case opPing:
+		c.heard()
+		// The pong goes out from another goroutine, at most one at a
+		// time, or from a Write finishing first (unlockWrite): Read never
+		// waits for the write side, which may be stuck on a peer that
+		// does not read.
+		data := string(p)
+		c.pongDue.Store(&data)
+		if c.ponging.CompareAndSwap(false, true) {
+			go c.sendPong()
+		}
+	case opPong:
+		c.heard()
+	case opClose:
+		ce, err := parseClose(p)
+		if err != nil {
+			return false, err
+		}
+		c.peerClose.Store(ce)
+		switch ce.Code {
+		case CloseNormal, CloseGoingAway, closeNoStatus:
+			c.rerr = io.EOF
+		default:
+			c.rerr = &CloseError{Code: ce.Code, Reason: ce.Reason}
+		}
+		// A close frame is answered by CloseWrite or Close, not here:
+		// that is what lets this side keep writing (half-close).
+		return true, nil
+	}
+	return false, nil
+}
+
+// failProtocol fails the Conn for the peer's violation of the protocol:
+// it sends the close code that says so and closes the transport (RFC
+// 6455, section 7.1.7).
+func (c *Conn) failProtocol(err error) {
+	var pe *protocolError
+	if !errors.As(err, &pe) {
+		pe = &protocolError{code: CloseProtocolError, msg: err.Error()}
+	}
+	c.rerr = pe
+	c.close(closeFrame(pe.code, pe.msg))
 }
 
 // heard records that the peer is alive (data or a control frame arrived,
@@ -306,23 +402,13 @@ func (c *Conn) applyReadDeadlineLocked() {
 	c.nc.SetReadDeadline(d)
 }
 
-// readError maps an error from gorilla's read side to this package's.
+// readError maps an error from the transport to this package's.
 func (c *Conn) readError(err error) error {
 	if c.closed.Load() {
 		return c.opError("read", net.ErrClosed)
 	}
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		if ce.Code != websocket.CloseAbnormalClosure {
-			c.peerClose.Store(&CloseError{Code: ce.Code, Reason: ce.Text})
-		}
-		switch ce.Code {
-		case websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived:
-			return io.EOF
-		case websocket.CloseAbnormalClosure:
-			return errNoCloseFrame
-		}
-		return &CloseError{Code: ce.Code, Reason: ce.Text}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errNoCloseFrame
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -346,11 +432,79 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.unlockWrite()
-	c.ws.SetWriteDeadline(c.writeDeadline()) // gorilla applies it to each frame it writes
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, c.writeError(err)
+	if err := c.writeFrame(opBinary, p); err != nil {
+		return 0, err
 	}
 	return len(p), nil
+}
+
+// writeFrame writes one unfragmented frame, with wmu held, bounded by
+// the write deadline. A failed write leaves the write side failed: its
+// framing is unknown.
+func (c *Conn) writeFrame(op opcode, p []byte) error {
+	closing := c.closed.Load()
+	switch {
+	case c.werr != nil:
+		return c.werr
+	case c.closeSent:
+		return errCloseSent
+	case closing && op != opClose:
+		return c.opError("write", net.ErrClosed)
+	}
+	if !closing { // close set its own bound
+		c.nc.SetWriteDeadline(c.writeDeadline())
+	}
+	var err error
+	switch {
+	case !c.server:
+		err = c.writeMasked(op, p)
+	case c.writev:
+		h := frameHeader(c.hdr[:], op, len(p), nil)
+		c.vec = [2][]byte{c.hdr[:h], p}
+		c.bufs = c.vec[:]
+		_, err = c.bufs.WriteTo(c.nc)
+		c.vec[1] = nil // the caller's buffer is its own again
+	default:
+		buf := writePool.Get().(*[writeBufSize]byte)
+		h := frameHeader(buf[:], op, len(p), nil)
+		n := copy(buf[h:], p)
+		if _, err = c.nc.Write(buf[:h+n]); err == nil && n < len(p) {
+			_, err = c.nc.Write(p[n:])
+		}
+		writePool.Put(buf)
+	}
+	if err != nil {
+		c.werr = c.writeError(err)
+		return c.werr
+	}
+	if op == opClose {
+		c.closeSent = true
+	}
+	return nil
+}
+
+// writeMasked writes a client's frame: the payload masked with a fresh
+// key (RFC 6455, section 5.3) in a pooled buffer, in as few transport
+// writes as the buffer allows.
+func (c *Conn) writeMasked(op opcode, p []byte) error {
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], rand.Uint32()) // ChaCha8, seeded by the system
+	buf := writePool.Get().(*[writeBufSize]byte)
+	defer writePool.Put(buf)
+	h := frameHeader(buf[:], op, len(p), &key)
+	pos := 0
+	for {
+		n := min(len(buf)-h, len(p))
+		pos = maskCopy(buf[h:], p[:n], key, pos)
+		if _, err := c.nc.Write(buf[:h+n]); err != nil {
+			return err
+		}
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
+		h = 0
+	}
 }
 
 // sendPong answers the latest ping.
@@ -365,10 +519,10 @@ func (c *Conn) sendPong() {
 // handler whose TryLock failed just before.
 func (c *Conn) unlockWrite() {
 	for {
-		if data := c.pongDue.Swap(nil); data != nil {
+		if data := c.pongDue.Swap(nil); data != nil && !c.closed.Load() {
 			// Errors: after CloseWrite there is nothing to answer; a broken
 			// transport shows up in Read and Write.
-			c.ws.WriteControl(websocket.PongMessage, []byte(*data), c.writeDeadline())
+			c.writeFrame(opPong, []byte(*data))
 		}
 		c.wmu.Unlock()
 		if c.pongDue.Load() == nil || !c.wmu.TryLock() {
@@ -395,10 +549,6 @@ func (c *Conn) writeError(err error) error {
 	if c.closed.Load() {
 		return c.opError("write", net.ErrClosed)
 	}
-	if err == websocket.ErrCloseSent {
-		return errCloseSent
-	}
-	// gorilla hides the transport's timeout error behind its own type.
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return c.opError("write", os.ErrDeadlineExceeded)
@@ -412,17 +562,13 @@ func (c *Conn) writeError(err error) error {
 func (c *Conn) CloseWrite() error {
 	c.wmu.Lock()
 	defer c.unlockWrite()
-	err := c.ws.WriteControl(websocket.CloseMessage, closeNormal, c.writeDeadline())
-	if err == websocket.ErrCloseSent {
+	if c.closeSent {
 		return nil
 	}
-	if err != nil {
-		return c.writeError(err)
-	}
-	return nil
+	return c.writeFrame(opClose, closeNormal)
 }
 
-var closeNormal = websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+var closeNormal = closePayload(CloseNormal, "")
 
 // Close sends a normal close frame (1000), unless one was sent already
 // (waiting at most a second for it to go out), and closes the transport.
@@ -439,7 +585,7 @@ func (c *Conn) CloseWithReason(code int, reason string) error {
 }
 
 func closeFrame(code int, reason string) []byte {
-	return websocket.FormatCloseMessage(code, sanitizeReason(reason))
+	return closePayload(code, sanitizeReason(reason))
 }
 
 // sanitizeReason makes reason a valid close reason: one line of UTF-8,
@@ -461,20 +607,24 @@ func sanitizeReason(reason string) string {
 // apart and gives their reason.
 func (c *Conn) PeerClose() *CloseError { return c.peerClose.Load() }
 
-// close closes the transport once, first sending frame (nil: none).
-func (c *Conn) close(frame []byte) error {
+// close closes the transport once, first sending a close frame of
+// payload (nil: none) unless one was sent.
+func (c *Conn) close(payload []byte) error {
 	err := c.opError("close", net.ErrClosed)
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		if c.ping != nil {
 			c.ping.Stop()
 		}
-		if frame != nil {
-			dl := time.Now().Add(closeWait)
+		if payload != nil {
 			// Bound a Write stuck on a peer that does not read, which holds
-			// the transport's write lock the close frame needs.
-			c.nc.SetWriteDeadline(dl)
-			c.ws.WriteControl(websocket.CloseMessage, frame, dl)
+			// wmu; writes from now on do not move this deadline.
+			c.nc.SetWriteDeadline(time.Now().Add(closeWait))
+			c.wmu.Lock()
+			if !c.closeSent && c.werr == nil {
+				c.writeFrame(opClose, payload)
+			}
+			c.wmu.Unlock()
 		}
 		err = c.nc.Close()
 	})
@@ -488,7 +638,7 @@ func (c *Conn) sendPing() {
 		return
 	}
 	c.wmu.Lock()
-	err := c.ws.WriteControl(websocket.PingMessage, nil, c.writeDeadline())
+	err := c.writeFrame(opPing, nil)
 	c.unlockWrite()
 	if err != nil || c.closed.Load() {
 		return // close frame sent, or the transport is broken: stop
