@@ -268,15 +268,16 @@ func TestCopyBufPolicy(t *testing.T) {
 		n       int
 		wantBig bool
 	}{
-		{10, false},                       // interactive
-		{smallBufSize - fullSlack, false}, // not full
-		{smallBufSize - 8, true},          // full but for a websocket frame header
-		{bigBufSize - 1, false},           // drained: back to small
-		{smallBufSize, true},              // small buffer filled: bulk is coming
-		{bigBufSize, true},                // bulk
+		{10, false},                        // interactive
+		{smallBufSize - fullSlack, false},  // not full
+		{smallBufSize - 8, true},           // full but for a websocket frame header
+		{bigBufSize - bigSlack - 1, false}, // drained: back to small
+		{smallBufSize, true},               // small buffer filled: bulk is coming
+		{bigBufSize, true},                 // bulk
+		{bigBufSize - 8, true},             // full but for a frame header
 		{bigBufSize, true},
-		{bigBufSize - 1, false}, // drained: back to small
-		{smallBufSize, true},    // bulk again
+		{bigBufSize - bigSlack - 1, false}, // drained: back to small
+		{smallBufSize, true},               // bulk again
 		{0, false},
 	}
 	for i, s := range steps {

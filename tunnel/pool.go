@@ -16,6 +16,15 @@ const (
 	// a 32 KiB message, up toward TCP, 2 reads and 2 writes (2040 and
 	// 30728 bytes) instead of 3 and 3 (2040, 2048 and 28680).
 	fullSlack = 64
+
+	// bigSlack is the same for the big buffer: a websocket source decodes
+	// frames in the buffer it is given, so a read that filled the big
+	// buffer returns it less the headers of the frames that began in it
+	// (8 bytes each for a client's message of 126 to 65535 bytes). Counted
+	// as short, each such read would send the direction back to the small
+	// buffer: measured, 32 KiB messages up alternated 32 KiB and 2 KiB
+	// reads, and ran at 0.9x the throughput.
+	bigSlack = 1 << 10
 )
 
 // bigPool holds *[bigBufSize]byte. Pointers, so Get and Put do not
@@ -66,7 +75,7 @@ func (c *copyBuf) update(n int) {
 	switch {
 	case c.big == nil && n > smallBufSize-fullSlack:
 		c.big = bigPool.Get().(*[bigBufSize]byte)
-	case c.big != nil && n < bigBufSize:
+	case c.big != nil && n < bigBufSize-bigSlack:
 		c.release()
 	}
 }
