@@ -412,6 +412,11 @@ func (c *Conn) writeError(err error) error {
 func (c *Conn) CloseWrite() error {
 	c.wmu.Lock()
 	defer c.unlockWrite()
+	// A ping read before the peer's close frame is answered before ours
+	// (RFC 6455 5.5.2): after it, gorilla sends no pong.
+	if data := c.pongDue.Swap(nil); data != nil {
+		c.ws.WriteControl(websocket.PongMessage, []byte(*data), c.writeDeadline())
+	}
 	err := c.ws.WriteControl(websocket.CloseMessage, closeNormal, c.writeDeadline())
 	if err == websocket.ErrCloseSent {
 		return nil
