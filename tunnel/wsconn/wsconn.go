@@ -324,6 +324,13 @@ func (c *Conn) readError(err error) error {
 		}
 		return &CloseError{Code: ce.Code, Reason: ce.Text}
 	}
+	if errors.Is(err, websocket.ErrReadLimit) {
+		// No read limit is set: gorilla reports a 64-bit frame length with
+		// the most significant bit set (RFC 6455 5.2) this way, and sends
+		// no close frame. Fail the websocket as for other protocol errors.
+		c.close(closeFrame(CloseProtocolError, "invalid frame length"))
+		return err
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		now := time.Now()
