@@ -89,8 +89,10 @@ type frame struct {
 	rsv     byte // RSV bits to set (bitRSV1...)
 	payload []byte
 	// lenBits forces a length encoding: 7, 16 or 64 bits (0: the minimal
-	// one). Longer than needed is valid (Autobahn does not test it; RFC
-	// 6455 5.2 asks senders for the minimal one, receivers accept both).
+	// one). RFC 6455 5.2 asks senders for the minimal one; a receiver
+	// here (gorilla, Conn) accepts a longer one on a data frame (Autobahn
+	// does not test it), not on a control frame, whose 7-bit field must
+	// hold its length (5.5).
 	lenBits  int
 	unmasked bool    // a client frame without a mask (invalid)
 	key      [4]byte // masking key (RFC 6455 5.3)
