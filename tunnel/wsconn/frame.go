@@ -234,8 +234,9 @@ func (d *decoder) decode(b []byte, ctl controlFunc) (n int, stop bool, err error
 			if !fin {
 				return n, false, protoErr("fragmented control frame")
 			}
-			if length > maxControlPayload {
-				return n, false, protoErr("control frame of %d bytes (at most %d)", length, maxControlPayload)
+			if h[1]&^maskBit > maxControlPayload {
+				// Its length fits the 7-bit field, and must be given there.
+				return n, false, protoErr("control frame with an extended length (at most %d bytes)", maxControlPayload)
 			}
 			end := hlen + int(length)
 			if len(h) < end {

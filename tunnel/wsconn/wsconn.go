@@ -180,13 +180,14 @@ type Conn struct {
 
 	peerClose atomic.Pointer[CloseError] // the close frame the peer sent
 
-	rmu    sync.Mutex // serialises Read; guards what follows
-	rerr   error      // sticky read error
-	prefix []byte     // input that arrived with the handshake's response
-	dec    decoder
-	rbuf   *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
-	roff   int
-	rend   int
+	rmu     sync.Mutex // serialises Read; guards what follows
+	rerr    error      // sticky read error
+	failing error      // a protocol violation found behind data not read yet
+	prefix  []byte     // input that arrived with the handshake's response
+	dec     decoder
+	rbuf    *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
+	roff    int
+	rend    int
 
 	// wmu serialises every frame this package writes: data, close, ping
 	// and pong. Control frames are written under it with the user's
@@ -271,6 +272,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if c.rerr != nil {
+		if c.failing != nil {
+			// The data before the violation was read: now fail.
+			c.failProtocol(c.failing)
+			c.failing = nil
+		}
 		return 0, c.rerr
 	}
 	c.heard() // the peer gets the full dead-peer timeout from now
@@ -307,6 +313,8 @@ func (c *Conn) readFrames(b []byte) (int, error) {
 		m, err := c.readRaw(b[k:])
 		n, stop, perr := c.dec.decode(b[:k+m], c.control)
 		switch {
+		case perr != nil && n > 0:
+			c.rerr, c.failing = perr, perr
 		case perr != nil:
 			c.failProtocol(perr)
 		case stop: // a close frame: c.rerr is set
@@ -531,6 +539,15 @@ func (c *Conn) unlockWrite() {
 	}
 }
 
+// pongFirst answers, with wmu held, a ping read before this side's close
+// frame goes out: after it, nothing more may be sent (RFC 6455, 5.5.2
+// and 5.5.1).
+func (c *Conn) pongFirst() {
+	if data := c.pongDue.Swap(nil); data != nil {
+		c.writeFrame(opPong, []byte(*data))
+	}
+}
+
 // writeDeadline is the deadline of a frame write starting now: the
 // user's, or the write timeout's if sooner.
 func (c *Conn) writeDeadline() time.Time {
@@ -565,6 +582,7 @@ func (c *Conn) CloseWrite() error {
 	if c.closeSent {
 		return nil
 	}
+	c.pongFirst()
 	return c.writeFrame(opClose, closeNormal)
 }
 
@@ -622,6 +640,7 @@ func (c *Conn) close(payload []byte) error {
 			c.nc.SetWriteDeadline(time.Now().Add(closeWait))
 			c.wmu.Lock()
 			if !c.closeSent && c.werr == nil {
+				c.pongFirst()
 				c.writeFrame(opClose, payload)
 			}
 			c.wmu.Unlock()
