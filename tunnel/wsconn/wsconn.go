@@ -42,6 +42,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -185,6 +186,9 @@ type Conn struct {
 	failing error      // a protocol violation found behind data not read yet
 	prefix  []byte     // input that arrived with the handshake's response
 	dec     decoder
+	rc      syscall.RawConn // TCP: for WaitRead's peek; nil otherwise
+	peekFn  func(fd uintptr) bool
+	peeked  int                // bytes WaitRead's peek saw; -1: an error
 	rbuf    *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
 	roff    int
 	rend    int
@@ -239,6 +243,7 @@ func newConn(nc net.Conn, server bool, subprotocol string, keepAlive, deadPeer, 
 	case *net.TCPConn, *net.UnixConn:
 		c.writev = true
 	}
+	c.waitReader(nc)
 	if keepAlive > 0 {
 		c.ping = time.AfterFunc(time.Hour, c.sendPing)
 		c.ping.Reset(keepAlive)
