@@ -80,11 +80,14 @@ bench: check-go
 # adds another build (e.g. main's) as the contender "baseline", for a
 # before/after in one run; see BenchmarkTable in cmd/virtconsole.
 #
-# The bench-* targets save virtconsole's heap and goroutine profiles (text,
-# with runtime.MemStats; "go tool pprof" reads them) with the idle sessions
-# open in BENCH_PROFILES (bench-profiles/): {heap,goroutine}-MODE-idle-*.txt
-# from the table, {heap,goroutine}-MODE-sessions-*.txt from bench-idle, and
-# bench-syscalls' strace -c summaries as strace-MODE-PEER-WORKLOAD.txt.
+# Profiles of virtconsole's proxy go to BENCH_PROFILES (bench-profiles/),
+# MODE being plain or tls: from the table (bench, bench-table,
+# bench-json) {heap,goroutine}-MODE-idle-{base,loaded}.txt (text, the
+# heap's after a forced GC and with runtime.MemStats) with the idle
+# sessions open, cpu-MODE-{up,down,echo}.pprof (4 s each) and
+# allocs-MODE.pprof (the whole run) for "go tool pprof -top FILE"; from
+# bench-idle {heap,goroutine}-MODE-sessions-{base,loaded,after}.txt; from
+# bench-syscalls strace -c's summaries, strace-MODE-PEER-WORKLOAD.txt.
 BENCH_PROFILES ?= $(CURDIR)/bench-profiles
 
 bench-table: check-go

@@ -73,23 +73,29 @@ func BenchmarkSyscalls(b *testing.B) {
 // countSyscalls runs one workload through p with strace attached to its
 // process and returns the calls per message by syscall.
 func countSyscalls(b *testing.B, p tablePeer, sinks chan net.Conn, workload, summary string) map[string]float64 {
-	client, sink := connectTable(b, p, sinks)
-	defer client.Close()
-	var run func()
-	switch workload {
-	case "echo":
-		defer echoSink(sink)()
-		echoRounds(b, p.name, client, 100)
-		run = func() { echoRounds(b, p.name, client, syscallMessages) }
-	default:
-		defer sink.Close()
-		up := workload == "up"
-		streamBytes(b, p.name, client, sink, 1<<20, up)
-		run = func() { streamBytes(b, p.name, client, sink, syscallMessages*compareChunk, up) }
-	}
+	run, end := workloadSession(b, p, sinks, workload)
+	defer end()
 	stop := attachStrace(b, p.pid, summary)
-	run()
+	run(syscallMessages)
 	return stop()
+}
+
+// workloadSession opens a session through p for workload (up, down or
+// echo, see BenchmarkSyscalls) and warms it up; run passes n messages,
+// end closes the session.
+func workloadSession(b *testing.B, p tablePeer, sinks chan net.Conn, workload string) (run func(n int), end func()) {
+	client, sink := connectTable(b, p, sinks)
+	if workload == "echo" {
+		stop := echoSink(sink)
+		run = func(n int) { echoRounds(b, p.name, client, n) }
+		end = func() { client.Close(); stop() }
+	} else {
+		up := workload == "up"
+		run = func(n int) { streamBytes(b, p.name, client, sink, int64(n)*compareChunk, up) }
+		end = func() { client.Close(); sink.Close() }
+	}
+	run(100)
+	return run, end
 }
 
 // attachStrace attaches strace -f -c to pid (every thread) and returns

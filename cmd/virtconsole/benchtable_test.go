@@ -34,9 +34,13 @@ const (
 	// Another virtconsole binary (e.g. built from main) measured as the
 	// contender "baseline", for a before/after in one interleaved run.
 	benchBaselineEnv = "VIRTCONSOLE_BENCH_BASELINE"
-	// Directory for virtconsole's heap (with runtime.MemStats) and
-	// goroutine profiles with the idle sessions open:
-	// {heap,goroutine}-MODE-idle-{base,loaded}.txt.
+	// Directory for virtconsole's profiles (it then runs with
+	// --debug-listen): heap (with runtime.MemStats) and goroutine
+	// profiles with the idle sessions open,
+	// {heap,goroutine}-MODE-idle-{base,loaded}.txt; CPU profiles of each
+	// workload, cpu-MODE-{up,down,echo}.pprof; allocations over the run,
+	// allocs-MODE.pprof (proxyProfiles, profileCPU). make bench-* set it
+	// to bench-profiles/.
 	benchProfileEnv = "VIRTCONSOLE_BENCH_PROFILE"
 )
 
@@ -89,7 +93,8 @@ type tablePeer struct {
 // printed; $VIRTCONSOLE_BENCH_JSON gets every figure. With
 // $VIRTCONSOLE_BENCH_PROFILE set to a directory, virtconsole runs with
 // --debug-listen and its heap and goroutine profiles with the idle
-// sessions open are saved there (proxyProfiles). Run with -benchtime 1x
+// sessions open, CPU profiles of each workload and its allocations are
+// saved there (proxyProfiles, profileCPU). Run with -benchtime 1x
 // and without the race detector (make bench). It measures only: nothing
 // here asserts a timing.
 //
@@ -146,6 +151,7 @@ func BenchmarkTable(b *testing.B) {
 				n = min(n, 50) // a process per session
 			}
 			add(p.name, "idle-KiB/session", 0, tableIdle(b, p, peers.sinks, n, mode))
+			profileCPU(b, p, peers.sinks, mode)
 		}
 	}
 	printTable(os.Stdout, figures)
@@ -518,19 +524,8 @@ func proxyProfiles(b *testing.B, p tablePeer, name string) proxyFigures {
 		return f
 	}
 	for _, profile := range []string{"heap?debug=1&gc=1", "goroutine?debug=1"} {
-		resp, err := http.Get("http://" + p.debug + "/debug/pprof/" + profile)
-		if err != nil {
-			b.Fatal(err)
-		}
-		data, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
 		kind, _, _ := strings.Cut(profile, "?")
-		if err := os.WriteFile(filepath.Join(dir, kind+"-"+name), data, 0o644); err != nil {
-			b.Fatal(err)
-		}
+		data := saveProfile(b, p, profile, filepath.Join(dir, kind+"-"+name))
 		for _, m := range memStatRE.FindAllSubmatch(data, -1) {
 			v, _ := strconv.ParseInt(string(m[2]), 10, 64)
 			switch string(m[1]) {
@@ -549,6 +544,71 @@ func proxyProfiles(b *testing.B, p tablePeer, name string) proxyFigures {
 		}
 	}
 	return f
+}
+
+// saveProfile gets /debug/pprof/profile from p's debug listener and
+// saves it as path; it returns the profile.
+func saveProfile(b *testing.B, p tablePeer, profile, path string) []byte {
+	data, err := getProfile(p, profile, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// getProfile is saveProfile for any goroutine.
+func getProfile(p tablePeer, profile, path string) ([]byte, error) {
+	resp, err := http.Get("http://" + p.debug + "/debug/pprof/" + profile)
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /debug/pprof/%s: %d %v", profile, resp.StatusCode, err)
+	}
+	return data, os.WriteFile(path, data, 0o644)
+}
+
+// benchCPUSeconds is how long each of virtconsole's CPU profiles lasts.
+const benchCPUSeconds = 4
+
+// profileCPU saves p's CPU profile over each workload of
+// BenchmarkSyscalls (up, down, echo; run for benchCPUSeconds each) as
+// cpu-MODE-WORKLOAD.pprof, and then its allocation profile (every
+// allocation since it started: the table's whole run) as
+// allocs-MODE.pprof, in $VIRTCONSOLE_BENCH_PROFILE, when p has a debug
+// address. Read them with go tool pprof -top.
+func profileCPU(b *testing.B, p tablePeer, sinks chan net.Conn, mode string) {
+	dir := os.Getenv(benchProfileEnv)
+	if p.debug == "" || dir == "" {
+		return
+	}
+	for _, workload := range []string{"up", "down", "echo"} {
+		if pasteLimited(mode, p.name, workload+"-MiB/s") {
+			continue
+		}
+		run, end := workloadSession(b, p, sinks, workload)
+		done := make(chan error, 1)
+		go func() {
+			_, err := getProfile(p, fmt.Sprintf("profile?seconds=%d", benchCPUSeconds), filepath.Join(dir, "cpu-"+mode+"-"+workload+".pprof"))
+			done <- err
+		}()
+		var err error
+		for busy := true; busy; {
+			run(200)
+			select {
+			case err = <-done:
+				busy = false
+			default:
+			}
+		}
+		end()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	saveProfile(b, p, "allocs", filepath.Join(dir, "allocs-"+mode+".pprof"))
 }
 
 var goroutineTotalRE = regexp.MustCompile(`goroutine profile: total (\d+)`)
