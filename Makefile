@@ -13,7 +13,7 @@ GOTESTSUM := $(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-
 # TestMeasure* tests only measure and take minutes: make measure-scale.
 TESTFLAGS := -race -count=1 -p 1 -timeout 25m -skip '^TestMeasure'
 
-.PHONY: all build test test-unit vet unit fuzz bench bench-table bench-json measure-scale soak demo generate deps deps-demo check-go clean
+.PHONY: all build test test-unit vet unit fuzz bench bench-table bench-json bench-idle bench-syscalls measure-scale soak demo generate deps deps-demo check-go clean
 
 all: build
 
@@ -69,7 +69,8 @@ bench: check-go
 	$(GO) test -run XXX -bench . -benchmem ./tunnel/...
 	$(GO) test -run XXX -bench VNCSessionSetup -benchtime 200x ./cmd/virtconsole/
 	$(GO) test -run XXX -bench IdleSessionMemory -benchtime 1x -count 3 ./cmd/virtconsole/
-	$(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
+	mkdir -p $(BENCH_PROFILES)
+	VIRTCONSOLE_BENCH_PROFILE=$(BENCH_PROFILES) $(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
 
 # Issue 16's side-by-side table alone (raw TCP, a minimal gorilla proxy,
 # websockify when installed, virtconsole; plain and TLS; medians of
@@ -78,12 +79,43 @@ bench: check-go
 # (1000 sessions) size it; VIRTCONSOLE_BENCH_BASELINE=/path/to/virtconsole
 # adds another build (e.g. main's) as the contender "baseline", for a
 # before/after in one run; see BenchmarkTable in cmd/virtconsole.
+#
+# Profiles of virtconsole's proxy go to BENCH_PROFILES (bench-profiles/),
+# MODE being plain or tls: from the table (bench, bench-table,
+# bench-json) {heap,goroutine}-MODE-idle-{base,loaded}.txt (text, the
+# heap's after a forced GC and with runtime.MemStats) with the idle
+# sessions open, cpu-MODE-{up,down,echo}.pprof (4 s each) and
+# allocs-MODE.pprof (the whole run) for "go tool pprof -top FILE"; from
+# bench-idle {heap,goroutine}-MODE-sessions-{base,loaded,after}.txt; from
+# bench-syscalls strace -c's summaries, strace-MODE-PEER-WORKLOAD.txt.
+BENCH_PROFILES ?= $(CURDIR)/bench-profiles
+
 bench-table: check-go
-	$(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
+	mkdir -p $(BENCH_PROFILES)
+	VIRTCONSOLE_BENCH_PROFILE=$(BENCH_PROFILES) $(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/
 
 bench-json: check-go
-	VIRTCONSOLE_BENCH_JSON=$(CURDIR)/bench.json $(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/ >/dev/null
+	mkdir -p $(BENCH_PROFILES)
+	VIRTCONSOLE_BENCH_PROFILE=$(BENCH_PROFILES) VIRTCONSOLE_BENCH_JSON=$(CURDIR)/bench.json $(GO) test -run XXX -bench '^BenchmarkTable$$' -benchtime 1x -timeout 60m ./cmd/virtconsole/ >/dev/null
 	@cat bench.json
+
+# Issue 16's 10,000 idle consoles: the proxy's RSS, Go heap, goroutines and
+# open files with VIRTCONSOLE_BENCH_IDLE_SESSIONS (10000) idle sessions
+# open, each having carried bulk data, plain and TLS (a minute or two).
+# Raises the open-file limit (as root, the hard one too): each session
+# takes two files in the proxy and two in the test.
+bench-idle: check-go
+	mkdir -p $(BENCH_PROFILES)
+	VIRTCONSOLE_BENCH_PROFILE=$(BENCH_PROFILES) $(GO) test -run XXX -bench '^BenchmarkIdleSessions$$' -benchtime 1x -timeout 20m ./cmd/virtconsole/
+
+# The proxy's syscalls per message (strace -f -c on its process): a 32 KiB
+# message up, one down and a 1-byte echo round trip, for the minimal
+# gorilla proxy and virtconsole, plain and TLS. Needs strace (Debian:
+# apt-get install strace) and ptrace rights over the proxies (root, or
+# kernel.yama.ptrace_scope 0).
+bench-syscalls: check-go
+	mkdir -p $(BENCH_PROFILES)
+	VIRTCONSOLE_BENCH_PROFILE=$(BENCH_PROFILES) $(GO) test -run XXX -bench '^BenchmarkSyscalls$$' -benchtime 1x -timeout 20m ./cmd/virtconsole/
 
 # Scale-out figures (issue 17), against the real libvirtd and HAProxy:
 # sessions per second through the balancer with 1 and 3 replicas, the
