@@ -26,6 +26,11 @@ func (c *Conn) WaitRead() error {
 		return nil
 	}
 	c.heard()
+	// After a read that emptied the socket's queue (TCP's recv returns
+	// less than asked only then), new data must raise the poller, so the
+	// first peek, which would find nothing, is skipped: a wake-up costs one
+	// peek, as a netFD's costs one read that fails with EAGAIN.
+	c.waited = !c.drained
 	for {
 		if err := c.rc.Read(c.peekFn); err != nil {
 			c.rerr = c.readError(err)
@@ -44,6 +49,7 @@ func (c *Conn) WaitRead() error {
 		}
 		// The whole control frame is in the socket: take it and no more.
 		n, err := c.nc.Read(c.dec.pend[:need])
+		c.drained, c.waited = false, true
 		if err != nil || n != need {
 			c.dec.npend = n // Read goes on from there
 			return nil
@@ -70,6 +76,10 @@ func (c *Conn) waitReader(nc net.Conn) {
 	}
 	c.rc = rc
 	c.peekFn = func(fd uintptr) bool {
+		if !c.waited {
+			c.waited = true
+			return false
+		}
 		// recv(MSG_PEEK|MSG_DONTWAIT) into the pending-input buffer, which
 		// is empty while WaitRead runs: EAGAIN makes the runtime's poller
 		// wait for the socket (edge-triggered, so checking first is what

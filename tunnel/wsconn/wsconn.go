@@ -189,6 +189,8 @@ type Conn struct {
 	rc      syscall.RawConn // TCP: for WaitRead's peek; nil otherwise
 	peekFn  func(fd uintptr) bool
 	peeked  int                // bytes WaitRead's peek saw; -1: an error
+	drained bool               // the last transport read emptied its queue
+	waited  bool               // WaitRead's first look, when drained, is the poller's
 	rbuf    *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
 	roff    int
 	rend    int
@@ -343,7 +345,9 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
-	return c.nc.Read(b)
+	n, err := c.nc.Read(b)
+	c.drained = n < len(b) // TCP returns less only when its queue is empty
+	return n, err
 }
 
 // control handles a control frame from the peer (RFC 6455, section 5.5).
