@@ -8,6 +8,7 @@ package main
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -106,4 +107,32 @@ func readmeCommands(line string) [][]string {
 	}
 	end()
 	return cmds
+}
+
+// TestREADMEMakeTargets: every `make TARGET` the README names is a rule
+// of the Makefile; the long ones (bench, soak, measure-scale) are not run
+// in CI, but cannot rot either. (Not make -n: it runs recipe lines that
+// call $(MAKE), and test runs the whole suite that way.)
+func TestREADMEMakeTargets(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	makefile, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^([a-z][a-z-]*)\s*:[^=]`).FindAllStringSubmatch(string(makefile), -1) {
+		rules[m[1]] = true
+	}
+	named := regexp.MustCompile("`(?:[A-Z_]+=\\S+ )*make ([a-z][a-z-]*)").FindAllStringSubmatch(string(readme), -1)
+	if len(named) < 5 || len(rules) < 5 {
+		t.Fatalf("found %d make targets in the README and %d rules in the Makefile; the patterns are broken", len(named), len(rules))
+	}
+	for _, m := range named {
+		if !rules[m[1]] {
+			t.Errorf("README names make %s; the Makefile has no such rule", m[1])
+		}
+	}
 }
