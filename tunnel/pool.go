@@ -56,12 +56,16 @@ var (
 // after bulk traffic (both ends of a TLS websocket session and its TCP leg).
 type copyBuf struct {
 	small *[smallBufSize]byte // nil while the direction waits holding nothing
-	big   *[bigBufSize]byte
+	big   *[bigBufSize]byte   // nil unless bulk (or bulk and waiting)
+	bulk  bool                // the next read goes to a big buffer
 }
 
 // buf returns the buffer for the next read.
 func (c *copyBuf) buf() []byte {
-	if c.big != nil {
+	if c.bulk {
+		if c.big == nil {
+			c.big = bigPool.Get().(*[bigBufSize]byte)
+		}
 		return c.big[:]
 	}
 	if c.small == nil {
@@ -73,14 +77,17 @@ func (c *copyBuf) buf() []byte {
 // update adapts the buffer choice after a read of n bytes.
 func (c *copyBuf) update(n int) {
 	switch {
-	case c.big == nil && n > smallBufSize-fullSlack:
+	case !c.bulk && n > smallBufSize-fullSlack:
+		c.bulk = true
 		c.big = bigPool.Get().(*[bigBufSize]byte)
-	case c.big != nil && n < bigBufSize:
+	case c.bulk && n < bigBufSize:
+		c.bulk = false
 		c.release()
 	}
 }
 
-// releaseAll returns both buffers, if held, to their pools.
+// releaseAll returns both buffers, if held, to their pools, to wait
+// holding nothing; the choice of the next one (bulk) stays.
 func (c *copyBuf) releaseAll() {
 	c.release()
 	if c.small != nil {

@@ -3,8 +3,8 @@ package tunnel
 import "net"
 
 // readWaiter is a source that can wait for data without a buffer: Join
-// gives a readWaiter's buffers back before it waits, so that an idle
-// direction holds none.
+// gives a readWaiter's buffers back after a short read and waits in
+// WaitRead, so that an idle direction holds none.
 type readWaiter interface {
 	// WaitRead blocks until a Read would return data or an error without
 	// blocking, holding no buffer. An error means: call Read, which
@@ -13,20 +13,37 @@ type readWaiter interface {
 	WaitRead() error
 }
 
-// waiterFor returns how Join waits for c to be readable without a
-// buffer, or nil if it cannot: c's own WaitRead, or for a socket of the
-// standard library a peek at its file descriptor (sockWaiter). A
-// *tls.Conn has none: it keeps its own record buffers anyway, so Join
-// reads it holding its small buffer. Join asks once per conn, so the
-// copy loop pays no type switch per read.
-func waiterFor(c net.Conn) readWaiter {
-	switch c := c.(type) {
-	case readWaiter:
-		return c
-	case *net.TCPConn:
-		return newSockWaiter(c)
-	case *net.UnixConn:
-		return newSockWaiter(c)
+// A direction reads its source one of three ways, chosen once at Join
+// start so that the copy loop pays no type switch per read:
+//
+//   - a socket of the standard library (*net.TCPConn, a stream
+//     *net.UnixConn) through a sockReader, which takes a buffer only once
+//     the socket has data, at no syscall more than Read's;
+//   - a readWaiter: WaitRead holding nothing, then Read;
+//   - anything else (a *tls.Conn, which keeps its own record buffers
+//     anyway): Read, holding the small buffer while it waits.
+func (j *joiner) chooseReaders() {
+	for i, c := range j.conns {
+		if j.socks[i] = newSockReader(c, &j.bufs[i]); j.socks[i] != nil {
+			continue
+		}
+		j.waiters[i], _ = c.(readWaiter)
 	}
-	return nil
 }
+
+// isStreamSocket reports whether c is a socket whose zero-byte read is
+// EOF, as Read reports it: TCP, or a Unix socket but a datagram one.
+func isStreamSocket(c net.Conn) bool {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return true
+	case *net.UnixConn:
+		a, _ := c.LocalAddr().(*net.UnixAddr)
+		return a != nil && (a.Net == "unix" || a.Net == "unixpacket")
+	}
+	return false
+}
+
+// testHookWaiting, if set, is called with a direction's buffers as it
+// starts waiting for its source to have data (sockReader or readWaiter).
+var testHookWaiting func(*copyBuf)
