@@ -1,6 +1,9 @@
 package tunnel
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // readWaiter is a source that can wait for data without a buffer: Join
 // gives a readWaiter's buffers back after a short read and waits in
@@ -29,6 +32,29 @@ func (j *joiner) chooseReaders() {
 		}
 		j.waiters[i], _ = c.(readWaiter)
 	}
+}
+
+// ReadWaiterFor returns how a conn type that wraps c (to watch its errors,
+// say) can let Join wait for it holding no buffer: the wrapper's own
+// WaitRead method calls the WaitRead of what ReadWaiterFor returned when
+// the wrapper was made, or returns nil at once if that was nil (Join then
+// reads, holding its small buffer while Read waits, as for any conn).
+//
+// For a stream socket (*net.TCPConn, *net.UnixConn) WaitRead looks at the
+// socket with a zero-timeout ppoll(2) before and after the poller waits:
+// one syscall per wake-up more than Read alone. For a conn with a
+// WaitRead method (a *wsconn.Conn) it is c. Otherwise (a *tls.Conn) nil.
+func ReadWaiterFor(c net.Conn) interface{ WaitRead() error } {
+	if isStreamSocket(c) {
+		if w := newSockWaiter(c.(syscall.Conn)); w != nil {
+			return w
+		}
+		return nil
+	}
+	if w, ok := c.(readWaiter); ok {
+		return w
+	}
+	return nil
 }
 
 // isStreamSocket reports whether c is a socket whose zero-byte read is

@@ -4,6 +4,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -229,6 +230,106 @@ func TestSockReader(t *testing.T) {
 		defer c.Close()
 		if newSockReader(c, new(copyBuf)) != nil {
 			t.Fatal("a sockReader for a datagram socket, whose empty datagram is no EOF")
+		}
+	})
+}
+
+// TestReadWaiterFor: a socket's WaitRead returns at once for what is already there
+// (data whose poller edge has passed, an EOF, a reset), wakes on data that
+// comes later and on Close, and leaves the reporting to Read.
+func TestReadWaiterFor(t *testing.T) {
+	wait := func(t *testing.T, w interface{ WaitRead() error }) error {
+		t.Helper()
+		ch := make(chan error, 1)
+		go func() { ch <- w.WaitRead() }()
+		return recv(t, ch, "WaitRead")
+	}
+	t.Run("data already there", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		w := ReadWaiterFor(b)
+		a.Write([]byte("x"))
+		// The data's edge passes while nobody waits; the poller's ready
+		// state is reset when WaitRead starts: only the look finds it.
+		time.Sleep(50 * time.Millisecond)
+		if err := wait(t, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(t, w); err != nil { // nothing consumed
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2)
+		if n, err := b.Read(buf); n != 1 || err != nil {
+			t.Fatalf("Read after WaitRead: %d, %v", n, err)
+		}
+	})
+	t.Run("data later", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("x")) })
+		if err := wait(t, ReadWaiterFor(b)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("EOF", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		a.CloseWrite()
+		if err := wait(t, ReadWaiterFor(b)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		w := ReadWaiterFor(b)
+		a.SetLinger(0)
+		a.Close()
+		time.Sleep(50 * time.Millisecond)
+		if err := wait(t, w); err != nil {
+			t.Fatal(err)
+		}
+		// The look consumed nothing: Read reports the reset.
+		if _, err := b.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("Read after WaitRead: %v; want a connection reset", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		_, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { b.Close() })
+		if err := wait(t, ReadWaiterFor(b)); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("WaitRead on a closed conn: %v", err)
+		}
+	})
+	t.Run("unix", func(t *testing.T) {
+		sock := t.TempDir() + "/s"
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		a, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		b, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		w := ReadWaiterFor(b)
+		if w == nil {
+			t.Fatalf("no waiter for a %T", b)
+		}
+		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("x")) })
+		if err := wait(t, w); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("others", func(t *testing.T) {
+		a, _ := nettest.TCPPair(t)
+		if w := ReadWaiterFor(tls.Client(a, nil)); w != nil {
+			t.Fatal("a waiter for a *tls.Conn, which buffers records")
+		}
+		if w := ReadWaiterFor(peekWaiter{a}); w != readWaiter(peekWaiter{a}) {
+			t.Fatal("a readWaiter's waiter is not itself")
 		}
 	})
 }
