@@ -29,16 +29,19 @@ func roundTrip(t *testing.T, c net.Conn, msg, back []byte) {
 // TestJoinAllocs: Join allocates nothing per message. A 1-byte round trip
 // through client ⇄ Join ⇄ echo (loopback TCP, counted as the proxy runs
 // it) allocates nothing in the whole process: the client and the echo
-// use fixed buffers, net.TCPConn allocates nothing. Both ways a direction
-// reads: TCP sources, which it waits for holding no buffer (a look at the
-// socket per wake-up, buffers to and from their pools), and the same
-// conns hidden behind a wrapper, read holding the small buffer.
+// use fixed buffers, net.TCPConn allocates nothing. Each way a direction
+// reads: TCP sources, read through their RawConn holding no buffer while
+// they wait (buffers to and from their pools); the same conns behind a
+// wrapper that passes tunnel.ReadWaiterFor's WaitRead on, as the proxy's
+// console side does; and behind a plain wrapper, read holding the small
+// buffer.
 func TestJoinAllocs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		wrap func(net.Conn) net.Conn
 	}{
 		{"waiting holding nothing", func(c net.Conn) net.Conn { return c }},
+		{"waiting in a wrapper's WaitRead", func(c net.Conn) net.Conn { return waitingConn{c, tunnel.ReadWaiterFor(c)} }},
 		{"reading holding a buffer", func(c net.Conn) net.Conn { return struct{ net.Conn }{c} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,6 +65,14 @@ func TestJoinAllocs(t *testing.T) {
 		})
 	}
 }
+
+// waitingConn is a wrapper that passes ReadWaiterFor's WaitRead on.
+type waitingConn struct {
+	net.Conn
+	w interface{ WaitRead() error }
+}
+
+func (c waitingConn) WaitRead() error { return c.w.WaitRead() }
 
 // gorillaAllocs is what gorilla/websocket v1.5.3 allocates per message on
 // a server conn, which wsconn cannot avoid without a websocket of its own
