@@ -196,22 +196,7 @@ func TestSockReader(t *testing.T) {
 		}
 	})
 	t.Run("unix", func(t *testing.T) {
-		sock := t.TempDir() + "/s"
-		l, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		a, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		b, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		a, b := unixPair(t)
 		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("xy")) })
 		for _, c := range []net.Conn{a, b} {
 			if newSockReader(c, new(copyBuf)) == nil {
@@ -298,22 +283,7 @@ func TestReadWaiterFor(t *testing.T) {
 		}
 	})
 	t.Run("unix", func(t *testing.T) {
-		sock := t.TempDir() + "/s"
-		l, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		a, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		b, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		a, b := unixPair(t)
 		w := ReadWaiterFor(b)
 		if w == nil {
 			t.Fatalf("no waiter for a %T", b)
@@ -332,6 +302,28 @@ func TestReadWaiterFor(t *testing.T) {
 			t.Fatal("a readWaiter's waiter is not itself")
 		}
 	})
+}
+
+// unixPair returns the two ends of a Unix stream socket connection,
+// closed when the test ends.
+func unixPair(t *testing.T) (a, b net.Conn) {
+	sock := t.TempDir() + "/s"
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err = net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
 }
 
 // TestJoinWaitDeadline: a read deadline that expires while a direction
