@@ -29,25 +29,50 @@ func roundTrip(t *testing.T, c net.Conn, msg, back []byte) {
 // TestJoinAllocs: Join allocates nothing per message. A 1-byte round trip
 // through client ⇄ Join ⇄ echo (loopback TCP, counted as the proxy runs
 // it) allocates nothing in the whole process: the client and the echo
-// use fixed buffers, net.TCPConn allocates nothing.
+// use fixed buffers, net.TCPConn allocates nothing. Each way a direction
+// reads: TCP sources, read through their RawConn holding no buffer while
+// they wait (buffers to and from their pools); the same conns behind a
+// wrapper that passes tunnel.ReadWaiterFor's WaitRead on, as the proxy's
+// console side does; and behind a plain wrapper, read holding the small
+// buffer.
 func TestJoinAllocs(t *testing.T) {
-	client, ja := nettest.TCPPair(t)
-	jb, sink := nettest.TCPPair(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tunnel.Join(context.Background(), ja, jb, tunnel.WithCounters(new(atomic.Int64), new(atomic.Int64)))
-	}()
-	echoed := make(chan struct{})
-	go func() { defer close(echoed); nettest.Echo(sink) }()
-	defer func() { client.Close(); sink.Close(); <-done; <-echoed }()
+	for _, tc := range []struct {
+		name string
+		wrap func(net.Conn) net.Conn
+	}{
+		{"waiting holding nothing", func(c net.Conn) net.Conn { return c }},
+		{"waiting in a wrapper's WaitRead", func(c net.Conn) net.Conn { return waitingConn{c, tunnel.ReadWaiterFor(c)} }},
+		{"reading holding a buffer", func(c net.Conn) net.Conn { return struct{ net.Conn }{c} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, ja := nettest.TCPPair(t)
+			jb, sink := nettest.TCPPair(t)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tunnel.Join(context.Background(), tc.wrap(ja), tc.wrap(jb),
+					tunnel.WithCounters(new(atomic.Int64), new(atomic.Int64)))
+			}()
+			echoed := make(chan struct{})
+			go func() { defer close(echoed); nettest.Echo(sink) }()
+			defer func() { client.Close(); sink.Close(); <-done; <-echoed }()
 
-	msg, back := []byte{'x'}, make([]byte, 1)
-	roundTrip(t, client, msg, back) // warm up: buffers, pollers
-	if n := testing.AllocsPerRun(1000, func() { roundTrip(t, client, msg, back) }); n != 0 {
-		t.Errorf("a round trip through Join allocates %v times; want 0", n)
+			msg, back := []byte{'x'}, make([]byte, 1)
+			roundTrip(t, client, msg, back) // warm up: buffers, pollers
+			if n := testing.AllocsPerRun(1000, func() { roundTrip(t, client, msg, back) }); n != 0 {
+				t.Errorf("a round trip through Join allocates %v times; want 0", n)
+			}
+		})
 	}
 }
+
+// waitingConn is a wrapper that passes ReadWaiterFor's WaitRead on.
+type waitingConn struct {
+	net.Conn
+	w interface{ WaitRead() error }
+}
+
+func (c waitingConn) WaitRead() error { return c.w.WaitRead() }
 
 // TestWebsocketJoinAllocs: the proxy's side of a websocket session, a
 // server wsconn joined to a TCP echo, allocates nothing per 1-byte round

@@ -79,20 +79,15 @@ type closeWriter interface {
 //
 // Join runs one copy loop on the calling goroutine and one on a new
 // goroutine; the linger bound and ctx are timers and callbacks that take
-// a goroutine only for the moment they fire. Each loop reads into a small
-// buffer of its own and borrows a pooled 32 KiB one only while bulk data
-// is flowing (see copyBuf). Bytes are written on as soon as they are read:
-// never held back to be coalesced.
+// a goroutine only for the moment they fire. Each loop reads into a
+// pooled 2 KiB buffer and borrows a pooled 32 KiB one only while bulk
+// data is flowing (see copyBuf). A loop whose source can wait without a
+// buffer (a TCP or Unix socket, or a conn with a WaitRead method: see
+// chooseReaders) gives both back whenever it has drained the source, so
+// an idle session holds no buffer. Bytes are written on as soon as they are
+// read: never held back to be coalesced.
 func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error) {
-	j := &joiner{conns: [2]net.Conn{a, b}}
-	cfg := joinConfig{linger: DefaultLinger}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	j.linger = cfg.linger
-	j.counters = cfg.counters
-	j.taps = cfg.taps
-
+	j := newJoiner(a, b, opts)
 	stop := context.AfterFunc(ctx, func() {
 		if !j.finished.Load() {
 			j.cancelled.Store(true)
@@ -124,13 +119,28 @@ func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error)
 	return Stats{AToB: j.n[0], BToA: j.n[1]}, err
 }
 
+func newJoiner(a, b net.Conn, opts []JoinOption) *joiner {
+	j := &joiner{conns: [2]net.Conn{a, b}}
+	j.chooseReaders()
+	cfg := joinConfig{linger: DefaultLinger}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	j.linger = cfg.linger
+	j.counters = cfg.counters
+	j.taps = cfg.taps
+	return j
+}
+
 // joiner is the state of one Join. Direction i copies conns[i] to
 // conns[1-i].
 type joiner struct {
-	conns  [2]net.Conn
-	linger time.Duration
-	bufs   [2]copyBuf
-	n      [2]int64 // bytes copied by direction i; owned by its loop
+	conns   [2]net.Conn
+	socks   [2]*sockReader // how direction i reads: see chooseReaders
+	waiters [2]readWaiter
+	linger  time.Duration
+	bufs    [2]copyBuf
+	n       [2]int64 // bytes copied by direction i; owned by its loop
 
 	counters [2]*atomic.Int64      // WithCounters; nil entries count nothing
 	taps     [2]func([]byte) error // WithTap; nil entries see nothing
@@ -150,12 +160,28 @@ type joiner struct {
 
 // copy runs direction i until it ends.
 func (j *joiner) copy(i int) {
-	src, dst := j.conns[i], j.conns[1-i]
+	src, dst, sock, waiter := j.conns[i], j.conns[1-i], j.socks[i], j.waiters[i]
 	bufs := &j.bufs[i]
-	defer bufs.release()
+	defer bufs.releaseAll()
 	for {
-		buf := bufs.buf()
-		nr, rerr := src.Read(buf)
+		var buf []byte
+		var nr int
+		var rerr error
+		if sock != nil {
+			buf, nr, rerr = sock.read()
+		} else {
+			if waiter != nil && !bufs.bulk {
+				// The source is drained (the last read was short):
+				// wait holding nothing. An error is Read's to report.
+				bufs.releaseAll()
+				if testHookWaiting != nil {
+					testHookWaiting(bufs)
+				}
+				waiter.WaitRead()
+			}
+			buf = bufs.buf()
+			nr, rerr = src.Read(buf)
+		}
 		if nr > 0 {
 			if tap := j.taps[i]; tap != nil {
 				if terr := tap(buf[:nr]); terr != nil {

@@ -2,8 +2,10 @@ package tunnel
 
 import "sync"
 
-// Buffer sizes of a copy direction. Every direction owns a small buffer;
-// it borrows a big one from bigPool only while its source keeps filling it.
+// Buffer sizes of a copy direction. A direction borrows a small buffer
+// from smallPool while it reads (for good, if its source cannot wait
+// without one: see readWaiter), and a big one from bigPool only while
+// its source keeps filling it.
 const (
 	smallBufSize = 2 << 10
 	bigBufSize   = 32 << 10
@@ -27,21 +29,25 @@ const (
 	bigSlack = 1 << 10
 )
 
-// bigPool holds *[bigBufSize]byte. Pointers, so Get and Put do not
-// allocate.
-var bigPool = sync.Pool{New: func() any { return new([bigBufSize]byte) }}
+// bigPool holds *[bigBufSize]byte, smallPool *[smallBufSize]byte.
+// Pointers, so Get and Put do not allocate.
+var (
+	bigPool   = sync.Pool{New: func() any { return new([bigBufSize]byte) }}
+	smallPool = sync.Pool{New: func() any { return new([smallBufSize]byte) }}
+)
 
 // copyBuf is the buffer state of one copy direction.
 //
 // Reads go to the small buffer first. A read that fills it (give or take
 // a websocket frame header: fullSlack) means the source has bulk data
 // waiting, so the next read takes a big buffer from bigPool, and keeps it
-// while reads keep filling it. The first short read
-// gives it back: the source is drained for now. So a busy stream runs on
-// 32 KiB, and an idle or interactive session waits in Read holding only
-// its 2 KiB. (The read that follows a short one may of course return bulk
-// again; it fills the small buffer and the big one comes back: one extra
-// 2 KiB read and write.)
+// while reads keep filling it. The first short read gives it back: the
+// source is drained for now. So a busy stream runs on 32 KiB, and an idle
+// or interactive session waits holding at most its 2 KiB: none when its
+// source is a readWaiter, as Join then gives the small buffer back too
+// (releaseAll) before it waits. (The read that follows a short one may of
+// course return bulk again; it fills the small buffer and the big one
+// comes back: one extra 2 KiB read and write.)
 //
 // Layered sources read short more often: a TLS conn returns at most one
 // 16 KiB record per Read, so a bulk TLS stream alternates 2 KiB and
@@ -58,14 +64,21 @@ var bigPool = sync.Pool{New: func() any { return new([bigBufSize]byte) }}
 // the session idles: measured, 110 KiB instead of 77 KiB per idle session
 // after bulk traffic (both ends of a TLS websocket session and its TCP leg).
 type copyBuf struct {
-	small [smallBufSize]byte
-	big   *[bigBufSize]byte
+	small *[smallBufSize]byte // nil while the direction waits holding nothing
+	big   *[bigBufSize]byte   // nil unless bulk (or bulk and waiting)
+	bulk  bool                // the next read goes to a big buffer
 }
 
 // buf returns the buffer for the next read.
 func (c *copyBuf) buf() []byte {
-	if c.big != nil {
+	if c.bulk {
+		if c.big == nil {
+			c.big = bigPool.Get().(*[bigBufSize]byte)
+		}
 		return c.big[:]
+	}
+	if c.small == nil {
+		c.small = smallPool.Get().(*[smallBufSize]byte)
 	}
 	return c.small[:]
 }
@@ -73,10 +86,22 @@ func (c *copyBuf) buf() []byte {
 // update adapts the buffer choice after a read of n bytes.
 func (c *copyBuf) update(n int) {
 	switch {
-	case c.big == nil && n > smallBufSize-fullSlack:
+	case !c.bulk && n > smallBufSize-fullSlack:
+		c.bulk = true
 		c.big = bigPool.Get().(*[bigBufSize]byte)
-	case c.big != nil && n < bigBufSize-bigSlack:
+	case c.bulk && n < bigBufSize-bigSlack:
+		c.bulk = false
 		c.release()
+	}
+}
+
+// releaseAll returns both buffers, if held, to their pools, to wait
+// holding nothing; the choice of the next one (bulk) stays.
+func (c *copyBuf) releaseAll() {
+	c.release()
+	if c.small != nil {
+		smallPool.Put(c.small)
+		c.small = nil
 	}
 }
 

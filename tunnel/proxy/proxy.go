@@ -485,7 +485,7 @@ func (p *Proxy) acceptViewer(ctx context.Context, ws net.Conn, log *slog.Logger,
 		p.startFailed(sess, arrived, errors.New(reasonShutdown))
 		return nil, nil, false
 	}
-	return client, &consoleSide{Conn: server, viewer: ws}, true
+	return client, newConsoleSide(server, ws), true
 }
 
 // pass logs the session's start, passes bytes until either side ends or

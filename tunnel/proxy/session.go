@@ -52,7 +52,23 @@ func closeWith(c net.Conn, code int, reason string) {
 // before Join's own close of it would send a normal closure.
 type consoleSide struct {
 	net.Conn
-	viewer net.Conn // the viewer's websocket
+	viewer net.Conn                      // the viewer's websocket
+	waiter interface{ WaitRead() error } // tunnel.ReadWaiterFor(Conn)
+}
+
+func newConsoleSide(console, viewer net.Conn) *consoleSide {
+	return &consoleSide{Conn: console, viewer: viewer, waiter: tunnel.ReadWaiterFor(console)}
+}
+
+// WaitRead lets tunnel.Join wait for the console holding no buffer while
+// the session is idle, when the console is a plain socket; otherwise (TLS)
+// it returns at once and Join waits in Read, as for any conn. An error is
+// the following Read's to report (and check's to see).
+func (c *consoleSide) WaitRead() error {
+	if c.waiter == nil {
+		return nil
+	}
+	return c.waiter.WaitRead()
 }
 
 func (c *consoleSide) Read(p []byte) (int, error) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols"
+	"github.com/virtconsole/virtconsole/protocols/nettest"
 	"github.com/virtconsole/virtconsole/protocols/serial"
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
@@ -181,4 +183,38 @@ type refuser struct{ protocols.Handshaker }
 
 func (refuser) Client(context.Context, net.Conn, net.Conn) (net.Conn, net.Conn, error) {
 	return nil, nil, errors.New("no common security type")
+}
+
+// TestConsoleSideWaitRead: over a plain TCP console, consoleSide's
+// WaitRead (which tunnel.Join calls holding no buffer) waits until the
+// console has data, and consumes none of it; over TLS, which buffers
+// records, it returns at once and Join waits in Read.
+func TestConsoleSideWaitRead(t *testing.T) {
+	qemu, console := nettest.TCPPair(t)
+	viewer, _ := nettest.TCPPair(t)
+	cs := newConsoleSide(console, viewer)
+	waited := make(chan error, 1)
+	go func() { waited <- cs.WaitRead() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitRead returned (%v) with nothing to read", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	qemu.Write([]byte("RFB 003.008\n"))
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitRead did not return when the console sent data")
+	}
+	buf := make([]byte, 64)
+	if n, err := cs.Read(buf); string(buf[:n]) != "RFB 003.008\n" || err != nil {
+		t.Fatalf("Read after WaitRead: %q, %v", buf[:n], err)
+	}
+
+	if err := newConsoleSide(tls.Client(console, &tls.Config{}), viewer).WaitRead(); err != nil {
+		t.Fatalf("WaitRead over TLS: %v", err)
+	}
 }

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package tunnel
+
+import "net"
+
+// sockReader: elsewhere than on Linux, sockets are read with Read,
+// holding a small buffer while they wait.
+type sockReader struct{}
+
+func newSockReader(net.Conn, *copyBuf) *sockReader { return nil }
+
+func (*sockReader) read() ([]byte, int, error) { panic("unreachable") }

@@ -1,0 +1,345 @@
+//go:build linux
+
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/virtconsole/virtconsole/protocols/nettest"
+)
+
+// bulkThenKeystroke sends 4 MiB then one byte from a to b through a
+// running Join and checks that they arrive intact.
+func bulkThenKeystroke(t *testing.T, a, b *net.TCPConn) {
+	t.Helper()
+	bulk := make([]byte, 4<<20)
+	for i := range bulk {
+		bulk[i] = byte(i * 7)
+	}
+	go a.Write(bulk)
+	if got := recv(t, readN(b, len(bulk)), "the bulk data"); string(got) != string(bulk) {
+		t.Fatal("the bulk data arrived changed")
+	}
+	a.Write([]byte("k"))
+	if got := recv(t, readN(b, 1), "the keystroke"); string(got) != "k" {
+		t.Fatalf("keystroke %q", got)
+	}
+}
+
+// countWaits receives what each wait reports (did the direction hold a
+// buffer?) until none comes for a while, and fails on any held buffer or
+// on fewer than min waits.
+func countWaits(t *testing.T, waits <-chan bool, min int) {
+	t.Helper()
+	n := 0
+	for {
+		select {
+		case held := <-waits:
+			if held {
+				t.Fatal("a direction waited holding a buffer")
+			}
+			n++
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+	if n < min {
+		t.Fatalf("%d waits; want at least %d", n, min)
+	}
+}
+
+func holds(b *copyBuf) bool { return b.small != nil || b.big != nil }
+
+// TestJoinWaitsHoldingNoBuffer: both directions of a Join between TCP
+// conns wait holding neither buffer: at the start, after bulk data and
+// after a keystroke; the bytes arrive intact.
+func TestJoinWaitsHoldingNoBuffer(t *testing.T) {
+	waits := make(chan bool, 100000)
+	testHookWaiting = func(b *copyBuf) { waits <- holds(b) }
+	defer func() { testHookWaiting = nil }()
+	j := startJoin(t, context.Background())
+	bulkThenKeystroke(t, j.A, j.B)
+	// Before the bulk data and after the keystroke in A's direction,
+	// before anything in B's: 3 waits at least.
+	countWaits(t, waits, 3)
+	j.A.Close()
+	j.B.Close()
+	j.wait(t)
+}
+
+// peekWaiter is a readWaiter over a TCP conn, as a websocket conn is one:
+// WaitRead waits for the socket to have data, looking with a MSG_PEEK
+// recv(2) before the poller waits.
+type peekWaiter struct{ *net.TCPConn }
+
+func (p peekWaiter) WaitRead() error {
+	rc, err := p.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), make([]byte, 1), syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
+}
+
+// TestJoinReadWaiter: a direction whose source is a readWaiter (not a
+// socket Join knows) waits in WaitRead holding no buffer.
+func TestJoinReadWaiter(t *testing.T) {
+	a, ja := nettest.TCPPair(t)
+	jb, b := nettest.TCPPair(t)
+	spy := peekWaiter{ja}
+	if j := newJoiner(spy, jb, nil); j.waiters[0] != readWaiter(spy) || j.socks[0] != nil || j.socks[1] == nil {
+		t.Fatalf("readers %v %v: want the spy's WaitRead and jb's sockReader", j.waiters, j.socks)
+	}
+	waits := make(chan bool, 100000)
+	testHookWaiting = func(b *copyBuf) { waits <- holds(b) }
+	defer func() { testHookWaiting = nil }()
+	done := make(chan joinResult, 1)
+	go func() {
+		s, err := Join(context.Background(), spy, jb)
+		done <- joinResult{s, err}
+	}()
+	bulkThenKeystroke(t, a, b)
+	countWaits(t, waits, 3)
+	a.Close()
+	b.Close()
+	recv(t, done, "Join")
+}
+
+// TestSockReader: a sockReader returns what the conn's Read would: data
+// already there (whose poller edge has passed), data that comes later,
+// EOF, a reset, the error of a closed conn, a deadline's timeout.
+func TestSockReader(t *testing.T) {
+	read := func(t *testing.T, c net.Conn) (int, error) {
+		t.Helper()
+		var bufs copyBuf
+		s := newSockReader(c, &bufs)
+		if s == nil {
+			t.Fatalf("no sockReader for a %T", c)
+		}
+		type result struct {
+			buf []byte
+			n   int
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			buf, n, err := s.read()
+			ch <- result{buf, n, err}
+		}()
+		r := recv(t, ch, "read")
+		if &r.buf[0] != &bufs.buf()[0] {
+			t.Fatal("read into a buffer the direction does not hold")
+		}
+		if r.n > 0 && string(r.buf[:r.n]) != "xy"[:r.n] {
+			t.Fatalf("read %q", r.buf[:r.n])
+		}
+		return r.n, r.err
+	}
+	t.Run("data already there", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		a.Write([]byte("xy"))
+		time.Sleep(50 * time.Millisecond) // the poller's edge passes unseen
+		if n, err := read(t, b); n != 2 || err != nil {
+			t.Fatalf("read: %d, %v", n, err)
+		}
+	})
+	t.Run("data later", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("xy")) })
+		if n, err := read(t, b); n != 2 || err != nil {
+			t.Fatalf("read: %d, %v", n, err)
+		}
+	})
+	t.Run("EOF", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { a.CloseWrite() })
+		if n, err := read(t, b); n != 0 || err != io.EOF {
+			t.Fatalf("read: %d, %v; want EOF", n, err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		a.SetLinger(0)
+		time.AfterFunc(50*time.Millisecond, func() { a.Close() })
+		_, err := read(t, b)
+		var op *net.OpError
+		if !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &op) || op.Op != "read" ||
+			op.Addr.String() != a.LocalAddr().String() || op.Source.String() != b.LocalAddr().String() {
+			t.Fatalf("read: %v; want Read's connection reset", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		_, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { b.Close() })
+		if _, err := read(t, b); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read: %v; want Read's closed error", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		_, b := nettest.TCPPair(t)
+		b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := read(t, b)
+		var op *net.OpError
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &op) || op.Op != "read" {
+			t.Fatalf("read: %v; want Read's timeout", err)
+		}
+	})
+	t.Run("unix", func(t *testing.T) {
+		a, b := unixPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("xy")) })
+		for _, c := range []net.Conn{a, b} {
+			if newSockReader(c, new(copyBuf)) == nil {
+				t.Fatalf("no sockReader for the %s %T", c.LocalAddr().Network(), c)
+			}
+		}
+		if n, err := read(t, b); n != 2 || err != nil {
+			t.Fatalf("read: %d, %v", n, err)
+		}
+	})
+	t.Run("unixgram", func(t *testing.T) {
+		c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: t.TempDir() + "/g", Net: "unixgram"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if newSockReader(c, new(copyBuf)) != nil {
+			t.Fatal("a sockReader for a datagram socket, whose empty datagram is no EOF")
+		}
+	})
+}
+
+// TestReadWaiterFor: a socket's WaitRead returns at once for what is already there
+// (data whose poller edge has passed, an EOF, a reset), wakes on data that
+// comes later and on Close, and leaves the reporting to Read.
+func TestReadWaiterFor(t *testing.T) {
+	wait := func(t *testing.T, w interface{ WaitRead() error }) error {
+		t.Helper()
+		ch := make(chan error, 1)
+		go func() { ch <- w.WaitRead() }()
+		return recv(t, ch, "WaitRead")
+	}
+	t.Run("data already there", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		w := ReadWaiterFor(b)
+		a.Write([]byte("x"))
+		// The data's edge passes while nobody waits; the poller's ready
+		// state is reset when WaitRead starts: only the look finds it.
+		time.Sleep(50 * time.Millisecond)
+		if err := wait(t, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(t, w); err != nil { // nothing consumed
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2)
+		if n, err := b.Read(buf); n != 1 || err != nil {
+			t.Fatalf("Read after WaitRead: %d, %v", n, err)
+		}
+	})
+	t.Run("data later", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("x")) })
+		if err := wait(t, ReadWaiterFor(b)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("EOF", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		a.CloseWrite()
+		if err := wait(t, ReadWaiterFor(b)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		a, b := nettest.TCPPair(t)
+		w := ReadWaiterFor(b)
+		a.SetLinger(0)
+		a.Close()
+		time.Sleep(50 * time.Millisecond)
+		if err := wait(t, w); err != nil {
+			t.Fatal(err)
+		}
+		// The look consumed nothing: Read reports the reset.
+		if _, err := b.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("Read after WaitRead: %v; want a connection reset", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		_, b := nettest.TCPPair(t)
+		time.AfterFunc(50*time.Millisecond, func() { b.Close() })
+		if err := wait(t, ReadWaiterFor(b)); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("WaitRead on a closed conn: %v", err)
+		}
+	})
+	t.Run("unix", func(t *testing.T) {
+		a, b := unixPair(t)
+		w := ReadWaiterFor(b)
+		if w == nil {
+			t.Fatalf("no waiter for a %T", b)
+		}
+		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("x")) })
+		if err := wait(t, w); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("others", func(t *testing.T) {
+		a, _ := nettest.TCPPair(t)
+		if w := ReadWaiterFor(tls.Client(a, nil)); w != nil {
+			t.Fatal("a waiter for a *tls.Conn, which buffers records")
+		}
+		if w := ReadWaiterFor(peekWaiter{a}); w != readWaiter(peekWaiter{a}) {
+			t.Fatal("a readWaiter's waiter is not itself")
+		}
+	})
+}
+
+// unixPair returns the two ends of a Unix stream socket connection,
+// closed when the test ends.
+func unixPair(t *testing.T) (a, b net.Conn) {
+	sock := t.TempDir() + "/s"
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err = net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+// TestJoinWaitDeadline: a read deadline that expires while a direction
+// waits ends Join with Read's own timeout error.
+func TestJoinWaitDeadline(t *testing.T) {
+	_, ja := nettest.TCPPair(t)
+	jb, _ := nettest.TCPPair(t)
+	ja.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	done := make(chan joinResult, 1)
+	go func() {
+		s, err := Join(context.Background(), ja, jb)
+		done <- joinResult{s, err}
+	}()
+	r := recv(t, done, "Join")
+	var op *net.OpError
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) || !errors.As(r.err, &op) || op.Op != "read" {
+		t.Fatalf("Join: %v; want Read's timeout error", r.err)
+	}
+}
