@@ -137,7 +137,10 @@ func newJoiner(a, b net.Conn, opts []JoinOption) *joiner {
 type joiner struct {
 	conns   [2]net.Conn
 	socks   [2]*sockReader // how direction i reads: see chooseReaders
+	lazies  [2]lazyReader
 	waiters [2]readWaiter
+	takes   [2]func() []byte // a lazyReader's buffer functions, made once
+	gives   [2]func()
 	linger  time.Duration
 	bufs    [2]copyBuf
 	n       [2]int64 // bytes copied by direction i; owned by its loop
@@ -160,7 +163,7 @@ type joiner struct {
 
 // copy runs direction i until it ends.
 func (j *joiner) copy(i int) {
-	src, dst, sock, waiter := j.conns[i], j.conns[1-i], j.socks[i], j.waiters[i]
+	src, dst, sock, lazy, waiter := j.conns[i], j.conns[1-i], j.socks[i], j.lazies[i], j.waiters[i]
 	bufs := &j.bufs[i]
 	defer bufs.releaseAll()
 	for {
@@ -169,6 +172,8 @@ func (j *joiner) copy(i int) {
 		var rerr error
 		if sock != nil {
 			buf, nr, rerr = sock.read()
+		} else if lazy != nil {
+			buf, nr, rerr = lazy.ReadLazy(j.takes[i], j.gives[i])
 		} else {
 			if waiter != nil && !bufs.bulk {
 				// The source is drained (the last read was short):

@@ -16,18 +16,36 @@ type readWaiter interface {
 	WaitRead() error
 }
 
-// A direction reads its source one of three ways, chosen once at Join
+// lazyReader is a source that takes a buffer only once it has input, and
+// gives it back before it waits (a *wsconn.Conn: ReadLazy).
+type lazyReader interface {
+	ReadLazy(take func() []byte, release func()) (buf []byte, n int, err error)
+}
+
+// A direction reads its source one of four ways, chosen once at Join
 // start so that the copy loop pays no type switch per read:
 //
 //   - a socket of the standard library (*net.TCPConn, a stream
 //     *net.UnixConn) through a sockReader, which takes a buffer only once
 //     the socket has data, at no syscall more than Read's;
+//   - a lazyReader (a websocket), the same way through ReadLazy;
 //   - a readWaiter: WaitRead holding nothing, then Read;
 //   - anything else (a *tls.Conn, which keeps its own record buffers
 //     anyway): Read, holding the small buffer while it waits.
 func (j *joiner) chooseReaders() {
 	for i, c := range j.conns {
 		if j.socks[i] = newSockReader(c, &j.bufs[i]); j.socks[i] != nil {
+			continue
+		}
+		if l, ok := c.(lazyReader); ok {
+			bufs := &j.bufs[i]
+			j.lazies[i], j.takes[i] = l, bufs.buf
+			j.gives[i] = func() {
+				bufs.releaseAll()
+				if testHookWaiting != nil {
+					testHookWaiting(bufs)
+				}
+			}
 			continue
 		}
 		j.waiters[i], _ = c.(readWaiter)

@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols/nettest"
+	"github.com/virtconsole/virtconsole/tunnel/wsconn"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 )
 
 // bulkThenKeystroke sends 4 MiB then one byte from a to b through a
@@ -342,4 +346,52 @@ func TestJoinWaitDeadline(t *testing.T) {
 	if !errors.Is(r.err, os.ErrDeadlineExceeded) || !errors.As(r.err, &op) || op.Op != "read" {
 		t.Fatalf("Join: %v; want Read's timeout error", r.err)
 	}
+}
+
+// TestJoinWebsocketWaitsHoldingNoBuffer: a direction whose source is a
+// server websocket over TCP (ReadLazy) waits holding no buffer too: at
+// the start, after bulk data in messages and after a keystroke.
+func TestJoinWebsocketWaitsHoldingNoBuffer(t *testing.T) {
+	waits := make(chan bool, 100000)
+	testHookWaiting = func(b *copyBuf) { waits <- holds(b) }
+	defer func() { testHookWaiting = nil }()
+	jb, b := nettest.TCPPair(t)
+	done := make(chan joinResult, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := wsconn.Upgrade(w, r, &wsconn.Options{KeepAlive: -1})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if j := newJoiner(ws, jb, nil); j.lazies[0] == nil {
+			t.Error("a server websocket over TCP is not read lazily")
+		}
+		s, err := Join(context.Background(), ws, jb)
+		done <- joinResult{s, err}
+	}))
+	defer srv.Close()
+	a, err := wsconn.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bulk := make([]byte, 4<<20)
+	for i := range bulk {
+		bulk[i] = byte(i * 7)
+	}
+	go func() {
+		for p := bulk; len(p) > 0; p = p[min(len(p), 32<<10):] {
+			a.Write(p[:min(len(p), 32<<10)])
+		}
+	}()
+	if got := recv(t, readN(b, len(bulk)), "the bulk data"); string(got) != string(bulk) {
+		t.Fatal("the bulk data arrived changed")
+	}
+	a.Write([]byte("k"))
+	if got := recv(t, readN(b, 1), "the keystroke"); string(got) != "k" {
+		t.Fatalf("keystroke %q", got)
+	}
+	countWaits(t, waits, 3)
+	a.Close()
+	b.Close()
+	recv(t, done, "Join")
 }

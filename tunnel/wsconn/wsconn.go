@@ -186,11 +186,8 @@ type Conn struct {
 	failing error      // a protocol violation found behind data not read yet
 	prefix  []byte     // input that arrived with the handshake's response
 	dec     decoder
-	rc      syscall.RawConn // TCP: for WaitRead's peek; nil otherwise
-	peekFn  func(fd uintptr) bool
-	peeked  int                // bytes WaitRead's peek saw; -1: an error
-	drained bool               // the last transport read emptied its queue
-	waited  bool               // WaitRead's first look, when drained, is the poller's
+	rc      syscall.RawConn    // TCP: for ReadLazy; nil otherwise
+	lazy    lazyRead           // ReadLazy's state across its read function
 	rbuf    *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
 	roff    int
 	rend    int
@@ -245,7 +242,7 @@ func newConn(nc net.Conn, server bool, subprotocol string, keepAlive, deadPeer, 
 	case *net.TCPConn, *net.UnixConn:
 		c.writev = true
 	}
-	c.waitReader(nc)
+	c.lazyReader(nc)
 	if keepAlive > 0 {
 		c.ping = time.AfterFunc(time.Hour, c.sendPing)
 		c.ping.Reset(keepAlive)
@@ -272,6 +269,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	return c.readLocked(p)
+}
+
+// readLocked is Read with rmu held.
+func (c *Conn) readLocked(p []byte) (int, error) {
 	if c.rend > c.roff {
 		n := copy(p, c.rbuf[c.roff:c.rend])
 		c.roff += n
@@ -345,9 +347,7 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
-	n, err := c.nc.Read(b)
-	c.drained = n < len(b) // TCP returns less only when its queue is empty
-	return n, err
+	return c.nc.Read(b)
 }
 
 // control handles a control frame from the peer (RFC 6455, section 5.5).
