@@ -32,7 +32,7 @@ func roundTrip(t *testing.T, c net.Conn, msg, back []byte) {
 // use fixed buffers, net.TCPConn allocates nothing. Each way a direction
 // reads: TCP sources, read through their RawConn holding no buffer while
 // they wait (buffers to and from their pools); the same conns behind a
-// wrapper that passes tunnel.ReadWaiterFor's WaitRead on, as the proxy's
+// wrapper that passes tunnel.LazyReaderFor's ReadLazy on, as the proxy's
 // console side does; and behind a plain wrapper, read holding the small
 // buffer.
 func TestJoinAllocs(t *testing.T) {
@@ -41,7 +41,7 @@ func TestJoinAllocs(t *testing.T) {
 		wrap func(net.Conn) net.Conn
 	}{
 		{"waiting holding nothing", func(c net.Conn) net.Conn { return c }},
-		{"waiting in a wrapper's WaitRead", func(c net.Conn) net.Conn { return waitingConn{c, tunnel.ReadWaiterFor(c)} }},
+		{"waiting in a wrapper's ReadLazy", func(c net.Conn) net.Conn { return lazyConn{c, tunnel.LazyReaderFor(c)} }},
 		{"reading holding a buffer", func(c net.Conn) net.Conn { return struct{ net.Conn }{c} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,13 +66,15 @@ func TestJoinAllocs(t *testing.T) {
 	}
 }
 
-// waitingConn is a wrapper that passes ReadWaiterFor's WaitRead on.
-type waitingConn struct {
+// lazyConn is a wrapper that passes LazyReaderFor's ReadLazy on.
+type lazyConn struct {
 	net.Conn
-	w interface{ WaitRead() error }
+	l tunnel.LazyReader
 }
 
-func (c waitingConn) WaitRead() error { return c.w.WaitRead() }
+func (c lazyConn) ReadLazy(take func() []byte, release func()) ([]byte, int, error) {
+	return c.l.ReadLazy(take, release)
+}
 
 // TestWebsocketJoinAllocs: the proxy's side of a websocket session, a
 // server wsconn joined to a TCP echo, allocates nothing per 1-byte round

@@ -64,8 +64,9 @@ const idleBulk = 64 << 10
 //
 // A TCP session's Join holds its joiner (about 540 bytes), its two
 // sockReaders and two goroutines (structs and 2 KiB stacks, which bulk
-// data does not grow); a websocket source, until it implements WaitRead,
-// also its small buffer, and its copy loop's stack grows to 4 KiB.
+// data does not grow); a websocket source (those figures are from before
+// wsconn's ReadLazy) also its small buffer, and its copy loop's stack
+// grows to 4 KiB.
 func BenchmarkIdleJoinMemory(b *testing.B) {
 	for _, kind := range []string{"tcp", "websocket"} {
 		for _, bulk := range []bool{true, false} {

@@ -81,10 +81,10 @@ type closeWriter interface {
 // goroutine; the linger bound and ctx are timers and callbacks that take
 // a goroutine only for the moment they fire. Each loop reads into a
 // pooled 2 KiB buffer and borrows a pooled 32 KiB one only while bulk
-// data is flowing (see copyBuf). A loop whose source can wait without a
-// buffer (a TCP or Unix socket, or a conn with a WaitRead method: see
-// chooseReaders) gives both back whenever it has drained the source, so
-// an idle session holds no buffer. Bytes are written on as soon as they are
+// data is flowing (see copyBuf). A loop whose source can be read lazily
+// (a TCP or Unix socket, a websocket, a wrapper passing ReadLazy on: see
+// LazyReader) gives both back whenever it has drained the source, so an
+// idle session holds no buffer. Bytes are written on as soon as they are
 // read: never held back to be coalesced.
 func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error) {
 	j := newJoiner(a, b, opts)
@@ -135,15 +135,13 @@ func newJoiner(a, b net.Conn, opts []JoinOption) *joiner {
 // joiner is the state of one Join. Direction i copies conns[i] to
 // conns[1-i].
 type joiner struct {
-	conns   [2]net.Conn
-	socks   [2]*sockReader // how direction i reads: see chooseReaders
-	lazies  [2]lazyReader
-	waiters [2]readWaiter
-	takes   [2]func() []byte // a lazyReader's buffer functions, made once
-	gives   [2]func()
-	linger  time.Duration
-	bufs    [2]copyBuf
-	n       [2]int64 // bytes copied by direction i; owned by its loop
+	conns  [2]net.Conn
+	lazies [2]LazyReader    // how direction i reads: see chooseReaders
+	takes  [2]func() []byte // their buffer functions, made once
+	gives  [2]func()
+	linger time.Duration
+	bufs   [2]copyBuf
+	n      [2]int64 // bytes copied by direction i; owned by its loop
 
 	counters [2]*atomic.Int64      // WithCounters; nil entries count nothing
 	taps     [2]func([]byte) error // WithTap; nil entries see nothing
@@ -163,27 +161,16 @@ type joiner struct {
 
 // copy runs direction i until it ends.
 func (j *joiner) copy(i int) {
-	src, dst, sock, lazy, waiter := j.conns[i], j.conns[1-i], j.socks[i], j.lazies[i], j.waiters[i]
+	src, dst, lazy := j.conns[i], j.conns[1-i], j.lazies[i]
 	bufs := &j.bufs[i]
 	defer bufs.releaseAll()
 	for {
 		var buf []byte
 		var nr int
 		var rerr error
-		if sock != nil {
-			buf, nr, rerr = sock.read()
-		} else if lazy != nil {
+		if lazy != nil {
 			buf, nr, rerr = lazy.ReadLazy(j.takes[i], j.gives[i])
 		} else {
-			if waiter != nil && !bufs.bulk {
-				// The source is drained (the last read was short):
-				// wait holding nothing. An error is Read's to report.
-				bufs.releaseAll()
-				if testHookWaiting != nil {
-					testHookWaiting(bufs)
-				}
-				waiter.WaitRead()
-			}
 			buf = bufs.buf()
 			nr, rerr = src.Read(buf)
 		}

@@ -3,9 +3,9 @@ package tunnel
 import "sync"
 
 // Buffer sizes of a copy direction. A direction borrows a small buffer
-// from smallPool while it reads (for good, if its source cannot wait
-// without one: see readWaiter), and a big one from bigPool only while
-// its source keeps filling it.
+// from smallPool while it reads (for good, if its source cannot be read
+// lazily: see LazyReader), and a big one from bigPool only while its
+// source keeps filling it.
 const (
 	smallBufSize = 2 << 10
 	bigBufSize   = 32 << 10
@@ -44,25 +44,23 @@ var (
 // while reads keep filling it. The first short read gives it back: the
 // source is drained for now. So a busy stream runs on 32 KiB, and an idle
 // or interactive session waits holding at most its 2 KiB: none when its
-// source is a readWaiter, as Join then gives the small buffer back too
-// (releaseAll) before it waits. (The read that follows a short one may of
+// source is read lazily, as the read that finds nothing then gives the
+// small buffer back too (releaseAll) before it waits. (The read that follows a short one may of
 // course return bulk again; it fills the small buffer and the big one
 // comes back: one extra 2 KiB read and write.)
 //
 // Layered sources read short more often: a TLS conn returns at most one
 // 16 KiB record per Read, so a bulk TLS stream alternates 2 KiB and
-// 14 KiB reads. A websocket reads frames through a buffer of its own; if
-// that buffer were larger than the small one, a small read would leave
-// the rest of it behind, the big read would return just that remainder,
-// and the stream would crawl in 2 KiB pieces. That is why wsconn's read
-// buffer is no larger than smallBufSize by default (measured on loopback,
-// websocket → TCP: 270 MB/s with 4 KiB, 440–600 MB/s with 2 KiB).
+// 14 KiB reads. A websocket decodes its frames in the buffer it is
+// given (package wsconn), so its reads are as long as the transport's,
+// less the frame headers (fullSlack, bigSlack).
 //
-// Keeping the big buffer until a read returns less than a threshold (say
-// 1 KiB) instead would save that extra read and write, but a bulk burst
-// that ends on a larger read then leaves 32 KiB with the direction while
-// the session idles: measured, 110 KiB instead of 77 KiB per idle session
-// after bulk traffic (both ends of a TLS websocket session and its TCP leg).
+// Keeping the big buffer until a read returns less than a low threshold
+// (say 1 KiB) instead would save that extra read and write, but for a
+// source that is not read lazily a bulk burst that ends on a larger read
+// then leaves 32 KiB with the direction while the session idles: measured,
+// 110 KiB instead of 77 KiB per idle session after bulk traffic (both ends
+// of a TLS websocket session and its TCP leg).
 type copyBuf struct {
 	small *[smallBufSize]byte // nil while the direction waits holding nothing
 	big   *[bigBufSize]byte   // nil unless bulk (or bulk and waiting)

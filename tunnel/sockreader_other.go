@@ -8,6 +8,6 @@ import "net"
 // holding a small buffer while they wait.
 type sockReader struct{}
 
-func newSockReader(net.Conn, *copyBuf) *sockReader { return nil }
+func newSockReader(net.Conn) *sockReader { return nil }
 
-func (*sockReader) read() ([]byte, int, error) { panic("unreachable") }
+func (*sockReader) ReadLazy(func() []byte, func()) ([]byte, int, error) { panic("unreachable") }

@@ -80,37 +80,32 @@ func TestJoinWaitsHoldingNoBuffer(t *testing.T) {
 	j.wait(t)
 }
 
-// peekWaiter is a readWaiter over a TCP conn, as a websocket conn is one:
-// WaitRead waits for the socket to have data, looking with a MSG_PEEK
-// recv(2) before the poller waits.
-type peekWaiter struct{ *net.TCPConn }
-
-func (p peekWaiter) WaitRead() error {
-	rc, err := p.SyscallConn()
-	if err != nil {
-		return err
-	}
-	return rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), make([]byte, 1), syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
-	})
+// lazyWrapper wraps a conn, hiding its type, and passes ReadLazy on as
+// the proxy's console side does.
+type lazyWrapper struct {
+	net.Conn
+	lazy LazyReader
 }
 
-// TestJoinReadWaiter: a direction whose source is a readWaiter (not a
-// socket Join knows) waits in WaitRead holding no buffer.
-func TestJoinReadWaiter(t *testing.T) {
+func (w lazyWrapper) ReadLazy(take func() []byte, release func()) ([]byte, int, error) {
+	return w.lazy.ReadLazy(take, release)
+}
+
+// TestJoinLazyWrapper: a direction whose source is a wrapper passing
+// LazyReaderFor's reader on waits holding no buffer.
+func TestJoinLazyWrapper(t *testing.T) {
 	a, ja := nettest.TCPPair(t)
 	jb, b := nettest.TCPPair(t)
-	spy := peekWaiter{ja}
-	if j := newJoiner(spy, jb, nil); j.waiters[0] != readWaiter(spy) || j.socks[0] != nil || j.socks[1] == nil {
-		t.Fatalf("readers %v %v: want the spy's WaitRead and jb's sockReader", j.waiters, j.socks)
+	w := lazyWrapper{ja, LazyReaderFor(ja)}
+	if j := newJoiner(w, jb, nil); j.lazies[0] != LazyReader(w) || j.lazies[1] == nil {
+		t.Fatalf("readers %v: want the wrapper and jb's socket reader", j.lazies)
 	}
 	waits := make(chan bool, 100000)
 	testHookWaiting = func(b *copyBuf) { waits <- holds(b) }
 	defer func() { testHookWaiting = nil }()
 	done := make(chan joinResult, 1)
 	go func() {
-		s, err := Join(context.Background(), spy, jb)
+		s, err := Join(context.Background(), w, jb)
 		done <- joinResult{s, err}
 	}()
 	bulkThenKeystroke(t, a, b)
@@ -127,7 +122,7 @@ func TestSockReader(t *testing.T) {
 	read := func(t *testing.T, c net.Conn) (int, error) {
 		t.Helper()
 		var bufs copyBuf
-		s := newSockReader(c, &bufs)
+		s := newSockReader(c)
 		if s == nil {
 			t.Fatalf("no sockReader for a %T", c)
 		}
@@ -138,7 +133,7 @@ func TestSockReader(t *testing.T) {
 		}
 		ch := make(chan result, 1)
 		go func() {
-			buf, n, err := s.read()
+			buf, n, err := s.ReadLazy(bufs.buf, bufs.releaseAll)
 			ch <- result{buf, n, err}
 		}()
 		r := recv(t, ch, "read")
@@ -203,7 +198,7 @@ func TestSockReader(t *testing.T) {
 		a, b := unixPair(t)
 		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("xy")) })
 		for _, c := range []net.Conn{a, b} {
-			if newSockReader(c, new(copyBuf)) == nil {
+			if newSockReader(c) == nil {
 				t.Fatalf("no sockReader for the %s %T", c.LocalAddr().Network(), c)
 			}
 		}
@@ -217,95 +212,26 @@ func TestSockReader(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if newSockReader(c, new(copyBuf)) != nil {
+		if newSockReader(c) != nil {
 			t.Fatal("a sockReader for a datagram socket, whose empty datagram is no EOF")
 		}
 	})
 }
 
-// TestReadWaiterFor: a socket's WaitRead returns at once for what is already there
-// (data whose poller edge has passed, an EOF, a reset), wakes on data that
-// comes later and on Close, and leaves the reporting to Read.
-func TestReadWaiterFor(t *testing.T) {
-	wait := func(t *testing.T, w interface{ WaitRead() error }) error {
-		t.Helper()
-		ch := make(chan error, 1)
-		go func() { ch <- w.WaitRead() }()
-		return recv(t, ch, "WaitRead")
+// TestLazyReaderFor: sockets and LazyReaders are read lazily, a TLS conn
+// not.
+func TestLazyReaderFor(t *testing.T) {
+	a, _ := nettest.TCPPair(t)
+	if _, ok := LazyReaderFor(a).(*sockReader); !ok {
+		t.Fatal("no socket reader for a *net.TCPConn")
 	}
-	t.Run("data already there", func(t *testing.T) {
-		a, b := nettest.TCPPair(t)
-		w := ReadWaiterFor(b)
-		a.Write([]byte("x"))
-		// The data's edge passes while nobody waits; the poller's ready
-		// state is reset when WaitRead starts: only the look finds it.
-		time.Sleep(50 * time.Millisecond)
-		if err := wait(t, w); err != nil {
-			t.Fatal(err)
-		}
-		if err := wait(t, w); err != nil { // nothing consumed
-			t.Fatal(err)
-		}
-		buf := make([]byte, 2)
-		if n, err := b.Read(buf); n != 1 || err != nil {
-			t.Fatalf("Read after WaitRead: %d, %v", n, err)
-		}
-	})
-	t.Run("data later", func(t *testing.T) {
-		a, b := nettest.TCPPair(t)
-		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("x")) })
-		if err := wait(t, ReadWaiterFor(b)); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Run("EOF", func(t *testing.T) {
-		a, b := nettest.TCPPair(t)
-		a.CloseWrite()
-		if err := wait(t, ReadWaiterFor(b)); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Run("reset", func(t *testing.T) {
-		a, b := nettest.TCPPair(t)
-		w := ReadWaiterFor(b)
-		a.SetLinger(0)
-		a.Close()
-		time.Sleep(50 * time.Millisecond)
-		if err := wait(t, w); err != nil {
-			t.Fatal(err)
-		}
-		// The look consumed nothing: Read reports the reset.
-		if _, err := b.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("Read after WaitRead: %v; want a connection reset", err)
-		}
-	})
-	t.Run("closed", func(t *testing.T) {
-		_, b := nettest.TCPPair(t)
-		time.AfterFunc(50*time.Millisecond, func() { b.Close() })
-		if err := wait(t, ReadWaiterFor(b)); !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("WaitRead on a closed conn: %v", err)
-		}
-	})
-	t.Run("unix", func(t *testing.T) {
-		a, b := unixPair(t)
-		w := ReadWaiterFor(b)
-		if w == nil {
-			t.Fatalf("no waiter for a %T", b)
-		}
-		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("x")) })
-		if err := wait(t, w); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Run("others", func(t *testing.T) {
-		a, _ := nettest.TCPPair(t)
-		if w := ReadWaiterFor(tls.Client(a, nil)); w != nil {
-			t.Fatal("a waiter for a *tls.Conn, which buffers records")
-		}
-		if w := ReadWaiterFor(peekWaiter{a}); w != readWaiter(peekWaiter{a}) {
-			t.Fatal("a readWaiter's waiter is not itself")
-		}
-	})
+	if l := LazyReaderFor(tls.Client(a, nil)); l != nil {
+		t.Fatal("a lazy reader for a *tls.Conn, which buffers records")
+	}
+	w := lazyWrapper{a, LazyReaderFor(a)}
+	if l := LazyReaderFor(w); l != LazyReader(w) {
+		t.Fatal("a LazyReader's lazy reader is not itself")
+	}
 }
 
 // unixPair returns the two ends of a Unix stream socket connection,

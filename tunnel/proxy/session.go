@@ -52,23 +52,26 @@ func closeWith(c net.Conn, code int, reason string) {
 // before Join's own close of it would send a normal closure.
 type consoleSide struct {
 	net.Conn
-	viewer net.Conn                      // the viewer's websocket
-	waiter interface{ WaitRead() error } // tunnel.ReadWaiterFor(Conn)
+	viewer net.Conn          // the viewer's websocket
+	lazy   tunnel.LazyReader // tunnel.LazyReaderFor(Conn)
 }
 
 func newConsoleSide(console, viewer net.Conn) *consoleSide {
-	return &consoleSide{Conn: console, viewer: viewer, waiter: tunnel.ReadWaiterFor(console)}
+	return &consoleSide{Conn: console, viewer: viewer, lazy: tunnel.LazyReaderFor(console)}
 }
 
-// WaitRead lets tunnel.Join wait for the console holding no buffer while
-// the session is idle, when the console is a plain socket; otherwise (TLS)
-// it returns at once and Join waits in Read, as for any conn. An error is
-// the following Read's to report (and check's to see).
-func (c *consoleSide) WaitRead() error {
-	if c.waiter == nil {
-		return nil
+// ReadLazy lets tunnel.Join read the console holding no buffer while the
+// session is idle, when the console is a plain socket; otherwise (TLS) it
+// is Read into a buffer taken at once, as Join reads any conn.
+func (c *consoleSide) ReadLazy(take func() []byte, release func()) ([]byte, int, error) {
+	if c.lazy == nil {
+		buf := take()
+		n, err := c.Read(buf)
+		return buf, n, err
 	}
-	return c.waiter.WaitRead()
+	buf, n, err := c.lazy.ReadLazy(take, release)
+	c.check(err)
+	return buf, n, err
 }
 
 func (c *consoleSide) Read(p []byte) (int, error) {

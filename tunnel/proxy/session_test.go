@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,36 +186,47 @@ func (refuser) Client(context.Context, net.Conn, net.Conn) (net.Conn, net.Conn, 
 	return nil, nil, errors.New("no common security type")
 }
 
-// TestConsoleSideWaitRead: over a plain TCP console, consoleSide's
-// WaitRead (which tunnel.Join calls holding no buffer) waits until the
-// console has data, and consumes none of it; over TLS, which buffers
-// records, it returns at once and Join waits in Read.
-func TestConsoleSideWaitRead(t *testing.T) {
+// TestConsoleSideReadLazy: over a plain TCP console, consoleSide passes
+// tunnel.Join's lazy read on: the buffer is released while it waits and
+// taken again for the console's data; over TLS, which buffers records,
+// there is no lazy reader and Join reads as from any conn.
+func TestConsoleSideReadLazy(t *testing.T) {
 	qemu, console := nettest.TCPPair(t)
 	viewer, _ := nettest.TCPPair(t)
 	cs := newConsoleSide(console, viewer)
-	waited := make(chan error, 1)
-	go func() { waited <- cs.WaitRead() }()
+	var held atomic.Bool
+	waiting := make(chan struct{}, 10)
+	buf := make([]byte, 64)
+	take := func() []byte { held.Store(true); return buf }
+	release := func() { held.Store(false); waiting <- struct{}{} }
+	type result struct {
+		data string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		b, n, err := cs.ReadLazy(take, release)
+		got <- result{string(b[:n]), err}
+	}()
 	select {
-	case err := <-waited:
-		t.Fatalf("WaitRead returned (%v) with nothing to read", err)
-	case <-time.After(100 * time.Millisecond):
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadLazy did not wait")
+	}
+	if held.Load() {
+		t.Fatal("ReadLazy holds the buffer while it waits")
 	}
 	qemu.Write([]byte("RFB 003.008\n"))
 	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatal(err)
+	case r := <-got:
+		if r.data != "RFB 003.008\n" || r.err != nil {
+			t.Fatalf("ReadLazy: %q, %v", r.data, r.err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("WaitRead did not return when the console sent data")
-	}
-	buf := make([]byte, 64)
-	if n, err := cs.Read(buf); string(buf[:n]) != "RFB 003.008\n" || err != nil {
-		t.Fatalf("Read after WaitRead: %q, %v", buf[:n], err)
+		t.Fatal("ReadLazy did not return when the console sent data")
 	}
 
-	if err := newConsoleSide(tls.Client(console, &tls.Config{}), viewer).WaitRead(); err != nil {
-		t.Fatalf("WaitRead over TLS: %v", err)
+	if cs := newConsoleSide(tls.Client(console, &tls.Config{}), viewer); cs.lazy != nil {
+		t.Fatal("a lazy reader for a TLS console")
 	}
 }
