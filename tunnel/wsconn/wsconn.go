@@ -643,11 +643,7 @@ func (c *Conn) close(payload []byte) error {
 		if c.ping != nil {
 			c.ping.Stop()
 		}
-		if payload != nil {
-			// Bound a Write stuck on a peer that does not read, which holds
-			// wmu; writes from now on do not move this deadline.
-			c.nc.SetWriteDeadline(time.Now().Add(closeWait))
-			c.wmu.Lock()
+		if payload != nil && c.lockWriteBy(time.Now().Add(closeWait)) {
 			if !c.closeSent && c.werr == nil {
 				c.pongFirst()
 				c.writeFrame(opClose, payload)
@@ -657,6 +653,23 @@ func (c *Conn) close(payload []byte) error {
 		err = c.nc.Close()
 	})
 	return err
+}
+
+// lockWriteBy takes wmu for close, waiting at most until deadline, which
+// it also sets on the transport: a Write stuck on a peer that does not
+// read holds wmu, and fails by then (a Write that began just before close
+// may have moved the deadline since; the polling bounds that too). It
+// reports whether it took wmu, with the deadline set for the close frame.
+func (c *Conn) lockWriteBy(deadline time.Time) bool {
+	c.nc.SetWriteDeadline(deadline)
+	for !c.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.nc.SetWriteDeadline(deadline)
+	return true
 }
 
 // sendPing runs on the keepalive timer. It waits for a Write in progress
