@@ -74,18 +74,12 @@ func (c *Conn) ReadLazy(take func() []byte, release func()) (buf []byte, n int, 
 		buf, k, m, errno := c.lazy.buf, c.lazy.k, c.lazy.n, c.lazy.errno
 		c.lazy.buf = nil
 		c.dec.npend = 0
-		if errno != 0 || m == 0 {
-			c.rerr = c.readError(c.rawError(errno))
-			return buf, 0, c.rerr
+		var rerr error
+		if errno != 0 || m <= 0 {
+			m, rerr = 0, c.rawError(errno)
 		}
-		n, stop, perr := c.dec.decode(buf[:k+m], c.control)
-		switch {
-		case perr != nil && n > 0:
-			c.rerr, c.failing = perr, perr
-		case perr != nil:
-			c.failProtocol(perr)
-		case stop: // a close frame: c.rerr is set
-		case n == 0:
+		n, again := c.decodeInput(buf[:k+m], rerr)
+		if again {
 			continue // control frames only: wait again, holding nothing
 		}
 		if n > 0 {

@@ -320,16 +320,8 @@ func (c *Conn) readFrames(b []byte) (int, error) {
 		k := copy(b, c.dec.pend[:c.dec.npend])
 		c.dec.npend = 0
 		m, err := c.readRaw(b[k:])
-		n, stop, perr := c.dec.decode(b[:k+m], c.control)
-		switch {
-		case perr != nil && n > 0:
-			c.rerr, c.failing = perr, perr
-		case perr != nil:
-			c.failProtocol(perr)
-		case stop: // a close frame: c.rerr is set
-		case err != nil:
-			c.rerr = c.readError(err)
-		case n == 0:
+		n, again := c.decodeInput(b[:k+m], err)
+		if again {
 			continue // headers and control frames only
 		}
 		if n > 0 {
@@ -337,6 +329,26 @@ func (c *Conn) readFrames(b []byte) (int, error) {
 		}
 		return 0, c.rerr
 	}
+}
+
+// decodeInput decodes input b in place (pending input and what a read
+// returned; the read ended with rerr, or nil): it returns the data at the
+// front of b, or again when only headers and control frames came. An
+// error is kept in c.rerr, for the first call with no data to return.
+func (c *Conn) decodeInput(b []byte, rerr error) (n int, again bool) {
+	n, stop, perr := c.dec.decode(b, c.control)
+	switch {
+	case perr != nil && n > 0:
+		c.rerr, c.failing = perr, perr
+	case perr != nil:
+		c.failProtocol(perr)
+	case stop: // a close frame: c.rerr is set
+	case rerr != nil:
+		c.rerr = c.readError(rerr)
+	case n == 0:
+		return 0, true
+	}
+	return n, false
 }
 
 // readRaw reads the transport, first the input that came with the
