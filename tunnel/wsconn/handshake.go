@@ -304,7 +304,7 @@ func handshakeError(resp *http.Response) error {
 	}
 	var body []byte
 	if resp.Body != nil {
-		body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024)) // gorilla kept at most 1 KiB
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024)) // a refusal's first line is all we show
 	}
 	line, _, _ := strings.Cut(string(body), "\n")
 	return &HandshakeError{StatusCode: resp.StatusCode, Reason: sanitize(line, maxReason)}

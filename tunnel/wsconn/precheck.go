@@ -17,10 +17,10 @@ type UpgradeError struct {
 func (e *UpgradeError) Error() string { return e.Reason }
 
 // CheckUpgrade reports, without answering the request, whether Upgrade
-// would refuse r for not being a well-formed websocket upgrade: the
-// checks of the websocket library (method GET, Connection: upgrade,
-// Upgrade: websocket, Sec-WebSocket-Version 13, a Sec-WebSocket-Key of 16
-// base64 bytes) except the origin, which callers check themselves. It
+// would refuse r for not being a well-formed websocket upgrade (Upgrade
+// runs it first): method GET, Connection: upgrade, Upgrade: websocket,
+// Sec-WebSocket-Version 13, a Sec-WebSocket-Key of 16 base64 bytes (RFC
+// 6455, section 4.2.1); not the origin, which callers check themselves. It
 // lets a server do nothing costly or irreversible (dial a console, spend
 // a single-use token) for a request that could not be upgraded anyway.
 // The error is an *UpgradeError, nil when Upgrade would go ahead.
@@ -45,10 +45,9 @@ func upgradeErr(status int, format string, args ...any) error {
 }
 
 // headerHasToken reports whether a comma-separated header lists token,
-// parsed exactly as the websocket library does (RFC 7230 tokens, ASCII
-// case folding only, and a value with anything but tokens, spaces and
-// commas ignored from there on): a looser match would pass requests
-// that Upgrade then refuses, after the token was spent.
+// as gorilla/websocket parses it, which the tests' reference peers use
+// (RFC 7230 tokens, ASCII case folding only, and a value with anything
+// but tokens, spaces and commas ignored from there on).
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
 		for {
