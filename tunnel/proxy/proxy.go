@@ -415,20 +415,26 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 	started = true
 	cancel()
 	handedOff = true
-	go func() { // the request's: untrack, among the cleanups, ends it
-		defer runCleanups(cleanups)
-		// net/http recovered a handler's panic; this goroutine is no
-		// longer the handler's, so one session's panic must not end
-		// every session: log it, end this one.
-		defer func() {
-			if v := recover(); v != nil {
-				log.Error("session panicked; ending it", "panic", v, "stack", string(debug.Stack()))
-				client.Close()
-				server.Close()
-			}
-		}()
-		p.pass(req, log, up, client, server, sess, start, &rec)
-	}()
+	ps := &passing{p: p, req: req, log: log, up: up, client: client, server: server, sess: sess, arrived: start, rec: &rec, cleanups: cleanups}
+	go p.pass(ps) // the request's: untrack, among the cleanups, ends it
+}
+
+// passing is what a session's goroutine needs: one pointer, so that the
+// goroutine starts with a small frame. An idle session's goroutine waits
+// at the bottom of pass → join → tunnel.Join's copy loop, and the runtime
+// halves a goroutine's stack only while less than a quarter of it is in
+// use: the frames on that path decide whether it keeps 8 KiB or 4.
+type passing struct {
+	p        *Proxy
+	req      *request
+	log      *slog.Logger
+	up       *upstream
+	client   net.Conn
+	server   net.Conn
+	sess     *Session
+	arrived  time.Time
+	rec      *Recording // serve's: closed here, or by its cleanup if the session did not start
+	cleanups []func()
 }
 
 // runCleanups runs fs last first, as deferred calls run.
@@ -491,10 +497,56 @@ func (p *Proxy) acceptViewer(ctx context.Context, ws net.Conn, log *slog.Logger,
 // pass logs the session's start, passes bytes until either side ends or
 // req's context does (Shutdown or EndSessions ending it), and logs its
 // end; the Observer hears of both.
-func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, server net.Conn, sess *Session, arrived time.Time, rec *Recording) {
-	ctx := req.ctx
+func (p *Proxy) pass(ps *passing) {
 	p.active.Add(1)
-	defer p.active.Add(-1)
+	defer p.passed(ps)
+	obs := p.sessionStarted(ps)
+	var stats tunnel.Stats
+	var err error
+	if ps.up.hub != nil {
+		stats, err = ps.up.hub.serve(ps.req.ctx, ps.client, ps.sess, *ps.rec, ps.closing)
+	} else {
+		stats, err = join(ps.req.ctx, ps.client, ps.server, ps.closing, p.joinOptions(ps)...)
+	}
+	p.sessionEnded(ps, obs, stats, err)
+}
+
+// closing says how to close a session ended by the proxy.
+func (ps *passing) closing() (int, string) { return closeFor(ps.p.killer(ps.req)) }
+
+// passed ends pass (deferred, one defer for its small frame): the session
+// no longer counts as active; a panic is recovered (net/http recovered a
+// handler's, but a session's goroutine is no longer the handler's, so one
+// session's panic must not end every session: log it, end this one); the
+// request's cleanups run, which end it.
+func (p *Proxy) passed(ps *passing) {
+	p.active.Add(-1)
+	if v := recover(); v != nil {
+		ps.log.Error("session panicked; ending it", "panic", v, "stack", string(debug.Stack()))
+		ps.client.Close()
+		ps.server.Close()
+	}
+	runCleanups(ps.cleanups)
+}
+
+// joinOptions are the Join options of a session: its byte counters and
+// its recording's taps.
+//
+//go:noinline
+func (p *Proxy) joinOptions(ps *passing) []tunnel.JoinOption {
+	opts := []tunnel.JoinOption{tunnel.WithCounters(&ps.sess.BytesToConsole, &ps.sess.BytesFromConsole)}
+	if r := *ps.rec; r != nil {
+		opts = append(opts, recordTaps(r, ps.client, ps.server))
+	}
+	return opts
+}
+
+// sessionStarted logs and reports a session that starts passing bytes.
+// Out of line, as sessionEnded: see passing.
+//
+//go:noinline
+func (p *Proxy) sessionStarted(ps *passing) Observer {
+	up, sess := ps.up, ps.sess
 	info := up.info
 	if d, ok := up.hs.(protocols.Describer); ok {
 		more := d.Describe()
@@ -504,36 +556,32 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 		info.Channel = more.Channel
 	}
 	if info.Session != "" {
-		log = log.With("session", info.Session)
+		ps.log = ps.log.With("session", info.Session)
 	}
 	if info.Channel != "" {
-		log = log.With("channel", info.Channel)
+		ps.log = ps.log.With("channel", info.Channel)
 	}
 	sess.Info = info
 	sess.Time = time.Now()
-	sess.Setup = sess.Time.Sub(arrived)
-	log.Info("session start", "auth", info.Auth, "role", sess.Role, "setup", sess.Setup.Round(time.Microsecond))
+	sess.Setup = sess.Time.Sub(ps.arrived)
+	ps.log.Info("session start", "auth", info.Auth, "role", sess.Role, "setup", sess.Setup.Round(time.Microsecond))
 	obs := p.observer()
 	obs.SessionStart(sess)
-	p.setSession(req, sess)
-	closing := func() (int, string) { return closeFor(p.killer(req)) }
-	var stats tunnel.Stats
-	var err error
-	if up.hub != nil {
-		stats, err = up.hub.serve(ctx, client, sess, *rec, closing)
-	} else {
-		opts := []tunnel.JoinOption{tunnel.WithCounters(&sess.BytesToConsole, &sess.BytesFromConsole)}
-		if r := *rec; r != nil {
-			opts = append(opts, recordTaps(r, client, server))
-		}
-		stats, err = join(ctx, client, server, closing, opts...)
-	}
+	p.setSession(ps.req, sess)
+	return obs
+}
+
+// sessionEnded logs and reports the end of a session.
+//
+//go:noinline
+func (p *Proxy) sessionEnded(ps *passing, obs Observer, stats tunnel.Stats, err error) {
+	req, sess := ps.req, ps.sess
 	p.setSession(req, nil) // before SessionEnd: Sessions lists only live ones
 	sess.Duration = time.Since(sess.Time)
 	end := []any{"duration", sess.Duration.Round(time.Millisecond),
 		"bytes_to_console", stats.AToB, "bytes_from_console", stats.BToA}
 	switch {
-	case ctx.Err() != nil:
+	case req.ctx.Err() != nil:
 		sess.Outcome, sess.KilledBy = EndKilled, p.killer(req)
 		sess.Reason = "ended by the proxy: " + sess.KilledBy
 		end = append(end, "ended_by", sess.KilledBy)
@@ -543,8 +591,8 @@ func (p *Proxy) pass(req *request, log *slog.Logger, up *upstream, client, serve
 	default:
 		sess.Outcome, sess.Reason = EndClosed, "closed"
 	}
-	log.Info("session end", end...)
-	closeRecording(rec, sess, log)
+	ps.log.Info("session end", end...)
+	closeRecording(ps.rec, sess, ps.log)
 	obs.SessionEnd(sess)
 }
 

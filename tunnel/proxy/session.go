@@ -107,18 +107,32 @@ func (c *consoleSide) check(err error) {
 // KillSession), which first closes the viewer's websocket with the code
 // and reason closing returns.
 func join(ctx context.Context, client, server net.Conn, closing func() (int, string), opts ...tunnel.JoinOption) (tunnel.Stats, error) {
-	jctx := ctx
-	if cs, ok := server.(*consoleSide); ok {
-		var cancel context.CancelFunc
-		jctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
-		defer cancel()
-		defer context.AfterFunc(ctx, func() {
-			code, reason := closing()
-			closeWith(cs.viewer, code, reason)
-			cancel()
-		})()
-	}
+	jctx, stop := joinContext(ctx, server, closing)
+	defer stop()
 	return tunnel.Join(jctx, client, server, opts...)
+}
+
+// joinContext is the context Join runs under, and what stops it: ctx, or
+// for a console side one that first closes the viewer's websocket with
+// closing's code and reason. Out of line, so that join's frame, on the
+// stack of every idle session, stays small (see passing).
+//
+//go:noinline
+func joinContext(ctx context.Context, server net.Conn, closing func() (int, string)) (context.Context, func()) {
+	cs, ok := server.(*consoleSide)
+	if !ok {
+		return ctx, func() {}
+	}
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stopAfter := context.AfterFunc(ctx, func() {
+		code, reason := closing()
+		closeWith(cs.viewer, code, reason)
+		cancel()
+	})
+	return jctx, func() {
+		stopAfter()
+		cancel()
+	}
 }
 
 // errorText is err on one line with the addresses of network errors left
