@@ -94,6 +94,11 @@ type conn struct {
 	release func()
 }
 
+// Unwrap returns the conn c counts, so that a layer above (a websocket)
+// can read and write the socket itself (writev, reading without a
+// buffer while idle); it must still close c, which gives the slot back.
+func (c *conn) Unwrap() net.Conn { return c.Conn }
+
 func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)

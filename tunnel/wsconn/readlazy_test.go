@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/virtconsole/virtconsole/tunnel/connlimit"
 )
 
 // gorillaPeer upgrades one request with opts and dials it with gorilla,
@@ -194,5 +197,50 @@ func TestReadLazyReset(t *testing.T) {
 	peer.Close()
 	if r := wait(t, got, "ReadLazy"); !errors.Is(r.err, syscall.ECONNRESET) {
 		t.Fatalf("ReadLazy after a reset: %v, want ECONNRESET", r.err)
+	}
+}
+
+// TestWrappedSocket: under a wrapper with an Unwrap method (the
+// connection limiter's, which the daemon puts under every plain
+// listener), a Conn still writes with writev and reads lazily from the
+// socket, and closing it still closes the wrapper (the limiter's slot is
+// given back).
+func TestWrappedSocket(t *testing.T) {
+	conns := make(chan net.Conn, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := Upgrade(w, r, &Options{KeepAlive: -1})
+		conns <- c
+	}))
+	limit := connlimit.New(srv.Listener, 10)
+	srv.Listener = limit
+	srv.Start()
+	defer srv.Close()
+	peer, err := Dial(context.Background(), wsURL(srv), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c := wait(t, conns, "the upgrade").(*Conn)
+	if _, ok := c.sock.(*net.TCPConn); !ok || !c.writev || c.rc == nil {
+		t.Fatalf("under the limiter's wrapper: socket %T, writev %v, lazy %v", c.sock, c.writev, c.rc != nil)
+	}
+	l := newLazyBuf()
+	got := readLazy(c, l)
+	wait(t, l.waiting, "the wait")
+	peer.Write([]byte("through"))
+	if r := wait(t, got, "ReadLazy"); r.data != "through" || r.err != nil {
+		t.Fatalf("ReadLazy: %q, %v", r.data, r.err)
+	}
+	c.Write([]byte("back"))
+	buf := make([]byte, 512)
+	if n, err := peer.Read(buf); string(buf[:n]) != "back" || err != nil {
+		t.Fatalf("peer read %q, %v", buf[:n], err)
+	}
+	if n := limit.Open("127.0.0.1"); n != 1 {
+		t.Fatalf("%d connections counted; want 1", n)
+	}
+	c.Close()
+	if n := limit.Open("127.0.0.1"); n != 0 {
+		t.Fatalf("%d connections counted after Close; want 0", n)
 	}
 }

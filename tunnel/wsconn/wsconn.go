@@ -172,7 +172,8 @@ func closeCodeText(code int) string {
 type Conn struct {
 	nc          net.Conn // TCP or TLS
 	server      bool     // the server's end: frames read are masked, frames written are not
-	writev      bool     // nc writes net.Buffers in one system call
+	sock        net.Conn // the TCP or Unix socket under nc's wrappers, or nil (TLS)
+	writev      bool     // sock writes net.Buffers in one system call
 	subprotocol string
 	keepAlive   time.Duration
 	deadPeer    time.Duration
@@ -238,16 +239,34 @@ func newConn(nc net.Conn, server bool, subprotocol string, keepAlive, deadPeer, 
 	}
 	c := &Conn{nc: nc, server: server, subprotocol: subprotocol, keepAlive: keepAlive, deadPeer: deadPeer, writeTO: writeTO}
 	c.dec.server = server
-	switch nc.(type) {
-	case *net.TCPConn, *net.UnixConn:
-		c.writev = true
+	if sock := socketOf(nc); sock != nil {
+		c.sock, c.writev = sock, true
+		c.lazyReader(sock)
 	}
-	c.lazyReader(nc)
 	if keepAlive > 0 {
 		c.ping = time.AfterFunc(time.Hour, c.sendPing)
 		c.ping.Reset(keepAlive)
 	}
 	return c
+}
+
+// socketOf returns the TCP or Unix socket under nc and the wrappers that
+// count or watch a socket without changing its bytes (such as the
+// connection limiter's: they have an Unwrap method), or nil: a *tls.Conn,
+// whose bytes are not the socket's, has none. Frames are read from and
+// written to that socket directly (ReadLazy, writev); deadlines and Close
+// still go through nc.
+func socketOf(nc net.Conn) net.Conn {
+	for {
+		switch c := nc.(type) {
+		case *net.TCPConn, *net.UnixConn:
+			return c
+		case interface{ Unwrap() net.Conn }:
+			nc = c.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // Subprotocol returns the subprotocol the handshake settled on, or "".
@@ -491,7 +510,7 @@ func (c *Conn) writeFrame(op opcode, p []byte) error {
 		h := frameHeader(c.hdr[:], op, len(p), nil)
 		c.vec = [2][]byte{c.hdr[:h], p}
 		c.bufs = c.vec[:]
-		_, err = c.bufs.WriteTo(c.nc)
+		_, err = c.bufs.WriteTo(c.sock)
 		c.vec[1] = nil // the caller's buffer is its own again
 	default:
 		buf := writePool.Get().(*[writeBufSize]byte)
