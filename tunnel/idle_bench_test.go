@@ -63,7 +63,7 @@ const idleBulk = 64 << 10
 //	websocket/fresh  6097 → 3657, 6160 → 7100
 //
 // A TCP session's Join holds its joiner (about 540 bytes), its two
-// sockReaders and two goroutines (structs and 2 KiB stacks, which bulk
+// socket readers and two goroutines (structs and 2 KiB stacks, which bulk
 // data does not grow); a websocket source (those figures are from before
 // wsconn's ReadLazy) also its small buffer, and its copy loop's stack
 // grows to 4 KiB.

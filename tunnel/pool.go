@@ -45,9 +45,9 @@ var (
 // source is drained for now. So a busy stream runs on 32 KiB, and an idle
 // or interactive session waits holding at most its 2 KiB: none when its
 // source is read lazily, as the read that finds nothing then gives the
-// small buffer back too (releaseAll) before it waits. (The read that follows a short one may of
-// course return bulk again; it fills the small buffer and the big one
-// comes back: one extra 2 KiB read and write.)
+// small buffer back too (releaseAll) before it waits. (The read that
+// follows a short one may of course return bulk again; it fills the small
+// buffer and the big one comes back: one extra 2 KiB read and write.)
 //
 // Layered sources read short more often: a TLS conn returns at most one
 // 16 KiB record per Read, so a bulk TLS stream alternates 2 KiB and

@@ -1,6 +1,10 @@
 package tunnel
 
-import "net"
+import (
+	"net"
+
+	"github.com/virtconsole/virtconsole/tunnel/sockread"
+)
 
 // LazyReader is a source that takes a buffer only once it has input and
 // gives it back before it waits, so that an idle Join direction holds no
@@ -24,7 +28,7 @@ func LazyReaderFor(c net.Conn) LazyReader {
 	if l, ok := c.(LazyReader); ok {
 		return l
 	}
-	if s := newSockReader(c); s != nil {
+	if s := sockread.New(c); s != nil {
 		return s
 	}
 	return nil
@@ -47,19 +51,6 @@ func (j *joiner) chooseReaders() {
 			}
 		}
 	}
-}
-
-// isStreamSocket reports whether c is a socket whose zero-byte read is
-// EOF, as Read reports it: TCP, or a Unix socket but a datagram one.
-func isStreamSocket(c net.Conn) bool {
-	switch c := c.(type) {
-	case *net.TCPConn:
-		return true
-	case *net.UnixConn:
-		a, _ := c.LocalAddr().(*net.UnixAddr)
-		return a != nil && (a.Net == "unix" || a.Net == "unixpacket")
-	}
-	return false
 }
 
 // testHookWaiting, if set, is called with a direction's buffers as it

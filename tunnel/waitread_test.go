@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/virtconsole/virtconsole/protocols/nettest"
+	"github.com/virtconsole/virtconsole/tunnel/sockread"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 	"net/http"
 	"net/http/httptest"
@@ -115,16 +116,16 @@ func TestJoinLazyWrapper(t *testing.T) {
 	recv(t, done, "Join")
 }
 
-// TestSockReader: a sockReader returns what the conn's Read would: data
+// TestSockReader: a sockread.Reader returns what the conn's Read would: data
 // already there (whose poller edge has passed), data that comes later,
 // EOF, a reset, the error of a closed conn, a deadline's timeout.
 func TestSockReader(t *testing.T) {
 	read := func(t *testing.T, c net.Conn) (int, error) {
 		t.Helper()
 		var bufs copyBuf
-		s := newSockReader(c)
+		s := sockread.New(c)
 		if s == nil {
-			t.Fatalf("no sockReader for a %T", c)
+			t.Fatalf("no sockread.Reader for a %T", c)
 		}
 		type result struct {
 			buf []byte
@@ -198,8 +199,8 @@ func TestSockReader(t *testing.T) {
 		a, b := unixPair(t)
 		time.AfterFunc(50*time.Millisecond, func() { a.Write([]byte("xy")) })
 		for _, c := range []net.Conn{a, b} {
-			if newSockReader(c) == nil {
-				t.Fatalf("no sockReader for the %s %T", c.LocalAddr().Network(), c)
+			if sockread.New(c) == nil {
+				t.Fatalf("no sockread.Reader for the %s %T", c.LocalAddr().Network(), c)
 			}
 		}
 		if n, err := read(t, b); n != 2 || err != nil {
@@ -212,8 +213,8 @@ func TestSockReader(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if newSockReader(c) != nil {
-			t.Fatal("a sockReader for a datagram socket, whose empty datagram is no EOF")
+		if sockread.New(c) != nil {
+			t.Fatal("a sockread.Reader for a datagram socket, whose empty datagram is no EOF")
 		}
 	})
 }
@@ -222,7 +223,7 @@ func TestSockReader(t *testing.T) {
 // not.
 func TestLazyReaderFor(t *testing.T) {
 	a, _ := nettest.TCPPair(t)
-	if _, ok := LazyReaderFor(a).(*sockReader); !ok {
+	if _, ok := LazyReaderFor(a).(*sockread.Reader); !ok {
 		t.Fatal("no socket reader for a *net.TCPConn")
 	}
 	if l := LazyReaderFor(tls.Client(a, nil)); l != nil {

@@ -86,7 +86,7 @@ type lazyResult struct {
 // returns data in the buffer it took.
 func TestReadLazy(t *testing.T) {
 	c, peer := gorillaPeer(t, &Options{KeepAlive: -1})
-	if c.rc == nil {
+	if c.lazy.sr == nil {
 		t.Fatal("a Conn over TCP reads eagerly")
 	}
 	pongs := make(chan string, 4)
@@ -221,8 +221,8 @@ func TestWrappedSocket(t *testing.T) {
 	}
 	defer peer.Close()
 	c := wait(t, conns, "the upgrade").(*Conn)
-	if _, ok := c.sock.(*net.TCPConn); !ok || !c.writev || c.rc == nil {
-		t.Fatalf("under the limiter's wrapper: socket %T, writev %v, lazy %v", c.sock, c.writev, c.rc != nil)
+	if _, ok := c.sock.(*net.TCPConn); !ok || !c.writev || c.lazy.sr == nil {
+		t.Fatalf("under the limiter's wrapper: socket %T, writev %v, lazy %v", c.sock, c.writev, c.lazy.sr != nil)
 	}
 	l := newLazyBuf()
 	got := readLazy(c, l)

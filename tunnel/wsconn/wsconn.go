@@ -42,7 +42,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -187,8 +186,7 @@ type Conn struct {
 	failing error      // a protocol violation found behind data not read yet
 	prefix  []byte     // input that arrived with the handshake's response
 	dec     decoder
-	rc      syscall.RawConn    // TCP: for ReadLazy; nil otherwise
-	lazy    lazyRead           // ReadLazy's state across its read function
+	lazy    lazyRead           // ReadLazy's state
 	rbuf    *[readBufSize]byte // decoded data for small Reads, rbuf[roff:rend]
 	roff    int
 	rend    int

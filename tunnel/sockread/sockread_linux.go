@@ -1,4 +1,8 @@
-package tunnel
+// Package sockread reads a stream socket through its RawConn, taking a
+// buffer only once the socket has data, so that a copy loop waiting on an
+// idle connection holds none. Both tunnel.Join (for sockets) and
+// tunnel/wsconn (for the socket under a websocket) read this way.
+package sockread
 
 import (
 	"io"
@@ -8,8 +12,7 @@ import (
 	"unsafe"
 )
 
-// sockReader reads a stream socket lazily (a LazyReader) through its
-// RawConn: it takes a buffer only once the socket has data. The read(2)
+// Reader reads a stream socket lazily through its RawConn: it takes a buffer only once the socket has data. The read(2)
 // that finds nothing (EAGAIN) releases the buffer before the runtime's
 // poller waits (honouring the read deadline, woken by Close), and the one
 // after the wake-up takes one again. That is the same two syscalls per
@@ -21,8 +24,8 @@ import (
 // ppolls per round trip more (18.6 syscalls in all instead of 16.5), and a
 // MSG_PEEK look takes a pending reset, which Read then reports as EOF.
 //
-// One goroutine reads a sockReader at a time.
-type sockReader struct {
+// One goroutine reads a Reader at a time.
+type Reader struct {
 	conn net.Conn
 	rc   syscall.RawConn
 	fn   func(fd uintptr) bool // s.readFD, made once: no allocation per read
@@ -37,24 +40,25 @@ type sockReader struct {
 	errno syscall.Errno
 }
 
-// newSockReader returns a sockReader of c, or nil if c is not a stream
-// socket.
-func newSockReader(c net.Conn) *sockReader {
-	if !isStreamSocket(c) {
+// New returns a Reader of c, or nil if c is not a stream socket
+// (*net.TCPConn, a stream *net.UnixConn).
+func New(c net.Conn) *Reader {
+	if !isStream(c) {
 		return nil
 	}
 	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return nil
 	}
-	s := &sockReader{conn: c, rc: rc}
+	s := &Reader{conn: c, rc: rc}
 	s.fn = s.readFD
 	return s
 }
 
 // ReadLazy reads into a buffer of take's as the conn's Read would, and
-// returns that buffer with what it read.
-func (s *sockReader) ReadLazy(take func() []byte, release func()) ([]byte, int, error) {
+// returns that buffer with what it read. take may be called again after
+// release, and must return the same buffer until release.
+func (s *Reader) ReadLazy(take func() []byte, release func()) ([]byte, int, error) {
 	s.take, s.release = take, release
 	err := s.rc.Read(s.fn)
 	s.take, s.release = nil, nil
@@ -80,7 +84,7 @@ func (s *sockReader) ReadLazy(take func() []byte, release func()) ([]byte, int, 
 // to a websocket kept 4 KiB instead of 2).
 //
 //go:noinline
-func (s *sockReader) err() error {
+func (s *Reader) err() error {
 	if s.errno == 0 {
 		return io.EOF
 	}
@@ -93,7 +97,7 @@ func (s *sockReader) err() error {
 // safe on the edge-triggered poller: the read that finds nothing comes
 // after the poller was armed). Otherwise it keeps the outcome for
 // ReadLazy.
-func (s *sockReader) readFD(fd uintptr) bool {
+func (s *Reader) readFD(fd uintptr) bool {
 	buf := s.take()
 	for {
 		n, _, errno := syscall.Syscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
@@ -107,4 +111,17 @@ func (s *sockReader) readFD(fd uintptr) bool {
 		s.buf, s.n, s.errno = buf, int(n), errno
 		return true
 	}
+}
+
+// isStream reports whether c is a socket whose zero-byte read is EOF, as
+// Read reports it: TCP, or a Unix socket but a datagram one.
+func isStream(c net.Conn) bool {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return true
+	case *net.UnixConn:
+		a, _ := c.LocalAddr().(*net.UnixAddr)
+		return a != nil && (a.Net == "unix" || a.Net == "unixpacket")
+	}
+	return false
 }
