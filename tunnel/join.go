@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/virtconsole/virtconsole/tunnel/park"
+	"github.com/virtconsole/virtconsole/tunnel/sockread"
 )
 
 // DefaultLinger is how long Join lets the second direction of a session
@@ -27,6 +30,8 @@ type joinConfig struct {
 	linger   time.Duration
 	counters [2]*atomic.Int64
 	taps     [2]func([]byte) error
+	poller   *park.Poller
+	parkIdle time.Duration
 }
 
 // WithLinger bounds how long the remaining direction may run after the
@@ -55,6 +60,30 @@ func WithCounters(aToB, bToA *atomic.Int64) JoinOption {
 // with that error, as a failed write would.
 func WithTap(aToB, bToA func([]byte) error) JoinOption {
 	return func(c *joinConfig) { c.taps = [2]func([]byte) error{aToB, bToA} }
+}
+
+// WithParking lets one direction of the Join wait for its source in p
+// without a goroutine while the source is quiet: once its source has had
+// no input for between idle/2 and idle, the direction hands the socket to
+// p and its goroutine ends; p's wake-up starts another when input, an end
+// or an error comes. The other direction keeps Join's caller, so an idle
+// session holds one goroutine instead of two (4 KiB of stack less each).
+//
+// The direction that parks is one whose source is a socket read through
+// package sockread: a *net.TCPConn, a stream *net.UnixConn, or a wrapper
+// passing its Reader on (Parkable); with none, or a nil p, nothing parks.
+// Join then owns that source's read deadline. Input is read the moment
+// the direction wakes, as it would have been; a wake-up costs an
+// epoll_ctl(2) and starting a goroutine, at most once per idle/2.
+func WithParking(p *park.Poller, idle time.Duration) JoinOption {
+	return func(c *joinConfig) { c.poller, c.parkIdle = p, idle }
+}
+
+// Parkable is a LazyReader that Join can wait for in a park.Poller (see
+// WithParking): a *sockread.Reader, or a conn type that passes ReadLazy on
+// to one and returns it here (nil when it has none).
+type Parkable interface {
+	ParkableSocket() *sockread.Reader
 }
 
 // closeWriter is a conn that can shut down its writing side alone:
@@ -95,13 +124,12 @@ func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error)
 		j.closeAll()
 	})
 
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		j.copy(0)
-	}()
-	j.copy(1)
-	<-done
+	// The direction that may park runs on the goroutine: a parked
+	// direction's goroutine ends.
+	g := max(j.parkDir, 0)
+	go j.run(g) // Join's: it waits for done
+	j.copy(1 - g)
+	<-j.done
 
 	j.finished.Store(true)
 	stop()
@@ -120,8 +148,7 @@ func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error)
 }
 
 func newJoiner(a, b net.Conn, opts []JoinOption) *joiner {
-	j := &joiner{conns: [2]net.Conn{a, b}}
-	j.chooseReaders()
+	j := &joiner{conns: [2]net.Conn{a, b}, done: make(chan struct{}), parkDir: -1}
 	cfg := joinConfig{linger: DefaultLinger}
 	for _, o := range opts {
 		o(&cfg)
@@ -129,6 +156,10 @@ func newJoiner(a, b net.Conn, opts []JoinOption) *joiner {
 	j.linger = cfg.linger
 	j.counters = cfg.counters
 	j.taps = cfg.taps
+	j.chooseReaders()
+	if cfg.poller != nil && cfg.parkIdle > 0 {
+		j.chooseParking(cfg.poller, cfg.parkIdle)
+	}
 	return j
 }
 
@@ -153,17 +184,81 @@ type joiner struct {
 	cancelled atomic.Bool // ctx ended the session
 	finished  atomic.Bool // both directions are done
 
-	mu    sync.Mutex
-	ended int         // directions done
-	timer *time.Timer // linger
-	err   error       // first real error
+	done chan struct{} // closed when the direction on Join's goroutine ends
+
+	// WithParking: the direction that may park (-1: none), its source's
+	// Reader, the poller, and wake (made once), which resumes it.
+	parkDir  int
+	parkSock *sockread.Reader
+	poller   *park.Poller
+	wake     func()
+
+	mu     sync.Mutex
+	ended  int         // directions done
+	timer  *time.Timer // linger
+	err    error       // first real error
+	parked bool        // parkDir waits in poller, under token
+	token  park.Token
 }
 
-// copy runs direction i until it ends.
-func (j *joiner) copy(i int) {
+// chooseParking picks the direction that parks when idle: the first
+// whose source is Parkable.
+func (j *joiner) chooseParking(p *park.Poller, idle time.Duration) {
+	for i, l := range j.lazies {
+		pk, ok := l.(Parkable)
+		if !ok {
+			continue
+		}
+		if s := pk.ParkableSocket(); s != nil {
+			s.SetIdle(idle)
+			j.parkDir, j.parkSock, j.poller = i, s, p
+			j.wake = func() { go j.run(i) } // owned by Join, which waits for done
+			return
+		}
+	}
+}
+
+// run runs direction i on a goroutine of its own until it ends (closing
+// done) or parks.
+func (j *joiner) run(i int) {
+	if !j.copy(i) {
+		close(j.done)
+	}
+}
+
+// park hands direction i's idle source to the poller, and reports
+// whether it did: not once the session is closing (the direction reads
+// on, to its end), nor when the poller is closed (the direction waits as
+// without parking from now on).
+func (j *joiner) park(i int) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed[0].Load() || j.closed[1].Load() {
+		return false
+	}
+	t, err := j.poller.Wait(j.parkSock.RawConn(), j.wake)
+	if err != nil {
+		j.parkSock.SetIdle(0)
+		return false
+	}
+	j.parked, j.token = true, t
+	return true
+}
+
+// copy runs direction i until it ends, or until it parks (see
+// WithParking), which it reports. Once parked, the direction is another
+// goroutine's as soon as it wakes: nothing of it is touched after park.
+func (j *joiner) copy(i int) (parked bool) {
+	if j.copyLoop(i) {
+		return true
+	}
+	j.bufs[i].releaseAll()
+	return false
+}
+
+func (j *joiner) copyLoop(i int) (parked bool) {
 	src, dst, lazy := j.conns[i], j.conns[1-i], j.lazies[i]
 	bufs := &j.bufs[i]
-	defer bufs.releaseAll()
 	for {
 		var buf []byte
 		var nr int
@@ -178,7 +273,7 @@ func (j *joiner) copy(i int) {
 			if tap := j.taps[i]; tap != nil {
 				if terr := tap(buf[:nr]); terr != nil {
 					j.fail(-1, terr)
-					return
+					return false
 				}
 			}
 			nw, werr := dst.Write(buf[:nr])
@@ -191,17 +286,27 @@ func (j *joiner) copy(i int) {
 			}
 			if werr != nil {
 				j.fail(1-i, werr)
-				return
+				return false
 			}
 		}
 		bufs.update(nr)
 		if rerr != nil {
+			if rerr == sockread.ErrIdle { // only with WithParking
+				bufs.releaseAll()
+				if j.park(i) {
+					if testHookParked != nil {
+						testHookParked(i)
+					}
+					return true
+				}
+				continue
+			}
 			if errors.Is(rerr, io.EOF) {
 				j.eof(i)
 			} else {
 				j.fail(i, rerr)
 			}
-			return
+			return false
 		}
 	}
 }
@@ -247,13 +352,24 @@ func (j *joiner) fail(ci int, err error) {
 	j.mu.Unlock()
 }
 
-// closeAll closes both conns, once each. A concurrent caller waits until
-// the closes are done.
+// testHookParked, if set, is called when direction i has parked.
+var testHookParked func(i int)
+
+// closeAll closes both conns, once each, and wakes a parked direction
+// (which then reads its end). A concurrent caller waits until the closes
+// are done.
 func (j *joiner) closeAll() {
 	for i := range j.conns {
 		j.closeOnce[i].Do(func() {
 			j.closed[i].Store(true)
 			j.conns[i].Close()
 		})
+	}
+	j.mu.Lock()
+	resume := j.parked && j.poller.Cancel(j.token)
+	j.parked = false
+	j.mu.Unlock()
+	if resume {
+		go j.run(j.parkDir) // Join's: it waits for done
 	}
 }

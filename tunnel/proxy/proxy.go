@@ -77,8 +77,15 @@ import (
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/tunnel"
 	"github.com/virtconsole/virtconsole/tunnel/grant"
+	"github.com/virtconsole/virtconsole/tunnel/park"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
+
+// ParkIdle is how long a session's console side stays quiet before the
+// session waits for it in Proxy.Parking: long enough that typing and a
+// changing screen never park, short enough that an idle console soon
+// gives its goroutine back.
+const ParkIdle = time.Second
 
 // Proxy is an http.Handler serving console websockets. The zero value is
 // not usable: Resolver is required.
@@ -219,6 +226,15 @@ type Proxy struct {
 	// many clients (QEMU's chardevs serve one). By default the viewers of
 	// one console share its one connection (see hub.go).
 	NoSerialSharing bool
+
+	// Parking, if set, holds the console sides of idle sessions
+	// (tunnel.WithParking): once a console on a plain socket has sent
+	// nothing for ParkIdle, its session waits for it there rather than
+	// on a goroutine of its own, so that an idle session holds one
+	// goroutine instead of two. Its owner closes it after Shutdown
+	// (Close wakes whatever still waits in it). Nil means each session
+	// keeps two goroutines.
+	Parking *park.Poller
 
 	refusals sampler      // of "request refused" log lines, per client
 	shares   shares       // sessions per token and per client
@@ -535,6 +551,9 @@ func (p *Proxy) passed(ps *passing) {
 //go:noinline
 func (p *Proxy) joinOptions(ps *passing) []tunnel.JoinOption {
 	opts := []tunnel.JoinOption{tunnel.WithCounters(&ps.sess.BytesToConsole, &ps.sess.BytesFromConsole)}
+	if p.Parking != nil {
+		opts = append(opts, tunnel.WithParking(p.Parking, ParkIdle))
+	}
 	if r := *ps.rec; r != nil {
 		opts = append(opts, recordTaps(r, ps.client, ps.server))
 	}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/virtconsole/virtconsole/tunnel"
+	"github.com/virtconsole/virtconsole/tunnel/sockread"
 	"github.com/virtconsole/virtconsole/tunnel/wsconn"
 )
 
@@ -74,6 +75,15 @@ func (c *consoleSide) ReadLazy(take func() []byte, release func()) ([]byte, int,
 	return buf, n, err
 }
 
+// ParkableSocket lets tunnel.Join wait for an idle console elsewhere
+// than on a goroutine (Proxy.Parking) when it is a plain socket.
+func (c *consoleSide) ParkableSocket() *sockread.Reader {
+	if p, ok := c.lazy.(tunnel.Parkable); ok {
+		return p.ParkableSocket()
+	}
+	return nil
+}
+
 func (c *consoleSide) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.check(err)
@@ -96,7 +106,7 @@ func (c *consoleSide) CloseWrite() error {
 }
 
 func (c *consoleSide) check(err error) {
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || err == sockread.ErrIdle {
 		return
 	}
 	closeWith(c.viewer, wsconn.CloseInternalError, reasonConsole+": "+errorText(err))

@@ -5,12 +5,19 @@
 package sockread
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
+
+// ErrIdle is ReadLazy's error, from a Reader given SetIdle, when its
+// socket had no input for about that long: nothing was read, no buffer
+// is held, and the conn is as it was (no read deadline).
+var ErrIdle = errors.New("sockread: socket idle")
 
 // Reader reads a stream socket lazily through its RawConn: it takes a buffer only once the socket has data. The read(2)
 // that finds nothing (EAGAIN) releases the buffer before the runtime's
@@ -38,6 +45,13 @@ type Reader struct {
 	buf   []byte
 	n     int
 	errno syscall.Errno
+
+	// SetIdle's: the idle time, the read deadline this Reader last set
+	// to watch for it, and whether the ReadLazy in progress found the
+	// socket empty (so that its deadline's expiry means idle).
+	idle  time.Duration
+	dl    time.Time
+	empty bool
 }
 
 // New returns a Reader of c, or nil if c is not a stream socket
@@ -55,12 +69,43 @@ func New(c net.Conn) *Reader {
 	return s
 }
 
+// SetIdle makes ReadLazy return ErrIdle once the socket has had no input
+// for between d/2 and d (d > 0; 0 turns it off again), so that its caller
+// can wait for it elsewhere (package park) instead of holding a
+// goroutine in the runtime's poller. The Reader watches for it with the
+// conn's read deadline, moved at most once per d/2 as input comes: from
+// then on nobody else may set that deadline.
+func (s *Reader) SetIdle(d time.Duration) {
+	s.idle = d
+	if d <= 0 && !s.dl.IsZero() {
+		s.dl = time.Time{}
+		s.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// RawConn is the socket's, for waiting on it elsewhere (package park).
+func (s *Reader) RawConn() syscall.RawConn { return s.rc }
+
+// ParkableSocket returns s: the Reader of a socket that can be waited
+// for elsewhere (see tunnel.WithParking). A conn type that passes
+// ReadLazy on to a Reader passes this on too.
+func (s *Reader) ParkableSocket() *Reader { return s }
+
 // ReadLazy reads into a buffer of take's as the conn's Read would, and
 // returns that buffer with what it read. take may be called again after
-// release, and must return the same buffer until release.
+// release, and must return the same buffer until release. With SetIdle,
+// it may instead return ErrIdle, holding nothing.
 func (s *Reader) ReadLazy(take func() []byte, release func()) ([]byte, int, error) {
 	s.take, s.release = take, release
+	s.empty = false
 	err := s.rc.Read(s.fn)
+	for err != nil && s.idle > 0 && s.expired(err) {
+		if s.empty {
+			s.take, s.release = nil, nil
+			return nil, 0, ErrIdle
+		}
+		err = s.rc.Read(s.fn) // the deadline had passed while input came: read it
+	}
 	s.take, s.release = nil, nil
 	if err != nil {
 		// Closed, or the read deadline: Read says so in its own words, at
@@ -106,11 +151,40 @@ func (s *Reader) readFD(fd uintptr) bool {
 			continue
 		case syscall.EAGAIN:
 			s.release()
+			if s.idle > 0 {
+				s.watchIdle()
+			}
 			return false
 		}
 		s.buf, s.n, s.errno = buf, int(n), errno
 		return true
 	}
+}
+
+// watchIdle runs when the socket is found empty: it sets the read
+// deadline that ends the wait as idle, unless the one set before ends
+// late enough (at least idle/2 from now): a deadline per wait would cost
+// a timer update on every keystroke.
+func (s *Reader) watchIdle() {
+	s.empty = true
+	now := time.Now()
+	if s.dl.Sub(now) < s.idle/2 {
+		s.dl = now.Add(s.idle)
+		s.conn.SetReadDeadline(s.dl)
+	}
+}
+
+// expired reports whether err is the expiry of the idle deadline, and if
+// so clears it.
+//
+//go:noinline
+func (s *Reader) expired(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	s.dl = time.Time{}
+	s.conn.SetReadDeadline(time.Time{})
+	return true
 }
 
 // isStream reports whether c is a socket whose zero-byte read is EOF, as

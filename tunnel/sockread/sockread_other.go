@@ -2,7 +2,15 @@
 
 package sockread
 
-import "net"
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+// ErrIdle is never returned: see Reader.
+var ErrIdle = errors.New("sockread: socket idle")
 
 // Reader: elsewhere than on Linux, sockets are read with Read, holding a
 // buffer while they wait.
@@ -13,3 +21,12 @@ func New(net.Conn) *Reader { return nil }
 
 // ReadLazy is never called: New returns no Reader.
 func (*Reader) ReadLazy(func() []byte, func()) ([]byte, int, error) { panic("unreachable") }
+
+// SetIdle is never called: New returns no Reader.
+func (*Reader) SetIdle(time.Duration) {}
+
+// RawConn is never called: New returns no Reader.
+func (*Reader) RawConn() syscall.RawConn { return nil }
+
+// ParkableSocket is never called: New returns no Reader.
+func (s *Reader) ParkableSocket() *Reader { return s }

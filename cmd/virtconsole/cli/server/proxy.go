@@ -19,6 +19,7 @@ import (
 	"github.com/virtconsole/virtconsole/resolver"
 	"github.com/virtconsole/virtconsole/resolver/libvirtresolver"
 	"github.com/virtconsole/virtconsole/tunnel/grant"
+	"github.com/virtconsole/virtconsole/tunnel/park"
 	"github.com/virtconsole/virtconsole/tunnel/proxy"
 	"github.com/virtconsole/virtconsole/tunnel/tlscreds"
 	"github.com/virtconsole/virtconsole/tunnel/web"
@@ -303,6 +304,12 @@ func runProxy(ctx context.Context, f *cmdutil.Factory, opts *ProxyOptions) error
 		MaxSessionsPerClient: share(opts.MaxSessionsPerClient, opts.MaxSessions),
 		TrustForwarded:       opts.TrustForwarded,
 		SPICE:                &spice.Sessions{Registry: spice.Registry{Grace: opts.SPICEGrace}, Logger: log},
+	}
+	if pk, err := park.New(); err == nil {
+		p.Parking = pk
+		defer pk.Close() // after the daemon's drain: no session is left
+	} else {
+		log.Debug("idle sessions keep two goroutines each", "reason", err.Error())
 	}
 	d := &daemon{name: "proxy", addr: opts.Listen, ready: opts.Ready, drain: p.Shutdown, drainTimeout: opts.DrainTimeout,
 		drainGrace: opts.Scale.DrainGrace, trustedProxies: opts.Scale.TrustedProxies}
