@@ -32,6 +32,7 @@ type joinConfig struct {
 	taps     [2]func([]byte) error
 	poller   *park.Poller
 	parkIdle time.Duration
+	onCancel func()
 }
 
 // WithLinger bounds how long the remaining direction may run after the
@@ -60,6 +61,14 @@ func WithCounters(aToB, bToA *atomic.Int64) JoinOption {
 // with that error, as a failed write would.
 func WithTap(aToB, bToA func([]byte) error) JoinOption {
 	return func(c *joinConfig) { c.taps = [2]func([]byte) error{aToB, bToA} }
+}
+
+// WithOnCancel has Join call f when ctx ends the session, before it
+// closes the conns: a proxy closes its viewer's websocket with a code and
+// reason that say why, which Join's own close would not. f runs on the
+// goroutine of ctx's AfterFunc.
+func WithOnCancel(f func()) JoinOption {
+	return func(c *joinConfig) { c.onCancel = f }
 }
 
 // WithParking lets one direction of the Join wait for its source in p
@@ -116,23 +125,41 @@ type closeWriter interface {
 // idle session holds no buffer. Bytes are written on as soon as they are
 // read: never held back to be coalesced.
 func Join(ctx context.Context, a, b net.Conn, opts ...JoinOption) (Stats, error) {
+	// Join's frame stays small, as do copy's: an idle proxy session's
+	// goroutine waits under them (see tunnel/proxy's passing).
+	j := beginJoin(ctx, a, b, opts)
+	j.copy(1 - j.goDir)
+	return j.finish(ctx)
+}
+
+// beginJoin makes the joiner, arms ctx's end and starts the direction
+// that runs on a goroutine: the one that may park (a parked direction's
+// goroutine ends), else a to b.
+//
+//go:noinline
+func beginJoin(ctx context.Context, a, b net.Conn, opts []JoinOption) *joiner {
 	j := newJoiner(a, b, opts)
-	stop := context.AfterFunc(ctx, func() {
+	j.stop = context.AfterFunc(ctx, func() {
 		if !j.finished.Load() {
 			j.cancelled.Store(true)
+			if j.onCancel != nil {
+				j.onCancel()
+			}
 		}
 		j.closeAll()
 	})
+	j.goDir = max(j.parkDir, 0)
+	go j.run(j.goDir) // Join's: finish waits for done
+	return j
+}
 
-	// The direction that may park runs on the goroutine: a parked
-	// direction's goroutine ends.
-	g := max(j.parkDir, 0)
-	go j.run(g) // Join's: it waits for done
-	j.copy(1 - g)
+// finish waits for the goroutine's direction and ends the Join.
+//
+//go:noinline
+func (j *joiner) finish(ctx context.Context) (Stats, error) {
 	<-j.done
-
 	j.finished.Store(true)
-	stop()
+	j.stop()
 	j.mu.Lock()
 	if j.timer != nil {
 		j.timer.Stop()
@@ -154,6 +181,7 @@ func newJoiner(a, b net.Conn, opts []JoinOption) *joiner {
 		o(&cfg)
 	}
 	j.linger = cfg.linger
+	j.onCancel = cfg.onCancel
 	j.counters = cfg.counters
 	j.taps = cfg.taps
 	j.chooseReaders()
@@ -174,6 +202,7 @@ type joiner struct {
 	bufs   [2]copyBuf
 	n      [2]int64 // bytes copied by direction i; owned by its loop
 
+	onCancel func()                // WithOnCancel; nil: none
 	counters [2]*atomic.Int64      // WithCounters; nil entries count nothing
 	taps     [2]func([]byte) error // WithTap; nil entries see nothing
 
@@ -184,7 +213,9 @@ type joiner struct {
 	cancelled atomic.Bool // ctx ended the session
 	finished  atomic.Bool // both directions are done
 
-	done chan struct{} // closed when the direction on Join's goroutine ends
+	done  chan struct{} // closed when the direction on Join's goroutine ends
+	goDir int           // that direction
+	stop  func() bool   // ctx's AfterFunc's
 
 	// WithParking: the direction that may park (-1: none), its source's
 	// Reader, the poller, and wake (made once), which resumes it.
@@ -249,14 +280,6 @@ func (j *joiner) park(i int) bool {
 // WithParking), which it reports. Once parked, the direction is another
 // goroutine's as soon as it wakes: nothing of it is touched after park.
 func (j *joiner) copy(i int) (parked bool) {
-	if j.copyLoop(i) {
-		return true
-	}
-	j.bufs[i].releaseAll()
-	return false
-}
-
-func (j *joiner) copyLoop(i int) (parked bool) {
 	src, dst, lazy := j.conns[i], j.conns[1-i], j.lazies[i]
 	bufs := &j.bufs[i]
 	for {
@@ -273,7 +296,7 @@ func (j *joiner) copyLoop(i int) (parked bool) {
 			if tap := j.taps[i]; tap != nil {
 				if terr := tap(buf[:nr]); terr != nil {
 					j.fail(-1, terr)
-					return false
+					return j.over(i)
 				}
 			}
 			nw, werr := dst.Write(buf[:nr])
@@ -286,7 +309,7 @@ func (j *joiner) copyLoop(i int) (parked bool) {
 			}
 			if werr != nil {
 				j.fail(1-i, werr)
-				return false
+				return j.over(i)
 			}
 		}
 		bufs.update(nr)
@@ -306,9 +329,15 @@ func (j *joiner) copyLoop(i int) (parked bool) {
 			} else {
 				j.fail(i, rerr)
 			}
-			return false
+			return j.over(i)
 		}
 	}
+}
+
+// over gives back direction i's buffers as it ends: not parked.
+func (j *joiner) over(i int) (parked bool) {
+	j.bufs[i].releaseAll()
+	return false
 }
 
 // eof ends direction i after its source read EOF: it passes the EOF on

@@ -370,10 +370,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 	// From r's context: a viewer that hangs up ends its handshakes. It
 	// is cancelled before the session starts, and only a refund (of a
 	// session that did not start) uses it after that.
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	later(cancel)
-	stopCancel := context.AfterFunc(req.ctx, cancel) // Shutdown ends handshakes too
-	later(func() { stopCancel() })
+	hs := startHandshake(r.Context(), req.ctx, timeout)
+	later(hs.end)
+	ctx := hs.ctx
 
 	var up *upstream
 	var share *grantShare
@@ -398,7 +397,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 	later(func() {
 		up.release()
 		if !started && up.consumed != "" {
-			p.refund(ctx, up.consumed) // after release: the SPICE session is gone
+			p.refund(hs.ctx, up.consumed) // after release: the SPICE session is gone
 		}
 	})
 	sess := &Session{ID: newSessionID(), Client: p.client(r), TokenID: tokenID(token), Target: targetInfo(up.target), Info: up.info,
@@ -429,15 +428,40 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		return
 	}
 	started = true
-	cancel()
+	hs.end()
 	handedOff = true
 	ps := &passing{p: p, req: req, log: log, up: up, client: client, server: server, sess: sess, arrived: start, rec: &rec, cleanups: cleanups}
 	go p.pass(ps) // the request's: untrack, among the cleanups, ends it
 }
 
+// handshake is the context a session's opening runs under: from the
+// viewer's request (a viewer that hangs up ends its handshakes), bounded
+// by the handshake timeout, and ended by the request's own (Shutdown).
+type handshake struct {
+	ctx  context.Context
+	stop func() // cancels ctx and stops watching the request's
+}
+
+func startHandshake(viewer, req context.Context, timeout time.Duration) *handshake {
+	ctx, cancel := context.WithTimeout(viewer, timeout)
+	stopWatch := context.AfterFunc(req, cancel)
+	return &handshake{ctx: ctx, stop: func() { stopWatch(); cancel() }}
+}
+
+// end ends the handshake's context, once the session starts or fails to,
+// and lets it go: a session keeps nothing of it (nor of the request's
+// contexts it came from) while it runs.
+func (h *handshake) end() {
+	if h.stop != nil {
+		h.stop()
+		h.ctx, h.stop = nil, nil
+	}
+}
+
 // passing is what a session's goroutine needs: one pointer, so that the
 // goroutine starts with a small frame. An idle session's goroutine waits
-// at the bottom of pass → join → tunnel.Join's copy loop, and the runtime
+// at the bottom of pass → tunnel.Join → its copy loop → the viewer's
+// websocket's ReadLazy (its console side waits in Parking), and the runtime
 // halves a goroutine's stack only while less than a quarter of it is in
 // use: the frames on that path decide whether it keeps 8 KiB or 4.
 type passing struct {
@@ -522,7 +546,9 @@ func (p *Proxy) pass(ps *passing) {
 	if ps.up.hub != nil {
 		stats, err = ps.up.hub.serve(ps.req.ctx, ps.client, ps.sess, *ps.rec, ps.closing)
 	} else {
-		stats, err = join(ps.req.ctx, ps.client, ps.server, ps.closing, p.joinOptions(ps)...)
+		// Join's own frame, not a function's: an idle session waits
+		// under it (see passing).
+		stats, err = tunnel.Join(ps.req.ctx, ps.client, ps.server, p.joinOptions(ps)...)
 	}
 	p.sessionEnded(ps, obs, stats, err)
 }
@@ -545,12 +571,16 @@ func (p *Proxy) passed(ps *passing) {
 	runCleanups(ps.cleanups)
 }
 
-// joinOptions are the Join options of a session: its byte counters and
-// its recording's taps.
+// joinOptions are the Join options of a session: its byte counters, the
+// viewer's close code when the proxy ends it, parking, and its
+// recording's taps.
 //
 //go:noinline
 func (p *Proxy) joinOptions(ps *passing) []tunnel.JoinOption {
 	opts := []tunnel.JoinOption{tunnel.WithCounters(&ps.sess.BytesToConsole, &ps.sess.BytesFromConsole)}
+	if o := closeViewerFirst(ps.server, ps.closing); o != nil {
+		opts = append(opts, o)
+	}
 	if p.Parking != nil {
 		opts = append(opts, tunnel.WithParking(p.Parking, ParkIdle))
 	}
@@ -655,7 +685,10 @@ func (p *Proxy) track(r *http.Request) (*request, bool) {
 	if p.closing {
 		return nil, false
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// Not from r's context, which net/http cancels when the handler
+	// returns (the session goes on), and which would keep its chain of
+	// contexts alive for the session: nothing reads its values.
+	ctx, cancel := context.WithCancel(context.Background())
 	req := &request{ctx: ctx, cancel: cancel, token: Token(r)}
 	if p.requests == nil {
 		p.requests = make(map[*request]struct{})

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -112,37 +111,19 @@ func (c *consoleSide) check(err error) {
 	closeWith(c.viewer, wsconn.CloseInternalError, reasonConsole+": "+errorText(err))
 }
 
-// join passes bytes between the viewer and the console until either
-// ends or ctx does (Shutdown giving up on the session, EndSessions or
-// KillSession), which first closes the viewer's websocket with the code
-// and reason closing returns.
-func join(ctx context.Context, client, server net.Conn, closing func() (int, string), opts ...tunnel.JoinOption) (tunnel.Stats, error) {
-	jctx, stop := joinContext(ctx, server, closing)
-	defer stop()
-	return tunnel.Join(jctx, client, server, opts...)
-}
-
-// joinContext is the context Join runs under, and what stops it: ctx, or
-// for a console side one that first closes the viewer's websocket with
-// closing's code and reason. Out of line, so that join's frame, on the
-// stack of every idle session, stays small (see passing).
-//
-//go:noinline
-func joinContext(ctx context.Context, server net.Conn, closing func() (int, string)) (context.Context, func()) {
+// closeViewerFirst is the Join option that, when the session's context
+// ends it (Shutdown giving up on the session, EndSessions or
+// KillSession), first closes the viewer's websocket with closing's code
+// and reason; nil when server is not a console side.
+func closeViewerFirst(server net.Conn, closing func() (int, string)) tunnel.JoinOption {
 	cs, ok := server.(*consoleSide)
 	if !ok {
-		return ctx, func() {}
+		return nil
 	}
-	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stopAfter := context.AfterFunc(ctx, func() {
+	return tunnel.WithOnCancel(func() {
 		code, reason := closing()
 		closeWith(cs.viewer, code, reason)
-		cancel()
 	})
-	return jctx, func() {
-		stopAfter()
-		cancel()
-	}
 }
 
 // errorText is err on one line with the addresses of network errors left
