@@ -116,8 +116,9 @@ type closeWriter interface {
 // wsconn reports as io.EOF) are not errors.
 //
 // Join runs one copy loop on the calling goroutine and one on a new
-// goroutine; the linger bound and ctx are timers and callbacks that take
-// a goroutine only for the moment they fire. Each loop reads into a
+// goroutine, which ends while its source is parked (WithParking) and is
+// started again when input comes; the linger bound and ctx are timers and
+// callbacks that take a goroutine only for the moment they fire. Each loop reads into a
 // pooled 2 KiB buffer and borrows a pooled 32 KiB one only while bulk
 // data is flowing (see copyBuf). A loop whose source can be read lazily
 // (a TCP or Unix socket, a websocket, a wrapper passing ReadLazy on: see
