@@ -278,6 +278,10 @@ func setprivArgs(setpriv string, gids []string) []string {
 // daemon's polling, and again at once by the unit's ExecReload= line. The
 // README's file is valid for the resolver too.
 func TestUnitExecStart(t *testing.T) {
+	// Mostly a wait for the daemons' certificate polling (every 10 s): in
+	// parallel with TestReloadRotatesCertificates, which waits for it too. Its own
+	// directories, processes and ports (127.0.0.1:0); no global state.
+	t.Parallel()
 	units := []string{"virtconsole.service", "virtconsole-proxy.service"}
 	gids := unitGroups(t, units...)
 	uid, _ := serviceUser(t, nil)
