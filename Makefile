@@ -12,6 +12,11 @@ FUZZBUDGET ?= 20000x
 GOTESTSUM := $(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --format-icons text
 # TestMeasure* tests only measure and take minutes: make measure-scale.
 TESTFLAGS := -race -count=1 -p 1 -timeout 25m -skip '^TestMeasure'
+# The race runtime sleeps a second before every exit (GORACE's
+# atexit_sleep_ms, 1000 by default), once per test binary, one after the
+# other (-p 1): not in the unit phase, where races are reported as they
+# are found and still fail the run (exit 66). A GORACE that sets it wins.
+RACEOPTS := $(if $(findstring atexit_sleep_ms=,$(GORACE)),$(GORACE),$(strip $(GORACE) atexit_sleep_ms=0))
 
 .PHONY: all build test test-unit vet unit fuzz bench bench-table bench-json bench-idle bench-syscalls measure-scale soak demo generate deps deps-demo check-go clean
 
@@ -55,7 +60,7 @@ vet: check-go
 	$(GO) vet ./...
 
 unit: check-go
-	$(GOTESTSUM) -- $(TESTFLAGS) ./...
+	GORACE='$(RACEOPTS)' $(GOTESTSUM) -- $(TESTFLAGS) ./...
 
 fuzz: check-go
 	@bash .ci/fuzz $(FUZZBUDGET)

@@ -71,17 +71,32 @@ func TestMain(m *testing.M) {
 
 // env is the environment for the vcBinary: ours without VIRTCONSOLE_*,
 // an empty config file for the daemons, so that an installed
-// /etc/virtconsole/server.toml does not change them (--config wins), and
-// an empty XDG_CONFIG_HOME, so that no client config file is read; extra
-// comes last and wins (exec keeps a key's last value).
+// /etc/virtconsole/server.toml does not change them (--config wins), an
+// empty XDG_CONFIG_HOME, so that no client config file is read, and
+// raceGORACE; extra comes last and wins (exec keeps a key's last value).
 func env(extra ...string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VIRTCONSOLE_") {
+		if !strings.HasPrefix(kv, "VIRTCONSOLE_") && !strings.HasPrefix(kv, "GORACE=") {
 			e = append(e, kv)
 		}
 	}
-	return append(append(e, "VIRTCONSOLE_CONFIG="+os.DevNull, "XDG_CONFIG_HOME="+emptyConfigHome), extra...)
+	e = append(e, "VIRTCONSOLE_CONFIG="+os.DevNull, "XDG_CONFIG_HOME="+emptyConfigHome, "GORACE="+raceGORACE())
+	return append(e, extra...)
+}
+
+// raceGORACE is GORACE for the vcBinary: ours, plus atexit_sleep_ms=0
+// unless ours sets it. The race runtime otherwise sleeps a second before
+// every exit (its default, to let other threads report), which hundreds
+// of short-lived client commands here would spend doing nothing; races
+// are still reported as they are found, and still make the exit status
+// 66.
+func raceGORACE() string {
+	opts := os.Getenv("GORACE")
+	if !strings.Contains(opts, "atexit_sleep_ms=") {
+		opts = strings.TrimSpace(opts + " atexit_sleep_ms=0")
+	}
+	return opts
 }
 
 // result is a finished command.

@@ -122,8 +122,23 @@ func noSecret(t *testing.T, dir, secret string) {
 // the directory and the serial client's arguments.
 func recordingProxy(t *testing.T, record string, extra ...string) (p *daemon, dir string, client []string) {
 	t.Helper()
-	pkiDir := pki(t)
-	_, addr := qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: pkiDir, VerifyPeer: true, Guest: true})
+	pkiDir, addr := recordingGuest(t)
+	return recordingProxyTo(t, pkiDir, addr, record, extra...)
+}
+
+// recordingGuest starts the tiny Linux guest on a TLS chardev that
+// requires client certificates of a new PKI; it returns the PKI's
+// directory and the chardev's address.
+func recordingGuest(t *testing.T) (pkiDir, addr string) {
+	t.Helper()
+	pkiDir = pki(t)
+	_, addr = qemutest.StartSerial(t, qemutest.SerialOptions{TLSDir: pkiDir, VerifyPeer: true, Guest: true})
+	return pkiDir, addr
+}
+
+// recordingProxyTo is recordingProxy toward the guest of recordingGuest.
+func recordingProxyTo(t *testing.T, pkiDir, addr, record string, extra ...string) (p *daemon, dir string, client []string) {
+	t.Helper()
 	tokens := writeTokens(t, map[string]resolver.Console{recordToken: {Type: "serial", Address: addr, Record: record}})
 	dir = filepath.Join(t.TempDir(), "recordings")
 	p = startDaemon(t, append([]string{"server", "proxy", "--listen", "127.0.0.1:0", "--tls-dir", pkiDir,
@@ -140,6 +155,9 @@ func recordingProxy(t *testing.T, record string, extra ...string) (p *daemon, di
 // one line once a byte is flipped; neither file holds the token.
 func TestRecordSerial(t *testing.T) {
 	qemutest.Require(t)
+	// One guest for both sessions (one after the other, each through a
+	// proxy of its own): it boots once.
+	pkiDir, addr := recordingGuest(t)
 	for _, input := range []bool{false, true} {
 		name := "output-only"
 		if input {
@@ -151,7 +169,7 @@ func TestRecordSerial(t *testing.T) {
 			if input {
 				flags = append(flags, "--record-input")
 			}
-			p, dir, client := recordingProxy(t, "", flags...)
+			p, dir, client := recordingProxyTo(t, pkiDir, addr, "", flags...)
 			askGuest(t, "\n", client...)
 			cast := waitRecording(t, dir, true)
 

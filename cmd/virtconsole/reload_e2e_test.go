@@ -33,6 +33,10 @@ import (
 // polling; a changed config file setting that applies only at start is
 // named in a warning.
 func TestReloadRotatesCertificates(t *testing.T) {
+	// Mostly a wait for the daemons' certificate polling (every 10 s): in
+	// parallel with TestUnitExecStart, which waits for it too. Its own
+	// directories, processes and ports (127.0.0.1:0); no global state.
+	t.Parallel()
 	qemutest.Require(t)
 	a, b, c := pki(t), pki(t), pki(t)
 	bundle := concatFiles(t, filepath.Join(a, "ca-cert.pem"), filepath.Join(b, "ca-cert.pem"), filepath.Join(c, "ca-cert.pem"))

@@ -278,6 +278,10 @@ func setprivArgs(setpriv string, gids []string) []string {
 // daemon's polling, and again at once by the unit's ExecReload= line. The
 // README's file is valid for the resolver too.
 func TestUnitExecStart(t *testing.T) {
+	// Mostly a wait for the daemons' certificate polling (every 10 s): in
+	// parallel with TestReloadRotatesCertificates, which waits for it too. Its own
+	// directories, processes and ports (127.0.0.1:0); no global state.
+	t.Parallel()
 	units := []string{"virtconsole.service", "virtconsole-proxy.service"}
 	gids := unitGroups(t, units...)
 	uid, _ := serviceUser(t, nil)
@@ -301,7 +305,7 @@ func TestUnitExecStart(t *testing.T) {
 	tokens := filepath.Join(state, "tokens.json")
 	writeOwned(t, tokens, []byte(`{"t": {"type": "serial", "address": "127.0.0.1:1"}}`), 0o600, uid)
 	pkiDir := filepath.Join(root, "pki")
-	certsCreate := func(extra ...string) {
+	certsCreate := func(t *testing.T, extra ...string) {
 		t.Helper()
 		r := run(t, nil, append([]string{"certs", "create", "--dir", pkiDir, "--host", "127.0.0.1", "--host", "localhost",
 			"--group", strconv.Itoa(gids[unitGroup])}, extra...)...)
@@ -309,36 +313,51 @@ func TestUnitExecStart(t *testing.T) {
 			t.Fatalf("certs create %q: exit %d\n%s%s", extra, r.code, r.stdout, r.stderr)
 		}
 	}
-	certsCreate()
+	certsCreate(t)
 
 	cfg := unitConfig(t, root, state, pkiDir)
+	// Both units' daemons run at once, so that one renewal serves both
+	// and the wait for their polling (every 10 s) is paid once.
+	// (The daemons are the test's, not a subtest's: they outlive each step.)
+	daemons := map[string]*daemon{}
 	for _, unit := range units {
-		t.Run(unit, func(t *testing.T) {
-			var ids []int
-			for _, line := range unitDirectives(t, unit, "SupplementaryGroups") {
-				for _, name := range strings.Fields(line) {
-					ids = append(ids, gids[name])
-				}
+		var ids []int
+		for _, line := range unitDirectives(t, unit, "SupplementaryGroups") {
+			for _, name := range strings.Fields(line) {
+				ids = append(ids, gids[name])
 			}
-			_, prefix := serviceUser(t, ids)
-			args := execStart(t, unit, pkiDir, cfg)
-			args[0] = filepath.Join(root, "virtconsole")
-			args = append(prefix, args...)
-			d := startDaemonCmd(t, exec.Command(args[0], args[1:]...), unitListeningRE)
-			healthz(t, pkiClient(t, pkiDir), d.addr)
-			if prefix != nil {
-				checkSandboxed(t, d.cmd.Process.Pid, ids)
-			}
+		}
+		_, prefix := serviceUser(t, ids)
+		args := execStart(t, unit, pkiDir, cfg)
+		args[0] = filepath.Join(root, "virtconsole")
+		args = append(prefix, args...)
+		d := startDaemonCmd(t, exec.Command(args[0], args[1:]...), unitListeningRE)
+		healthz(t, pkiClient(t, pkiDir), d.addr)
+		if prefix != nil {
+			checkSandboxed(t, d.cmd.Process.Pid, ids)
+		}
+		daemons[unit] = d
+	}
 
-			// A renewal, no signal: the daemon's polling (every 10 s).
-			certsCreate("--force")
+	// A renewal, no signal: each daemon's polling.
+	certsCreate(t, "--force")
+	for _, unit := range units {
+		t.Run(unit+" renewal", func(t *testing.T) {
+			d := daemons[unit]
 			waitFor(t, 30*time.Second, "the renewed certificate, served by the running daemon", func() bool {
 				return servedSerial(t, d.addr).Cmp(fileSerial(t, pkiDir)) == 0
 			})
 			healthz(t, pkiClient(t, pkiDir), d.addr)
+		})
+	}
 
-			// Another, and "systemctl reload": the unit's ExecReload=.
-			certsCreate("--force")
+	// Another, and "systemctl reload": the unit's ExecReload=, at once
+	// (no polling; one renewal each, as the daemon's polling may come
+	// while the other's reload runs).
+	for _, unit := range units {
+		t.Run(unit+" reload", func(t *testing.T) {
+			d := daemons[unit]
+			certsCreate(t, "--force")
 			reloads := len(reloadedRE.FindAllString(d.log.String(), -1))
 			reload := unitDirectives(t, unit, "ExecReload")
 			if len(reload) != 1 {
