@@ -40,6 +40,9 @@ type Poller struct {
 	epfd, evfd int
 	done       chan struct{} // closed when loop returns
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu     sync.Mutex
 	waits  map[Token]func() // pending Waits' wake functions
 	next   Token
@@ -120,25 +123,23 @@ func (p *Poller) Cancel(t Token) bool {
 
 // Close stops the Poller's goroutine and waits for it, which first calls
 // the wake function of every Wait still pending, so that their owners go
-// on reading as they did before they waited here. Wait fails from then on.
+// on reading as they did before they waited here; then it closes the
+// epoll instance. Wait fails from then on. Later calls return the first
+// one's error.
 func (p *Poller) Close() error {
-	p.mu.Lock()
-	closed := p.closed
-	p.closed = true
-	p.mu.Unlock()
-	if closed {
-		<-p.done
-		return nil
-	}
-	one := [8]byte{1} // added to the eventfd's counter: any non-zero value wakes epoll
-	_, err := unix.Write(p.evfd, one[:])
-	<-p.done
-	unix.Close(p.evfd)
-	unix.Close(p.epfd)
-	if err != nil {
-		return fmt.Errorf("park: stopping the poller: %w", err)
-	}
-	return nil
+	p.closeOnce.Do(func() {
+		one := [8]byte{1} // added to the eventfd's counter: any non-zero value wakes epoll
+		if _, err := unix.Write(p.evfd, one[:]); err != nil {
+			// The goroutine cannot be told to stop: leave it, and the
+			// descriptors it uses.
+			p.closeErr = fmt.Errorf("park: stopping the poller: %w", err)
+			return
+		}
+		<-p.done // also when loop ended by itself
+		unix.Close(p.evfd)
+		unix.Close(p.epfd)
+	})
+	return p.closeErr
 }
 
 // loop reports readable sockets until Close writes to the eventfd (or

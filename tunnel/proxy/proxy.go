@@ -450,7 +450,8 @@ func startHandshake(viewer, req context.Context, timeout time.Duration) *handsha
 
 // end ends the handshake's context, once the session starts or fails to,
 // and lets it go: a session keeps nothing of it (nor of the request's
-// contexts it came from) while it runs.
+// contexts it came from) while it runs. serve registers it as a cleanup
+// before the ones that use ctx (a refund), which run first.
 func (h *handshake) end() {
 	if h.stop != nil {
 		h.stop()
