@@ -164,7 +164,10 @@ func TestClose(t *testing.T) {
 	if _, err := q.Wait(rc, wake); err == nil {
 		t.Fatal("Wait on a closed socket: no error")
 	}
-	if n := len(q.waits); n != 0 {
+	q.mu.Lock()
+	n := len(q.waits)
+	q.mu.Unlock()
+	if n != 0 {
 		t.Fatalf("a failed Wait left %d waits", n)
 	}
 }
